@@ -1,0 +1,328 @@
+// Sandflow JavaScript worker: the actor SDK shim (docs/worker-protocol.md, docs/actors.md).
+//
+// Started as `node -e <this file> <channel fd>` with a cleared environment. It speaks
+// length-prefixed JSON frames with the host over the inherited channel descriptor; the
+// script's console output goes to stdout/stderr, which the host captures as log lines.
+//
+// Between calls the worker blocks in a synchronous read, so timers a script leaves
+// running after its call has ended only fire during later calls.
+'use strict';
+
+const fs = require('fs');
+const vm = require('vm');
+const path = require('path');
+const { createRequire } = require('module');
+
+const PROTOCOL_VERSION = 1;
+const MAX_FRAME_BYTES = 16 << 20; // limits::kMaxFrameBytes on the host
+const MAX_TRACEBACK_FRAMES = 64;  // limits::kMaxTracebackFrames
+const FD = Number(process.argv[process.argv.length - 1]);
+
+// ----- JSON codec: plain JSON plus {"$bytes": base64} for bytes (docs/values.md) -----
+
+function reviveBytes(key, value) {
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+        const keys = Object.keys(value);
+        if (keys.length === 1 && keys[0] === '$bytes' && typeof value.$bytes === 'string') {
+            return Buffer.from(value.$bytes, 'base64');
+        }
+    }
+    return value;
+}
+
+function decode(text) {
+    return text.includes('"$bytes"') ? JSON.parse(text, reviveBytes) : JSON.parse(text);
+}
+
+function replaceBytes(key, value) {
+    const original = this[key];
+    if (original instanceof Uint8Array) {
+        return { $bytes: Buffer.from(original.buffer, original.byteOffset, original.byteLength).toString('base64') };
+    }
+    if (typeof value === 'bigint') {
+        throw new TypeError('BigInt is not JSON serializable: convert it to a Number or a String');
+    }
+    return value;
+}
+
+function encode(value) {
+    const text = JSON.stringify(value, replaceBytes);
+    return text === undefined ? 'null' : text;
+}
+
+// ----- frames -----
+
+let rbuf = Buffer.alloc(65536);
+let rlen = 0;
+
+function readExact(n) {
+    if (rbuf.length < n) {
+        const bigger = Buffer.alloc(Math.max(n, rbuf.length * 2));
+        rbuf.copy(bigger, 0, 0, rlen);
+        rbuf = bigger;
+    }
+    while (rlen < n) {
+        let got;
+        try {
+            got = fs.readSync(FD, rbuf, rlen, rbuf.length - rlen, null);
+        } catch (e) {
+            if (e.code === 'EAGAIN' || e.code === 'EINTR') continue;
+            throw e;
+        }
+        if (got === 0) return null;
+        rlen += got;
+    }
+    const out = Buffer.from(rbuf.subarray(0, n));
+    rbuf.copy(rbuf, 0, n, rlen);
+    rlen -= n;
+    return out;
+}
+
+function readFrame() {
+    const header = readExact(4);
+    if (header === null) return null;
+    const n = header.readUInt32BE(0);
+    if (n > MAX_FRAME_BYTES) throw new Error(`frame of ${n} bytes from host exceeds the limit`);
+    const body = readExact(n);
+    if (body === null) return null;
+    return decode(body.toString('utf8'));
+}
+
+function writeRaw(text) {
+    const body = Buffer.from(text, 'utf8');
+    if (body.length > MAX_FRAME_BYTES) {
+        throw new RangeError(`message of ${body.length} bytes exceeds the frame size limit of ${MAX_FRAME_BYTES} bytes`);
+    }
+    const frame = Buffer.allocUnsafe(4 + body.length);
+    frame.writeUInt32BE(body.length, 0);
+    body.copy(frame, 4);
+    let off = 0;
+    while (off < frame.length) {
+        try {
+            off += fs.writeSync(FD, frame, off, frame.length - off);
+        } catch (e) {
+            if (e.code !== 'EAGAIN' && e.code !== 'EINTR') throw e;
+        }
+    }
+}
+
+function send(msg) {
+    writeRaw(encode(msg));
+}
+
+// ----- errors with the script's own file name and line numbers -----
+
+let scriptFile = '';
+let scriptLines = null;
+let scriptSource = '';
+
+function sourceLine(line) {
+    if (scriptLines === null) scriptLines = scriptSource.split('\n');
+    return line >= 1 && line <= scriptLines.length ? scriptLines[line - 1].trim() : '';
+}
+
+const FRAME_RE = /^\s*at (?:(?:async )?(.*?) \()?(.*):(\d+):(\d+)\)?$/;
+
+function errorInfo(err) {
+    const isError = err instanceof Error;
+    const type = isError ? err.name : typeof err;
+    const message = isError ? err.message : String(err);
+    const frames = [];
+    const stack = isError && typeof err.stack === 'string' ? err.stack.split('\n') : [];
+    // A SyntaxError from compilation names the location on its first line: "file:LINE".
+    if (isError && err instanceof SyntaxError && stack.length > 0 && stack[0].startsWith(scriptFile + ':')) {
+        const line = Number(stack[0].slice(scriptFile.length + 1));
+        if (line > 0) frames.push({ file: scriptFile, line, function: '<module>', code: sourceLine(line) });
+    }
+    for (const text of stack) {
+        const m = FRAME_RE.exec(text);
+        if (!m || m[2] !== scriptFile) continue;
+        const line = Number(m[3]);
+        frames.push({ file: m[2], line, column: Number(m[4]), function: m[1] || '<module>', code: sourceLine(line) });
+    }
+    // V8 lists the innermost frame first; report outermost first, like Python.
+    frames.reverse();
+    const kept = frames.slice(-MAX_TRACEBACK_FRAMES);
+    const lines = [`${type}: ${message}`];
+    for (const f of kept.slice().reverse()) lines.push(`    at ${f.function} (${f.file}:${f.line}:${f.column || 0})`);
+    return { type, message, traceback: kept, formatted: lines.join('\n') };
+}
+
+// ----- the call context -----
+
+let outports = new Set();
+const state = new Map(); // committed state: key -> JSON text, decoded on every read
+let handler = null;
+
+class Context {
+    constructor(callId, inputs, config, actorId, timestamp) {
+        this.inputs = inputs;
+        this.config = config;
+        this.actorId = actorId;
+        this.timestamp = timestamp;
+        this._callId = callId;
+        this._changes = new Map();
+    }
+    getInput(port, fallback = undefined) {
+        return Object.prototype.hasOwnProperty.call(this.inputs, port) ? this.inputs[port] : fallback;
+    }
+    hasInput(port) { return Object.prototype.hasOwnProperty.call(this.inputs, port); }
+    getConfig(key, fallback = undefined) {
+        return Object.prototype.hasOwnProperty.call(this.config, key) ? this.config[key] : fallback;
+    }
+    sendOutput(port, value) {
+        if (typeof port !== 'string') throw new TypeError(`output port must be a string, not ${typeof port}`);
+        if (outports.size > 0 && !outports.has(port)) {
+            throw new Error(`unknown output port '${port}'; this actor declares outports ${JSON.stringify([...outports].sort())}`);
+        }
+        writeRaw(`{"t":"output","id":${this._callId},"port":${JSON.stringify(port)},"data":${encode(value)}}`);
+    }
+    getState(key, fallback = undefined) {
+        let raw = this._changes.has(key) ? this._changes.get(key) : state.get(key);
+        if (raw === undefined || raw === null) return fallback;
+        return decode(raw);
+    }
+    setState(key, value) {
+        if (typeof key !== 'string') throw new TypeError(`state key must be a string, not ${typeof key}`);
+        if (value === undefined) throw new TypeError(`state value for '${key}' is undefined; use deleteState to remove it`);
+        this._changes.set(key, encode(value));
+    }
+    deleteState(key) { this._changes.set(key, null); }
+    getAllState() {
+        const out = {};
+        for (const [k, v] of state) out[k] = decode(v);
+        for (const [k, v] of this._changes) {
+            if (v === null) delete out[k]; else out[k] = decode(v);
+        }
+        return out;
+    }
+    log(...parts) {
+        send({ t: 'log', id: this._callId, level: 'info', message: parts.map(String).join(' ') });
+    }
+}
+// Python-style aliases, so the same names work in both languages.
+Object.assign(Context.prototype, {
+    get_input: Context.prototype.getInput, has_input: Context.prototype.hasInput,
+    get_config: Context.prototype.getConfig, send_output: Context.prototype.sendOutput,
+    get_state: Context.prototype.getState, set_state: Context.prototype.setState,
+    delete_state: Context.prototype.deleteState,
+});
+Object.defineProperty(Context.prototype, 'actor_id', { get() { return this.actorId; } });
+
+// ----- load and serve -----
+
+function deepEqual(a, b) {
+    if (a === b) return true;
+    if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+    if (Array.isArray(a) !== Array.isArray(b)) return false;
+    const ka = Object.keys(a);
+    const kb = Object.keys(b);
+    if (ka.length !== kb.length) return false;
+    return ka.every((k) => Object.prototype.hasOwnProperty.call(b, k) && deepEqual(a[k], b[k]));
+}
+
+// Appended on a line of its own, so the script's line numbers are unchanged. `metadata`
+// and `process` are read from the script's own scope: a top-level `async function
+// process` shadows Node's global inside the script only.
+const CAPTURE = '\n;__sandflow_capture(typeof metadata === "undefined" ? undefined : metadata,' +
+    ' typeof process === "function" ? process : undefined);\n';
+
+function load(msg) {
+    scriptFile = msg.filename;
+    scriptSource = msg.source;
+    scriptLines = null;
+    let captured = { metadata: undefined, process: undefined };
+    const fn = vm.compileFunction(scriptSource + CAPTURE,
+        ['exports', 'require', 'module', '__filename', '__dirname', '__sandflow_capture'],
+        { filename: scriptFile });
+    const mod = { exports: {} };
+    const req = createRequire(path.resolve(scriptFile));
+    fn.call(mod.exports, mod.exports, req, mod, scriptFile, path.dirname(scriptFile),
+        (metadata, proc) => { captured = { metadata, process: proc }; });
+    const exp = mod.exports || {};
+    const meta = exp.metadata !== undefined ? exp.metadata : captured.metadata;
+    handler = typeof exp.process === 'function' ? exp.process : captured.process;
+    if (typeof exp === 'function' && handler === undefined) handler = exp;
+    if (meta === undefined || meta === null || typeof meta !== 'object') {
+        throw new Error('no metadata object was defined when the script ran');
+    }
+    if (typeof handler !== 'function') {
+        throw new Error('the script defines no function process(context): declare `async function process(context)` or export it');
+    }
+    const seen = JSON.parse(encode(meta));
+    if (!deepEqual(seen, msg.metadata)) {
+        throw new Error('the metadata seen at run time differs from the static declaration; declare metadata as a literal, ' +
+            `not computed values: static ${JSON.stringify(msg.metadata)}, run time ${JSON.stringify(seen)}`);
+    }
+    outports = new Set((msg.metadata.outports || []).map((p) => (typeof p === 'string' ? p : p.name)));
+    setState(msg.state || {});
+}
+
+function setState(obj) {
+    state.clear();
+    for (const k of Object.keys(obj)) state.set(k, encode(obj[k]));
+}
+
+async function call(msg) {
+    const id = msg.id;
+    if (msg.state !== undefined) setState(msg.state);
+    const ctx = new Context(id, msg.inputs || {}, msg.config || {}, msg.actor_id || '', msg.timestamp || 0);
+    let outputs;
+    try {
+        let result = handler(ctx);
+        if (result !== null && typeof result === 'object' && typeof result.then === 'function') result = await result;
+        if (result === undefined || result === null) {
+            outputs = '{}';
+        } else if (typeof result === 'object' && !Array.isArray(result) && !(result instanceof Uint8Array)) {
+            outputs = encode(result);
+        } else {
+            throw new TypeError(`process() returned ${Array.isArray(result) ? 'an array' : typeof result}; return an object of port -> value, or nothing`);
+        }
+    } catch (err) {
+        send({ t: 'error', id, error: errorInfo(err) });
+        return;
+    }
+    const sets = [];
+    const deleted = [];
+    for (const [k, raw] of ctx._changes) {
+        if (raw === null) {
+            state.delete(k);
+            deleted.push(k);
+        } else {
+            state.set(k, raw);
+            sets.push(`${JSON.stringify(k)}:${raw}`);
+        }
+    }
+    writeRaw(`{"t":"result","id":${id},"outputs":${outputs},"state_set":{${sets.join(',')}},"state_deleted":${JSON.stringify(deleted)}}`);
+}
+
+async function main() {
+    send({ t: 'hello', v: PROTOCOL_VERSION, lang: 'javascript', runtime: process.versions.node, pid: process.pid });
+    const first = readFrame();
+    if (first === null) return;
+    if (first.t !== 'load') {
+        send({ t: 'load_error', error: { type: 'ProtocolError', message: 'expected a load frame first' } });
+        return;
+    }
+    try {
+        load(first);
+    } catch (err) {
+        send({ t: 'load_error', error: errorInfo(err) });
+        return;
+    }
+    send({ t: 'loaded' });
+    for (;;) {
+        const msg = readFrame();
+        if (msg === null || msg.t === 'exit') return;
+        if (msg.t === 'call') {
+            await call(msg);
+        } else {
+            send({ t: 'error', id: msg.id || 0, error: { type: 'ProtocolError', message: `unknown frame type ${msg.t}` } });
+        }
+    }
+}
+
+main().then(() => process.exit(0), (err) => {
+    process.stderr.write(`sandflow worker: ${err && err.stack ? err.stack : err}\n`);
+    process.exit(70);
+});

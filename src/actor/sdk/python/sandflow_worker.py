@@ -1,0 +1,446 @@
+# Sandflow Python worker: the actor SDK shim (docs/worker-protocol.md, docs/actors.md).
+#
+# Started as `python3 -I -S -c <this file> <channel fd>` with a cleared environment. It
+# speaks length-prefixed JSON frames with the host over the inherited channel descriptor;
+# stdout and stderr are the script's own and the host captures them as log lines.
+#
+# Start-up cost matters (a worker is started per actor instance), so this file imports
+# only built-in modules: the `json` package would pull in `re` (~5 ms), so the C codec in
+# `_json` is used directly. asyncio (~40 ms to import) is used only when the script itself
+# imported it; otherwise coroutines are driven by hand.
+import os
+import sys
+import builtins
+import binascii
+import _json
+
+PROTOCOL_VERSION = 1
+MAX_FRAME_BYTES = 16 << 20  # limits::kMaxFrameBytes on the host
+MAX_TRACEBACK_FRAMES = 64   # limits::kMaxTracebackFrames
+
+_fd = int(sys.argv[1])
+
+
+# ----- JSON codec: plain JSON plus {"$bytes": base64} for bytes (docs/values.md) -----
+
+class _ScanContext:
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    memo = {}
+
+    @staticmethod
+    def parse_constant(name):
+        raise ValueError("non-standard JSON constant " + name)
+
+
+class _BytesScanContext(_ScanContext):
+    @staticmethod
+    def object_hook(obj):
+        if len(obj) == 1 and "$bytes" in obj:
+            return binascii.a2b_base64(obj["$bytes"])
+        return obj
+
+
+_scan = _json.make_scanner(_ScanContext)
+_scan_bytes = _json.make_scanner(_BytesScanContext)
+
+
+def _decode(raw):
+    text = raw.decode("utf-8")
+    scanner = _scan_bytes if '"$bytes"' in text else _scan
+    value, end = scanner(text, 0)
+    if text[end:].strip():
+        raise ValueError("trailing data after JSON value")
+    return value
+
+
+def _default(obj):
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return {"$bytes": binascii.b2a_base64(bytes(obj), newline=False).decode("ascii")}
+    raise TypeError(
+        "value of type %s is not JSON serializable: send dict, list, tuple, str, int, "
+        "float, bool, None or bytes" % type(obj).__name__)
+
+
+def _encode(value):
+    encoder = _json.make_encoder({}, _default, _json.encode_basestring, None, ":", ",",
+                                 False, False, False)
+    return "".join(encoder(value, 0))
+
+
+# ----- frames -----
+
+_rbuf = bytearray()
+
+
+def _read_exact(n):
+    while len(_rbuf) < n:
+        chunk = os.read(_fd, max(65536, n - len(_rbuf)))
+        if not chunk:
+            raise EOFError
+        _rbuf.extend(chunk)
+    data = bytes(_rbuf[:n])
+    del _rbuf[:n]
+    return data
+
+
+def _read_frame():
+    header = _read_exact(4)
+    n = int.from_bytes(header, "big")
+    if n > MAX_FRAME_BYTES:
+        raise ValueError("frame of %d bytes from host exceeds the limit" % n)
+    return _decode(_read_exact(n))
+
+
+def _write_raw(payload):
+    data = payload.encode("utf-8")
+    if len(data) > MAX_FRAME_BYTES:
+        raise ValueError("message of %d bytes exceeds the frame size limit of %d bytes"
+                         % (len(data), MAX_FRAME_BYTES))
+    view = memoryview(len(data).to_bytes(4, "big") + data)
+    while view:
+        n = os.write(_fd, view)
+        view = view[n:]
+
+
+def _send(msg):
+    _write_raw(_encode(msg))
+
+
+# ----- errors with the script's own file name and line numbers -----
+
+_script_file = None
+_script_lines = None
+
+
+def _source_line(lineno):
+    global _script_lines
+    if _script_lines is None:
+        _script_lines = _script_source.splitlines()
+    if 1 <= lineno <= len(_script_lines):
+        return _script_lines[lineno - 1].strip()
+    return ""
+
+
+def _error_info(exc):
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_filename == _script_file:
+            frames.append({"file": code.co_filename, "line": tb.tb_lineno,
+                           "function": code.co_name, "code": _source_line(tb.tb_lineno)})
+        tb = tb.tb_next
+    if isinstance(exc, SyntaxError) and exc.filename == _script_file and exc.lineno:
+        frames.append({"file": exc.filename, "line": exc.lineno, "column": exc.offset or 0,
+                       "function": "<module>", "code": (exc.text or "").strip()})
+    frames = frames[-MAX_TRACEBACK_FRAMES:]
+    message = str(exc) if not isinstance(exc, SyntaxError) else (exc.msg or str(exc))
+    lines = ["Traceback (most recent call last):"]
+    for f in frames:
+        lines.append('  File "%s", line %d, in %s' % (f["file"], f["line"], f["function"]))
+        if f["code"]:
+            lines.append("    " + f["code"])
+    lines.append("%s: %s" % (type(exc).__name__, message))
+    return {"type": type(exc).__name__, "message": message, "traceback": frames,
+            "formatted": "\n".join(lines)}
+
+
+# ----- the actor decorator and the call context -----
+
+_registered = []
+
+
+def actor(*args, **kwargs):
+    """@actor({...}) or @actor(name=..., inports=[...], ...): declares the actor."""
+    if args and kwargs:
+        raise TypeError("@actor takes either one metadata dict or keyword arguments, not both")
+    if len(args) > 1 or (args and not isinstance(args[0], dict)):
+        raise TypeError("@actor takes one metadata dict: @actor({\"component\": ...})")
+    meta = dict(args[0]) if args else dict(kwargs)
+
+    def register(fn):
+        if not callable(fn):
+            raise TypeError("@actor must decorate a function")
+        _registered.append((meta, fn))
+        return fn
+    return register
+
+
+class _Done:
+    """Returned by the context's actions: they take effect at once, and `await`ing the
+    result (as Reflow's actors do) is harmless."""
+    __slots__ = ()
+
+    def __await__(self):
+        return iter(())
+
+
+_DONE = _Done()
+_MISSING = object()
+_AWAITABLE_CACHE = {}
+
+
+def _caller_awaits():
+    """True when the caller's next instruction awaits our return value, so that both
+    `context.get_state(k)` and Reflow's `await context.get_state(k)` get the value."""
+    frame = sys._getframe(2)
+    code = frame.f_code
+    key = (code, frame.f_lasti)
+    hit = _AWAITABLE_CACHE.get(key)
+    if hit is None:
+        hit = False
+        if code.co_flags & 0x80:  # CO_COROUTINE: only a coroutine can await
+            import dis
+            # f_lasti points at the call or into its inline caches: the next real
+            # instruction is the one that consumes the return value.
+            for ins in dis.get_instructions(code):
+                if ins.offset > frame.f_lasti:
+                    hit = ins.opname == "GET_AWAITABLE"
+                    break
+        _AWAITABLE_CACHE[key] = hit
+    return hit
+
+
+class _Value:
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __await__(self):
+        return self.value
+        yield  # makes this a generator function
+
+
+class Context:
+    __slots__ = ("inputs", "config", "actor_id", "timestamp", "_call_id", "_changes")
+
+    def __init__(self, call_id, inputs, config, actor_id, timestamp):
+        self.inputs = inputs
+        self.config = config
+        self.actor_id = actor_id
+        self.timestamp = timestamp
+        self._call_id = call_id
+        self._changes = {}
+
+    # inputs and config
+    def get_input(self, port, default=None):
+        return self.inputs.get(port, default)
+
+    def has_input(self, port):
+        return port in self.inputs
+
+    def get_config(self, key, default=None):
+        return self.config.get(key, default)
+
+    # outputs: each one reaches the host before this returns
+    def send_output(self, port, value):
+        if not isinstance(port, str):
+            raise TypeError("output port must be a str, not %s" % type(port).__name__)
+        if _outports and port not in _outports:
+            raise ValueError("unknown output port %r; this actor declares outports %s"
+                             % (port, sorted(_outports)))
+        _write_raw('{"t":"output","id":%d,"port":%s,"data":%s}'
+                   % (self._call_id, _encode(port), _encode(value)))
+        return _DONE
+
+    send_output_sync = send_output
+
+    # state: changes commit only when the call succeeds
+    def get_state(self, key, default=None):
+        raw = self._changes.get(key, _MISSING)
+        if raw is _MISSING:
+            raw = _state.get(key, _MISSING)
+        value = default if raw is _MISSING or raw is None else _decode(raw)
+        return _Value(value) if _caller_awaits() else value
+
+    def set_state(self, key, value):
+        if not isinstance(key, str):
+            raise TypeError("state key must be a str, not %s" % type(key).__name__)
+        self._changes[key] = _encode(value).encode("utf-8")  # a copy, checked now
+        return _DONE
+
+    def delete_state(self, key):
+        self._changes[key] = None
+        return _DONE
+
+    def get_all_state(self):
+        merged = dict(_state)
+        merged.update(self._changes)
+        return {k: _decode(v) for k, v in merged.items() if v is not None}
+
+    # logs go to the host's log, tagged with this call
+    def log(self, *parts, level="info"):
+        _send({"t": "log", "id": self._call_id, "level": str(level),
+               "message": " ".join(str(p) for p in parts)})
+        return _DONE
+
+    # Reflow / JS-style aliases
+    getInput = get_input
+    hasInput = has_input
+    getConfig = get_config
+    sendOutput = send_output
+    getState = get_state
+    setState = set_state
+    deleteState = delete_state
+
+
+# ----- load and serve -----
+
+_script_source = ""
+_handler = None
+_outports = frozenset()
+_state = {}  # committed state: key -> JSON text (bytes), decoded on every read
+_loop = None
+
+
+def _port_names(ports):
+    names = set()
+    for p in ports or ():
+        names.add(p if isinstance(p, str) else p.get("name"))
+    return frozenset(names)
+
+
+def _load(msg):
+    global _script_file, _script_source, _handler, _outports, _script_lines
+    _script_file = msg["filename"]
+    _script_source = msg["source"]
+    _script_lines = None
+    static = msg["metadata"]
+    namespace = {"__name__": "__sandflow_actor__", "__file__": _script_file,
+                 "__builtins__": builtins, "actor": actor}
+    code = compile(_script_source, _script_file, "exec", dont_inherit=True)
+    exec(code, namespace)
+    if _registered:
+        if len(_registered) > 1:
+            raise RuntimeError("the script declared %d actors; one script declares one actor"
+                               % len(_registered))
+        runtime_meta, _handler = _registered[0]
+    else:
+        runtime_meta = namespace.get("__actor_metadata__")
+        _handler = namespace.get("process")
+        if not isinstance(runtime_meta, dict):
+            raise RuntimeError("no @actor declaration ran and __actor_metadata__ is not a dict")
+        if not callable(_handler):
+            raise RuntimeError("__actor_metadata__ is declared but no function process(context)"
+                               " is defined")
+    seen = _decode(_encode(runtime_meta).encode("utf-8"))
+    if seen != static:
+        raise RuntimeError("the metadata seen at run time differs from the static declaration;"
+                           " declare metadata as a literal, not computed values: static %s,"
+                           " run time %s" % (_encode(static), _encode(seen)))
+    _outports = _port_names(static.get("outports"))
+    state = msg.get("state") or {}
+    _set_state(state)
+
+
+def _set_state(state):
+    _state.clear()
+    for k, v in state.items():
+        _state[k] = _encode(v).encode("utf-8")
+
+
+def _run(result):
+    """Completes a coroutine (or other awaitable) returned by the handler."""
+    global _loop
+    if "asyncio" in sys.modules:
+        if _loop is None:
+            _loop = sys.modules["asyncio"].new_event_loop()
+        return _loop.run_until_complete(result)
+    it = result.__await__() if not hasattr(result, "send") else result
+    try:
+        it.send(None)
+    except StopIteration as stop:
+        return stop.value
+    it.close()
+    raise RuntimeError("process() awaited something that needs an event loop, but asyncio "
+                       "was not imported when the call started: add `import asyncio` at the "
+                       "top of the script")
+
+
+def _call(msg):
+    call_id = msg["id"]
+    if "state" in msg:
+        _set_state(msg["state"])
+    ctx = Context(call_id, msg.get("inputs") or {}, msg.get("config") or {},
+                  msg.get("actor_id", ""), msg.get("timestamp", 0))
+    try:
+        result = _handler(ctx)
+        if hasattr(result, "__await__"):
+            result = _run(result)
+        if result is None:
+            outputs = "{}"
+        elif isinstance(result, dict):
+            outputs = _encode(result)
+        else:
+            raise TypeError("process() returned %s; return a dict of port -> value, or None"
+                            % type(result).__name__)
+    except BaseException as exc:  # sys.exit() included: the worker reports it and lives on
+        _flush_std()
+        _send({"t": "error", "id": call_id, "error": _error_info(exc)})
+        return
+    changes = ctx._changes
+    sets = []
+    deleted = []
+    for k, raw in changes.items():
+        if raw is None:
+            _state.pop(k, None)
+            deleted.append(k)
+        else:
+            _state[k] = raw
+            sets.append("%s:%s" % (_encode(k), raw.decode("utf-8")))
+    _flush_std()
+    _write_raw('{"t":"result","id":%d,"outputs":%s,"state_set":{%s},"state_deleted":%s}'
+               % (call_id, outputs, ",".join(sets), _encode(deleted)))
+
+
+def _flush_std():
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:
+        pass
+
+
+def main():
+    try:
+        sys.stdout.reconfigure(line_buffering=True)
+    except Exception:
+        pass
+    _send({"t": "hello", "v": PROTOCOL_VERSION, "lang": "python",
+           "runtime": "%d.%d.%d" % sys.version_info[:3], "pid": os.getpid()})
+    try:
+        msg = _read_frame()
+    except EOFError:
+        return
+    if msg.get("t") != "load":
+        _send({"t": "load_error", "error": {"type": "ProtocolError",
+                                             "message": "expected a load frame first"}})
+        return
+    try:
+        _load(msg)
+    except BaseException as exc:
+        _flush_std()
+        _send({"t": "load_error", "error": _error_info(exc)})
+        return
+    _send({"t": "loaded"})
+    while True:
+        try:
+            msg = _read_frame()
+        except EOFError:
+            return
+        kind = msg.get("t")
+        if kind == "call":
+            _call(msg)
+        elif kind == "exit":
+            return
+        else:
+            _send({"t": "error", "id": msg.get("id", 0),
+                   "error": {"type": "ProtocolError", "message": "unknown frame type %r" % kind}})
+
+
+main()

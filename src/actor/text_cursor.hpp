@@ -1,0 +1,94 @@
+// Position tracking, UTF-8 helpers and error builders shared by the metadata scanners.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/error.hpp"
+
+namespace sandflow::actor::detail {
+
+// A place in a source text. `line` and `column` are 1-based. A column counts Unicode code
+// points from the start of its line: a tab is one column and a multi-byte UTF-8 character is
+// one column, which is what editors show for UTF-8 text. `offset` is in bytes.
+struct SourcePos {
+    std::size_t offset = 0;
+    int line = 1;
+    int column = 1;
+};
+
+// A reader over text that is already known to be valid UTF-8. Newlines are "\n", "\r\n" and a
+// lone "\r" (the set Python and JavaScript share; U+2028 and U+2029 do not start a line here).
+// A leading UTF-8 byte-order mark is skipped and takes no column.
+class TextCursor {
+public:
+    explicit TextCursor(std::string_view text);
+
+    bool at_end() const { return pos_.offset >= text_.size(); }
+    // The byte `ahead` bytes on, or '\0' past the end.
+    char peek(std::size_t ahead = 0) const {
+        const std::size_t i = pos_.offset + ahead;
+        return i < text_.size() ? text_[i] : '\0';
+    }
+    bool at_newline() const { return peek() == '\n' || peek() == '\r'; }
+    bool starts_with(std::string_view s) const {
+        return text_.substr(pos_.offset).starts_with(s);
+    }
+
+    // Moves over n bytes, keeping line and column.
+    void advance(std::size_t n = 1);
+    // Consumes one newline ("\n", "\r\n" or "\r") when the cursor is at one.
+    bool skip_newline();
+    // Consumes one whole UTF-8 character and appends its bytes to `out`.
+    void copy_char(std::string& out);
+    // Consumes up to the next newline (not included) or the end.
+    void skip_line();
+
+    const SourcePos& pos() const { return pos_; }
+    std::size_t offset() const { return pos_.offset; }
+    void reset(const SourcePos& p) { pos_ = p; }
+    std::string_view text() const { return text_; }
+    // The text from byte offset `from` up to the cursor.
+    std::string_view since(std::size_t from) const {
+        return text_.substr(from, pos_.offset - from);
+    }
+
+private:
+    std::string_view text_;
+    SourcePos pos_;
+};
+
+inline bool is_digit(char c) { return c >= '0' && c <= '9'; }
+inline bool is_hex_digit(char c) {
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+inline bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+inline bool is_non_ascii(char c) { return static_cast<unsigned char>(c) >= 0x80; }
+// True if `c` is a digit of `base` (2, 8, 10 or 16).
+bool is_base_digit(char c, int base);
+int hex_value(char c);
+
+// Byte offset of the first byte that is not part of valid UTF-8 (overlong forms, surrogates
+// and code points above U+10FFFF are invalid), or nullopt when the whole text is valid.
+std::optional<std::size_t> find_invalid_utf8(std::string_view text);
+// Line and column of a byte offset, counted as TextCursor counts them.
+SourcePos position_at(std::string_view text, std::size_t offset);
+// Appends `cp` as UTF-8; false (nothing appended) for surrogates and values above U+10FFFF.
+bool append_utf8(std::string& out, std::uint32_t cp);
+
+// What the cursor is looking at, for "expected X, found Y" messages: "end of file",
+// "end of line", "identifier 'foo'", "number '12'", "a string" or "'c'".
+std::string describe_at(const TextCursor& cur);
+
+// The metadata Error for a position in `file` (see metadata_error).
+Error error_at(std::string_view file, const SourcePos& pos, std::string_view what);
+// The same, for a crossed limit: also names the limit in data.limit.
+Error limit_error_at(std::string_view file, const SourcePos& pos, std::string_view what,
+                     std::string_view limit);
+// "line 3, column 5" — for messages that name a second place.
+std::string where(const SourcePos& pos);
+
+}  // namespace sandflow::actor::detail

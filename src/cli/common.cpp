@@ -1,0 +1,47 @@
+#include "cli/common.hpp"
+
+#include <cstdio>
+
+#include "core/log.hpp"
+
+namespace sandflow::cli {
+
+int exit_status_for(const Error& e) {
+    switch (e.code) {
+        case Errc::script: return kExitScriptError;
+        case Errc::invalid_argument:
+        case Errc::metadata: return kExitUsage;
+        default: return kExitSandbox;
+    }
+}
+
+int report(const Error& e) {
+    std::fprintf(stderr, "sandflow: error: %s\n", e.message.c_str());
+    return exit_status_for(e);
+}
+
+void add_backend_flags(CLI::App& cmd, BackendFlags& flags) {
+    cmd.add_option("--backend", flags.name,
+                   "Sandbox backend: auto (the strongest this host supports) or none")
+        ->default_str("auto");
+    cmd.add_flag("--insecure-no-sandbox", flags.insecure_no_sandbox,
+                 "Allow the 'none' backend: run scripts as plain subprocesses with NO isolation "
+                 "(trusted scripts, development only)");
+}
+
+Result<std::unique_ptr<sandbox::Backend>> open_backend(const BackendFlags& flags) {
+    sandbox::BackendOptions opts;
+    opts.allow_insecure = flags.insecure_no_sandbox;
+    if (flags.name == "auto") {
+        // No isolating backend is built yet: auto falls back to `none` only when the user
+        // explicitly allowed running without a sandbox.
+        if (!flags.insecure_no_sandbox)
+            return fail(Errc::sandbox_unavailable,
+                        "no isolating sandbox backend is available in this build; pass "
+                        "--insecure-no-sandbox to run trusted scripts without isolation");
+        return sandbox::make_backend("none", opts);
+    }
+    return sandbox::make_backend(flags.name, opts);
+}
+
+}  // namespace sandflow::cli

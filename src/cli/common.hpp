@@ -1,0 +1,39 @@
+// What every subcommand shares: exit statuses, error printing, backend selection.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "core/error.hpp"
+#include "sandbox/backend.hpp"
+
+namespace sandflow::cli {
+
+// Exit statuses (documented in README.md and `sandflow --help`).
+enum ExitStatus : int {
+    kExitOk = 0,
+    kExitScriptError = 1,  // the actor script raised
+    kExitUsage = 2,        // bad command line, bad input, or a metadata error
+    kExitSandbox = 3,      // the sandbox, worker or a limit failed (timeout, crash, limit)
+};
+
+// The status that matches an error's code.
+int exit_status_for(const Error& e);
+
+// Prints "sandflow: error: <message>" on stderr and returns exit_status_for(e).
+int report(const Error& e);
+
+struct BackendFlags {
+    std::string name = "auto";
+    bool insecure_no_sandbox = false;
+};
+void add_backend_flags(CLI::App& cmd, BackendFlags& flags);
+Result<std::unique_ptr<sandbox::Backend>> open_backend(const BackendFlags& flags);
+
+// Subcommands: each registers itself and returns the status of its run.
+void register_inspect(CLI::App& app, int& status);
+void register_exec(CLI::App& app, int& status);
+
+}  // namespace sandflow::cli

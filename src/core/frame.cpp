@@ -1,0 +1,56 @@
+#include "core/frame.hpp"
+
+#include <cstdint>
+
+namespace sandflow {
+
+std::string encode_frame(const json::value& message) {
+    std::string payload = json::serialize(message);
+    const auto n = static_cast<std::uint32_t>(payload.size());
+    std::string out;
+    out.reserve(limits::kFrameHeaderBytes + payload.size());
+    out.push_back(static_cast<char>((n >> 24) & 0xff));
+    out.push_back(static_cast<char>((n >> 16) & 0xff));
+    out.push_back(static_cast<char>((n >> 8) & 0xff));
+    out.push_back(static_cast<char>(n & 0xff));
+    out += payload;
+    return out;
+}
+
+std::optional<Result<json::object>> FrameDecoder::next() {
+    if (failed_) return tl::unexpected(*failed_);
+    if (buf_.size() - pos_ < limits::kFrameHeaderBytes) return std::nullopt;
+    const auto* p = reinterpret_cast<const unsigned char*>(buf_.data() + pos_);
+    const std::size_t n = (std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) |
+                          (std::size_t{p[2]} << 8) | std::size_t{p[3]};
+    if (n > max_) {
+        failed_ = Error(Errc::limit_exceeded,
+                        "frame of " + std::to_string(n) + " bytes exceeds the frame size limit of " +
+                            std::to_string(max_) + " bytes",
+                        {{"limit", "frame_bytes"}, {"value", max_}});
+        return tl::unexpected(*failed_);
+    }
+    if (buf_.size() - pos_ < limits::kFrameHeaderBytes + n) return std::nullopt;
+    std::string_view payload(buf_.data() + pos_ + limits::kFrameHeaderBytes, n);
+    pos_ += limits::kFrameHeaderBytes + n;
+    auto v = parse_json(payload, "frame");
+    // Compact once the consumed prefix dominates, so the buffer does not grow unbounded.
+    if (pos_ == buf_.size()) {
+        buf_.clear();
+        pos_ = 0;
+    } else if (pos_ > 4096 && pos_ * 2 > buf_.size()) {
+        buf_.erase(0, pos_);
+        pos_ = 0;
+    }
+    if (!v) {
+        failed_ = Error(Errc::worker_crashed, "malformed frame: " + v.error().message);
+        return tl::unexpected(*failed_);
+    }
+    if (!v->is_object()) {
+        failed_ = Error(Errc::worker_crashed, "malformed frame: payload is not a JSON object");
+        return tl::unexpected(*failed_);
+    }
+    return std::move(v->as_object());
+}
+
+}  // namespace sandflow

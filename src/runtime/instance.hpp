@@ -1,0 +1,64 @@
+// An actor instance: one loaded script, its committed state, and the worker that serves
+// it. The worker is started when the instance is created (so load errors surface at load
+// time) and again, from the last committed state, after it dies or is killed.
+//
+// State commits only when a call succeeds. A call that fails (the script raised, timed
+// out, or the worker died) leaves the committed state as it was.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "actor/metadata.hpp"
+#include "runtime/worker.hpp"
+
+namespace sandflow::runtime {
+
+struct InstanceSpec {
+    std::string actor_id;
+    actor::ActorMetadata metadata;
+    std::string source;
+    std::string filename;
+    json::object initial_state;
+    std::function<void(const LogLine&)> on_log;  // output outside calls
+    std::chrono::milliseconds start_timeout = limits::kWorkerStartTimeout;
+};
+
+// Reads a script file into a spec (metadata extracted statically, source kept).
+Result<InstanceSpec> spec_from_file(const std::filesystem::path& path);
+
+struct CallOutcome {
+    json::object outputs;
+    json::object state;  // the committed state after the call
+    std::chrono::microseconds duration{0};
+    bool new_worker = false;  // a new worker had to be started for this call
+};
+
+class Instance {
+public:
+    static Result<std::unique_ptr<Instance>> create(sandbox::Backend& backend, InstanceSpec spec);
+
+    // Validates the inputs against the declared inports, then calls the worker.
+    Result<CallOutcome> call(const CallRequest& request, const CallEvents& events);
+
+    const actor::ActorMetadata& metadata() const { return spec_.metadata; }
+    const json::object& state() const { return state_; }
+    std::size_t worker_starts() const { return worker_starts_; }
+    pid_t worker_pid() const { return worker_ ? worker_->pid() : -1; }
+
+private:
+    Instance(sandbox::Backend& backend, InstanceSpec spec);
+    Result<void> ensure_worker();
+    Result<void> check_inputs(const json::object& inputs) const;
+
+    sandbox::Backend& backend_;
+    InstanceSpec spec_;
+    json::object state_;
+    std::unique_ptr<Worker> worker_;
+    bool worker_in_sync_ = false;  // the worker's committed state equals state_
+    std::size_t worker_starts_ = 0;
+};
+
+}  // namespace sandflow::runtime

@@ -1,0 +1,388 @@
+#include "runtime/worker.hpp"
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "actor/sdk.hpp"
+#include "core/duration.hpp"
+#include "core/limits.hpp"
+
+namespace sandflow::runtime {
+
+namespace {
+
+constexpr int kProtocolVersion = 1;
+constexpr std::size_t kStderrTailLines = 20;  // kept for the error when a worker dies
+constexpr std::size_t kReadChunk = 64u << 10;
+
+std::int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+int poll_timeout_ms(Clock::time_point deadline) {
+    const auto left = deadline - Clock::now();
+    if (left <= Clock::duration::zero()) return 0;
+    const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+    return ms > 60'000 ? 60'000 : static_cast<int>(ms);
+}
+
+Error protocol_violation(std::string_view what) {
+    return Error(Errc::worker_crashed,
+                 "the worker broke the frame protocol (" + std::string(what) +
+                     "); it was killed and the next call starts a new one",
+                 {{"reason", "protocol_violation"}});
+}
+
+const json::string* string_field(const json::object& o, std::string_view key) {
+    const auto* v = o.if_contains(key);
+    return v && v->is_string() ? &v->get_string() : nullptr;
+}
+
+// "ValueError: bad input (at double.py:12 in process)"
+Error script_error(json::object info, std::string_view during) {
+    std::string msg(during);
+    msg += ": ";
+    const auto* type = string_field(info, "type");
+    const auto* message = string_field(info, "message");
+    msg += type ? std::string(*type) : "Error";
+    if (message && !message->empty()) msg += ": " + std::string(*message);
+    if (const auto* tb = info.if_contains("traceback"); tb && tb->is_array() && !tb->get_array().empty()) {
+        const auto& last = tb->get_array().back();
+        if (last.is_object()) {
+            const auto& f = last.get_object();
+            const auto* file = string_field(f, "file");
+            const auto* line = f.if_contains("line");
+            const auto* fn = string_field(f, "function");
+            if (file && line && line->is_int64()) {
+                msg += " (at " + std::string(*file) + ":" + std::to_string(line->get_int64());
+                if (fn) msg += " in " + std::string(*fn);
+                msg += ")";
+            }
+        }
+    }
+    return Error(Errc::script, std::move(msg), std::move(info));
+}
+
+}  // namespace
+
+Worker::Worker(std::unique_ptr<sandbox::Process> proc, std::string actor_id, std::string filename,
+               std::function<void(const LogLine&)> on_log)
+    : proc_(std::move(proc)),
+      actor_id_(std::move(actor_id)),
+      filename_(std::move(filename)),
+      default_log_(std::move(on_log)) {
+    if (!default_log_) default_log_ = [](const LogLine&) {};
+}
+
+Worker::~Worker() { kill(); }
+
+pid_t Worker::pid() const { return proc_ ? proc_->pid() : -1; }
+
+void Worker::kill() {
+    if (proc_) {
+        proc_->kill_and_wait();
+        proc_.reset();
+    }
+}
+
+Result<std::unique_ptr<Worker>> Worker::start(sandbox::Backend& backend, const LoadSpec& spec,
+                                              std::chrono::milliseconds start_timeout) {
+    sandbox::WorkerSpec ws;
+    ws.argv = actor::sdk::worker_argv(spec.metadata.language, sandbox::kChannelFd);
+    auto proc = backend.spawn(ws);
+    if (!proc) return tl::unexpected(proc.error());
+    std::unique_ptr<Worker> w(new Worker(std::move(*proc), spec.actor_id, spec.filename, spec.on_log));
+    const auto deadline = Clock::now() + start_timeout;
+
+    auto hello = w->pump(deadline, [&](json::object& f) -> Result<bool> {
+        const auto* t = string_field(f, "t");
+        const auto* v = f.if_contains("v");
+        if (!t || *t != "hello") return tl::unexpected(protocol_violation("expected hello first"));
+        if (!v || !v->is_int64() || v->get_int64() != kProtocolVersion)
+            return tl::unexpected(protocol_violation("unsupported protocol version"));
+        if (const auto* rt = string_field(f, "runtime")) w->runtime_version_ = std::string(*rt);
+        return true;
+    }, w->default_log_, "start-up");
+    if (!hello) {
+        if (hello.error().code == Errc::timeout)
+            return fail(Errc::sandbox_unavailable,
+                        "the worker did not start within " + format_duration(start_timeout));
+        return tl::unexpected(hello.error());
+    }
+
+    json::object load{{"t", "load"},
+                      {"filename", spec.filename},
+                      {"source", spec.source},
+                      {"metadata", spec.metadata.raw},
+                      {"actor_id", spec.actor_id},
+                      {"state", spec.state}};
+    if (auto s = w->send(load); !s) return tl::unexpected(s.error());
+    std::optional<Error> load_error;
+    auto loaded = w->pump(deadline, [&](json::object& f) -> Result<bool> {
+        const auto* t = string_field(f, "t");
+        if (t && *t == "loaded") return true;
+        if (t && *t == "load_error") {
+            const auto* e = f.if_contains("error");
+            load_error = script_error(e && e->is_object() ? e->get_object() : json::object{},
+                                      "loading " + spec.filename + " failed");
+            return true;
+        }
+        return tl::unexpected(protocol_violation("expected loaded or load_error"));
+    }, w->default_log_, "loading the script");
+    if (!loaded) {
+        if (loaded.error().code == Errc::timeout)
+            return fail(Errc::timeout, "loading " + spec.filename + " did not finish within " +
+                                           format_duration(start_timeout) +
+                                           " (does the script run slow code at import time?)",
+                        {{"limit", "start_timeout"}, {"value_ms", start_timeout.count()}});
+        return tl::unexpected(loaded.error());
+    }
+    if (load_error) return tl::unexpected(std::move(*load_error));
+    return w;
+}
+
+Result<void> Worker::send(const json::value& frame) {
+    if (!proc_) return fail(Errc::worker_crashed, "the worker is not running");
+    const std::string bytes = encode_frame(frame);
+    if (bytes.size() - limits::kFrameHeaderBytes > limits::kMaxFrameBytes)
+        return fail(Errc::limit_exceeded,
+                    "the request is " + std::to_string(bytes.size()) +
+                        " bytes, over the frame size limit of " +
+                        std::to_string(limits::kMaxFrameBytes) + " bytes",
+                    {{"limit", "frame_bytes"}, {"value", limits::kMaxFrameBytes}});
+    std::size_t off = 0;
+    while (off < bytes.size()) {
+        const ssize_t n = ::write(proc_->channel_fd(), bytes.data() + off, bytes.size() - off);
+        if (n > 0) {
+            off += static_cast<std::size_t>(n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EAGAIN) {
+            // The worker is slow to read: keep its stdio flowing while waiting.
+            pollfd fds[3] = {{proc_->channel_fd(), POLLOUT, 0},
+                             {proc_->stdout_fd(), POLLIN, 0},
+                             {proc_->stderr_fd(), POLLIN, 0}};
+            if (::poll(fds, 3, 1000) < 0 && errno != EINTR)
+                return tl::unexpected(system_error("poll", errno));
+            if (fds[1].revents) read_stdio(0, default_log_);
+            if (fds[2].revents) read_stdio(1, default_log_);
+            continue;
+        }
+        return tl::unexpected(died("sending a request"));
+    }
+    return {};
+}
+
+Result<void> Worker::pump(Clock::time_point deadline,
+                          const std::function<Result<bool>(json::object&)>& on_frame,
+                          const std::function<void(const LogLine&)>& on_log,
+                          std::string_view during) {
+    char buf[kReadChunk];
+    for (;;) {
+        while (auto frame = decoder_.next()) {
+            if (!*frame) {
+                Error e = frame->error();
+                kill();
+                return tl::unexpected(protocol_violation(e.message));
+            }
+            auto done = on_frame(**frame);
+            if (!done) {
+                kill();
+                return tl::unexpected(done.error());
+            }
+            if (*done) return {};
+        }
+        if (!proc_) return fail(Errc::worker_crashed, "the worker is not running");
+        if (Clock::now() >= deadline) return fail(Errc::timeout, "deadline");
+        pollfd fds[3] = {{proc_->channel_fd(), POLLIN, 0},
+                         {proc_->stdout_fd(), POLLIN, 0},
+                         {proc_->stderr_fd(), POLLIN, 0}};
+        const int r = ::poll(fds, 3, poll_timeout_ms(deadline));
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return tl::unexpected(system_error("poll", errno));
+        }
+        if (fds[1].revents) read_stdio(0, on_log);
+        if (fds[2].revents) read_stdio(1, on_log);
+        if (fds[0].revents) {
+            for (;;) {
+                const ssize_t n = ::read(proc_->channel_fd(), buf, sizeof buf);
+                if (n > 0) {
+                    decoder_.feed(std::string_view(buf, static_cast<std::size_t>(n)));
+                    if (static_cast<std::size_t>(n) < sizeof buf) break;
+                    continue;
+                }
+                if (n < 0 && errno == EINTR) continue;
+                if (n < 0 && errno == EAGAIN) break;
+                // EOF or a reset: the worker is gone (or closed its channel, which is
+                // as good as gone). Frames already received are still delivered first.
+                if (decoder_.buffered() > 0) {
+                    while (auto frame = decoder_.next()) {
+                        if (!*frame) break;
+                        auto done = on_frame(**frame);
+                        if (done && *done) return {};
+                        if (!done) break;
+                    }
+                }
+                return tl::unexpected(died(during));
+            }
+        }
+    }
+}
+
+void Worker::read_stdio(int which, const std::function<void(const LogLine&)>& on_log) {
+    if (!proc_) return;
+    const int fd = which == 0 ? proc_->stdout_fd() : proc_->stderr_fd();
+    if (fd < 0) return;
+    char buf[kReadChunk];
+    std::string& pending = line_buf_[which];
+    auto emit = [&](std::string line) {
+        if (log_capped_) return;
+        log_bytes_ += line.size() + 1;
+        if (log_bytes_ > limits::kMaxLogBytesPerCall) {
+            log_capped_ = true;
+            line = "[sandflow: this call's output passed " + std::to_string(limits::kMaxLogBytesPerCall) +
+                   " bytes; the rest is dropped]";
+        }
+        if (which == 1) {
+            stderr_tail_.push_back(line);
+            if (stderr_tail_.size() > kStderrTailLines) stderr_tail_.erase(stderr_tail_.begin());
+        }
+        on_log(LogLine{which == 0 ? LogLine::Source::stdout_ : LogLine::Source::stderr_, std::move(line),
+                       which == 0 ? "info" : "warn"});
+    };
+    for (;;) {
+        const ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return;  // EAGAIN
+        if (n == 0) {
+            if (!pending.empty()) emit(std::exchange(pending, {}));
+            which == 0 ? proc_->close_stdout() : proc_->close_stderr();
+            return;
+        }
+        std::size_t start = 0;
+        const std::string_view chunk(buf, static_cast<std::size_t>(n));
+        for (;;) {
+            const auto nl = chunk.find('\n', start);
+            const auto piece = chunk.substr(start, nl == std::string_view::npos ? chunk.npos : nl - start);
+            if (pending.size() < limits::kMaxLogLineBytes)
+                pending.append(piece.substr(0, limits::kMaxLogLineBytes - pending.size()));
+            if (nl == std::string_view::npos) break;
+            if (pending.size() >= limits::kMaxLogLineBytes) pending += " [line cut]";
+            emit(std::exchange(pending, {}));
+            start = nl + 1;
+        }
+        if (static_cast<std::size_t>(n) < sizeof buf) return;
+    }
+}
+
+void Worker::drain_stdio(const std::function<void(const LogLine&)>& on_log) {
+    read_stdio(0, on_log);
+    read_stdio(1, on_log);
+}
+
+Error Worker::died(std::string_view during) {
+    drain_stdio(default_log_);
+    const pid_t pid = proc_ ? proc_->pid() : -1;
+    const auto status = proc_ ? proc_->kill_and_wait() : sandbox::ExitStatus{};
+    proc_.reset();
+    json::array tail;
+    for (const auto& l : stderr_tail_) tail.emplace_back(l);
+    return Error(Errc::worker_crashed,
+                 "the worker (pid " + std::to_string(pid) + ") of " + filename_ + " died during " +
+                     std::string(during) + ": " + status.describe() +
+                     "; the next call starts a new worker with the last committed state",
+                 {{"exit", status.describe()}, {"stderr_tail", std::move(tail)}});
+}
+
+Result<CallResult> Worker::call(const CallRequest& request, const CallEvents& events) {
+    if (!proc_) return fail(Errc::worker_crashed, "the worker is not running");
+    const auto timeout = request.timeout.count() > 0
+                             ? request.timeout
+                             : std::chrono::duration_cast<std::chrono::microseconds>(limits::kDefaultCallTimeout);
+    const auto start = Clock::now();
+    const auto deadline = start + timeout;
+    const std::int64_t id = next_call_id_++;
+    log_bytes_ = 0;
+    log_capped_ = false;
+    const auto& on_log = events.on_log ? events.on_log : default_log_;
+
+    json::object frame{{"t", "call"},
+                       {"id", id},
+                       {"inputs", request.inputs},
+                       {"config", request.config},
+                       {"actor_id", actor_id_},
+                       {"timestamp", request.timestamp ? request.timestamp : now_ms()}};
+    if (request.state) frame["state"] = *request.state;
+    if (auto s = send(frame); !s) return tl::unexpected(s.error());
+
+    CallResult result;
+    std::optional<Error> script_failure;
+    auto done = pump(deadline, [&](json::object& f) -> Result<bool> {
+        const auto* t = string_field(f, "t");
+        if (!t) return tl::unexpected(protocol_violation("frame without a type"));
+        const auto* fid = f.if_contains("id");
+        if (!fid || !fid->is_int64() || fid->get_int64() != id)
+            return tl::unexpected(protocol_violation("frame for another call"));
+        if (*t == "output") {
+            const auto* port = string_field(f, "port");
+            const auto* data = f.if_contains("data");
+            if (!port || !data) return tl::unexpected(protocol_violation("output without port or data"));
+            if (events.on_output) events.on_output(*port, *data);
+            return false;
+        }
+        if (*t == "log") {
+            const auto* msg = string_field(f, "message");
+            const auto* level = string_field(f, "level");
+            if (!msg) return tl::unexpected(protocol_violation("log without message"));
+            on_log(LogLine{LogLine::Source::context, std::string(*msg), level ? std::string(*level) : "info"});
+            return false;
+        }
+        if (*t == "result") {
+            auto* outputs = f.if_contains("outputs");
+            auto* set = f.if_contains("state_set");
+            auto* deleted = f.if_contains("state_deleted");
+            if (!outputs || !outputs->is_object() || !set || !set->is_object() || !deleted ||
+                !deleted->is_array())
+                return tl::unexpected(protocol_violation("malformed result"));
+            for (const auto& k : deleted->get_array()) {
+                if (!k.is_string()) return tl::unexpected(protocol_violation("malformed result"));
+                result.state_deleted.emplace_back(k.get_string());
+            }
+            result.outputs = std::move(outputs->get_object());
+            result.state_set = std::move(set->get_object());
+            return true;
+        }
+        if (*t == "error") {
+            auto* e = f.if_contains("error");
+            script_failure = script_error(e && e->is_object() ? std::move(e->get_object()) : json::object{},
+                                          "the script raised");
+            return true;
+        }
+        return tl::unexpected(protocol_violation("unknown frame type during a call"));
+    }, on_log, "the call");
+    if (!done) {
+        if (done.error().code == Errc::timeout) {
+            drain_stdio(on_log);
+            kill();
+            return fail(Errc::timeout,
+                        "the call exceeded its wall-clock limit of " + format_duration(timeout) +
+                            "; the worker was killed and the next call starts a new one with the "
+                            "last committed state",
+                        {{"limit", "timeout"},
+                         {"value_ms", std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count()}});
+        }
+        return tl::unexpected(done.error());
+    }
+    drain_stdio(on_log);
+    if (script_failure) return tl::unexpected(std::move(*script_failure));
+    result.duration = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start);
+    return result;
+}
+
+}  // namespace sandflow::runtime

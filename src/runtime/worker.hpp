@@ -1,0 +1,109 @@
+// The host side of the worker protocol (docs/worker-protocol.md): starts a worker through
+// a sandbox backend, loads one script into it, and drives calls over the frame channel
+// while capturing the script's stdout/stderr as log lines.
+//
+// A Worker is used by one thread at a time; calls are strictly sequential. Any protocol
+// violation, death or deadline kills the worker: after that every call fails and the
+// owner (runtime::Instance) starts a new one.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "actor/metadata.hpp"
+#include "core/error.hpp"
+#include "core/frame.hpp"
+#include "core/json.hpp"
+#include "sandbox/backend.hpp"
+
+namespace sandflow::runtime {
+
+using Clock = std::chrono::steady_clock;
+
+struct LogLine {
+    enum class Source { stdout_, stderr_, context } source;  // print(), stderr, context.log()
+    std::string text;
+    std::string level = "info";
+};
+
+struct CallRequest {
+    json::object inputs;
+    json::object config;
+    // When set, the call runs on this state instead of the committed one.
+    std::optional<json::object> state;
+    std::int64_t timestamp = 0;  // ms since the epoch; 0 = now
+    std::chrono::microseconds timeout = std::chrono::microseconds(0);  // 0 = the default
+};
+
+struct CallResult {
+    json::object outputs;  // the dict/object the script returned
+    json::object state_set;
+    std::vector<std::string> state_deleted;
+    std::chrono::microseconds duration{0};
+};
+
+// Called, on the calling thread, as things arrive during a call.
+struct CallEvents {
+    std::function<void(std::string_view port, const json::value& data)> on_output;
+    std::function<void(const LogLine&)> on_log;
+};
+
+struct LoadSpec {
+    actor::ActorMetadata metadata;
+    std::string source;
+    std::string filename;  // as the script's tracebacks name it
+    std::string actor_id;
+    json::object state;  // committed state to start from
+    std::function<void(const LogLine&)> on_log;  // output outside calls (start-up, load)
+};
+
+class Worker {
+public:
+    // Starts a worker and loads the script. A script that fails to load is Errc::script
+    // (data: type, message, traceback); a worker that cannot start is
+    // Errc::sandbox_unavailable or Errc::worker_crashed.
+    static Result<std::unique_ptr<Worker>> start(sandbox::Backend& backend, const LoadSpec& spec,
+                                                 std::chrono::milliseconds start_timeout);
+    ~Worker();
+
+    // One call. Errc::script when the script raised (the worker lives on); Errc::timeout,
+    // Errc::worker_crashed or Errc::limit_exceeded when the worker had to be killed.
+    Result<CallResult> call(const CallRequest& request, const CallEvents& events);
+
+    bool alive() const { return proc_ != nullptr; }
+    pid_t pid() const;
+    const std::string& runtime_version() const { return runtime_version_; }
+    // Kills the worker; later calls fail.
+    void kill();
+
+private:
+    Worker(std::unique_ptr<sandbox::Process> proc, std::string actor_id, std::string filename,
+           std::function<void(const LogLine&)> on_log);
+
+    // Reads the channel and stdio until `on_frame` returns true, the deadline passes, or
+    // the worker dies. Returns the error that ended the wait.
+    Result<void> pump(Clock::time_point deadline,
+                      const std::function<Result<bool>(json::object&)>& on_frame,
+                      const std::function<void(const LogLine&)>& on_log, std::string_view during);
+    Result<void> send(const json::value& frame);
+    void drain_stdio(const std::function<void(const LogLine&)>& on_log);
+    void read_stdio(int which, const std::function<void(const LogLine&)>& on_log);
+    Error died(std::string_view during);
+
+    std::unique_ptr<sandbox::Process> proc_;
+    std::string actor_id_, filename_, runtime_version_;
+    std::function<void(const LogLine&)> default_log_;
+    FrameDecoder decoder_;
+    std::string line_buf_[2];
+    std::vector<std::string> stderr_tail_;
+    std::size_t log_bytes_ = 0;
+    bool log_capped_ = false;
+    std::int64_t next_call_id_ = 1;
+};
+
+}  // namespace sandflow::runtime

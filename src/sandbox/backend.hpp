@@ -1,0 +1,48 @@
+// The sandbox backend interface (DESIGN §5, docs/sandbox.md).
+//
+// A backend starts one worker process per actor instance, isolated as well as it can,
+// with the channel on kChannelFd. Backends: `none` (no isolation; development only, and
+// only with an explicit opt-in). The namespace backend becomes the default when it lands.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/error.hpp"
+#include "sandbox/process.hpp"
+
+namespace sandflow::sandbox {
+
+// What runs inside: the worker's command line and the folder it starts in.
+struct WorkerSpec {
+    std::vector<std::string> argv;  // argv[0]: absolute path of the interpreter
+    std::string workdir = "/tmp";
+};
+
+class Backend {
+public:
+    virtual ~Backend() = default;
+    virtual std::string_view name() const = 0;
+    // False only for `none`: the worker runs with the runtime's own privileges.
+    virtual bool isolates() const = 0;
+    virtual Result<std::unique_ptr<Process>> spawn(const WorkerSpec& spec) = 0;
+};
+
+struct BackendOptions {
+    // `none` refuses to start unless this is set (--insecure-no-sandbox).
+    bool allow_insecure = false;
+};
+
+// Names accepted by make_backend, strongest first.
+std::vector<std::string_view> backend_names();
+
+// The backend called `name`. Unknown names, and `none` without allow_insecure, are errors
+// whose message says how to fix them.
+Result<std::unique_ptr<Backend>> make_backend(std::string_view name, const BackendOptions& options);
+
+// The environment every worker gets: nothing from the runtime's own.
+std::vector<std::string> clean_worker_env();
+
+}  // namespace sandflow::sandbox

@@ -1,0 +1,13 @@
+#include "sandbox/none/none_backend.hpp"
+
+namespace sandflow::sandbox {
+
+Result<std::unique_ptr<Process>> NoneBackend::spawn(const WorkerSpec& spec) {
+    SpawnSpec s;
+    s.argv = spec.argv;
+    s.env = clean_worker_env();
+    s.workdir = spec.workdir;
+    return spawn_process(s, ChildSetup{});
+}
+
+}  // namespace sandflow::sandbox

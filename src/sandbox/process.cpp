@@ -1,0 +1,188 @@
+#include "sandbox/process.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace sandflow::sandbox {
+
+UniqueFd& UniqueFd::operator=(UniqueFd&& o) noexcept {
+    if (this != &o) reset(o.release());
+    return *this;
+}
+
+void UniqueFd::reset(int fd) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+}
+
+std::string ExitStatus::describe() const {
+    if (WIFEXITED(raw)) return "exited with status " + std::to_string(WEXITSTATUS(raw));
+    if (WIFSIGNALED(raw)) {
+        const int sig = WTERMSIG(raw);
+        const char* name = sigabbrev_np(sig);
+        return "killed by signal " + std::to_string(sig) + (name ? std::string(" (SIG") + name + ")" : "");
+    }
+    return "ended with wait status " + std::to_string(raw);
+}
+
+bool ExitStatus::killed_by(int sig) const { return WIFSIGNALED(raw) && WTERMSIG(raw) == sig; }
+
+Process::~Process() { kill_and_wait(); }
+
+void Process::kill() {
+    if (status_) return;
+    // The group first (grandchildren), then the leader in case it left the group.
+    ::kill(-pid_, SIGKILL);
+    ::kill(pid_, SIGKILL);
+}
+
+std::optional<ExitStatus> Process::try_wait() {
+    if (status_) return status_;
+    int st = 0;
+    pid_t r;
+    do {
+        r = ::waitpid(pid_, &st, WNOHANG);
+    } while (r < 0 && errno == EINTR);
+    if (r == pid_) status_ = ExitStatus{st};
+    return status_;
+}
+
+ExitStatus Process::kill_and_wait() {
+    if (status_) return *status_;
+    kill();
+    int st = 0;
+    pid_t r;
+    do {
+        r = ::waitpid(pid_, &st, 0);
+    } while (r < 0 && errno == EINTR);
+    status_ = ExitStatus{r == pid_ ? st : 0};
+    return *status_;
+}
+
+namespace {
+
+// Steps reported by a failing child; the parent names them in its error.
+enum ChildStep : int { kStepDup = 1, kStepSetpgid, kStepPdeathsig, kStepChdir, kStepExec };
+
+const char* step_name(int step) {
+    switch (step) {
+        case kStepDup: return "setting up descriptors";
+        case kStepSetpgid: return "setpgid";
+        case kStepPdeathsig: return "prctl(PR_SET_PDEATHSIG)";
+        case kStepChdir: return "chdir to the working directory";
+        case kStepExec: return "execve";
+        default: return "child setup";
+    }
+}
+
+[[noreturn]] void child_fail(int report_fd, int step) {
+    const int msg[2] = {step, errno};
+    [[maybe_unused]] ssize_t n = ::write(report_fd, msg, sizeof msg);
+    ::_exit(127);
+}
+
+void close_range_fds(unsigned first, unsigned last) {
+    if (first > last) return;
+#ifdef SYS_close_range
+    if (::syscall(SYS_close_range, first, last, 0) == 0) return;
+#endif
+    const long max = ::sysconf(_SC_OPEN_MAX);
+    for (long fd = first; fd < max && fd <= static_cast<long>(last); ++fd) ::close(static_cast<int>(fd));
+}
+
+bool set_nonblock_cloexec(int fd) {
+    const int fl = ::fcntl(fd, F_GETFL);
+    return fl >= 0 && ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0 &&
+           ::fcntl(fd, F_SETFD, FD_CLOEXEC) == 0;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Process>> spawn_process(const SpawnSpec& spec, const ChildSetup& setup) {
+    if (spec.argv.empty() || spec.argv[0].empty() || spec.argv[0][0] != '/')
+        return fail(Errc::internal, "spawn: argv[0] must be an absolute path");
+
+    // Everything the child needs is built now: it must not allocate after fork.
+    std::vector<char*> argv, envp;
+    for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    for (const auto& e : spec.env) envp.push_back(const_cast<char*>(e.c_str()));
+    envp.push_back(nullptr);
+    const char* workdir = spec.workdir.c_str();
+
+    int chan[2], out[2], err[2], report[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, chan) != 0)
+        return tl::unexpected(system_error("socketpair for the worker channel", errno));
+    UniqueFd chan_parent(chan[0]), chan_child(chan[1]);
+    if (::pipe2(out, O_CLOEXEC) != 0) return tl::unexpected(system_error("pipe for stdout", errno));
+    UniqueFd out_r(out[0]), out_w(out[1]);
+    if (::pipe2(err, O_CLOEXEC) != 0) return tl::unexpected(system_error("pipe for stderr", errno));
+    UniqueFd err_r(err[0]), err_w(err[1]);
+    if (::pipe2(report, O_CLOEXEC) != 0)
+        return tl::unexpected(system_error("pipe for child errors", errno));
+    UniqueFd report_r(report[0]), report_w(report[1]);
+    UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!devnull) return tl::unexpected(system_error("open /dev/null", errno));
+    const pid_t parent = ::getpid();
+
+    const pid_t pid = ::fork();
+    if (pid < 0) return tl::unexpected(system_error("fork", errno));
+    if (pid == 0) {
+        // Child: async-signal-safe calls only. Every source descriptor is first copied
+        // above the targets, so that no dup2 can clobber a source that sits on 0..3 (as in
+        // a parent started with closed standard descriptors).
+        const int rep = ::fcntl(report_w.get(), F_DUPFD_CLOEXEC, 10);
+        if (rep < 0) ::_exit(127);
+        const int src[4] = {devnull.get(), out_w.get(), err_w.get(), chan_child.get()};
+        int high[4];
+        for (int i = 0; i < 4; ++i) {
+            high[i] = ::fcntl(src[i], F_DUPFD_CLOEXEC, 10);
+            if (high[i] < 0) child_fail(rep, kStepDup);
+        }
+        for (int i = 0; i < 4; ++i)
+            if (::dup2(high[i], i) < 0) child_fail(rep, kStepDup);
+        // Every other descriptor goes; the report pipe is close-on-exec.
+        close_range_fds(kChannelFd + 1, rep - 1);
+        close_range_fds(rep + 1, ~0U);
+        if (setup.new_process_group && ::setpgid(0, 0) != 0) child_fail(rep, kStepSetpgid);
+        if (setup.die_with_parent) {
+            if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(rep, kStepPdeathsig);
+            if (::getppid() != parent) ::_exit(127);  // the parent died before prctl
+        }
+        if (::chdir(workdir) != 0) child_fail(rep, kStepChdir);
+        ::execve(argv[0], argv.data(), envp.data());
+        child_fail(rep, kStepExec);
+    }
+
+    report_w.reset();
+    chan_child.reset();
+    out_w.reset();
+    err_w.reset();
+    auto proc = std::make_unique<Process>(pid, std::move(chan_parent), std::move(out_r), std::move(err_r));
+
+    int msg[2] = {0, 0};
+    ssize_t n;
+    do {
+        n = ::read(report_r.get(), msg, sizeof msg);
+    } while (n < 0 && errno == EINTR);
+    if (n == static_cast<ssize_t>(sizeof msg)) {
+        proc->kill_and_wait();
+        Error e = system_error(std::string("starting ") + spec.argv[0] + ": " + step_name(msg[0]), msg[1]);
+        e.code = Errc::sandbox_unavailable;
+        return tl::unexpected(std::move(e));
+    }
+    if (!set_nonblock_cloexec(proc->channel_fd()) || !set_nonblock_cloexec(proc->stdout_fd()) ||
+        !set_nonblock_cloexec(proc->stderr_fd()))
+        return tl::unexpected(system_error("fcntl on worker descriptors", errno));
+    return proc;
+}
+
+}  // namespace sandflow::sandbox

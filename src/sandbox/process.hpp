@@ -1,0 +1,96 @@
+// Starting and owning one worker process: its channel, its captured stdout/stderr, and
+// its death. Backends build on spawn_process(); everything the child does between fork
+// and execve is async-signal-safe (no allocation, no exceptions, no logging): failures
+// travel back to the parent through a close-on-exec pipe as {step, errno}.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/error.hpp"
+
+namespace sandflow::sandbox {
+
+// An owned file descriptor.
+class UniqueFd {
+public:
+    UniqueFd() = default;
+    explicit UniqueFd(int fd) : fd_(fd) {}
+    UniqueFd(UniqueFd&& o) noexcept : fd_(o.release()) {}
+    UniqueFd& operator=(UniqueFd&& o) noexcept;
+    UniqueFd(const UniqueFd&) = delete;
+    UniqueFd& operator=(const UniqueFd&) = delete;
+    ~UniqueFd() { reset(); }
+    int get() const { return fd_; }
+    int release() {
+        int f = fd_;
+        fd_ = -1;
+        return f;
+    }
+    void reset(int fd = -1);
+    explicit operator bool() const { return fd_ >= 0; }
+
+private:
+    int fd_ = -1;
+};
+
+// How a process ended, in words: "exited with status 1", "killed by signal 9 (SIGKILL)".
+struct ExitStatus {
+    int raw = 0;  // as from waitpid
+    std::string describe() const;
+    bool killed_by(int sig) const;
+};
+
+// The child side is given the channel on this descriptor number.
+inline constexpr int kChannelFd = 3;
+
+struct SpawnSpec {
+    std::vector<std::string> argv;  // argv[0]: absolute path of the program
+    std::vector<std::string> env;   // "NAME=value"; nothing is inherited
+    std::string workdir = "/";
+};
+
+// A running worker. Destroying it kills the whole process group and reaps it.
+class Process {
+public:
+    Process(pid_t pid, UniqueFd channel, UniqueFd out, UniqueFd err)
+        : pid_(pid), channel_(std::move(channel)), out_(std::move(out)), err_(std::move(err)) {}
+    virtual ~Process();
+    Process(const Process&) = delete;
+    Process& operator=(const Process&) = delete;
+
+    pid_t pid() const { return pid_; }
+    int channel_fd() const { return channel_.get(); }  // non-blocking, close-on-exec
+    int stdout_fd() const { return out_.get(); }       // non-blocking, -1 once closed
+    int stderr_fd() const { return err_.get(); }
+    void close_stdout() { out_.reset(); }
+    void close_stderr() { err_.reset(); }
+
+    // SIGKILL to everything the worker started (idempotent).
+    virtual void kill();
+    // Reaps without blocking; the status once the process has ended.
+    std::optional<ExitStatus> try_wait();
+    // Kills if needed and reaps; returns how it ended.
+    ExitStatus kill_and_wait();
+
+private:
+    pid_t pid_;
+    UniqueFd channel_, out_, err_;
+    std::optional<ExitStatus> status_;
+};
+
+// Options the child applies to itself before execve, in this order.
+struct ChildSetup {
+    bool new_process_group = true;  // so kill() reaches grandchildren
+    bool die_with_parent = true;    // PR_SET_PDEATHSIG(SIGKILL)
+};
+
+// fork + execve with the channel on kChannelFd, stdin on /dev/null, stdout and stderr on
+// pipes, every other descriptor closed.
+Result<std::unique_ptr<Process>> spawn_process(const SpawnSpec& spec, const ChildSetup& setup);
+
+}  // namespace sandflow::sandbox
