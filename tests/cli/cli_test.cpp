@@ -1,0 +1,191 @@
+// The sandflow binary: inspect, exec, help and exit statuses, on the shipped examples.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/json.hpp"
+
+using namespace sandflow;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Run {
+    int status = -1;
+    std::string out, err;
+    std::vector<json::object> lines() const {  // stdout as JSON lines
+        std::vector<json::object> v;
+        std::istringstream in(out);
+        std::string line;
+        while (std::getline(in, line)) {
+            auto j = parse_json(line, "stdout line");
+            EXPECT_TRUE(j && j->is_object()) << line;
+            if (j && j->is_object()) v.push_back(j->as_object());
+        }
+        return v;
+    }
+};
+
+std::string quote(const std::string& s) {
+    std::string q = "'";
+    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+}
+
+Run sandflow(const std::vector<std::string>& args) {
+    char tmpl[] = "/tmp/sandflow-cli-XXXXXX";
+    EXPECT_NE(::mkdtemp(tmpl), nullptr);
+    const fs::path dir = tmpl;
+    std::string cmd = quote(SANDFLOW_BINARY);
+    for (const auto& a : args) cmd += " " + quote(a);
+    cmd += " >" + quote((dir / "out").string()) + " 2>" + quote((dir / "err").string()) + " </dev/null";
+    const int raw = std::system(cmd.c_str());
+    Run r;
+    r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+    std::stringstream o, e;
+    o << std::ifstream(dir / "out").rdbuf();
+    e << std::ifstream(dir / "err").rdbuf();
+    r.out = o.str();
+    r.err = e.str();
+    fs::remove_all(dir);
+    return r;
+}
+
+std::string example(const std::string& rel) {
+    return std::string(SANDFLOW_SOURCE_DIR) + "/examples/actors/" + rel;
+}
+
+}  // namespace
+
+TEST(Cli, InspectPrintsMetadata) {
+    auto r = sandflow({"inspect", example("python/double.actor.py")});
+    ASSERT_EQ(r.status, 0) << r.err;
+    auto j = parse_json(r.out, "inspect output");
+    ASSERT_TRUE(j) << r.out;
+    EXPECT_EQ(j->at("component").as_string(), "double");
+    EXPECT_EQ(j->at("language").as_string(), "python");
+    EXPECT_EQ(j->at("inports").as_array().at(0).at("name").as_string(), "input");
+
+    auto js = sandflow({"inspect", example("js/normalize_record.actor.js")});
+    ASSERT_EQ(js.status, 0) << js.err;
+    EXPECT_EQ(parse_json(js.out, "x")->at("component").as_string(), "normalize_record_js");
+}
+
+TEST(Cli, InspectErrorNamesFileLineColumn) {
+    const fs::path p = fs::temp_directory_path() / "sandflow-cli-broken.py";
+    std::ofstream(p) << "# an actor\n@actor({\"component\": \"x\",\n         \"inports\": [\"a\" \"b\",, ]})\ndef process(c):\n    pass\n";
+    auto r = sandflow({"inspect", p.string()});
+    EXPECT_EQ(r.status, 2);
+    EXPECT_TRUE(r.out.empty());
+    EXPECT_NE(r.err.find(p.string() + ":3:"), std::string::npos) << r.err;
+    fs::remove(p);
+
+    auto missing = sandflow({"inspect", "/nonexistent/actor.py"});
+    EXPECT_EQ(missing.status, 2) << missing.err;
+    EXPECT_NE(missing.err.find("/nonexistent/actor.py"), std::string::npos);
+}
+
+TEST(Cli, ExecRefusesToRunWithoutASandboxUnlessAllowed) {
+    auto r = sandflow({"exec", example("python/double.actor.py"), "--input", "input=21"});
+    EXPECT_EQ(r.status, 3);
+    EXPECT_NE(r.err.find("--insecure-no-sandbox"), std::string::npos) << r.err;
+    EXPECT_TRUE(r.out.empty());
+}
+
+TEST(Cli, ExecStreamsOutputsThenTheResult) {
+    for (const char* script : {"python/double.actor.py", "js/double.actor.js"}) {
+        auto r = sandflow({"exec", example(script), "--input", "input=21", "--insecure-no-sandbox"});
+        ASSERT_EQ(r.status, 0) << r.err;
+        EXPECT_NE(r.err.find("INSECURE"), std::string::npos) << r.err;
+        auto lines = r.lines();
+        ASSERT_EQ(lines.size(), 2u) << r.out;
+        EXPECT_EQ(lines[0], (json::object{{"port", "output"}, {"data", 42}}));
+        const auto& result = lines[1].at("result").as_object();
+        EXPECT_EQ(result.at("outputs"), (json::object{{"status", "completed"}}));
+        EXPECT_TRUE(result.at("duration_us").is_int64());
+    }
+}
+
+TEST(Cli, ExecRepeatKeepsStateOnOneWorker) {
+    auto r = sandflow({"exec", example("python/running_stats.actor.py"), "--input", "value=4", "--repeat", "3",
+                       "--state", R"({"stats": {"count": 1, "sum": 2, "min": 2, "max": 2}})",
+                       "--insecure-no-sandbox"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    auto lines = r.lines();
+    ASSERT_EQ(lines.size(), 6u) << r.out;
+    EXPECT_EQ(lines[4].at("data").at("count").as_int64(), 4);
+    EXPECT_EQ(lines[5].at("result").at("state").at("stats").at("sum").as_int64(), 14);
+}
+
+TEST(Cli, ExecStreamsSeveralOutputsInOrder) {
+    auto r = sandflow({"exec", example("js/chunker.actor.js"), "--input", "items=[1,2,3,4,5]", "--config",
+                       R"({"size": 2})", "--insecure-no-sandbox"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    auto lines = r.lines();
+    ASSERT_EQ(lines.size(), 7u) << r.out;
+    EXPECT_EQ(lines[0].at("data"), (json::array{1, 2}));
+    EXPECT_EQ(lines[2].at("data"), (json::array{3, 4}));
+    EXPECT_EQ(lines[4].at("data"), (json::array{5}));
+    EXPECT_EQ(lines[5].at("data").at("sent").as_int64(), 5);
+    EXPECT_EQ(lines[6].at("result").at("outputs").at("done").at("chunks").as_int64(), 3);
+    EXPECT_NE(r.err.find("chunked 5 items"), std::string::npos) << r.err;
+}
+
+TEST(Cli, ScriptErrorExitsOneWithTraceback) {
+    auto r = sandflow({"exec", example("python/validate_order.actor.py"), "--input",
+                       R"(order={"id": "A7", "quantity": 0})", "--insecure-no-sandbox"});
+    EXPECT_EQ(r.status, 1) << r.err;
+    auto lines = r.lines();
+    ASSERT_EQ(lines.size(), 1u);
+    const auto& err = lines[0].at("error").as_object();
+    EXPECT_EQ(err.at("code").as_string(), "script");
+    EXPECT_EQ(err.at("data").at("type").as_string(), "ValueError");
+    EXPECT_EQ(err.at("data").at("traceback").as_array().back().at("line").as_int64(), 18);
+    EXPECT_NE(r.err.find("Traceback"), std::string::npos);
+}
+
+TEST(Cli, BadInputsAreUsageErrors) {
+    auto r = sandflow({"exec", example("python/double.actor.py"), "--input", "input=hello", "--insecure-no-sandbox"});
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.err.find("needs JSON quotes"), std::string::npos) << r.err;
+    r = sandflow({"exec", example("python/double.actor.py"), "--input", "nope=1", "--insecure-no-sandbox"});
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.err.find("unknown input port 'nope'"), std::string::npos) << r.err;
+    r = sandflow({"exec", example("python/double.actor.py"), "--timeout", "5", "--insecure-no-sandbox"});
+    EXPECT_EQ(r.status, 2);
+    r = sandflow({"exec", example("python/double.actor.py"), "--config", "[1]", "--insecure-no-sandbox"});
+    EXPECT_EQ(r.status, 2);
+    r = sandflow({"exec"});
+    EXPECT_EQ(r.status, 2);
+    r = sandflow({"frobnicate"});
+    EXPECT_EQ(r.status, 2);
+}
+
+TEST(Cli, TimeoutExitsThree) {
+    const fs::path p = fs::temp_directory_path() / "sandflow-cli-spin.py";
+    std::ofstream(p) << "@actor({\"component\": \"spin\"})\ndef process(c):\n    while True:\n        pass\n";
+    auto r = sandflow({"exec", p.string(), "--timeout", "200ms", "--insecure-no-sandbox"});
+    EXPECT_EQ(r.status, 3) << r.err;
+    auto lines = r.lines();
+    ASSERT_EQ(lines.size(), 1u);
+    EXPECT_EQ(lines[0].at("error").at("code").as_string(), "timeout");
+    fs::remove(p);
+}
+
+TEST(Cli, HelpForEverySubcommand) {
+    for (const char* sub : {"inspect", "exec"}) {
+        auto r = sandflow({sub, "--help"});
+        EXPECT_EQ(r.status, 0);
+        EXPECT_NE(r.out.find("SCRIPT"), std::string::npos) << r.out;
+    }
+    auto r = sandflow({"--help"});
+    EXPECT_EQ(r.status, 0);
+    EXPECT_NE(r.out.find("Exit statuses"), std::string::npos);
+    auto exec = sandflow({"exec", "--help"});
+    for (const char* opt : {"--input", "--config", "--state", "--repeat", "--timeout", "--insecure-no-sandbox"})
+        EXPECT_NE(exec.out.find(opt), std::string::npos) << opt;
+}

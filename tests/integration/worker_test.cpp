@@ -1,0 +1,541 @@
+// Persistent workers with the real /usr/bin/python3 and /usr/bin/node, driven through
+// runtime::Instance on the `none` backend (the only one in this build).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+
+#include "runtime/instance.hpp"
+#include "sandbox/none/none_backend.hpp"
+
+using namespace sandflow;
+namespace fs = std::filesystem;
+
+namespace {
+
+class WorkerTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        char tmpl[] = "/tmp/sandflow-worker-test-XXXXXX";
+        ASSERT_NE(::mkdtemp(tmpl), nullptr);
+        dir_ = tmpl;
+    }
+    void TearDown() override { fs::remove_all(dir_); }
+
+    fs::path write(const std::string& name, const std::string& text) {
+        const fs::path p = dir_ / name;
+        std::ofstream(p) << text;
+        return p;
+    }
+
+    Result<std::unique_ptr<runtime::Instance>> load(const fs::path& script, json::object state = {}) {
+        auto spec = runtime::spec_from_file(script);
+        if (!spec) return tl::unexpected(spec.error());
+        spec->initial_state = std::move(state);
+        spec->on_log = [this](const runtime::LogLine& l) { load_logs_.push_back(l.text); };
+        return runtime::Instance::create(backend_, std::move(*spec));
+    }
+
+    std::unique_ptr<runtime::Instance> must_load(const fs::path& script, json::object state = {}) {
+        auto inst = load(script, std::move(state));
+        EXPECT_TRUE(inst) << (inst ? "" : inst.error().message);
+        return inst ? std::move(*inst) : nullptr;
+    }
+
+    struct Recorded {
+        std::vector<std::pair<std::string, json::value>> outputs;
+        std::vector<std::string> logs;
+        runtime::CallEvents events() {
+            return {[this](std::string_view p, const json::value& v) { outputs.emplace_back(p, v); },
+                    [this](const runtime::LogLine& l) { logs.push_back(l.text); }};
+        }
+    };
+
+    static runtime::CallRequest req(json::object inputs, json::object config = {}) {
+        runtime::CallRequest r;
+        r.inputs = std::move(inputs);
+        r.config = std::move(config);
+        return r;
+    }
+
+    sandbox::NoneBackend backend_;
+    fs::path dir_;
+    std::vector<std::string> load_logs_;
+};
+
+const char* kDouble = R"(@actor({"component": "double", "description": "...", "inports": ["input"], "outports": ["output"]})
+async def process(context):
+    await context.send_output("output", context.get_input("input") * 2)
+    return {"status": "completed"}
+)";
+
+const char* kDoubleJs = R"(const metadata = {component: 'double', inports: ['input'], outports: ['output']};
+async function process(context) {
+    await context.sendOutput('output', context.getInput('input') * 2);
+    return {status: 'completed'};
+}
+)";
+
+}  // namespace
+
+TEST_F(WorkerTest, SeedDoublingActorStreamsThenReturns) {
+    for (auto [name, text] : {std::pair{"d.py", kDouble}, std::pair{"d.js", kDoubleJs}}) {
+        auto inst = must_load(write(name, text));
+        ASSERT_TRUE(inst);
+        Recorded rec;
+        auto r = inst->call(req({{"input", 21}}), rec.events());
+        ASSERT_TRUE(r) << r.error().message;
+        ASSERT_EQ(rec.outputs.size(), 1u) << name;
+        EXPECT_EQ(rec.outputs[0].first, "output");
+        EXPECT_EQ(rec.outputs[0].second, json::value(42));
+        EXPECT_TRUE(rec.outputs[0].second.is_int64());  // integers stay integers
+        EXPECT_EQ(r->outputs, (json::object{{"status", "completed"}}));
+    }
+}
+
+TEST_F(WorkerTest, StreamedOutputsArriveInOrderAndBeforeTheCallEnds) {
+    // The script blocks after each output until the host has seen it (the host creates a
+    // file from its output callback): if outputs were held back until the end of the
+    // call, the call could not finish and would time out.
+    const fs::path flag = dir_ / "seen";
+    auto py = write("s.py", R"(import os
+@actor({"component": "streamer", "inports": ["n", "flag"], "outports": ["seq"]})
+def process(context):
+    flag = context.get_input("flag")
+    for i in range(context.get_input("n")):
+        context.send_output_sync("seq", i)
+        path = "%s.%d" % (flag, i)
+        while not os.path.exists(path):
+            pass
+    return None
+)");
+    auto js = write("s.js", R"(const fs = require('fs');
+const metadata = {component: 'streamer', inports: ['n', 'flag'], outports: ['seq']};
+async function process(ctx) {
+    for (let i = 0; i < ctx.getInput('n'); i++) {
+        ctx.sendOutput('seq', i);
+        while (!fs.existsSync(`${ctx.getInput('flag')}.${i}`)) {}
+    }
+}
+)");
+    for (const auto& script : {py, js}) {
+        auto inst = must_load(script);
+        ASSERT_TRUE(inst);
+        std::vector<std::int64_t> seen;
+        runtime::CallEvents ev;
+        ev.on_output = [&](std::string_view port, const json::value& v) {
+            EXPECT_EQ(port, "seq");
+            seen.push_back(v.as_int64());
+            std::ofstream(flag.string() + "." + std::to_string(v.as_int64())) << "";
+        };
+        auto rq = req({{"n", 50}, {"flag", flag.string() + script.extension().string()}});
+        rq.timeout = std::chrono::seconds(20);
+        auto r = inst->call(rq, ev);
+        ASSERT_TRUE(r) << r.error().message;
+        ASSERT_EQ(seen.size(), 50u);
+        for (std::int64_t i = 0; i < 50; ++i) EXPECT_EQ(seen[static_cast<std::size_t>(i)], i);
+    }
+}
+
+TEST_F(WorkerTest, StateCommitsOnlyOnSuccessAndAwaitFormsWork) {
+    auto py = write("c.py", R"(@actor({"component": "counter", "inports": ["fail"], "outports": ["count"]})
+async def process(context):
+    n = await context.get_state("counter", 0)
+    plain = context.get_state("counter", 0)
+    assert n == plain
+    await context.set_state("counter", n + 1)
+    context.set_state("last", {"n": n + 1})
+    if context.get_input("fail"):
+        raise RuntimeError("failing after set_state")
+    if n + 1 == 3:
+        await context.delete_state("last")
+    return {"count": n + 1}
+)");
+    auto js = write("c.js", R"(const metadata = {component: 'counter', inports: ['fail'], outports: ['count']};
+async function process(context) {
+    const n = await context.getState('counter', 0);
+    await context.setState('counter', n + 1);
+    context.setState('last', {n: n + 1});
+    if (context.getInput('fail')) throw new Error('failing after setState');
+    if (n + 1 === 3) await context.deleteState('last');
+    return {count: n + 1};
+}
+)");
+    for (const auto& script : {py, js}) {
+        auto inst = must_load(script, {{"counter", 0}});
+        ASSERT_TRUE(inst);
+        Recorded rec;
+        auto r1 = inst->call(req({{"fail", false}}), rec.events());
+        ASSERT_TRUE(r1) << r1.error().message;
+        EXPECT_EQ(r1->state, (json::object{{"counter", 1}, {"last", {{"n", 1}}}}));
+        auto bad = inst->call(req({{"fail", true}}), rec.events());
+        ASSERT_FALSE(bad);
+        EXPECT_EQ(bad.error().code, Errc::script);
+        EXPECT_EQ(inst->state().at("counter"), json::value(1));  // not committed
+        auto r2 = inst->call(req({{"fail", false}}), rec.events());
+        ASSERT_TRUE(r2) << r2.error().message;
+        EXPECT_EQ(r2->outputs.at("count"), json::value(2));  // the worker did not keep it either
+        auto r3 = inst->call(req({{"fail", false}}), rec.events());
+        ASSERT_TRUE(r3);
+        EXPECT_EQ(r3->state, (json::object{{"counter", 3}}));  // deleted
+        EXPECT_EQ(inst->worker_starts(), 1u);
+    }
+}
+
+TEST_F(WorkerTest, CallerSuppliedStateIsUsedAndCommittedStateRestoredAfterAFailure) {
+    auto inst = must_load(write("c.py", R"(@actor({"component": "c", "inports": ["fail"], "outports": ["v"]})
+def process(ctx):
+    v = ctx.get_state("v", 0)
+    if ctx.get_input("fail"):
+        raise ValueError("no")
+    ctx.set_state("v", v + 1)
+    return {"v": v}
+)"), {{"v", 10}});
+    ASSERT_TRUE(inst);
+    Recorded rec;
+    auto rq = req({{"fail", true}});
+    rq.state = json::object{{"v", 100}};
+    ASSERT_FALSE(inst->call(rq, rec.events()));
+    auto r = inst->call(req({{"fail", false}}), rec.events());
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->outputs.at("v"), json::value(10));  // committed state, not the failed call's
+    rq = req({{"fail", false}});
+    rq.state = json::object{{"v", 100}};
+    r = inst->call(rq, rec.events());
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->outputs.at("v"), json::value(100));
+    EXPECT_EQ(inst->state().at("v"), json::value(101));
+}
+
+TEST_F(WorkerTest, ExceptionsCarryTheScriptsLineNumbersAndTheWorkerLivesOn) {
+    auto py = write("e.py", R"(@actor({"component": "e", "inports": ["x"], "outports": ["y"]})
+def process(context):
+    return {"y": helper(context.get_input("x"))}
+
+def helper(x):
+    if x < 0:
+        raise ValueError("negative: %d" % x)
+    return x
+)");
+    auto js = write("e.js", R"(const metadata = {component: 'e', inports: ['x'], outports: ['y']};
+
+function helper(x) {
+    if (x < 0) {
+        throw new RangeError(`negative: ${x}`);
+    }
+    return x;
+}
+async function process(context) {
+    return {y: helper(context.getInput('x'))};
+}
+)");
+    struct Case {
+        fs::path script;
+        const char* type;
+        std::int64_t raise_line, call_line;
+    };
+    for (const auto& c : {Case{py, "ValueError", 7, 3}, Case{js, "RangeError", 5, 10}}) {
+        auto inst = must_load(c.script);
+        ASSERT_TRUE(inst);
+        Recorded rec;
+        const pid_t pid = inst->worker_pid();
+        auto r = inst->call(req({{"x", -1}}), rec.events());
+        ASSERT_FALSE(r);
+        const auto& e = r.error();
+        EXPECT_EQ(e.code, Errc::script);
+        EXPECT_EQ(e.data.at("type").as_string(), c.type);
+        EXPECT_EQ(e.data.at("message").as_string(), "negative: -1");
+        const auto& tb = e.data.at("traceback").as_array();
+        ASSERT_GE(tb.size(), 2u) << json::serialize(e.data);
+        EXPECT_EQ(tb.back().at("line").as_int64(), c.raise_line) << json::serialize(e.data);
+        EXPECT_EQ(tb.back().at("file").as_string(), c.script.string());
+        EXPECT_EQ(tb.back().at("function").as_string(), "helper");
+        EXPECT_EQ(tb[tb.size() - 2].at("line").as_int64(), c.call_line);
+        EXPECT_NE(e.message.find(c.script.string() + ":" + std::to_string(c.raise_line)), std::string::npos)
+            << e.message;
+        auto ok = inst->call(req({{"x", 5}}), rec.events());
+        ASSERT_TRUE(ok) << ok.error().message;
+        EXPECT_EQ(ok->outputs.at("y"), json::value(5));
+        EXPECT_EQ(inst->worker_pid(), pid);  // the same worker
+    }
+}
+
+TEST_F(WorkerTest, LoadErrorsAreReportedWithLocations) {
+    auto syntax = load(write("bad.py", "@actor({\"component\": \"x\"})\ndef process(c):\n    return {\n"));
+    ASSERT_FALSE(syntax);
+    EXPECT_EQ(syntax.error().code, Errc::script);
+    EXPECT_EQ(syntax.error().data.at("type").as_string(), "SyntaxError");
+
+    auto js_syntax = load(write("bad.js", "const metadata = {component: 'x'};\nfunction process(c) {\n  return {;\n}\n"));
+    ASSERT_FALSE(js_syntax);
+    EXPECT_EQ(js_syntax.error().data.at("type").as_string(), "SyntaxError");
+    const auto& tb = js_syntax.error().data.at("traceback").as_array();
+    ASSERT_FALSE(tb.empty()) << json::serialize(js_syntax.error().data);
+    EXPECT_EQ(tb.back().at("line").as_int64(), 3);
+
+    auto at_import = load(write("imp.py", "@actor({\"component\": \"x\"})\ndef process(c):\n    pass\n\n1/0\n"));
+    ASSERT_FALSE(at_import);
+    EXPECT_EQ(at_import.error().data.at("type").as_string(), "ZeroDivisionError");
+    EXPECT_EQ(at_import.error().data.at("traceback").as_array().back().at("line").as_int64(), 5);
+}
+
+TEST_F(WorkerTest, RuntimeMetadataMustMatchTheStaticDeclaration) {
+    // The literal says one thing, the code then changes it: the worker refuses.
+    auto py = load(write("m.py", R"(__actor_metadata__ = {"component": "m", "outports": ["a"]}
+__actor_metadata__["outports"].append("b")
+def process(ctx):
+    return None
+)"));
+    ASSERT_FALSE(py);
+    EXPECT_NE(py.error().message.find("differs from the static declaration"), std::string::npos)
+        << py.error().message;
+    auto js = load(write("m.js", "const metadata = {component: 'm', outports: ['a']};\nmetadata.outports.push('b');\n"
+                                 "function process(c) {}\n"));
+    ASSERT_FALSE(js);
+    EXPECT_NE(js.error().message.find("differs from the static declaration"), std::string::npos)
+        << js.error().message;
+}
+
+TEST_F(WorkerTest, PrintsAreCapturedAsLogsAndDoNotCorruptTheChannel) {
+    auto py = write("p.py", R"(import sys
+@actor({"component": "p", "inports": ["n"], "outports": ["out"]})
+def process(ctx):
+    print("hello from print", {"not": "a frame"})
+    sys.stdout.write("\x00\x00\x00\x05{}{}\n")
+    print("to stderr", file=sys.stderr)
+    for i in range(ctx.get_input("n")):
+        print("x" * 100)
+    ctx.log("via context", 1)
+    return {"out": "ok"}
+)");
+    auto inst = must_load(py);
+    ASSERT_TRUE(inst);
+    Recorded rec;
+    auto r = inst->call(req({{"n", 3}}), rec.events());
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->outputs.at("out"), json::value("ok"));
+    auto has = [&](const std::string& s) {
+        return std::find(rec.logs.begin(), rec.logs.end(), s) != rec.logs.end();
+    };
+    EXPECT_TRUE(has("hello from print {'not': 'a frame'}"));
+    EXPECT_TRUE(has("to stderr"));
+    EXPECT_TRUE(has("via context 1"));
+    EXPECT_TRUE(has(std::string(100, 'x')));
+
+    // Past the per-call cap the rest is dropped with one notice, and the worker goes on.
+    Recorded big;
+    auto r2 = inst->call(req({{"n", 20000}}), big.events());  // ~2 MB of prints
+    ASSERT_TRUE(r2) << r2.error().message;
+    std::size_t bytes = 0;
+    for (const auto& l : big.logs) bytes += l.size() + 1;
+    EXPECT_LE(bytes, limits::kMaxLogBytesPerCall + 200);
+    EXPECT_NE(big.logs.back().find("the rest is dropped"), std::string::npos);
+}
+
+TEST_F(WorkerTest, JsConsoleOutputIsCaptured) {
+    auto inst = must_load(write("p.js", R"(const metadata = {component: 'p', outports: ['out']};
+async function process(ctx) {
+    console.log('hello', 42);
+    console.error('warned');
+    return {out: 'ok'};
+}
+)"));
+    ASSERT_TRUE(inst);
+    Recorded rec;
+    auto r = inst->call(req({}), rec.events());
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_NE(std::find(rec.logs.begin(), rec.logs.end(), "hello 42"), rec.logs.end());
+    EXPECT_NE(std::find(rec.logs.begin(), rec.logs.end(), "warned"), rec.logs.end());
+}
+
+TEST_F(WorkerTest, WorkerKilledMidCallFailsTheCallAndTheNextCallGetsANewWorker) {
+    auto py = write("k.py", R"(import os, time
+@actor({"component": "k", "inports": ["hang"], "outports": ["pid", "n"]})
+def process(ctx):
+    n = ctx.get_state("n", 0) + 1
+    ctx.set_state("n", n)
+    if ctx.get_input("hang"):
+        ctx.send_output("pid", os.getpid())
+        time.sleep(60)
+    return {"n": n}
+)");
+    auto js = write("k.js", R"(const metadata = {component: 'k', inports: ['hang'], outports: ['pid', 'n']};
+async function process(ctx) {
+    const n = ctx.getState('n', 0) + 1;
+    ctx.setState('n', n);
+    if (ctx.getInput('hang')) {
+        ctx.sendOutput('pid', require('process').pid);
+        await new Promise((r) => setTimeout(r, 60000));
+    }
+    return {n};
+}
+)");
+    for (const auto& script : {py, js}) {
+        auto inst = must_load(script);
+        ASSERT_TRUE(inst);
+        Recorded rec;
+        ASSERT_TRUE(inst->call(req({{"hang", false}}), rec.events()));  // n = 1 committed
+        runtime::CallEvents ev;
+        ev.on_output = [](std::string_view, const json::value& v) {
+            ::kill(static_cast<pid_t>(v.as_int64()), SIGKILL);
+        };
+        auto r = inst->call(req({{"hang", true}}), ev);
+        ASSERT_FALSE(r);
+        EXPECT_EQ(r.error().code, Errc::worker_crashed);
+        EXPECT_NE(r.error().message.find("killed by signal 9 (SIGKILL)"), std::string::npos) << r.error().message;
+        auto next = inst->call(req({{"hang", false}}), rec.events());
+        ASSERT_TRUE(next) << next.error().message;
+        EXPECT_EQ(next->outputs.at("n"), json::value(2));  // from the last committed state
+        EXPECT_EQ(inst->worker_starts(), 2u);
+    }
+}
+
+TEST_F(WorkerTest, DeadlineKillsTheWorkerAndTheNextCallWorks) {
+    auto inst = must_load(write("t.py", R"(@actor({"component": "t", "inports": ["spin"], "outports": ["ok"]})
+def process(ctx):
+    while ctx.get_input("spin"):
+        pass
+    return {"ok": True}
+)"));
+    ASSERT_TRUE(inst);
+    Recorded rec;
+    auto rq = req({{"spin", true}});
+    rq.timeout = std::chrono::milliseconds(300);
+    auto r = inst->call(rq, rec.events());
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, Errc::timeout);
+    EXPECT_EQ(r.error().data.at("limit").as_string(), "timeout");
+    EXPECT_NE(r.error().message.find("300ms"), std::string::npos);
+    auto ok = inst->call(req({{"spin", false}}), rec.events());
+    ASSERT_TRUE(ok) << ok.error().message;
+    EXPECT_EQ(inst->worker_starts(), 2u);
+}
+
+TEST_F(WorkerTest, AThousandCallsOnOneWorker) {
+    for (auto [name, text] : {std::pair{"d.py", kDouble}, std::pair{"d.js", kDoubleJs}}) {
+        auto inst = must_load(write(name, text));
+        ASSERT_TRUE(inst);
+        const pid_t pid = inst->worker_pid();
+        for (int i = 0; i < 1000; ++i) {
+            Recorded rec;
+            auto r = inst->call(req({{"input", i}}), rec.events());
+            ASSERT_TRUE(r) << r.error().message;
+            ASSERT_EQ(rec.outputs.size(), 1u);
+            ASSERT_EQ(rec.outputs[0].second, json::value(2 * i));
+        }
+        EXPECT_EQ(inst->worker_pid(), pid);
+        EXPECT_EQ(inst->worker_starts(), 1u);
+    }
+}
+
+TEST_F(WorkerTest, PlainDefKeywordFormBytesAndReturnedPorts) {
+    auto inst = must_load(write("b.py", R"(@actor(name="bytes_echo", inports=["data"], outports=["raw", "size"])
+def process(ctx):
+    data = ctx.get_input("data")
+    assert isinstance(data, bytes), type(data)
+    ctx.send_output("raw", data[::-1])
+    return {"size": len(data)}
+)"));
+    ASSERT_TRUE(inst);
+    Recorded rec;
+    auto r = inst->call(req({{"data", {{"$bytes", "AAEC"}}}}), rec.events());  // 00 01 02
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->outputs.at("size"), json::value(3));
+    ASSERT_EQ(rec.outputs.size(), 1u);
+    EXPECT_EQ(rec.outputs[0].second, (json::object{{"$bytes", "AgEA"}}));  // 02 01 00
+
+    auto js = must_load(write("b.js", R"(module.exports = {
+    metadata: {component: 'bytes_js', inports: ['data'], outports: ['raw']},
+    process: (ctx) => ({raw: Buffer.from(ctx.getInput('data')).reverse()}),
+};
+)"));
+    ASSERT_TRUE(js);
+    auto r2 = js->call(req({{"data", {{"$bytes", "AAEC"}}}}), rec.events());
+    ASSERT_TRUE(r2) << r2.error().message;
+    EXPECT_EQ(r2->outputs.at("raw"), (json::object{{"$bytes", "AgEA"}}));
+}
+
+TEST_F(WorkerTest, BadValuesAndPortsAreScriptErrors) {
+    auto inst = must_load(write("v.py", R"(@actor({"component": "v", "inports": ["what"], "outports": ["out"]})
+def process(ctx):
+    what = ctx.get_input("what")
+    if what == "port":
+        ctx.send_output("nope", 1)
+    if what == "value":
+        ctx.send_output("out", object())
+    if what == "nan":
+        ctx.send_output("out", float("nan"))
+    if what == "return":
+        return [1, 2]
+    if what == "exit":
+        raise SystemExit(3)
+    return {"out": what}
+)"));
+    ASSERT_TRUE(inst);
+    Recorded rec;
+    for (const char* what : {"port", "value", "nan", "return", "exit"}) {
+        auto r = inst->call(req({{"what", what}}), rec.events());
+        ASSERT_FALSE(r) << what;
+        EXPECT_EQ(r.error().code, Errc::script) << what << ": " << r.error().message;
+    }
+    auto r = inst->call(req({{"what", "fine"}}), rec.events());
+    ASSERT_TRUE(r);
+    EXPECT_EQ(inst->worker_starts(), 1u);
+    // Unknown and missing input ports are refused before the worker is called.
+    auto unknown = inst->call(req({{"whatever", 1}}), rec.events());
+    ASSERT_FALSE(unknown);
+    EXPECT_EQ(unknown.error().code, Errc::invalid_argument);
+    EXPECT_NE(unknown.error().message.find("declares inports [what]"), std::string::npos);
+}
+
+TEST_F(WorkerTest, ProtocolViolationKillsTheWorker) {
+    auto inst = must_load(write("x.py", R"(import os
+@actor({"component": "x", "inports": ["evil"], "outports": ["ok"]})
+def process(ctx):
+    if ctx.get_input("evil"):
+        os.write(3, b"\x00\x00\x00\x03abc")
+        import time; time.sleep(30)
+    return {"ok": 1}
+)"));
+    ASSERT_TRUE(inst);
+    Recorded rec;
+    auto r = inst->call(req({{"evil", true}}), rec.events());
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, Errc::worker_crashed);
+    EXPECT_EQ(r.error().data.at("reason").as_string(), "protocol_violation");
+    ASSERT_TRUE(inst->call(req({{"evil", false}}), rec.events()));
+    EXPECT_EQ(inst->worker_starts(), 2u);
+}
+
+TEST_F(WorkerTest, JsProcessShadowingAndAsyncioScripts) {
+    // `process` shadows Node's global inside the script; `require('process')` still works.
+    auto js = must_load(write("sh.js", R"(const metadata = {component: 'sh', outports: ['pid']};
+async function process(context) {
+    await context.sendOutput('pid', typeof require('process').pid);
+    return {kind: typeof process};
+}
+)"));
+    ASSERT_TRUE(js);
+    Recorded rec;
+    auto r = js->call(req({}), rec.events());
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->outputs.at("kind"), json::value("function"));
+    EXPECT_EQ(rec.outputs.at(0).second, json::value("number"));
+
+    // A Python script that imports asyncio gets a real event loop.
+    auto py = must_load(write("a.py", R"(import asyncio
+@actor({"component": "a", "outports": ["out"]})
+async def process(ctx):
+    await asyncio.sleep(0.01)
+    await ctx.send_output("out", 1)
+    return {"done": True}
+)"));
+    ASSERT_TRUE(py);
+    Recorded rec2;
+    auto r2 = py->call(req({}), rec2.events());
+    ASSERT_TRUE(r2) << r2.error().message;
+    EXPECT_EQ(r2->outputs.at("done"), json::value(true));
+}
