@@ -34,14 +34,21 @@ inline std::string second_declaration_message(const SourcePos& first) {
 // JSON kind of a value in the words of the script's language, for "found X" messages.
 inline std::string_view kind_name(const json::value& v, bool python) {
     switch (v.kind()) {
-        case json::kind::null: return python ? "None" : "null";
-        case json::kind::bool_: return python ? "a bool" : "a boolean";
+        case json::kind::null:
+            return python ? "None" : "null";
+        case json::kind::bool_:
+            return python ? "a bool" : "a boolean";
         case json::kind::int64:
-        case json::kind::uint64: return "an integer";
-        case json::kind::double_: return python ? "a float" : "a number";
-        case json::kind::string: return "a string";
-        case json::kind::array: return python ? "a list" : "an array";
-        case json::kind::object: return python ? "a dict" : "an object";
+        case json::kind::uint64:
+            return "an integer";
+        case json::kind::double_:
+            return python ? "a float" : "a number";
+        case json::kind::string:
+            return "a string";
+        case json::kind::array:
+            return python ? "a list" : "an array";
+        case json::kind::object:
+            return python ? "a dict" : "an object";
     }
     return "a value";
 }

@@ -21,8 +21,12 @@ namespace sandflow::actor::detail {
 
 // Python identifier characters: ASCII ones plus any non-ASCII byte (non-ASCII letters are
 // valid in identifiers; the scan has no need to tell them from other characters).
-inline bool py_ident_start(char c) { return is_alpha(c) || c == '_' || is_non_ascii(c); }
-inline bool py_ident_char(char c) { return py_ident_start(c) || is_digit(c); }
+inline bool py_ident_start(char c) {
+    return is_alpha(c) || c == '_' || is_non_ascii(c);
+}
+inline bool py_ident_char(char c) {
+    return py_ident_start(c) || is_digit(c);
+}
 std::string_view read_py_identifier(TextCursor& cur);
 
 struct PyStringPrefix {
@@ -35,24 +39,25 @@ std::optional<PyStringPrefix> py_string_prefix(std::string_view word);
 // True if the cursor is at a string literal: a quote, or up to three prefix letters and a
 // quote (so that invalid prefixes such as "ur" get a clear error).
 bool at_py_string(const TextCursor& cur);
+// Skips spaces, newlines, comments and backslash continuations: the trivia allowed between
+// tokens inside brackets.
+void skip_py_trivia(TextCursor& cur);
 
 class PyLiteralParser {
-public:
+  public:
     // `start` is where the declaration begins; the size limit counts from there.
     PyLiteralParser(TextCursor& cur, std::string_view file, const SourcePos& start)
         : cur_(cur), file_(file), start_(start) {}
 
-    // Skips spaces, newlines, comments and backslash continuations: the trivia allowed
-    // between tokens inside brackets.
-    void skip_trivia();
+    void skip_trivia() { skip_py_trivia(cur_); }
     // Parses one literal at the cursor (no leading trivia is skipped). `keys`, when given,
     // receives the place of each key of the outermost dict.
-    Result<json::value> parse_value(KeyPositions* keys = nullptr) { return value(0, keys); }
+    Result<json::value> parse_value(KeyPositions* keys = nullptr);
     // Fails once the text from the declaration's start exceeds limits::kMaxMetadataBytes.
     Result<void> check_size() const;
     Error error(const SourcePos& pos, std::string_view what) const;
 
-private:
+  private:
     Result<json::value> value(std::size_t depth, KeyPositions* keys);
     Result<json::value> dict(std::size_t depth, KeyPositions* keys);
     Result<json::value> list(std::size_t depth);

@@ -1,5 +1,7 @@
 #include "actor/text_cursor.hpp"
 
+#include <algorithm>
+
 #include "actor/metadata.hpp"
 
 namespace sandflow::actor::detail {
@@ -60,10 +62,14 @@ void TextCursor::skip_line() {
 
 bool is_base_digit(char c, int base) {
     switch (base) {
-        case 2: return c == '0' || c == '1';
-        case 8: return c >= '0' && c <= '7';
-        case 10: return is_digit(c);
-        default: return is_hex_digit(c);
+        case 2:
+            return c == '0' || c == '1';
+        case 8:
+            return c >= '0' && c <= '7';
+        case 10:
+            return is_digit(c);
+        default:
+            return is_hex_digit(c);
     }
 }
 

@@ -24,7 +24,7 @@ struct SourcePos {
 // lone "\r" (the set Python and JavaScript share; U+2028 and U+2029 do not start a line here).
 // A leading UTF-8 byte-order mark is skipped and takes no column.
 class TextCursor {
-public:
+  public:
     explicit TextCursor(std::string_view text);
 
     bool at_end() const { return pos_.offset >= text_.size(); }
@@ -34,9 +34,7 @@ public:
         return i < text_.size() ? text_[i] : '\0';
     }
     bool at_newline() const { return peek() == '\n' || peek() == '\r'; }
-    bool starts_with(std::string_view s) const {
-        return text_.substr(pos_.offset).starts_with(s);
-    }
+    bool starts_with(std::string_view s) const { return text_.substr(pos_.offset).starts_with(s); }
 
     // Moves over n bytes, keeping line and column.
     void advance(std::size_t n = 1);
@@ -56,17 +54,23 @@ public:
         return text_.substr(from, pos_.offset - from);
     }
 
-private:
+  private:
     std::string_view text_;
     SourcePos pos_;
 };
 
-inline bool is_digit(char c) { return c >= '0' && c <= '9'; }
+inline bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
 inline bool is_hex_digit(char c) {
     return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
-inline bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-inline bool is_non_ascii(char c) { return static_cast<unsigned char>(c) >= 0x80; }
+inline bool is_alpha(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+inline bool is_non_ascii(char c) {
+    return static_cast<unsigned char>(c) >= 0x80;
+}
 // True if `c` is a digit of `base` (2, 8, 10 or 16).
 bool is_base_digit(char c, int base);
 int hex_value(char c);

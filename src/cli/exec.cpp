@@ -26,7 +26,7 @@ struct ExecOptions {
 };
 
 void print_line(const json::value& v) {
-    const std::string s = json::serialize(v);
+    const std::string s = to_json_string(v);
     std::fwrite(s.data(), 1, s.size(), stdout);
     std::fputc('\n', stdout);
     std::fflush(stdout);

@@ -5,15 +5,13 @@
 namespace sandflow {
 
 std::string encode_frame(const json::value& message) {
-    std::string payload = json::serialize(message);
-    const auto n = static_cast<std::uint32_t>(payload.size());
-    std::string out;
-    out.reserve(limits::kFrameHeaderBytes + payload.size());
-    out.push_back(static_cast<char>((n >> 24) & 0xff));
-    out.push_back(static_cast<char>((n >> 16) & 0xff));
-    out.push_back(static_cast<char>((n >> 8) & 0xff));
-    out.push_back(static_cast<char>(n & 0xff));
-    out += payload;
+    std::string out(limits::kFrameHeaderBytes, '\0');
+    append_json(message, out);
+    const auto n = static_cast<std::uint32_t>(out.size() - limits::kFrameHeaderBytes);
+    out[0] = static_cast<char>((n >> 24) & 0xff);
+    out[1] = static_cast<char>((n >> 16) & 0xff);
+    out[2] = static_cast<char>((n >> 8) & 0xff);
+    out[3] = static_cast<char>(n & 0xff);
     return out;
 }
 

@@ -2,6 +2,9 @@
 
 #include "core/limits.hpp"
 
+#include <charconv>
+#include <cmath>
+
 namespace sandflow {
 
 Result<json::value> parse_json(std::string_view text, std::string_view what) {
@@ -16,7 +19,61 @@ Result<json::value> parse_json(std::string_view text, std::string_view what) {
     return v;
 }
 
-std::string to_json_string(const json::value& v) { return json::serialize(v); }
+namespace {
+
+// Boost.JSON writes 4.0 as "4E0"; people and other JSON tools expect "4.0". Doubles are
+// written as the shortest text that reads back to the same value, always with a fraction
+// or an exponent so that they stay floats.
+void append_double(double d, std::string& out) {
+    if (!std::isfinite(d)) {  // not representable in JSON; Boost.JSON never parses these
+        out += "null";
+        return;
+    }
+    char buf[32];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);
+    std::string_view text(buf, static_cast<std::size_t>(end - buf));
+    out += text;
+    if (text.find_first_of(".e") == std::string_view::npos) out += ".0";
+}
+
+}  // namespace
+
+void append_json(const json::value& v, std::string& out) {
+    switch (v.kind()) {
+        case json::kind::double_: append_double(v.get_double(), out); return;
+        case json::kind::array: {
+            out += '[';
+            bool first = true;
+            for (const auto& item : v.get_array()) {
+                if (!first) out += ',';
+                first = false;
+                append_json(item, out);
+            }
+            out += ']';
+            return;
+        }
+        case json::kind::object: {
+            out += '{';
+            bool first = true;
+            for (const auto& [k, item] : v.get_object()) {
+                if (!first) out += ',';
+                first = false;
+                out += json::serialize(json::string_view(k));
+                out += ':';
+                append_json(item, out);
+            }
+            out += '}';
+            return;
+        }
+        default: out += json::serialize(v); return;
+    }
+}
+
+std::string to_json_string(const json::value& v) {
+    std::string out;
+    append_json(v, out);
+    return out;
+}
 
 }  // namespace sandflow
 
@@ -53,7 +110,7 @@ void pretty(const json::value& v, std::string& out, int indent) {
         newline(indent);
         out += ']';
     } else {
-        out += json::serialize(v);
+        append_json(v, out);
     }
 }
 }  // namespace

@@ -16,8 +16,9 @@ namespace json = boost::json;
 // input in the error ("--input x", "frame from worker").
 Result<json::value> parse_json(std::string_view text, std::string_view what);
 
-// Compact serialisation.
+// Compact serialisation; floats always keep a fraction or exponent ("4.0", not "4E0").
 std::string to_json_string(const json::value& v);
+void append_json(const json::value& v, std::string& out);
 
 }  // namespace sandflow
 

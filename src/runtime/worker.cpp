@@ -242,19 +242,13 @@ void Worker::read_stdio(int which, const std::function<void(const LogLine&)>& on
     char buf[kReadChunk];
     std::string& pending = line_buf_[which];
     auto emit = [&](std::string line) {
-        if (log_capped_) return;
-        log_bytes_ += line.size() + 1;
-        if (log_bytes_ > limits::kMaxLogBytesPerCall) {
-            log_capped_ = true;
-            line = "[sandflow: this call's output passed " + std::to_string(limits::kMaxLogBytesPerCall) +
-                   " bytes; the rest is dropped]";
-        }
         if (which == 1) {
             stderr_tail_.push_back(line);
             if (stderr_tail_.size() > kStderrTailLines) stderr_tail_.erase(stderr_tail_.begin());
         }
-        on_log(LogLine{which == 0 ? LogLine::Source::stdout_ : LogLine::Source::stderr_, std::move(line),
-                       which == 0 ? "info" : "warn"});
+        emit_log(LogLine{which == 0 ? LogLine::Source::stdout_ : LogLine::Source::stderr_,
+                         std::move(line), which == 0 ? "info" : "warn"},
+                 on_log);
     };
     for (;;) {
         const ssize_t n = ::read(fd, buf, sizeof buf);
@@ -279,6 +273,19 @@ void Worker::read_stdio(int which, const std::function<void(const LogLine&)>& on
         }
         if (static_cast<std::size_t>(n) < sizeof buf) return;
     }
+}
+
+void Worker::emit_log(LogLine line, const std::function<void(const LogLine&)>& on_log) {
+    if (log_capped_) return;
+    log_bytes_ += line.text.size() + 1;
+    if (log_bytes_ > limits::kMaxLogBytesPerCall) {
+        log_capped_ = true;
+        line = LogLine{LogLine::Source::context,
+                       "[sandflow: this call's log output passed " +
+                           std::to_string(limits::kMaxLogBytesPerCall) + " bytes; the rest is dropped]",
+                       "warn"};
+    }
+    on_log(line);
 }
 
 void Worker::drain_stdio(const std::function<void(const LogLine&)>& on_log) {
@@ -340,7 +347,8 @@ Result<CallResult> Worker::call(const CallRequest& request, const CallEvents& ev
             const auto* msg = string_field(f, "message");
             const auto* level = string_field(f, "level");
             if (!msg) return tl::unexpected(protocol_violation("log without message"));
-            on_log(LogLine{LogLine::Source::context, std::string(*msg), level ? std::string(*level) : "info"});
+            emit_log(LogLine{LogLine::Source::context, std::string(*msg), level ? std::string(*level) : "info"},
+                     on_log);
             return false;
         }
         if (*t == "result") {

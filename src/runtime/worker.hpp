@@ -93,6 +93,8 @@ private:
     Result<void> send(const json::value& frame);
     void drain_stdio(const std::function<void(const LogLine&)>& on_log);
     void read_stdio(int which, const std::function<void(const LogLine&)>& on_log);
+    // Every log line of a call passes here: the per-call byte cap applies to all sources.
+    void emit_log(LogLine line, const std::function<void(const LogLine&)>& on_log);
     Error died(std::string_view during);
 
     std::unique_ptr<sandbox::Process> proc_;

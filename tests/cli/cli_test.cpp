@@ -36,7 +36,7 @@ std::string quote(const std::string& s) {
     return q + "'";
 }
 
-Run sandflow(const std::vector<std::string>& args) {
+Run run_cli(const std::vector<std::string>& args) {
     char tmpl[] = "/tmp/sandflow-cli-XXXXXX";
     EXPECT_NE(::mkdtemp(tmpl), nullptr);
     const fs::path dir = tmpl;
@@ -62,7 +62,7 @@ std::string example(const std::string& rel) {
 }  // namespace
 
 TEST(Cli, InspectPrintsMetadata) {
-    auto r = sandflow({"inspect", example("python/double.actor.py")});
+    auto r = run_cli({"inspect", example("python/double.actor.py")});
     ASSERT_EQ(r.status, 0) << r.err;
     auto j = parse_json(r.out, "inspect output");
     ASSERT_TRUE(j) << r.out;
@@ -70,7 +70,7 @@ TEST(Cli, InspectPrintsMetadata) {
     EXPECT_EQ(j->at("language").as_string(), "python");
     EXPECT_EQ(j->at("inports").as_array().at(0).at("name").as_string(), "input");
 
-    auto js = sandflow({"inspect", example("js/normalize_record.actor.js")});
+    auto js = run_cli({"inspect", example("js/normalize_record.actor.js")});
     ASSERT_EQ(js.status, 0) << js.err;
     EXPECT_EQ(parse_json(js.out, "x")->at("component").as_string(), "normalize_record_js");
 }
@@ -78,19 +78,19 @@ TEST(Cli, InspectPrintsMetadata) {
 TEST(Cli, InspectErrorNamesFileLineColumn) {
     const fs::path p = fs::temp_directory_path() / "sandflow-cli-broken.py";
     std::ofstream(p) << "# an actor\n@actor({\"component\": \"x\",\n         \"inports\": [\"a\" \"b\",, ]})\ndef process(c):\n    pass\n";
-    auto r = sandflow({"inspect", p.string()});
+    auto r = run_cli({"inspect", p.string()});
     EXPECT_EQ(r.status, 2);
     EXPECT_TRUE(r.out.empty());
     EXPECT_NE(r.err.find(p.string() + ":3:"), std::string::npos) << r.err;
     fs::remove(p);
 
-    auto missing = sandflow({"inspect", "/nonexistent/actor.py"});
+    auto missing = run_cli({"inspect", "/nonexistent/actor.py"});
     EXPECT_EQ(missing.status, 2) << missing.err;
     EXPECT_NE(missing.err.find("/nonexistent/actor.py"), std::string::npos);
 }
 
 TEST(Cli, ExecRefusesToRunWithoutASandboxUnlessAllowed) {
-    auto r = sandflow({"exec", example("python/double.actor.py"), "--input", "input=21"});
+    auto r = run_cli({"exec", example("python/double.actor.py"), "--input", "input=21"});
     EXPECT_EQ(r.status, 3);
     EXPECT_NE(r.err.find("--insecure-no-sandbox"), std::string::npos) << r.err;
     EXPECT_TRUE(r.out.empty());
@@ -98,7 +98,7 @@ TEST(Cli, ExecRefusesToRunWithoutASandboxUnlessAllowed) {
 
 TEST(Cli, ExecStreamsOutputsThenTheResult) {
     for (const char* script : {"python/double.actor.py", "js/double.actor.js"}) {
-        auto r = sandflow({"exec", example(script), "--input", "input=21", "--insecure-no-sandbox"});
+        auto r = run_cli({"exec", example(script), "--input", "input=21", "--insecure-no-sandbox"});
         ASSERT_EQ(r.status, 0) << r.err;
         EXPECT_NE(r.err.find("INSECURE"), std::string::npos) << r.err;
         auto lines = r.lines();
@@ -111,7 +111,7 @@ TEST(Cli, ExecStreamsOutputsThenTheResult) {
 }
 
 TEST(Cli, ExecRepeatKeepsStateOnOneWorker) {
-    auto r = sandflow({"exec", example("python/running_stats.actor.py"), "--input", "value=4", "--repeat", "3",
+    auto r = run_cli({"exec", example("python/running_stats.actor.py"), "--input", "value=4", "--repeat", "3",
                        "--state", R"({"stats": {"count": 1, "sum": 2, "min": 2, "max": 2}})",
                        "--insecure-no-sandbox"});
     ASSERT_EQ(r.status, 0) << r.err;
@@ -122,7 +122,7 @@ TEST(Cli, ExecRepeatKeepsStateOnOneWorker) {
 }
 
 TEST(Cli, ExecStreamsSeveralOutputsInOrder) {
-    auto r = sandflow({"exec", example("js/chunker.actor.js"), "--input", "items=[1,2,3,4,5]", "--config",
+    auto r = run_cli({"exec", example("js/chunker.actor.js"), "--input", "items=[1,2,3,4,5]", "--config",
                        R"({"size": 2})", "--insecure-no-sandbox"});
     ASSERT_EQ(r.status, 0) << r.err;
     auto lines = r.lines();
@@ -136,7 +136,7 @@ TEST(Cli, ExecStreamsSeveralOutputsInOrder) {
 }
 
 TEST(Cli, ScriptErrorExitsOneWithTraceback) {
-    auto r = sandflow({"exec", example("python/validate_order.actor.py"), "--input",
+    auto r = run_cli({"exec", example("python/validate_order.actor.py"), "--input",
                        R"(order={"id": "A7", "quantity": 0})", "--insecure-no-sandbox"});
     EXPECT_EQ(r.status, 1) << r.err;
     auto lines = r.lines();
@@ -149,26 +149,26 @@ TEST(Cli, ScriptErrorExitsOneWithTraceback) {
 }
 
 TEST(Cli, BadInputsAreUsageErrors) {
-    auto r = sandflow({"exec", example("python/double.actor.py"), "--input", "input=hello", "--insecure-no-sandbox"});
+    auto r = run_cli({"exec", example("python/double.actor.py"), "--input", "input=hello", "--insecure-no-sandbox"});
     EXPECT_EQ(r.status, 2);
     EXPECT_NE(r.err.find("needs JSON quotes"), std::string::npos) << r.err;
-    r = sandflow({"exec", example("python/double.actor.py"), "--input", "nope=1", "--insecure-no-sandbox"});
+    r = run_cli({"exec", example("python/double.actor.py"), "--input", "nope=1", "--insecure-no-sandbox"});
     EXPECT_EQ(r.status, 2);
     EXPECT_NE(r.err.find("unknown input port 'nope'"), std::string::npos) << r.err;
-    r = sandflow({"exec", example("python/double.actor.py"), "--timeout", "5", "--insecure-no-sandbox"});
+    r = run_cli({"exec", example("python/double.actor.py"), "--timeout", "5", "--insecure-no-sandbox"});
     EXPECT_EQ(r.status, 2);
-    r = sandflow({"exec", example("python/double.actor.py"), "--config", "[1]", "--insecure-no-sandbox"});
+    r = run_cli({"exec", example("python/double.actor.py"), "--config", "[1]", "--insecure-no-sandbox"});
     EXPECT_EQ(r.status, 2);
-    r = sandflow({"exec"});
+    r = run_cli({"exec"});
     EXPECT_EQ(r.status, 2);
-    r = sandflow({"frobnicate"});
+    r = run_cli({"frobnicate"});
     EXPECT_EQ(r.status, 2);
 }
 
 TEST(Cli, TimeoutExitsThree) {
     const fs::path p = fs::temp_directory_path() / "sandflow-cli-spin.py";
     std::ofstream(p) << "@actor({\"component\": \"spin\"})\ndef process(c):\n    while True:\n        pass\n";
-    auto r = sandflow({"exec", p.string(), "--timeout", "200ms", "--insecure-no-sandbox"});
+    auto r = run_cli({"exec", p.string(), "--timeout", "200ms", "--insecure-no-sandbox"});
     EXPECT_EQ(r.status, 3) << r.err;
     auto lines = r.lines();
     ASSERT_EQ(lines.size(), 1u);
@@ -178,14 +178,14 @@ TEST(Cli, TimeoutExitsThree) {
 
 TEST(Cli, HelpForEverySubcommand) {
     for (const char* sub : {"inspect", "exec"}) {
-        auto r = sandflow({sub, "--help"});
+        auto r = run_cli({sub, "--help"});
         EXPECT_EQ(r.status, 0);
         EXPECT_NE(r.out.find("SCRIPT"), std::string::npos) << r.out;
     }
-    auto r = sandflow({"--help"});
+    auto r = run_cli({"--help"});
     EXPECT_EQ(r.status, 0);
     EXPECT_NE(r.out.find("Exit statuses"), std::string::npos);
-    auto exec = sandflow({"exec", "--help"});
+    auto exec = run_cli({"exec", "--help"});
     for (const char* opt : {"--input", "--config", "--state", "--repeat", "--timeout", "--insecure-no-sandbox"})
         EXPECT_NE(exec.out.find(opt), std::string::npos) << opt;
 }

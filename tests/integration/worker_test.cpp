@@ -124,14 +124,15 @@ async function process(ctx) {
     for (const auto& script : {py, js}) {
         auto inst = must_load(script);
         ASSERT_TRUE(inst);
+        const std::string base = flag.string() + script.extension().string();
         std::vector<std::int64_t> seen;
         runtime::CallEvents ev;
         ev.on_output = [&](std::string_view port, const json::value& v) {
             EXPECT_EQ(port, "seq");
             seen.push_back(v.as_int64());
-            std::ofstream(flag.string() + "." + std::to_string(v.as_int64())) << "";
+            std::ofstream(base + "." + std::to_string(v.as_int64())) << "";
         };
-        auto rq = req({{"n", 50}, {"flag", flag.string() + script.extension().string()}});
+        auto rq = req({{"n", 50}, {"flag", base}});
         rq.timeout = std::chrono::seconds(20);
         auto r = inst->call(rq, ev);
         ASSERT_TRUE(r) << r.error().message;

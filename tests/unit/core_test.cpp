@@ -120,8 +120,20 @@ TEST(Duration, ParsesUnitsAndRejectsBareNumbers) {
     for (const char* bad : {"5", "", "s", "5 s", "5x", "-1s", "0s", "1e400s"}) {
         auto r = parse_duration(bad);
         EXPECT_FALSE(r) << bad;
-        if (!r) EXPECT_NE(r.error().message.find("unit"), std::string::npos) << bad;
+        if (!r) {
+            EXPECT_NE(r.error().message.find("unit"), std::string::npos) << bad;
+        }
     }
     EXPECT_EQ(format_duration(std::chrono::microseconds(5'000'000)), "5s");
     EXPECT_EQ(format_duration(std::chrono::microseconds(1'500)), "1500us");
+}
+
+TEST(Json, FloatsStayFloatsAndReadBack) {
+    EXPECT_EQ(to_json_string(json::array{4.0, 1, 0.1, -2.5e-300, 1e300}), "[4.0,1,0.1,-2.5e-300,1e+300]");
+    for (double d : {0.1, 1.0 / 3, 123456789.125, 5e-324}) {
+        auto back = parse_json(to_json_string(json::value(d)), "x");
+        ASSERT_TRUE(back);
+        EXPECT_EQ(back->as_double(), d);
+    }
+    EXPECT_EQ(to_json_string(json::object{{"s", "a\"b\n"}, {"n", nullptr}}), R"({"s":"a\"b\n","n":null})");
 }

@@ -1,0 +1,495 @@
+#include "actor/python_literal.hpp"
+
+#include <charconv>
+#include <cstdint>
+#include <limits>
+
+#include "core/limits.hpp"
+
+namespace sandflow::actor::detail {
+
+namespace {
+
+bool is_quote(char c) {
+    return c == '\'' || c == '"';
+}
+
+std::string in_quotes(std::string_view s) {
+    return "'" + std::string(s) + "'";
+}
+
+}  // namespace
+
+std::string_view read_py_identifier(TextCursor& cur) {
+    const std::size_t from = cur.offset();
+    while (py_ident_char(cur.peek())) cur.advance();
+    return cur.since(from);
+}
+
+std::optional<PyStringPrefix> py_string_prefix(std::string_view word) {
+    if (word.size() > 2) return std::nullopt;
+    PyStringPrefix p;
+    int kinds = 0;  // at most one of u / b / f / t
+    for (char c : word) {
+        switch (c | 0x20) {  // ASCII lower case
+            case 'r':
+                if (p.raw) return std::nullopt;
+                p.raw = true;
+                break;
+            case 'b':
+                p.bytes = true, ++kinds;
+                break;
+            case 'f':
+            case 't':
+                p.format = true, ++kinds;
+                break;
+            case 'u':
+                if (word.size() != 1) return std::nullopt;  // "ur" is not Python 3
+                ++kinds;
+                break;
+            default:
+                return std::nullopt;
+        }
+    }
+    if (kinds > 1) return std::nullopt;
+    return p;
+}
+
+bool at_py_string(const TextCursor& cur) {
+    for (std::size_t i = 0; i <= 3; ++i) {
+        const char c = cur.peek(i);
+        if (is_quote(c)) return true;
+        if (!is_alpha(c)) return false;
+    }
+    return false;
+}
+
+void skip_py_trivia(TextCursor& cur) {
+    for (;;) {
+        const char c = cur.peek();
+        if (c == ' ' || c == '\t' || c == '\f') {
+            cur.advance();
+        } else if (c == '#') {
+            cur.skip_line();
+        } else if (c == '\\' && (cur.peek(1) == '\n' || cur.peek(1) == '\r')) {
+            cur.advance();
+            cur.skip_newline();
+        } else if (!cur.skip_newline()) {
+            return;
+        }
+    }
+}
+
+Result<void> PyLiteralParser::check_size() const {
+    if (cur_.offset() - start_.offset <= limits::kMaxMetadataBytes) return {};
+    return tl::unexpected(limit_error_at(
+        file_, start_,
+        "the metadata literal is larger than " + std::to_string(limits::kMaxMetadataBytes) +
+            " bytes (limits::kMaxMetadataBytes): keep large data out of the declaration",
+        "max_metadata_bytes"));
+}
+
+Error PyLiteralParser::error(const SourcePos& pos, std::string_view what) const {
+    return error_at(file_, pos, what);
+}
+
+Result<json::value> PyLiteralParser::parse_value(KeyPositions* keys) {
+    auto v = value(0, keys);
+    if (auto ok = check_size(); v && !ok) return tl::unexpected(ok.error());
+    return v;
+}
+
+Result<json::value> PyLiteralParser::value(std::size_t depth, KeyPositions* keys) {
+    if (auto ok = check_size(); !ok) return tl::unexpected(ok.error());
+    const char c = cur_.peek();
+    if (c == '{' || c == '[' || c == '(') {
+        if (depth >= limits::kMaxLiteralDepth) {
+            return tl::unexpected(limit_error_at(
+                file_, cur_.pos(),
+                "literal nested deeper than " + std::to_string(limits::kMaxLiteralDepth) +
+                    " levels (limits::kMaxLiteralDepth): flatten the metadata",
+                "max_literal_depth"));
+        }
+        if (c == '{') return dict(depth + 1, keys);
+        if (c == '[') return list(depth + 1);
+        return paren(depth + 1);
+    }
+    if (c == '+' || c == '-') {
+        const SourcePos sign = cur_.pos();
+        bool negative = false;
+        while (cur_.peek() == '+' || cur_.peek() == '-') {
+            negative ^= cur_.peek() == '-';
+            cur_.advance();
+            skip_trivia();
+        }
+        if (!is_digit(cur_.peek()) && !(cur_.peek() == '.' && is_digit(cur_.peek(1)))) {
+            return tl::unexpected(error(
+                sign, "a unary sign must be followed by a number, found " + describe_at(cur_)));
+        }
+        return number(negative);
+    }
+    if (is_digit(c) || (c == '.' && is_digit(cur_.peek(1)))) return number(false);
+    if (at_py_string(cur_)) return strings();
+    if (py_ident_start(c)) {
+        const SourcePos at = cur_.pos();
+        const std::string_view name = read_py_identifier(cur_);
+        if (name == "True") return json::value(true);
+        if (name == "False") return json::value(false);
+        if (name == "None") return json::value(nullptr);
+        return tl::unexpected(
+            error(at, "expected a literal value, found identifier " + in_quotes(name) +
+                          ": metadata is read without running the script, so it may only contain "
+                          "strings, numbers, True/False/None, lists, tuples and dicts"));
+    }
+    return tl::unexpected(
+        error(cur_.pos(), "expected a literal value, found " + describe_at(cur_)));
+}
+
+Result<json::value> PyLiteralParser::dict(std::size_t depth, KeyPositions* keys) {
+    const SourcePos open = cur_.pos();
+    cur_.advance();  // '{'
+    skip_trivia();
+    json::object obj;
+    if (cur_.peek() == '}') {
+        cur_.advance();
+        return obj;
+    }
+    for (;;) {
+        const SourcePos key_pos = cur_.pos();
+        auto key = value(depth, nullptr);
+        if (!key) return key;
+        skip_trivia();
+        if (cur_.peek() != ':') {
+            if (obj.empty() && (cur_.peek() == ',' || cur_.peek() == '}')) {
+                return tl::unexpected(
+                    error(open, "set literals are not allowed in metadata: use a list [...]"));
+            }
+            return tl::unexpected(
+                error(cur_.pos(), "expected ':' after dict key, found " + describe_at(cur_)));
+        }
+        if (!key->is_string()) {
+            return tl::unexpected(error(
+                key_pos, "dict keys must be strings, found " + std::string(kind_name(*key, true))));
+        }
+        cur_.advance();  // ':'
+        skip_trivia();
+        auto val = value(depth, nullptr);
+        if (!val) return val;
+        const std::string_view name = key->get_string();
+        if (!obj.emplace(name, std::move(*val)).second) {
+            return tl::unexpected(error(
+                key_pos, "duplicate key " + in_quotes(name) + " in dict: remove one of them"));
+        }
+        if (keys != nullptr) keys->emplace(std::string(name), key_pos);
+        skip_trivia();
+        if (cur_.peek() == ',') {
+            cur_.advance();
+            skip_trivia();
+            if (cur_.peek() != '}') continue;
+        }
+        if (cur_.peek() == '}') {
+            cur_.advance();
+            return obj;
+        }
+        return tl::unexpected(
+            error(cur_.pos(), "expected ',' or '}' after dict value, found " + describe_at(cur_)));
+    }
+}
+
+Result<json::value> PyLiteralParser::list(std::size_t depth) {
+    cur_.advance();  // '['
+    json::array arr;
+    for (;;) {
+        skip_trivia();
+        if (cur_.peek() == ']') break;
+        auto item = value(depth, nullptr);
+        if (!item) return item;
+        arr.push_back(std::move(*item));
+        skip_trivia();
+        if (cur_.peek() == ',') {
+            cur_.advance();
+            continue;
+        }
+        if (cur_.peek() == ']') break;
+        return tl::unexpected(
+            error(cur_.pos(), "expected ',' or ']' in list, found " + describe_at(cur_)));
+    }
+    cur_.advance();  // ']'
+    return arr;
+}
+
+// A tuple, or a parenthesised value: "(x)" is x, "(x,)" and "()" are tuples.
+Result<json::value> PyLiteralParser::paren(std::size_t depth) {
+    cur_.advance();  // '('
+    skip_trivia();
+    json::array arr;
+    if (cur_.peek() == ')') {
+        cur_.advance();
+        return arr;
+    }
+    auto first = value(depth, nullptr);
+    if (!first) return first;
+    skip_trivia();
+    if (cur_.peek() == ')') {
+        cur_.advance();
+        return first;
+    }
+    arr.push_back(std::move(*first));
+    for (;;) {
+        if (cur_.peek() != ',') {
+            return tl::unexpected(
+                error(cur_.pos(), "expected ',' or ')' in tuple, found " + describe_at(cur_)));
+        }
+        cur_.advance();
+        skip_trivia();
+        if (cur_.peek() == ')') break;
+        auto item = value(depth, nullptr);
+        if (!item) return item;
+        arr.push_back(std::move(*item));
+        skip_trivia();
+        if (cur_.peek() == ')') break;
+    }
+    cur_.advance();  // ')'
+    return arr;
+}
+
+// One or more adjacent string literals, concatenated as Python does.
+Result<json::value> PyLiteralParser::strings() {
+    std::string out;
+    for (;;) {
+        if (auto ok = string(out); !ok) return tl::unexpected(ok.error());
+        if (auto ok = check_size(); !ok) return tl::unexpected(ok.error());
+        const SourcePos after = cur_.pos();
+        skip_trivia();
+        if (!at_py_string(cur_)) {
+            cur_.reset(after);
+            return json::value(json::string(out));
+        }
+    }
+}
+
+Result<void> PyLiteralParser::string(std::string& out) {
+    const SourcePos start = cur_.pos();
+    const std::string_view word = read_py_identifier(cur_);
+    const auto prefix = py_string_prefix(word);
+    if (!prefix) {
+        return tl::unexpected(error(start, "invalid string prefix " + in_quotes(word)));
+    }
+    if (prefix->bytes) {
+        return tl::unexpected(error(
+            start, "bytes literals (b'...') are not allowed in metadata: use a plain string"));
+    }
+    if (prefix->format) {
+        return tl::unexpected(
+            error(start,
+                  "f-strings are not allowed in metadata: it is read without running the "
+                  "script, so write the text out as a plain string"));
+    }
+    const char quote = cur_.peek();
+    const bool triple = cur_.peek(1) == quote && cur_.peek(2) == quote;
+    cur_.advance(triple ? 3 : 1);
+    for (;;) {
+        if (cur_.at_end()) {
+            return tl::unexpected(error(
+                start, triple ? std::string("unterminated triple-quoted string: add the "
+                                            "closing ") +
+                                    std::string(3, quote)
+                              : std::string("unterminated string: add the closing ") + quote));
+        }
+        const char c = cur_.peek();
+        if (cur_.at_newline()) {
+            if (!triple) {
+                return tl::unexpected(
+                    error(start, std::string("unterminated string: add the closing ") + quote +
+                                     " before the end of the line (use a triple-quoted string or "
+                                     "\\n for text that spans lines)"));
+            }
+            cur_.skip_newline();
+            out.push_back('\n');  // Python reads "\r\n" and "\r" in source as "\n"
+        } else if (c == quote && (!triple || (cur_.peek(1) == quote && cur_.peek(2) == quote))) {
+            cur_.advance(triple ? 3 : 1);
+            return {};
+        } else if (c == '\\' && prefix->raw) {
+            // A raw string keeps the backslash and the character after it, which therefore
+            // cannot end the string.
+            out.push_back('\\');
+            cur_.advance();
+            if (cur_.at_newline()) {
+                cur_.skip_newline();
+                out.push_back('\n');
+            } else if (!cur_.at_end()) {
+                cur_.copy_char(out);
+            }
+        } else if (c == '\\') {
+            if (auto ok = escape(out); !ok) return ok;
+        } else {
+            cur_.copy_char(out);
+        }
+    }
+}
+
+Result<void> PyLiteralParser::escape(std::string& out) {
+    const SourcePos at = cur_.pos();
+    cur_.advance();                      // '\'
+    if (cur_.skip_newline()) return {};  // backslash-newline continues the string
+    if (cur_.at_end()) return {};        // the caller reports the unterminated string
+    const char c = cur_.peek();
+    auto code_point = [&](std::size_t digits, char letter) -> Result<void> {
+        cur_.advance();  // the letter
+        std::uint32_t cp = 0;
+        for (std::size_t i = 0; i < digits; ++i) {
+            if (!is_hex_digit(cur_.peek())) {
+                return tl::unexpected(error(at, std::string("invalid \\") + letter +
+                                                    " escape: expected " + std::to_string(digits) +
+                                                    " hex digits"));
+            }
+            cp = cp * 16 + static_cast<std::uint32_t>(hex_value(cur_.peek()));
+            cur_.advance();
+        }
+        if (!append_utf8(out, cp)) {
+            return tl::unexpected(
+                error(at,
+                      "escape is not a Unicode scalar value (surrogates and values above "
+                      "\\U0010FFFF cannot be stored as UTF-8)"));
+        }
+        return {};
+    };
+    switch (c) {
+        case '\\':
+        case '\'':
+        case '"':
+            out.push_back(c);
+            break;
+        case 'a':
+            out.push_back('\a');
+            break;
+        case 'b':
+            out.push_back('\b');
+            break;
+        case 'f':
+            out.push_back('\f');
+            break;
+        case 'n':
+            out.push_back('\n');
+            break;
+        case 'r':
+            out.push_back('\r');
+            break;
+        case 't':
+            out.push_back('\t');
+            break;
+        case 'v':
+            out.push_back('\v');
+            break;
+        case 'x':
+            return code_point(2, 'x');
+        case 'u':
+            return code_point(4, 'u');
+        case 'U':
+            return code_point(8, 'U');
+        case 'N':
+            return tl::unexpected(
+                error(at,
+                      "unsupported escape \\N{...} in metadata: write the character itself or "
+                      "use \\uXXXX"));
+        default:
+            if (c >= '0' && c <= '7') {
+                std::uint32_t cp = 0;
+                for (int i = 0; i < 3 && cur_.peek() >= '0' && cur_.peek() <= '7'; ++i) {
+                    cp = cp * 8 + static_cast<std::uint32_t>(cur_.peek() - '0');
+                    cur_.advance();
+                }
+                append_utf8(out, cp);  // at most 0o777, always a scalar value
+                return {};
+            }
+            // Python keeps unknown escapes such as "\d" as they are.
+            out.push_back('\\');
+            cur_.copy_char(out);
+            return {};
+    }
+    cur_.advance();
+    return {};
+}
+
+Result<json::value> PyLiteralParser::number(bool negative) {
+    const SourcePos start = cur_.pos();
+    std::string digits;  // without underscores, ready for from_chars
+    int base = 10;
+    bool is_float = false;
+    // Digits of `base`, each optionally preceded by one underscore.
+    auto read_digits = [&](bool leading_underscore) {
+        bool any = false;
+        for (;;) {
+            if (cur_.peek() == '_' && (any || leading_underscore) &&
+                is_base_digit(cur_.peek(1), base)) {
+                cur_.advance();
+            }
+            if (!is_base_digit(cur_.peek(), base)) return any;
+            digits.push_back(cur_.peek());
+            cur_.advance();
+            any = true;
+        }
+    };
+    auto invalid = [&]() {
+        while (py_ident_char(cur_.peek()) || cur_.peek() == '.') cur_.advance();
+        return tl::unexpected(
+            error(start, "invalid number literal " + in_quotes(cur_.since(start.offset))));
+    };
+    const char p1 = static_cast<char>(cur_.peek(1) | 0x20);
+    if (cur_.peek() == '0' && (p1 == 'x' || p1 == 'o' || p1 == 'b')) {
+        base = p1 == 'x' ? 16 : p1 == 'o' ? 8 : 2;
+        cur_.advance(2);
+        if (!read_digits(true)) return invalid();
+    } else {
+        read_digits(false);
+        if (cur_.peek() == '.') {
+            is_float = true;
+            digits.push_back('.');
+            cur_.advance();
+            read_digits(false);
+        }
+        if ((cur_.peek() | 0x20) == 'e') {
+            is_float = true;
+            digits.push_back('e');
+            cur_.advance();
+            if (cur_.peek() == '+' || cur_.peek() == '-') {
+                digits.push_back(cur_.peek());
+                cur_.advance();
+            }
+            if (!read_digits(false)) return invalid();
+        }
+        if ((cur_.peek() | 0x20) == 'j') {
+            return tl::unexpected(error(start, "complex numbers are not allowed in metadata"));
+        }
+    }
+    if (py_ident_char(cur_.peek()) || cur_.peek() == '.') return invalid();
+    if (!is_float && base == 10 && digits.size() > 1 && digits[0] == '0' &&
+        digits.find_first_not_of('0') != std::string::npos) {
+        return tl::unexpected(error(start,
+                                    "leading zeros are not allowed in decimal integers: write "
+                                    "the number without them, or 0o... for octal"));
+    }
+    const char* first = digits.data();
+    const char* last = digits.data() + digits.size();
+    if (is_float) {
+        double d = 0;
+        const auto r = std::from_chars(first, last, d, std::chars_format::general);
+        if (r.ec != std::errc() || r.ptr != last) {
+            return tl::unexpected(error(start, "float literal is out of range"));
+        }
+        return json::value(negative ? -d : d);
+    }
+    std::uint64_t magnitude = 0;
+    const auto r = std::from_chars(first, last, magnitude, base);
+    constexpr auto kMax = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+    if (r.ec != std::errc() || magnitude > kMax + (negative ? 1 : 0)) {
+        return tl::unexpected(error(start,
+                                    "integer does not fit in 64 bits: metadata integers must be "
+                                    "between -2**63 and 2**63-1"));
+    }
+    if (!negative) return json::value(static_cast<std::int64_t>(magnitude));
+    // -(2**63) has no positive counterpart; negate in unsigned arithmetic.
+    return json::value(static_cast<std::int64_t>(~magnitude + 1));
+}
+
+}  // namespace sandflow::actor::detail
