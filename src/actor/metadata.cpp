@@ -319,6 +319,8 @@ Result<ActorMetadata> inspect_file(const std::filesystem::path& path, std::strin
     }
     std::error_code ec;
     const auto status = std::filesystem::status(path, ec);
+    if (ec == std::errc::no_such_file_or_directory || status.type() == std::filesystem::file_type::not_found)
+        return fail(Errc::invalid_argument, file + " does not exist: check the path", {{"file", file}});
     if (ec) return fail(Errc::io, "cannot read " + file + ": " + ec.message(), {{"file", file}});
     if (!std::filesystem::is_regular_file(status)) {
         return fail(Errc::invalid_argument, file + " is not a regular file", {{"file", file}});

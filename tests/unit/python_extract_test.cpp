@@ -503,7 +503,8 @@ TEST(PythonValidate, WrongTypes) {
 
 TEST(PythonValidate, PortObjectsAndTooManyPorts) {
     auto r = py(R"(@actor({"component": "p", "inports": [
-    {"name": "a", "type": "stream", "required": True, "description": "A", "default": [1, {"k": None}]},
+    {"name": "a", "type": "stream", "required": True, "description": "A",
+     "default": [1, {"k": None}]},
     {"name": "b", "type": "bytes"}, "c"],
     "outports": [{"name": "out", "type": "option"}]})
 )");
@@ -597,7 +598,7 @@ TEST_F(InspectFile, RejectsUnknownExtensionMissingFileAndHugeFile) {
     EXPECT_NE(r.error().message.find("Python (.py) or JavaScript (.js, .cjs)"), std::string::npos);
     r = sandflow::actor::inspect_file(dir_ / "missing.py");
     ASSERT_FALSE(r);
-    EXPECT_EQ(r.error().code, Errc::io);
+    EXPECT_EQ(r.error().code, Errc::invalid_argument);
     r = sandflow::actor::inspect_file(dir_);
     ASSERT_FALSE(r);
     r = sandflow::actor::inspect_file(
