@@ -194,13 +194,16 @@ def _caller_awaits():
     if hit is None:
         hit = False
         if code.co_flags & 0x80:  # CO_COROUTINE: only a coroutine can await
-            import dis
             # f_lasti points at the call or into its inline caches: the next real
-            # instruction is the one that consumes the return value.
-            for ins in dis.get_instructions(code):
-                if ins.offset > frame.f_lasti:
-                    hit = ins.opname == "GET_AWAITABLE"
-                    break
+            # instruction is the one that consumes the return value. (`dis` would do,
+            # but importing it costs milliseconds.)
+            import opcode
+            cache = opcode.opmap.get("CACHE", -1)
+            co = code.co_code
+            i = frame.f_lasti + 2
+            while i < len(co) and co[i] == cache:
+                i += 2
+            hit = i < len(co) and co[i] == opcode.opmap["GET_AWAITABLE"]
         _AWAITABLE_CACHE[key] = hit
     return hit
 
