@@ -500,26 +500,9 @@ class JsLiteralParser {
             return tl::unexpected(error(start, "BigInt literals are not allowed in metadata"));
         }
         if (js_ident_char(cur_.peek()) || cur_.peek() == '.') return invalid();
-        const char* first = digits.data();
-        const char* last = digits.data() + digits.size();
-        if (is_float) {
-            double d = 0;
-            const auto r = std::from_chars(first, last, d, std::chars_format::general);
-            if (r.ec != std::errc() || r.ptr != last) {
-                return tl::unexpected(error(start, "number literal is out of range"));
-            }
-            return json::value(negative ? -d : d);
-        }
-        std::uint64_t magnitude = 0;
-        const auto r = std::from_chars(first, last, magnitude, base);
-        constexpr auto kMax = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
-        if (r.ec != std::errc() || magnitude > kMax + (negative ? 1 : 0)) {
-            return tl::unexpected(error(start,
-                                        "integer does not fit in 64 bits: metadata integers must "
-                                        "be between -2**63 and 2**63-1"));
-        }
-        if (!negative) return json::value(static_cast<std::int64_t>(magnitude));
-        return json::value(static_cast<std::int64_t>(~magnitude + 1));
+        auto value = number_value(digits, base, is_float, negative);
+        if (!value) return tl::unexpected(error(start, value.error()));
+        return *value;
     }
 
     TextCursor& cur_;

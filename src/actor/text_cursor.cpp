@@ -1,6 +1,8 @@
 #include "actor/text_cursor.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <limits>
 
 #include "actor/metadata.hpp"
 
@@ -179,6 +181,29 @@ Error limit_error_at(std::string_view file, const SourcePos& pos, std::string_vi
 
 std::string where(const SourcePos& pos) {
     return "line " + std::to_string(pos.line) + ", column " + std::to_string(pos.column);
+}
+
+tl::expected<json::value, std::string> number_value(std::string_view digits, int base,
+                                                    bool is_float, bool negative) {
+    const char* first = digits.data();
+    const char* last = digits.data() + digits.size();
+    if (is_float) {
+        double d = 0;
+        const auto r = std::from_chars(first, last, d, std::chars_format::general);
+        if (r.ec != std::errc() || r.ptr != last)
+            return tl::unexpected<std::string>("number literal is out of range");
+        return json::value(negative ? -d : d);
+    }
+    std::uint64_t magnitude = 0;
+    const auto r = std::from_chars(first, last, magnitude, base);
+    constexpr auto kMax = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+    if (r.ec != std::errc() || r.ptr != last || magnitude > kMax + (negative ? 1 : 0))
+        return tl::unexpected<std::string>(
+            "integer does not fit in 64 bits: metadata integers must be between -2**63 and "
+            "2**63-1");
+    if (!negative) return json::value(static_cast<std::int64_t>(magnitude));
+    // -(2**63) has no positive counterpart; negate in unsigned arithmetic.
+    return json::value(static_cast<std::int64_t>(~magnitude + 1));
 }
 
 }  // namespace sandflow::actor::detail

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "core/error.hpp"
+#include "core/json.hpp"
 
 namespace sandflow::actor::detail {
 
@@ -82,6 +83,10 @@ std::optional<std::size_t> find_invalid_utf8(std::string_view text);
 SourcePos position_at(std::string_view text, std::size_t offset);
 // Appends `cp` as UTF-8; false (nothing appended) for surrogates and values above U+10FFFF.
 bool append_utf8(std::string& out, std::uint32_t cp);
+// The JSON value of a numeric literal's digits (sign, prefix and underscores already
+// removed), or what is wrong with it: a float out of range, an integer outside int64.
+tl::expected<json::value, std::string> number_value(std::string_view digits, int base,
+                                                    bool is_float, bool negative);
 
 // What the cursor is looking at, for "expected X, found Y" messages: "end of file",
 // "end of line", "identifier 'foo'", "number '12'", "a string" or "'c'".
