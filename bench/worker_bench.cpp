@@ -36,7 +36,9 @@ struct Stats {
 
 Stats stats(std::vector<double> us) {
     std::sort(us.begin(), us.end());
-    auto at = [&](double q) { return us[static_cast<std::size_t>(q * static_cast<double>(us.size() - 1))]; };
+    auto at = [&](double q) {
+        return us[static_cast<std::size_t>(q * static_cast<double>(us.size() - 1))];
+    };
     return {at(0.50), at(0.99)};
 }
 
@@ -63,7 +65,8 @@ for i in range(%d):
 t = sorted(t[%d:])
 print(t[len(t) // 2] / 1000, t[int(len(t) * 0.99)] / 1000)
 )";
-const char* kJsInProcess = R"(class Ctx { constructor(i) { this.inputs = i; } getInput(p) { return this.inputs[p]; } }
+const char* kJsInProcess =
+    R"(class Ctx { constructor(i) { this.inputs = i; } getInput(p) { return this.inputs[p]; } }
 function trivial(context) { return {y: context.getInput('x')}; }
 const t = [];
 for (let i = 0; i < %d; i++) {
@@ -76,7 +79,8 @@ console.log(u[Math.floor(u.length / 2)] / 1000, u[Math.floor(u.length * 0.99)] /
 Stats in_process(actor::Language lang, const fs::path& dir) {
     const bool py = lang == actor::Language::python;
     char code[2048];
-    std::snprintf(code, sizeof code, py ? kPyInProcess : kJsInProcess, kWarmCalls + kWarmup, kWarmup);
+    std::snprintf(code, sizeof code, py ? kPyInProcess : kJsInProcess, kWarmCalls + kWarmup,
+                  kWarmup);
     const fs::path file = dir / (py ? "inprocess.py" : "inprocess.js");
     std::ofstream(file) << code;
     const std::string cmd = std::string("env -i ") +
@@ -94,9 +98,11 @@ Stats in_process(actor::Language lang, const fs::path& dir) {
 
 double bare_start_ms(actor::Language lang) {
     sandbox::SpawnSpec spec;
-    spec.argv = lang == actor::Language::python
-                    ? std::vector<std::string>{std::string(actor::sdk::kPythonInterpreter), "-I", "-S", "-c", "pass"}
-                    : std::vector<std::string>{std::string(actor::sdk::kNodeInterpreter), "-e", "0"};
+    spec.argv =
+        lang == actor::Language::python
+            ? std::vector<std::string>{std::string(actor::sdk::kPythonInterpreter), "-I", "-S",
+                                       "-c", "pass"}
+            : std::vector<std::string>{std::string(actor::sdk::kNodeInterpreter), "-e", "0"};
     spec.env = sandbox::clean_worker_env();
     std::vector<double> ms;
     for (int i = 0; i < kColdRuns; ++i) {
@@ -165,9 +171,10 @@ int main() {
     std::ofstream(dir / "trivial.js") << kJsActor;
     sandbox::NoneBackend backend;
 
-    std::printf("sandflow worker benchmark (backend: none; %d warm calls, %d cold starts)\n\n", kWarmCalls,
-                kColdRuns);
-    std::printf("%-34s %10s %10s %12s %10s %8s\n", "measure", "p50", "p99", "baseline p50", "ratio", "target");
+    std::printf("sandflow worker benchmark (backend: none; %d warm calls, %d cold starts)\n\n",
+                kWarmCalls, kColdRuns);
+    std::printf("%-34s %10s %10s %12s %10s %8s\n", "measure", "p50", "p99", "baseline p50", "ratio",
+                "target");
     bool ok = true;
     for (auto lang : {actor::Language::python, actor::Language::javascript}) {
         const bool py = lang == actor::Language::python;
@@ -175,15 +182,19 @@ int main() {
         const auto base = in_process(lang, dir);
         const double bare = bare_start_ms(lang);
         const char* name = py ? "python" : "node";
-        std::printf("%-34s %8.1fus %8.1fus %10.2fus %9.0fx %8s\n", (std::string(name) + " warm call (host<->worker)").c_str(),
-                    m.warm.p50_us, m.warm.p99_us, base.p50_us, base.p50_us > 0 ? m.warm.p50_us / base.p50_us : 0,
+        std::printf("%-34s %8.1fus %8.1fus %10.2fus %9.0fx %8s\n",
+                    (std::string(name) + " warm call (host<->worker)").c_str(), m.warm.p50_us,
+                    m.warm.p99_us, base.p50_us, base.p50_us > 0 ? m.warm.p50_us / base.p50_us : 0,
                     py ? "<100us" : "");
-        std::printf("%-34s %8.1fms %10s %10.1fms %9.2fx\n", (std::string(name) + " first call (start+load+call)").c_str(),
-                    m.first_call_ms, "", bare, bare > 0 ? m.first_call_ms / bare : 0);
+        std::printf("%-34s %8.1fms %10s %10.1fms %9.2fx\n",
+                    (std::string(name) + " first call (start+load+call)").c_str(), m.first_call_ms,
+                    "", bare, bare > 0 ? m.first_call_ms / bare : 0);
         if (py && !(m.warm.p50_us > 0 && m.warm.p50_us < 100)) ok = false;
     }
-    std::printf("\nbaselines: warm = the same function called in-process by the interpreter;\n"
-                "           first call = bare `python3 -I -S -c pass` / `node -e 0`, spawned the same way.\n");
+    std::printf(
+        "\nbaselines: warm = the same function called in-process by the interpreter;\n"
+        "           first call = bare `python3 -I -S -c pass` / `node -e 0`, spawned the same "
+        "way.\n");
     std::printf("target warm python p50 < 100us: %s\n", ok ? "met" : "NOT met");
     fs::remove_all(dir);
     return 0;

@@ -24,18 +24,37 @@
 namespace sandflow {
 
 enum class MessageKind {
-    flow, event, boolean, integer, floating, string, object, array, bytes, optional, any, error
+    flow,
+    event,
+    boolean,
+    integer,
+    floating,
+    string,
+    object,
+    array,
+    bytes,
+    optional,
+    any,
+    error
 };
 
 std::string_view message_kind_name(MessageKind kind);  // "Flow", "Event", ... as Reflow names them
 
 class Message {
-public:
+  public:
     struct Flow {};
-    struct Event { boost::json::value payload; };
-    struct Optional { std::shared_ptr<const boost::json::value> value; };  // null = None
-    struct Any { boost::json::value payload; };
-    struct ErrorText { std::string text; };
+    struct Event {
+        boost::json::value payload;
+    };
+    struct Optional {
+        std::shared_ptr<const boost::json::value> value;
+    };  // null = None
+    struct Any {
+        boost::json::value payload;
+    };
+    struct ErrorText {
+        std::string text;
+    };
     using Bytes = std::vector<std::uint8_t>;
 
     Message() : v_(Optional{}) {}  // Optional(None)
@@ -65,10 +84,10 @@ public:
 
     const auto& variant() const { return v_; }
 
-private:
-    using Variant = std::variant<Flow, Event, bool, std::int64_t, double, std::string,
-                                 boost::json::object, boost::json::array, Bytes, Optional, Any,
-                                 ErrorText>;
+  private:
+    using Variant =
+        std::variant<Flow, Event, bool, std::int64_t, double, std::string, boost::json::object,
+                     boost::json::array, Bytes, Optional, Any, ErrorText>;
     template <class T>
     explicit Message(T&& v) : v_(std::forward<T>(v)) {}
     Variant v_;

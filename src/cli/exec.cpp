@@ -36,7 +36,8 @@ Result<json::object> parse_object(const std::string& text, std::string_view flag
     auto v = parse_json(text, flag);
     if (!v) return tl::unexpected(v.error());
     if (!v->is_object())
-        return fail(Errc::invalid_argument, std::string(flag) + " must be a JSON object, like '{\"key\": 1}'");
+        return fail(Errc::invalid_argument,
+                    std::string(flag) + " must be a JSON object, like '{\"key\": 1}'");
     return std::move(v->as_object());
 }
 
@@ -45,9 +46,9 @@ Result<json::object> parse_inputs(const std::vector<std::string>& items) {
     for (const auto& item : items) {
         const auto eq = item.find('=');
         if (eq == std::string::npos || eq == 0)
-            return fail(Errc::invalid_argument,
-                        "--input '" + item + "' must be PORT=JSON, like --input input=21 or "
-                        "--input text='\"hello\"'");
+            return fail(Errc::invalid_argument, "--input '" + item +
+                                                    "' must be PORT=JSON, like --input input=21 or "
+                                                    "--input text='\"hello\"'");
         const std::string port = item.substr(0, eq);
         auto v = parse_json(std::string_view(item).substr(eq + 1), "--input " + port);
         if (!v) {
@@ -139,7 +140,8 @@ void register_exec(CLI::App& app, int& status) {
     cmd->add_option("--repeat", o->repeat, "Make N calls on the same warm worker")
         ->default_str("1")
         ->check(CLI::Range(1, 100'000'000));
-    cmd->add_option("--timeout", o->timeout, "Wall-clock limit per call (100ms, 5s, 2m)")->default_str("30s");
+    cmd->add_option("--timeout", o->timeout, "Wall-clock limit per call (100ms, 5s, 2m)")
+        ->default_str("30s");
     add_backend_flags(*cmd, o->backend);
     cmd->callback([o, &status] { status = run(*o); });
 }

@@ -6,15 +6,24 @@ namespace sandflow {
 
 std::string_view errc_name(Errc code) {
     switch (code) {
-        case Errc::invalid_argument: return "invalid_argument";
-        case Errc::metadata: return "metadata";
-        case Errc::script: return "script";
-        case Errc::worker_crashed: return "worker_crashed";
-        case Errc::timeout: return "timeout";
-        case Errc::limit_exceeded: return "limit_exceeded";
-        case Errc::sandbox_unavailable: return "sandbox_unavailable";
-        case Errc::io: return "io";
-        case Errc::internal: return "internal";
+        case Errc::invalid_argument:
+            return "invalid_argument";
+        case Errc::metadata:
+            return "metadata";
+        case Errc::script:
+            return "script";
+        case Errc::worker_crashed:
+            return "worker_crashed";
+        case Errc::timeout:
+            return "timeout";
+        case Errc::limit_exceeded:
+            return "limit_exceeded";
+        case Errc::sandbox_unavailable:
+            return "sandbox_unavailable";
+        case Errc::io:
+            return "io";
+        case Errc::internal:
+            return "internal";
     }
     return "internal";
 }

@@ -22,10 +22,11 @@ std::optional<Result<json::object>> FrameDecoder::next() {
     const std::size_t n = (std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) |
                           (std::size_t{p[2]} << 8) | std::size_t{p[3]};
     if (n > max_) {
-        failed_ = Error(Errc::limit_exceeded,
-                        "frame of " + std::to_string(n) + " bytes exceeds the frame size limit of " +
-                            std::to_string(max_) + " bytes",
-                        {{"limit", "frame_bytes"}, {"value", max_}});
+        failed_ =
+            Error(Errc::limit_exceeded,
+                  "frame of " + std::to_string(n) + " bytes exceeds the frame size limit of " +
+                      std::to_string(max_) + " bytes",
+                  {{"limit", "frame_bytes"}, {"value", max_}});
         return tl::unexpected(*failed_);
     }
     if (buf_.size() - pos_ < limits::kFrameHeaderBytes + n) return std::nullopt;

@@ -20,7 +20,7 @@ std::string encode_frame(const json::value& message);
 // Incremental decoder: feed() whatever read() returned, then call next() until it yields
 // nothing. After an error the decoder stays failed (the peer broke the protocol).
 class FrameDecoder {
-public:
+  public:
     explicit FrameDecoder(std::size_t max_frame = limits::kMaxFrameBytes) : max_(max_frame) {}
 
     void feed(std::string_view bytes) { buf_.append(bytes); }
@@ -31,7 +31,7 @@ public:
 
     std::size_t buffered() const { return buf_.size() - pos_; }
 
-private:
+  private:
     std::size_t max_;
     std::string buf_;
     std::size_t pos_ = 0;

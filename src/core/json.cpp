@@ -40,7 +40,9 @@ void append_double(double d, std::string& out) {
 
 void append_json(const json::value& v, std::string& out) {
     switch (v.kind()) {
-        case json::kind::double_: append_double(v.get_double(), out); return;
+        case json::kind::double_:
+            append_double(v.get_double(), out);
+            return;
         case json::kind::array: {
             out += '[';
             bool first = true;
@@ -65,7 +67,9 @@ void append_json(const json::value& v, std::string& out) {
             out += '}';
             return;
         }
-        default: out += json::serialize(v); return;
+        default:
+            out += json::serialize(v);
+            return;
     }
 }
 

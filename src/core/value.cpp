@@ -21,18 +21,30 @@ constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 
 std::string_view message_kind_name(MessageKind kind) {
     switch (kind) {
-        case MessageKind::flow: return "Flow";
-        case MessageKind::event: return "Event";
-        case MessageKind::boolean: return "Boolean";
-        case MessageKind::integer: return "Integer";
-        case MessageKind::floating: return "Float";
-        case MessageKind::string: return "String";
-        case MessageKind::object: return "Object";
-        case MessageKind::array: return "Array";
-        case MessageKind::bytes: return "Bytes";
-        case MessageKind::optional: return "Optional";
-        case MessageKind::any: return "Any";
-        case MessageKind::error: return "Error";
+        case MessageKind::flow:
+            return "Flow";
+        case MessageKind::event:
+            return "Event";
+        case MessageKind::boolean:
+            return "Boolean";
+        case MessageKind::integer:
+            return "Integer";
+        case MessageKind::floating:
+            return "Float";
+        case MessageKind::string:
+            return "String";
+        case MessageKind::object:
+            return "Object";
+        case MessageKind::array:
+            return "Array";
+        case MessageKind::bytes:
+            return "Bytes";
+        case MessageKind::optional:
+            return "Optional";
+        case MessageKind::any:
+            return "Any";
+        case MessageKind::error:
+            return "Error";
     }
     return "Any";
 }
@@ -61,7 +73,9 @@ MessageKind Message::kind() const {
 
 json::value Message::to_json() const {
     return std::visit(overloaded{
-                          [](const Flow&) -> json::value { return json::object{{"$flow", true}}; },
+                          [](const Flow&) -> json::value {
+                              return json::object{{"$flow", true}};
+                          },
                           [](const Event& e) -> json::value { return e.payload; },
                           [](bool b) -> json::value { return b; },
                           [](std::int64_t i) -> json::value { return i; },
@@ -85,9 +99,12 @@ json::value Message::to_json() const {
 
 tl::expected<Message, std::string> Message::from_json(const json::value& v) {
     switch (v.kind()) {
-        case json::kind::null: return Message::none();
-        case json::kind::bool_: return Message::boolean(v.get_bool());
-        case json::kind::int64: return Message::integer(v.get_int64());
+        case json::kind::null:
+            return Message::none();
+        case json::kind::bool_:
+            return Message::boolean(v.get_bool());
+        case json::kind::int64:
+            return Message::integer(v.get_int64());
         case json::kind::uint64: {
             // Beyond int64: keep the number, as a float, like Reflow's f64 fallback.
             const auto u = v.get_uint64();
@@ -95,22 +112,27 @@ tl::expected<Message, std::string> Message::from_json(const json::value& v) {
                 return Message::integer(static_cast<std::int64_t>(u));
             return Message::floating(static_cast<double>(u));
         }
-        case json::kind::double_: return Message::floating(v.get_double());
-        case json::kind::string: return Message::string(std::string(v.get_string()));
-        case json::kind::array: return Message::array(v.get_array());
+        case json::kind::double_:
+            return Message::floating(v.get_double());
+        case json::kind::string:
+            return Message::string(std::string(v.get_string()));
+        case json::kind::array:
+            return Message::array(v.get_array());
         case json::kind::object: {
             const auto& o = v.get_object();
             if (o.size() == 1) {
                 const auto& [key, val] = *o.begin();
                 if (key == "$bytes") {
-                    if (!val.is_string()) return tl::unexpected<std::string>("\"$bytes\" must hold a base64 string");
+                    if (!val.is_string())
+                        return tl::unexpected<std::string>("\"$bytes\" must hold a base64 string");
                     auto b = base64_decode(val.get_string());
                     if (!b) return tl::unexpected<std::string>("\"$bytes\": " + b.error());
                     return Message::bytes(std::move(*b));
                 }
                 if (key == "$flow") return Message::flow();
                 if (key == "$error") {
-                    if (!val.is_string()) return tl::unexpected<std::string>("\"$error\" must hold a string");
+                    if (!val.is_string())
+                        return tl::unexpected<std::string>("\"$error\" must hold a string");
                     return Message::error(std::string(val.get_string()));
                 }
             }
@@ -150,8 +172,9 @@ tl::expected<Message::Bytes, std::string> base64_decode(std::string_view text) {
         return t;
     }();
     if (text.size() % 4 != 0)
-        return tl::unexpected<std::string>("base64 length " + std::to_string(text.size()) +
-                              " is not a multiple of 4 (padding with '=' is required)");
+        return tl::unexpected<std::string>(
+            "base64 length " + std::to_string(text.size()) +
+            " is not a multiple of 4 (padding with '=' is required)");
     Message::Bytes out;
     out.reserve(text.size() / 4 * 3);
     for (std::size_t i = 0; i < text.size(); i += 4) {
@@ -164,12 +187,16 @@ tl::expected<Message::Bytes, std::string> base64_decode(std::string_view text) {
                 ++pad;
                 continue;
             }
-            if (pad > 0) return tl::unexpected<std::string>("base64 padding in the middle at offset " + std::to_string(i + j));
+            if (pad > 0)
+                return tl::unexpected<std::string>("base64 padding in the middle at offset " +
+                                                   std::to_string(i + j));
             v[j] = table[static_cast<unsigned char>(c)];
             if (v[j] < 0)
-                return tl::unexpected<std::string>("invalid base64 character at offset " + std::to_string(i + j));
+                return tl::unexpected<std::string>("invalid base64 character at offset " +
+                                                   std::to_string(i + j));
         }
-        const unsigned n = (unsigned(v[0]) << 18) | (unsigned(v[1]) << 12) | (unsigned(v[2]) << 6) | unsigned(v[3]);
+        const unsigned n = (unsigned(v[0]) << 18) | (unsigned(v[1]) << 12) | (unsigned(v[2]) << 6) |
+                           unsigned(v[3]);
         out.push_back(static_cast<std::uint8_t>(n >> 16));
         if (pad < 2) out.push_back(static_cast<std::uint8_t>((n >> 8) & 0xff));
         if (pad < 1) out.push_back(static_cast<std::uint8_t>(n & 0xff));

@@ -24,7 +24,8 @@ Result<std::unique_ptr<Instance>> Instance::create(sandbox::Backend& backend, In
 Result<void> Instance::ensure_worker() {
     if (worker_ && worker_->alive()) return {};
     worker_.reset();
-    LoadSpec load{spec_.metadata, spec_.source, spec_.filename, spec_.actor_id, state_, spec_.on_log};
+    LoadSpec load{spec_.metadata, spec_.source, spec_.filename,
+                  spec_.actor_id, state_,       spec_.on_log};
     auto w = Worker::start(backend_, load, spec_.start_timeout);
     if (!w) return tl::unexpected(w.error());
     worker_ = std::move(*w);
@@ -53,8 +54,8 @@ Result<void> Instance::check_inputs(const json::object& inputs) const {
     for (const auto& p : ports) {
         if (p.required && !inputs.contains(p.name))
             return fail(Errc::invalid_argument,
-                        "required input port '" + p.name + "' of actor '" + spec_.metadata.component +
-                            "' has no value",
+                        "required input port '" + p.name + "' of actor '" +
+                            spec_.metadata.component + "' has no value",
                         {{"port", p.name}});
     }
     return {};

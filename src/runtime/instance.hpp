@@ -37,7 +37,7 @@ struct CallOutcome {
 };
 
 class Instance {
-public:
+  public:
     static Result<std::unique_ptr<Instance>> create(sandbox::Backend& backend, InstanceSpec spec);
 
     // Validates the inputs against the declared inports, then calls the worker.
@@ -48,7 +48,7 @@ public:
     std::size_t worker_starts() const { return worker_starts_; }
     pid_t worker_pid() const { return worker_ ? worker_->pid() : -1; }
 
-private:
+  private:
     Instance(sandbox::Backend& backend, InstanceSpec spec);
     Result<void> ensure_worker();
     Result<void> check_inputs(const json::object& inputs) const;

@@ -50,7 +50,8 @@ Error script_error(json::object info, std::string_view during) {
     const auto* message = string_field(info, "message");
     msg += type ? std::string(*type) : "Error";
     if (message && !message->empty()) msg += ": " + std::string(*message);
-    if (const auto* tb = info.if_contains("traceback"); tb && tb->is_array() && !tb->get_array().empty()) {
+    if (const auto* tb = info.if_contains("traceback");
+        tb && tb->is_array() && !tb->get_array().empty()) {
         const auto& last = tb->get_array().back();
         if (last.is_object()) {
             const auto& f = last.get_object();
@@ -78,9 +79,13 @@ Worker::Worker(std::unique_ptr<sandbox::Process> proc, std::string actor_id, std
     if (!default_log_) default_log_ = [](const LogLine&) {};
 }
 
-Worker::~Worker() { kill(); }
+Worker::~Worker() {
+    kill();
+}
 
-pid_t Worker::pid() const { return proc_ ? proc_->pid() : -1; }
+pid_t Worker::pid() const {
+    return proc_ ? proc_->pid() : -1;
+}
 
 void Worker::kill() {
     if (proc_) {
@@ -95,18 +100,23 @@ Result<std::unique_ptr<Worker>> Worker::start(sandbox::Backend& backend, const L
     ws.argv = actor::sdk::worker_argv(spec.metadata.language, sandbox::kChannelFd);
     auto proc = backend.spawn(ws);
     if (!proc) return tl::unexpected(proc.error());
-    std::unique_ptr<Worker> w(new Worker(std::move(*proc), spec.actor_id, spec.filename, spec.on_log));
+    std::unique_ptr<Worker> w(
+        new Worker(std::move(*proc), spec.actor_id, spec.filename, spec.on_log));
     const auto deadline = Clock::now() + start_timeout;
 
-    auto hello = w->pump(deadline, [&](json::object& f) -> Result<bool> {
-        const auto* t = string_field(f, "t");
-        const auto* v = f.if_contains("v");
-        if (!t || *t != "hello") return tl::unexpected(protocol_violation("expected hello first"));
-        if (!v || !v->is_int64() || v->get_int64() != kProtocolVersion)
-            return tl::unexpected(protocol_violation("unsupported protocol version"));
-        if (const auto* rt = string_field(f, "runtime")) w->runtime_version_ = std::string(*rt);
-        return true;
-    }, w->default_log_, "start-up");
+    auto hello = w->pump(
+        deadline,
+        [&](json::object& f) -> Result<bool> {
+            const auto* t = string_field(f, "t");
+            const auto* v = f.if_contains("v");
+            if (!t || *t != "hello")
+                return tl::unexpected(protocol_violation("expected hello first"));
+            if (!v || !v->is_int64() || v->get_int64() != kProtocolVersion)
+                return tl::unexpected(protocol_violation("unsupported protocol version"));
+            if (const auto* rt = string_field(f, "runtime")) w->runtime_version_ = std::string(*rt);
+            return true;
+        },
+        w->default_log_, "start-up");
     if (!hello) {
         if (hello.error().code == Errc::timeout)
             return fail(Errc::sandbox_unavailable,
@@ -122,22 +132,26 @@ Result<std::unique_ptr<Worker>> Worker::start(sandbox::Backend& backend, const L
                       {"state", spec.state}};
     if (auto s = w->send(load); !s) return tl::unexpected(s.error());
     std::optional<Error> load_error;
-    auto loaded = w->pump(deadline, [&](json::object& f) -> Result<bool> {
-        const auto* t = string_field(f, "t");
-        if (t && *t == "loaded") return true;
-        if (t && *t == "load_error") {
-            const auto* e = f.if_contains("error");
-            load_error = script_error(e && e->is_object() ? e->get_object() : json::object{},
-                                      "loading " + spec.filename + " failed");
-            return true;
-        }
-        return tl::unexpected(protocol_violation("expected loaded or load_error"));
-    }, w->default_log_, "loading the script");
+    auto loaded = w->pump(
+        deadline,
+        [&](json::object& f) -> Result<bool> {
+            const auto* t = string_field(f, "t");
+            if (t && *t == "loaded") return true;
+            if (t && *t == "load_error") {
+                const auto* e = f.if_contains("error");
+                load_error = script_error(e && e->is_object() ? e->get_object() : json::object{},
+                                          "loading " + spec.filename + " failed");
+                return true;
+            }
+            return tl::unexpected(protocol_violation("expected loaded or load_error"));
+        },
+        w->default_log_, "loading the script");
     if (!loaded) {
         if (loaded.error().code == Errc::timeout)
-            return fail(Errc::timeout, "loading " + spec.filename + " did not finish within " +
-                                           format_duration(start_timeout) +
-                                           " (does the script run slow code at import time?)",
+            return fail(Errc::timeout,
+                        "loading " + spec.filename + " did not finish within " +
+                            format_duration(start_timeout) +
+                            " (does the script run slow code at import time?)",
                         {{"limit", "start_timeout"}, {"value_ms", start_timeout.count()}});
         return tl::unexpected(loaded.error());
     }
@@ -263,7 +277,8 @@ void Worker::read_stdio(int which, const std::function<void(const LogLine&)>& on
         const std::string_view chunk(buf, static_cast<std::size_t>(n));
         for (;;) {
             const auto nl = chunk.find('\n', start);
-            const auto piece = chunk.substr(start, nl == std::string_view::npos ? chunk.npos : nl - start);
+            const auto piece =
+                chunk.substr(start, nl == std::string_view::npos ? chunk.npos : nl - start);
             if (pending.size() < limits::kMaxLogLineBytes)
                 pending.append(piece.substr(0, limits::kMaxLogLineBytes - pending.size()));
             if (nl == std::string_view::npos) break;
@@ -282,7 +297,8 @@ void Worker::emit_log(LogLine line, const std::function<void(const LogLine&)>& o
         log_capped_ = true;
         line = LogLine{LogLine::Source::context,
                        "[sandflow: this call's log output passed " +
-                           std::to_string(limits::kMaxLogBytesPerCall) + " bytes; the rest is dropped]",
+                           std::to_string(limits::kMaxLogBytesPerCall) +
+                           " bytes; the rest is dropped]",
                        "warn"};
     }
     on_log(line);
@@ -309,9 +325,10 @@ Error Worker::died(std::string_view during) {
 
 Result<CallResult> Worker::call(const CallRequest& request, const CallEvents& events) {
     if (!proc_) return fail(Errc::worker_crashed, "the worker is not running");
-    const auto timeout = request.timeout.count() > 0
-                             ? request.timeout
-                             : std::chrono::duration_cast<std::chrono::microseconds>(limits::kDefaultCallTimeout);
+    const auto timeout =
+        request.timeout.count() > 0
+            ? request.timeout
+            : std::chrono::duration_cast<std::chrono::microseconds>(limits::kDefaultCallTimeout);
     const auto start = Clock::now();
     const auto deadline = start + timeout;
     const std::int64_t id = next_call_id_++;
@@ -330,50 +347,57 @@ Result<CallResult> Worker::call(const CallRequest& request, const CallEvents& ev
 
     CallResult result;
     std::optional<Error> script_failure;
-    auto done = pump(deadline, [&](json::object& f) -> Result<bool> {
-        const auto* t = string_field(f, "t");
-        if (!t) return tl::unexpected(protocol_violation("frame without a type"));
-        const auto* fid = f.if_contains("id");
-        if (!fid || !fid->is_int64() || fid->get_int64() != id)
-            return tl::unexpected(protocol_violation("frame for another call"));
-        if (*t == "output") {
-            const auto* port = string_field(f, "port");
-            const auto* data = f.if_contains("data");
-            if (!port || !data) return tl::unexpected(protocol_violation("output without port or data"));
-            if (events.on_output) events.on_output(*port, *data);
-            return false;
-        }
-        if (*t == "log") {
-            const auto* msg = string_field(f, "message");
-            const auto* level = string_field(f, "level");
-            if (!msg) return tl::unexpected(protocol_violation("log without message"));
-            emit_log(LogLine{LogLine::Source::context, std::string(*msg), level ? std::string(*level) : "info"},
-                     on_log);
-            return false;
-        }
-        if (*t == "result") {
-            auto* outputs = f.if_contains("outputs");
-            auto* set = f.if_contains("state_set");
-            auto* deleted = f.if_contains("state_deleted");
-            if (!outputs || !outputs->is_object() || !set || !set->is_object() || !deleted ||
-                !deleted->is_array())
-                return tl::unexpected(protocol_violation("malformed result"));
-            for (const auto& k : deleted->get_array()) {
-                if (!k.is_string()) return tl::unexpected(protocol_violation("malformed result"));
-                result.state_deleted.emplace_back(k.get_string());
+    auto done = pump(
+        deadline,
+        [&](json::object& f) -> Result<bool> {
+            const auto* t = string_field(f, "t");
+            if (!t) return tl::unexpected(protocol_violation("frame without a type"));
+            const auto* fid = f.if_contains("id");
+            if (!fid || !fid->is_int64() || fid->get_int64() != id)
+                return tl::unexpected(protocol_violation("frame for another call"));
+            if (*t == "output") {
+                const auto* port = string_field(f, "port");
+                const auto* data = f.if_contains("data");
+                if (!port || !data)
+                    return tl::unexpected(protocol_violation("output without port or data"));
+                if (events.on_output) events.on_output(*port, *data);
+                return false;
             }
-            result.outputs = std::move(outputs->get_object());
-            result.state_set = std::move(set->get_object());
-            return true;
-        }
-        if (*t == "error") {
-            auto* e = f.if_contains("error");
-            script_failure = script_error(e && e->is_object() ? std::move(e->get_object()) : json::object{},
-                                          "the script raised");
-            return true;
-        }
-        return tl::unexpected(protocol_violation("unknown frame type during a call"));
-    }, on_log, "the call");
+            if (*t == "log") {
+                const auto* msg = string_field(f, "message");
+                const auto* level = string_field(f, "level");
+                if (!msg) return tl::unexpected(protocol_violation("log without message"));
+                emit_log(LogLine{LogLine::Source::context, std::string(*msg),
+                                 level ? std::string(*level) : "info"},
+                         on_log);
+                return false;
+            }
+            if (*t == "result") {
+                auto* outputs = f.if_contains("outputs");
+                auto* set = f.if_contains("state_set");
+                auto* deleted = f.if_contains("state_deleted");
+                if (!outputs || !outputs->is_object() || !set || !set->is_object() || !deleted ||
+                    !deleted->is_array())
+                    return tl::unexpected(protocol_violation("malformed result"));
+                for (const auto& k : deleted->get_array()) {
+                    if (!k.is_string())
+                        return tl::unexpected(protocol_violation("malformed result"));
+                    result.state_deleted.emplace_back(k.get_string());
+                }
+                result.outputs = std::move(outputs->get_object());
+                result.state_set = std::move(set->get_object());
+                return true;
+            }
+            if (*t == "error") {
+                auto* e = f.if_contains("error");
+                script_failure =
+                    script_error(e && e->is_object() ? std::move(e->get_object()) : json::object{},
+                                 "the script raised");
+                return true;
+            }
+            return tl::unexpected(protocol_violation("unknown frame type during a call"));
+        },
+        on_log, "the call");
     if (!done) {
         if (done.error().code == Errc::timeout) {
             drain_stdio(on_log);
@@ -383,7 +407,8 @@ Result<CallResult> Worker::call(const CallRequest& request, const CallEvents& ev
                             "; the worker was killed and the next call starts a new one with the "
                             "last committed state",
                         {{"limit", "timeout"},
-                         {"value_ms", std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count()}});
+                         {"value_ms",
+                          std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count()}});
         }
         return tl::unexpected(done.error());
     }

@@ -58,12 +58,12 @@ struct LoadSpec {
     std::string source;
     std::string filename;  // as the script's tracebacks name it
     std::string actor_id;
-    json::object state;  // committed state to start from
+    json::object state;                          // committed state to start from
     std::function<void(const LogLine&)> on_log;  // output outside calls (start-up, load)
 };
 
 class Worker {
-public:
+  public:
     // Starts a worker and loads the script. A script that fails to load is Errc::script
     // (data: type, message, traceback); a worker that cannot start is
     // Errc::sandbox_unavailable or Errc::worker_crashed.
@@ -81,7 +81,7 @@ public:
     // Kills the worker; later calls fail.
     void kill();
 
-private:
+  private:
     Worker(std::unique_ptr<sandbox::Process> proc, std::string actor_id, std::string filename,
            std::function<void(const LogLine&)> on_log);
 

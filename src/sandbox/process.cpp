@@ -28,14 +28,19 @@ std::string ExitStatus::describe() const {
     if (WIFSIGNALED(raw)) {
         const int sig = WTERMSIG(raw);
         const char* name = sigabbrev_np(sig);
-        return "killed by signal " + std::to_string(sig) + (name ? std::string(" (SIG") + name + ")" : "");
+        return "killed by signal " + std::to_string(sig) +
+               (name ? std::string(" (SIG") + name + ")" : "");
     }
     return "ended with wait status " + std::to_string(raw);
 }
 
-bool ExitStatus::killed_by(int sig) const { return WIFSIGNALED(raw) && WTERMSIG(raw) == sig; }
+bool ExitStatus::killed_by(int sig) const {
+    return WIFSIGNALED(raw) && WTERMSIG(raw) == sig;
+}
 
-Process::~Process() { kill_and_wait(); }
+Process::~Process() {
+    kill_and_wait();
+}
 
 void Process::kill() {
     if (status_) return;
@@ -74,12 +79,18 @@ enum ChildStep : int { kStepDup = 1, kStepSetpgid, kStepPdeathsig, kStepChdir, k
 
 const char* step_name(int step) {
     switch (step) {
-        case kStepDup: return "setting up descriptors";
-        case kStepSetpgid: return "setpgid";
-        case kStepPdeathsig: return "prctl(PR_SET_PDEATHSIG)";
-        case kStepChdir: return "chdir to the working directory";
-        case kStepExec: return "execve";
-        default: return "child setup";
+        case kStepDup:
+            return "setting up descriptors";
+        case kStepSetpgid:
+            return "setpgid";
+        case kStepPdeathsig:
+            return "prctl(PR_SET_PDEATHSIG)";
+        case kStepChdir:
+            return "chdir to the working directory";
+        case kStepExec:
+            return "execve";
+        default:
+            return "child setup";
     }
 }
 
@@ -95,7 +106,8 @@ void close_range_fds(unsigned first, unsigned last) {
     if (::syscall(SYS_close_range, first, last, 0) == 0) return;
 #endif
     const long max = ::sysconf(_SC_OPEN_MAX);
-    for (long fd = first; fd < max && fd <= static_cast<long>(last); ++fd) ::close(static_cast<int>(fd));
+    for (long fd = first; fd < max && fd <= static_cast<long>(last); ++fd)
+        ::close(static_cast<int>(fd));
 }
 
 bool set_nonblock_cloexec(int fd) {
@@ -166,7 +178,8 @@ Result<std::unique_ptr<Process>> spawn_process(const SpawnSpec& spec, const Chil
     chan_child.reset();
     out_w.reset();
     err_w.reset();
-    auto proc = std::make_unique<Process>(pid, std::move(chan_parent), std::move(out_r), std::move(err_r));
+    auto proc =
+        std::make_unique<Process>(pid, std::move(chan_parent), std::move(out_r), std::move(err_r));
 
     int msg[2] = {0, 0};
     ssize_t n;
@@ -175,7 +188,8 @@ Result<std::unique_ptr<Process>> spawn_process(const SpawnSpec& spec, const Chil
     } while (n < 0 && errno == EINTR);
     if (n == static_cast<ssize_t>(sizeof msg)) {
         proc->kill_and_wait();
-        Error e = system_error(std::string("starting ") + spec.argv[0] + ": " + step_name(msg[0]), msg[1]);
+        Error e = system_error(std::string("starting ") + spec.argv[0] + ": " + step_name(msg[0]),
+                               msg[1]);
         e.code = Errc::sandbox_unavailable;
         return tl::unexpected(std::move(e));
     }

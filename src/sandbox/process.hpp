@@ -17,7 +17,7 @@ namespace sandflow::sandbox {
 
 // An owned file descriptor.
 class UniqueFd {
-public:
+  public:
     UniqueFd() = default;
     explicit UniqueFd(int fd) : fd_(fd) {}
     UniqueFd(UniqueFd&& o) noexcept : fd_(o.release()) {}
@@ -34,7 +34,7 @@ public:
     void reset(int fd = -1);
     explicit operator bool() const { return fd_ >= 0; }
 
-private:
+  private:
     int fd_ = -1;
 };
 
@@ -56,7 +56,7 @@ struct SpawnSpec {
 
 // A running worker. Destroying it kills the whole process group and reaps it.
 class Process {
-public:
+  public:
     Process(pid_t pid, UniqueFd channel, UniqueFd out, UniqueFd err)
         : pid_(pid), channel_(std::move(channel)), out_(std::move(out)), err_(std::move(err)) {}
     virtual ~Process();
@@ -77,7 +77,7 @@ public:
     // Kills if needed and reaps; returns how it ended.
     ExitStatus kill_and_wait();
 
-private:
+  private:
     pid_t pid_;
     UniqueFd channel_, out_, err_;
     std::optional<ExitStatus> status_;

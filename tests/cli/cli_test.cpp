@@ -42,7 +42,8 @@ Run run_cli(const std::vector<std::string>& args) {
     const fs::path dir = tmpl;
     std::string cmd = quote(SANDFLOW_BINARY);
     for (const auto& a : args) cmd += " " + quote(a);
-    cmd += " >" + quote((dir / "out").string()) + " 2>" + quote((dir / "err").string()) + " </dev/null";
+    cmd += " >" + quote((dir / "out").string()) + " 2>" + quote((dir / "err").string()) +
+           " </dev/null";
     const int raw = std::system(cmd.c_str());
     Run r;
     r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
@@ -77,7 +78,8 @@ TEST(Cli, InspectPrintsMetadata) {
 
 TEST(Cli, InspectErrorNamesFileLineColumn) {
     const fs::path p = fs::temp_directory_path() / "sandflow-cli-broken.py";
-    std::ofstream(p) << "# an actor\n@actor({\"component\": \"x\",\n         \"inports\": [\"a\" \"b\",, ]})\ndef process(c):\n    pass\n";
+    std::ofstream(p) << "# an actor\n@actor({\"component\": \"x\",\n         \"inports\": [\"a\" "
+                        "\"b\",, ]})\ndef process(c):\n    pass\n";
     auto r = run_cli({"inspect", p.string()});
     EXPECT_EQ(r.status, 2);
     EXPECT_TRUE(r.out.empty());
@@ -111,9 +113,10 @@ TEST(Cli, ExecStreamsOutputsThenTheResult) {
 }
 
 TEST(Cli, ExecRepeatKeepsStateOnOneWorker) {
-    auto r = run_cli({"exec", example("python/running_stats.actor.py"), "--input", "value=4", "--repeat", "3",
-                       "--state", R"({"stats": {"count": 1, "sum": 2, "min": 2, "max": 2}})",
-                       "--insecure-no-sandbox"});
+    auto r =
+        run_cli({"exec", example("python/running_stats.actor.py"), "--input", "value=4", "--repeat",
+                 "3", "--state", R"({"stats": {"count": 1, "sum": 2, "min": 2, "max": 2}})",
+                 "--insecure-no-sandbox"});
     ASSERT_EQ(r.status, 0) << r.err;
     auto lines = r.lines();
     ASSERT_EQ(lines.size(), 6u) << r.out;
@@ -122,8 +125,8 @@ TEST(Cli, ExecRepeatKeepsStateOnOneWorker) {
 }
 
 TEST(Cli, ExecStreamsSeveralOutputsInOrder) {
-    auto r = run_cli({"exec", example("js/chunker.actor.js"), "--input", "items=[1,2,3,4,5]", "--config",
-                       R"({"size": 2})", "--insecure-no-sandbox"});
+    auto r = run_cli({"exec", example("js/chunker.actor.js"), "--input", "items=[1,2,3,4,5]",
+                      "--config", R"({"size": 2})", "--insecure-no-sandbox"});
     ASSERT_EQ(r.status, 0) << r.err;
     auto lines = r.lines();
     ASSERT_EQ(lines.size(), 7u) << r.out;
@@ -137,7 +140,7 @@ TEST(Cli, ExecStreamsSeveralOutputsInOrder) {
 
 TEST(Cli, ScriptErrorExitsOneWithTraceback) {
     auto r = run_cli({"exec", example("python/validate_order.actor.py"), "--input",
-                       R"(order={"id": "A7", "quantity": 0})", "--insecure-no-sandbox"});
+                      R"(order={"id": "A7", "quantity": 0})", "--insecure-no-sandbox"});
     EXPECT_EQ(r.status, 1) << r.err;
     auto lines = r.lines();
     ASSERT_EQ(lines.size(), 1u);
@@ -149,15 +152,19 @@ TEST(Cli, ScriptErrorExitsOneWithTraceback) {
 }
 
 TEST(Cli, BadInputsAreUsageErrors) {
-    auto r = run_cli({"exec", example("python/double.actor.py"), "--input", "input=hello", "--insecure-no-sandbox"});
+    auto r = run_cli({"exec", example("python/double.actor.py"), "--input", "input=hello",
+                      "--insecure-no-sandbox"});
     EXPECT_EQ(r.status, 2);
     EXPECT_NE(r.err.find("needs JSON quotes"), std::string::npos) << r.err;
-    r = run_cli({"exec", example("python/double.actor.py"), "--input", "nope=1", "--insecure-no-sandbox"});
+    r = run_cli(
+        {"exec", example("python/double.actor.py"), "--input", "nope=1", "--insecure-no-sandbox"});
     EXPECT_EQ(r.status, 2);
     EXPECT_NE(r.err.find("unknown input port 'nope'"), std::string::npos) << r.err;
-    r = run_cli({"exec", example("python/double.actor.py"), "--timeout", "5", "--insecure-no-sandbox"});
+    r = run_cli(
+        {"exec", example("python/double.actor.py"), "--timeout", "5", "--insecure-no-sandbox"});
     EXPECT_EQ(r.status, 2);
-    r = run_cli({"exec", example("python/double.actor.py"), "--config", "[1]", "--insecure-no-sandbox"});
+    r = run_cli(
+        {"exec", example("python/double.actor.py"), "--config", "[1]", "--insecure-no-sandbox"});
     EXPECT_EQ(r.status, 2);
     r = run_cli({"exec"});
     EXPECT_EQ(r.status, 2);
@@ -167,7 +174,8 @@ TEST(Cli, BadInputsAreUsageErrors) {
 
 TEST(Cli, TimeoutExitsThree) {
     const fs::path p = fs::temp_directory_path() / "sandflow-cli-spin.py";
-    std::ofstream(p) << "@actor({\"component\": \"spin\"})\ndef process(c):\n    while True:\n        pass\n";
+    std::ofstream(p)
+        << "@actor({\"component\": \"spin\"})\ndef process(c):\n    while True:\n        pass\n";
     auto r = run_cli({"exec", p.string(), "--timeout", "200ms", "--insecure-no-sandbox"});
     EXPECT_EQ(r.status, 3) << r.err;
     auto lines = r.lines();
@@ -186,6 +194,7 @@ TEST(Cli, HelpForEverySubcommand) {
     EXPECT_EQ(r.status, 0);
     EXPECT_NE(r.out.find("Exit statuses"), std::string::npos);
     auto exec = run_cli({"exec", "--help"});
-    for (const char* opt : {"--input", "--config", "--state", "--repeat", "--timeout", "--insecure-no-sandbox"})
+    for (const char* opt :
+         {"--input", "--config", "--state", "--repeat", "--timeout", "--insecure-no-sandbox"})
         EXPECT_NE(exec.out.find(opt), std::string::npos) << opt;
 }

@@ -17,7 +17,7 @@ namespace fs = std::filesystem;
 namespace {
 
 class WorkerTest : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         char tmpl[] = "/tmp/sandflow-worker-test-XXXXXX";
         ASSERT_NE(::mkdtemp(tmpl), nullptr);
@@ -31,7 +31,8 @@ protected:
         return p;
     }
 
-    Result<std::unique_ptr<runtime::Instance>> load(const fs::path& script, json::object state = {}) {
+    Result<std::unique_ptr<runtime::Instance>> load(const fs::path& script,
+                                                    json::object state = {}) {
         auto spec = runtime::spec_from_file(script);
         if (!spec) return tl::unexpected(spec.error());
         spec->initial_state = std::move(state);
@@ -49,8 +50,9 @@ protected:
         std::vector<std::pair<std::string, json::value>> outputs;
         std::vector<std::string> logs;
         runtime::CallEvents events() {
-            return {[this](std::string_view p, const json::value& v) { outputs.emplace_back(p, v); },
-                    [this](const runtime::LogLine& l) { logs.push_back(l.text); }};
+            return {
+                [this](std::string_view p, const json::value& v) { outputs.emplace_back(p, v); },
+                [this](const runtime::LogLine& l) { logs.push_back(l.text); }};
         }
     };
 
@@ -66,13 +68,15 @@ protected:
     std::vector<std::string> load_logs_;
 };
 
-const char* kDouble = R"(@actor({"component": "double", "description": "...", "inports": ["input"], "outports": ["output"]})
+const char* kDouble =
+    R"(@actor({"component": "double", "description": "...", "inports": ["input"], "outports": ["output"]})
 async def process(context):
     await context.send_output("output", context.get_input("input") * 2)
     return {"status": "completed"}
 )";
 
-const char* kDoubleJs = R"(const metadata = {component: 'double', inports: ['input'], outports: ['output']};
+const char* kDoubleJs =
+    R"(const metadata = {component: 'double', inports: ['input'], outports: ['output']};
 async function process(context) {
     await context.sendOutput('output', context.getInput('input') * 2);
     return {status: 'completed'};
@@ -142,7 +146,8 @@ async function process(ctx) {
 }
 
 TEST_F(WorkerTest, StateCommitsOnlyOnSuccessAndAwaitFormsWork) {
-    auto py = write("c.py", R"(@actor({"component": "counter", "inports": ["fail"], "outports": ["count"]})
+    auto py = write("c.py",
+                    R"(@actor({"component": "counter", "inports": ["fail"], "outports": ["count"]})
 async def process(context):
     n = await context.get_state("counter", 0)
     plain = context.get_state("counter", 0)
@@ -155,7 +160,8 @@ async def process(context):
         await context.delete_state("last")
     return {"count": n + 1}
 )");
-    auto js = write("c.js", R"(const metadata = {component: 'counter', inports: ['fail'], outports: ['count']};
+    auto js = write(
+        "c.js", R"(const metadata = {component: 'counter', inports: ['fail'], outports: ['count']};
 async function process(context) {
     const n = await context.getState('counter', 0);
     await context.setState('counter', n + 1);
@@ -187,14 +193,16 @@ async function process(context) {
 }
 
 TEST_F(WorkerTest, CallerSuppliedStateIsUsedAndCommittedStateRestoredAfterAFailure) {
-    auto inst = must_load(write("c.py", R"(@actor({"component": "c", "inports": ["fail"], "outports": ["v"]})
+    auto inst = must_load(
+        write("c.py", R"(@actor({"component": "c", "inports": ["fail"], "outports": ["v"]})
 def process(ctx):
     v = ctx.get_state("v", 0)
     if ctx.get_input("fail"):
         raise ValueError("no")
     ctx.set_state("v", v + 1)
     return {"v": v}
-)"), {{"v", 10}});
+)"),
+        {{"v", 10}});
     ASSERT_TRUE(inst);
     Recorded rec;
     auto rq = req({{"fail", true}});
@@ -255,7 +263,8 @@ async function process(context) {
         EXPECT_EQ(tb.back().at("file").as_string(), c.script.string());
         EXPECT_EQ(tb.back().at("function").as_string(), "helper");
         EXPECT_EQ(tb[tb.size() - 2].at("line").as_int64(), c.call_line);
-        EXPECT_NE(e.message.find(c.script.string() + ":" + std::to_string(c.raise_line)), std::string::npos)
+        EXPECT_NE(e.message.find(c.script.string() + ":" + std::to_string(c.raise_line)),
+                  std::string::npos)
             << e.message;
         auto ok = inst->call(req({{"x", 5}}), rec.events());
         ASSERT_TRUE(ok) << ok.error().message;
@@ -265,19 +274,22 @@ async function process(context) {
 }
 
 TEST_F(WorkerTest, LoadErrorsAreReportedWithLocations) {
-    auto syntax = load(write("bad.py", "@actor({\"component\": \"x\"})\ndef process(c):\n    return {\n"));
+    auto syntax =
+        load(write("bad.py", "@actor({\"component\": \"x\"})\ndef process(c):\n    return {\n"));
     ASSERT_FALSE(syntax);
     EXPECT_EQ(syntax.error().code, Errc::script);
     EXPECT_EQ(syntax.error().data.at("type").as_string(), "SyntaxError");
 
-    auto js_syntax = load(write("bad.js", "const metadata = {component: 'x'};\nfunction process(c) {\n  return {;\n}\n"));
+    auto js_syntax = load(write(
+        "bad.js", "const metadata = {component: 'x'};\nfunction process(c) {\n  return {;\n}\n"));
     ASSERT_FALSE(js_syntax);
     EXPECT_EQ(js_syntax.error().data.at("type").as_string(), "SyntaxError");
     const auto& tb = js_syntax.error().data.at("traceback").as_array();
     ASSERT_FALSE(tb.empty()) << json::serialize(js_syntax.error().data);
     EXPECT_EQ(tb.back().at("line").as_int64(), 3);
 
-    auto at_import = load(write("imp.py", "@actor({\"component\": \"x\"})\ndef process(c):\n    pass\n\n1/0\n"));
+    auto at_import =
+        load(write("imp.py", "@actor({\"component\": \"x\"})\ndef process(c):\n    pass\n\n1/0\n"));
     ASSERT_FALSE(at_import);
     EXPECT_EQ(at_import.error().data.at("type").as_string(), "ZeroDivisionError");
     EXPECT_EQ(at_import.error().data.at("traceback").as_array().back().at("line").as_int64(), 5);
@@ -293,8 +305,10 @@ def process(ctx):
     ASSERT_FALSE(py);
     EXPECT_NE(py.error().message.find("differs from the static declaration"), std::string::npos)
         << py.error().message;
-    auto js = load(write("m.js", "const metadata = {component: 'm', outports: ['a']};\nmetadata.outports.push('b');\n"
-                                 "function process(c) {}\n"));
+    auto js = load(
+        write("m.js",
+              "const metadata = {component: 'm', outports: ['a']};\nmetadata.outports.push('b');\n"
+              "function process(c) {}\n"));
     ASSERT_FALSE(js);
     EXPECT_NE(js.error().message.find("differs from the static declaration"), std::string::npos)
         << js.error().message;
@@ -363,7 +377,8 @@ def process(ctx):
         time.sleep(60)
     return {"n": n}
 )");
-    auto js = write("k.js", R"(const metadata = {component: 'k', inports: ['hang'], outports: ['pid', 'n']};
+    auto js = write("k.js",
+                    R"(const metadata = {component: 'k', inports: ['hang'], outports: ['pid', 'n']};
 async function process(ctx) {
     const n = ctx.getState('n', 0) + 1;
     ctx.setState('n', n);
@@ -386,7 +401,8 @@ async function process(ctx) {
         auto r = inst->call(req({{"hang", true}}), ev);
         ASSERT_FALSE(r);
         EXPECT_EQ(r.error().code, Errc::worker_crashed);
-        EXPECT_NE(r.error().message.find("killed by signal 9 (SIGKILL)"), std::string::npos) << r.error().message;
+        EXPECT_NE(r.error().message.find("killed by signal 9 (SIGKILL)"), std::string::npos)
+            << r.error().message;
         auto next = inst->call(req({{"hang", false}}), rec.events());
         ASSERT_TRUE(next) << next.error().message;
         EXPECT_EQ(next->outputs.at("n"), json::value(2));  // from the last committed state
@@ -395,7 +411,8 @@ async function process(ctx) {
 }
 
 TEST_F(WorkerTest, DeadlineKillsTheWorkerAndTheNextCallWorks) {
-    auto inst = must_load(write("t.py", R"(@actor({"component": "t", "inports": ["spin"], "outports": ["ok"]})
+    auto inst = must_load(
+        write("t.py", R"(@actor({"component": "t", "inports": ["spin"], "outports": ["ok"]})
 def process(ctx):
     while ctx.get_input("spin"):
         pass
@@ -433,7 +450,8 @@ TEST_F(WorkerTest, AThousandCallsOnOneWorker) {
 }
 
 TEST_F(WorkerTest, PlainDefKeywordFormBytesAndReturnedPorts) {
-    auto inst = must_load(write("b.py", R"(@actor(name="bytes_echo", inports=["data"], outports=["raw", "size"])
+    auto inst = must_load(
+        write("b.py", R"(@actor(name="bytes_echo", inports=["data"], outports=["raw", "size"])
 def process(ctx):
     data = ctx.get_input("data")
     assert isinstance(data, bytes), type(data)
@@ -460,7 +478,8 @@ def process(ctx):
 }
 
 TEST_F(WorkerTest, BadValuesAndPortsAreScriptErrors) {
-    auto inst = must_load(write("v.py", R"(@actor({"component": "v", "inports": ["what"], "outports": ["out"]})
+    auto inst = must_load(
+        write("v.py", R"(@actor({"component": "v", "inports": ["what"], "outports": ["out"]})
 def process(ctx):
     what = ctx.get_input("what")
     if what == "port":

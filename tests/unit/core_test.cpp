@@ -39,7 +39,8 @@ TEST(Frame, OversizedLengthFailsBeforeAllocating) {
 }
 
 TEST(Frame, MalformedPayloadsAreErrors) {
-    for (std::string payload : {std::string("{nope"), std::string("[1,2]"), std::string("\xff\xfe")}) {
+    for (std::string payload :
+         {std::string("{nope"), std::string("[1,2]"), std::string("\xff\xfe")}) {
         FrameDecoder d;
         std::string frame(4, '\0');
         frame[3] = static_cast<char>(payload.size());
@@ -68,7 +69,8 @@ TEST(Json, DepthIsLimited) {
 TEST(Json, Pretty) {
     auto v = parse_json(R"({"a":[1,{"b":null}],"c":{}})", "x");
     ASSERT_TRUE(v);
-    EXPECT_EQ(to_pretty_json(*v), "{\n  \"a\": [\n    1,\n    {\n      \"b\": null\n    }\n  ],\n  \"c\": {}\n}");
+    EXPECT_EQ(to_pretty_json(*v),
+              "{\n  \"a\": [\n    1,\n    {\n      \"b\": null\n    }\n  ],\n  \"c\": {}\n}");
 }
 
 TEST(Value, PlainJsonMapping) {
@@ -88,7 +90,8 @@ TEST(Value, PlainJsonMapping) {
     EXPECT_EQ(Message::from_json(json::array{1})->kind(), MessageKind::array);
     EXPECT_EQ(Message::from_json(json::object{{"a", 1}})->kind(), MessageKind::object);
     // Two keys: an ordinary object, not bytes.
-    EXPECT_EQ(Message::from_json(json::object{{"$bytes", "aGk="}, {"x", 1}})->kind(), MessageKind::object);
+    EXPECT_EQ(Message::from_json(json::object{{"$bytes", "aGk="}, {"x", 1}})->kind(),
+              MessageKind::object);
     auto b = Message::from_json(json::object{{"$bytes", "aGk="}});
     ASSERT_TRUE(b);
     EXPECT_EQ(std::get<Message::Bytes>(b->variant()), (Message::Bytes{'h', 'i'}));
@@ -129,11 +132,13 @@ TEST(Duration, ParsesUnitsAndRejectsBareNumbers) {
 }
 
 TEST(Json, FloatsStayFloatsAndReadBack) {
-    EXPECT_EQ(to_json_string(json::array{4.0, 1, 0.1, -2.5e-300, 1e300}), "[4.0,1,0.1,-2.5e-300,1e+300]");
+    EXPECT_EQ(to_json_string(json::array{4.0, 1, 0.1, -2.5e-300, 1e300}),
+              "[4.0,1,0.1,-2.5e-300,1e+300]");
     for (double d : {0.1, 1.0 / 3, 123456789.125, 5e-324}) {
         auto back = parse_json(to_json_string(json::value(d)), "x");
         ASSERT_TRUE(back);
         EXPECT_EQ(back->as_double(), d);
     }
-    EXPECT_EQ(to_json_string(json::object{{"s", "a\"b\n"}, {"n", nullptr}}), R"({"s":"a\"b\n","n":null})");
+    EXPECT_EQ(to_json_string(json::object{{"s", "a\"b\n"}, {"n", nullptr}}),
+              R"({"s":"a\"b\n","n":null})");
 }

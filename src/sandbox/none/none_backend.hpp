@@ -9,7 +9,7 @@
 namespace sandflow::sandbox {
 
 class NoneBackend final : public Backend {
-public:
+  public:
     std::string_view name() const override { return "none"; }
     bool isolates() const override { return false; }
     Result<std::unique_ptr<Process>> spawn(const WorkerSpec& spec) override;
