@@ -8,6 +8,7 @@
 
 #include "actor/metadata.hpp"
 #include "core/limits.hpp"
+#include "metadata_assert.hpp"
 
 namespace {
 
@@ -25,17 +26,7 @@ Result<ActorMetadata> py(std::string_view source) {
 // The result is a metadata error at line:column whose message contains `needle`.
 ::testing::AssertionResult FailsAt(const Result<ActorMetadata>& r, int line, int column,
                                    std::string_view needle) {
-    if (r) return ::testing::AssertionFailure() << "no error; component " << r->component;
-    const sandflow::Error& e = r.error();
-    const std::string prefix =
-        "actor.py:" + std::to_string(line) + ":" + std::to_string(column) + ": ";
-    if (e.code != Errc::metadata || e.message.rfind(prefix, 0) != 0 ||
-        e.message.find(needle) == std::string::npos || e.data.at("line") != line ||
-        e.data.at("column") != column || e.data.at("file") != "actor.py") {
-        return ::testing::AssertionFailure() << "got " << json::serialize(e.to_json())
-                                             << "; wanted " << prefix << "..." << needle;
-    }
-    return ::testing::AssertionSuccess();
+    return sandflow::testing::metadata_fails_at("actor.py", r, line, column, needle);
 }
 
 // A script whose declaration is `@actor({"component": "t", "x": <literal>})`; returns raw["x"].
