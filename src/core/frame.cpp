@@ -4,14 +4,27 @@
 
 namespace sandflow {
 
-std::string encode_frame(const json::value& message) {
-    std::string out(limits::kFrameHeaderBytes, '\0');
-    append_json(message, out);
+namespace {
+void put_header(std::string& out) {
     const auto n = static_cast<std::uint32_t>(out.size() - limits::kFrameHeaderBytes);
     out[0] = static_cast<char>((n >> 24) & 0xff);
     out[1] = static_cast<char>((n >> 16) & 0xff);
     out[2] = static_cast<char>((n >> 8) & 0xff);
     out[3] = static_cast<char>(n & 0xff);
+}
+}  // namespace
+
+std::string encode_frame(const json::value& message) {
+    std::string out(limits::kFrameHeaderBytes, '\0');
+    append_json(message, out);
+    put_header(out);
+    return out;
+}
+
+std::string encode_raw_frame(std::string_view payload) {
+    std::string out(limits::kFrameHeaderBytes, '\0');
+    out += payload;
+    put_header(out);
     return out;
 }
 

@@ -16,6 +16,8 @@ namespace sandflow {
 
 // Header + payload, ready to write.
 std::string encode_frame(const json::value& message);
+// A frame around raw bytes (used once, for the Python worker's code; see actor/sdk.hpp).
+std::string encode_raw_frame(std::string_view payload);
 
 // Incremental decoder: feed() whatever read() returned, then call next() until it yields
 // nothing. After an error the decoder stays failed (the peer broke the protocol).

@@ -4,10 +4,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <mutex>
 
 #include "actor/sdk.hpp"
 #include "core/duration.hpp"
 #include "core/limits.hpp"
+#include "sandflow/value.hpp"
 
 namespace sandflow::runtime {
 
@@ -68,6 +70,17 @@ Error script_error(json::object info, std::string_view during) {
     return Error(Errc::script, std::move(msg), std::move(info));
 }
 
+// The Python shim's compiled code, as the first Python worker of this process reported it
+// (see sdk::python_bootstrap_argv); empty until then.
+struct PythonCode {
+    std::mutex mutex;
+    std::string code;
+};
+PythonCode& python_code() {
+    static PythonCode cache;
+    return cache;
+}
+
 }  // namespace
 
 Worker::Worker(std::unique_ptr<sandbox::Process> proc, std::string actor_id, std::string filename,
@@ -97,12 +110,30 @@ void Worker::kill() {
 Result<std::unique_ptr<Worker>> Worker::start(sandbox::Backend& backend, const LoadSpec& spec,
                                               std::chrono::milliseconds start_timeout) {
     sandbox::WorkerSpec ws;
-    ws.argv = actor::sdk::worker_argv(spec.metadata.language, sandbox::kChannelFd);
+    const bool python = spec.metadata.language == actor::Language::python;
+    std::string code;
+    if (python) {
+        std::lock_guard lock(python_code().mutex);
+        code = python_code().code;
+    }
+    if (!code.empty()) {
+        ws.argv = actor::sdk::python_bootstrap_argv(sandbox::kChannelFd);
+    } else {
+        ws.argv = actor::sdk::worker_argv(spec.metadata.language, sandbox::kChannelFd);
+    }
     auto proc = backend.spawn(ws);
     if (!proc) return tl::unexpected(proc.error());
     std::unique_ptr<Worker> w(
         new Worker(std::move(*proc), spec.actor_id, spec.filename, spec.on_log));
     const auto deadline = Clock::now() + start_timeout;
+    if (!code.empty()) {
+        if (auto s = w->send_bytes(encode_raw_frame(code), deadline); !s) {
+            if (s.error().code == Errc::timeout)
+                return fail(Errc::sandbox_unavailable,
+                            "the worker did not start within " + format_duration(start_timeout));
+            return tl::unexpected(s.error());
+        }
+    }
 
     auto hello = w->pump(
         deadline,
@@ -114,6 +145,14 @@ Result<std::unique_ptr<Worker>> Worker::start(sandbox::Backend& backend, const L
             if (!v || !v->is_int64() || v->get_int64() != kProtocolVersion)
                 return tl::unexpected(protocol_violation("unsupported protocol version"));
             if (const auto* rt = string_field(f, "runtime")) w->runtime_version_ = std::string(*rt);
+            // Trusted: no script has run in this worker yet. Only a worker started from
+            // source reports its code, and only the first report is kept.
+            if (const auto* c = string_field(f, "code"); python && code.empty() && c) {
+                auto bytes = base64_decode(*c);
+                std::lock_guard lock(python_code().mutex);
+                if (bytes && python_code().code.empty())
+                    python_code().code.assign(bytes->begin(), bytes->end());
+            }
             return true;
         },
         w->default_log_, "start-up");
@@ -130,22 +169,25 @@ Result<std::unique_ptr<Worker>> Worker::start(sandbox::Backend& backend, const L
                       {"metadata", spec.metadata.raw},
                       {"actor_id", spec.actor_id},
                       {"state", spec.state}};
-    if (auto s = w->send(load); !s) return tl::unexpected(s.error());
+    auto sent = w->send(load, deadline);
     std::optional<Error> load_error;
-    auto loaded = w->pump(
-        deadline,
-        [&](json::object& f) -> Result<bool> {
-            const auto* t = string_field(f, "t");
-            if (t && *t == "loaded") return true;
-            if (t && *t == "load_error") {
-                const auto* e = f.if_contains("error");
-                load_error = script_error(e && e->is_object() ? e->get_object() : json::object{},
-                                          "loading " + spec.filename + " failed");
-                return true;
-            }
-            return tl::unexpected(protocol_violation("expected loaded or load_error"));
-        },
-        w->default_log_, "loading the script");
+    Result<void> loaded = sent;
+    if (sent)
+        loaded = w->pump(
+            deadline,
+            [&](json::object& f) -> Result<bool> {
+                const auto* t = string_field(f, "t");
+                if (t && *t == "loaded") return true;
+                if (t && *t == "load_error") {
+                    const auto* e = f.if_contains("error");
+                    load_error =
+                        script_error(e && e->is_object() ? e->get_object() : json::object{},
+                                     "loading " + spec.filename + " failed");
+                    return true;
+                }
+                return tl::unexpected(protocol_violation("expected loaded or load_error"));
+            },
+            w->default_log_, "loading the script");
     if (!loaded) {
         if (loaded.error().code == Errc::timeout)
             return fail(Errc::timeout,
@@ -159,8 +201,7 @@ Result<std::unique_ptr<Worker>> Worker::start(sandbox::Backend& backend, const L
     return w;
 }
 
-Result<void> Worker::send(const json::value& frame) {
-    if (!proc_) return fail(Errc::worker_crashed, "the worker is not running");
+Result<void> Worker::send(const json::value& frame, Clock::time_point deadline) {
     const std::string bytes = encode_frame(frame);
     if (bytes.size() - limits::kFrameHeaderBytes > limits::kMaxFrameBytes)
         return fail(Errc::limit_exceeded,
@@ -168,6 +209,11 @@ Result<void> Worker::send(const json::value& frame) {
                         " bytes, over the frame size limit of " +
                         std::to_string(limits::kMaxFrameBytes) + " bytes",
                     {{"limit", "frame_bytes"}, {"value", limits::kMaxFrameBytes}});
+    return send_bytes(bytes, deadline);
+}
+
+Result<void> Worker::send_bytes(std::string_view bytes, Clock::time_point deadline) {
+    if (!proc_) return fail(Errc::worker_crashed, "the worker is not running");
     std::size_t off = 0;
     while (off < bytes.size()) {
         const ssize_t n = ::write(proc_->channel_fd(), bytes.data() + off, bytes.size() - off);
@@ -177,11 +223,12 @@ Result<void> Worker::send(const json::value& frame) {
         }
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && errno == EAGAIN) {
+            if (Clock::now() >= deadline) return fail(Errc::timeout, "deadline");
             // The worker is slow to read: keep its stdio flowing while waiting.
             pollfd fds[3] = {{proc_->channel_fd(), POLLOUT, 0},
                              {proc_->stdout_fd(), POLLIN, 0},
                              {proc_->stderr_fd(), POLLIN, 0}};
-            if (::poll(fds, 3, 1000) < 0 && errno != EINTR)
+            if (::poll(fds, 3, poll_timeout_ms(deadline)) < 0 && errno != EINTR)
                 return tl::unexpected(system_error("poll", errno));
             if (fds[1].revents) read_stdio(0, default_log_);
             if (fds[2].revents) read_stdio(1, default_log_);
@@ -343,61 +390,63 @@ Result<CallResult> Worker::call(const CallRequest& request, const CallEvents& ev
                        {"actor_id", actor_id_},
                        {"timestamp", request.timestamp ? request.timestamp : now_ms()}};
     if (request.state) frame["state"] = *request.state;
-    if (auto s = send(frame); !s) return tl::unexpected(s.error());
+    auto sent = send(frame, deadline);
 
     CallResult result;
     std::optional<Error> script_failure;
-    auto done = pump(
-        deadline,
-        [&](json::object& f) -> Result<bool> {
-            const auto* t = string_field(f, "t");
-            if (!t) return tl::unexpected(protocol_violation("frame without a type"));
-            const auto* fid = f.if_contains("id");
-            if (!fid || !fid->is_int64() || fid->get_int64() != id)
-                return tl::unexpected(protocol_violation("frame for another call"));
-            if (*t == "output") {
-                const auto* port = string_field(f, "port");
-                const auto* data = f.if_contains("data");
-                if (!port || !data)
-                    return tl::unexpected(protocol_violation("output without port or data"));
-                if (events.on_output) events.on_output(*port, *data);
-                return false;
-            }
-            if (*t == "log") {
-                const auto* msg = string_field(f, "message");
-                const auto* level = string_field(f, "level");
-                if (!msg) return tl::unexpected(protocol_violation("log without message"));
-                emit_log(LogLine{LogLine::Source::context, std::string(*msg),
-                                 level ? std::string(*level) : "info"},
-                         on_log);
-                return false;
-            }
-            if (*t == "result") {
-                auto* outputs = f.if_contains("outputs");
-                auto* set = f.if_contains("state_set");
-                auto* deleted = f.if_contains("state_deleted");
-                if (!outputs || !outputs->is_object() || !set || !set->is_object() || !deleted ||
-                    !deleted->is_array())
-                    return tl::unexpected(protocol_violation("malformed result"));
-                for (const auto& k : deleted->get_array()) {
-                    if (!k.is_string())
-                        return tl::unexpected(protocol_violation("malformed result"));
-                    result.state_deleted.emplace_back(k.get_string());
+    Result<void> done = sent;
+    if (sent)
+        done = pump(
+            deadline,
+            [&](json::object& f) -> Result<bool> {
+                const auto* t = string_field(f, "t");
+                if (!t) return tl::unexpected(protocol_violation("frame without a type"));
+                const auto* fid = f.if_contains("id");
+                if (!fid || !fid->is_int64() || fid->get_int64() != id)
+                    return tl::unexpected(protocol_violation("frame for another call"));
+                if (*t == "output") {
+                    const auto* port = string_field(f, "port");
+                    const auto* data = f.if_contains("data");
+                    if (!port || !data)
+                        return tl::unexpected(protocol_violation("output without port or data"));
+                    if (events.on_output) events.on_output(*port, *data);
+                    return false;
                 }
-                result.outputs = std::move(outputs->get_object());
-                result.state_set = std::move(set->get_object());
-                return true;
-            }
-            if (*t == "error") {
-                auto* e = f.if_contains("error");
-                script_failure =
-                    script_error(e && e->is_object() ? std::move(e->get_object()) : json::object{},
-                                 "the script raised");
-                return true;
-            }
-            return tl::unexpected(protocol_violation("unknown frame type during a call"));
-        },
-        on_log, "the call");
+                if (*t == "log") {
+                    const auto* msg = string_field(f, "message");
+                    const auto* level = string_field(f, "level");
+                    if (!msg) return tl::unexpected(protocol_violation("log without message"));
+                    emit_log(LogLine{LogLine::Source::context, std::string(*msg),
+                                     level ? std::string(*level) : "info"},
+                             on_log);
+                    return false;
+                }
+                if (*t == "result") {
+                    auto* outputs = f.if_contains("outputs");
+                    auto* set = f.if_contains("state_set");
+                    auto* deleted = f.if_contains("state_deleted");
+                    if (!outputs || !outputs->is_object() || !set || !set->is_object() ||
+                        !deleted || !deleted->is_array())
+                        return tl::unexpected(protocol_violation("malformed result"));
+                    for (const auto& k : deleted->get_array()) {
+                        if (!k.is_string())
+                            return tl::unexpected(protocol_violation("malformed result"));
+                        result.state_deleted.emplace_back(k.get_string());
+                    }
+                    result.outputs = std::move(outputs->get_object());
+                    result.state_set = std::move(set->get_object());
+                    return true;
+                }
+                if (*t == "error") {
+                    auto* e = f.if_contains("error");
+                    script_failure = script_error(
+                        e && e->is_object() ? std::move(e->get_object()) : json::object{},
+                        "the script raised");
+                    return true;
+                }
+                return tl::unexpected(protocol_violation("unknown frame type during a call"));
+            },
+            on_log, "the call");
     if (!done) {
         if (done.error().code == Errc::timeout) {
             drain_stdio(on_log);

@@ -90,7 +90,9 @@ class Worker {
     Result<void> pump(Clock::time_point deadline,
                       const std::function<Result<bool>(json::object&)>& on_frame,
                       const std::function<void(const LogLine&)>& on_log, std::string_view during);
-    Result<void> send(const json::value& frame);
+    // Writes a whole frame; Errc::timeout when the worker does not read it by `deadline`.
+    Result<void> send(const json::value& frame, Clock::time_point deadline);
+    Result<void> send_bytes(std::string_view bytes, Clock::time_point deadline);
     void drain_stdio(const std::function<void(const LogLine&)>& on_log);
     void read_stdio(int which, const std::function<void(const LogLine&)>& on_log);
     // Every log line of a call passes here: the per-call byte cap applies to all sources.

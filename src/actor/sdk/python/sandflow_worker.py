@@ -19,6 +19,10 @@ MAX_FRAME_BYTES = 16 << 20  # limits::kMaxFrameBytes on the host
 MAX_TRACEBACK_FRAMES = 64   # limits::kMaxTracebackFrames
 
 _fd = int(sys.argv[1])
+# Started from source (not from the host's bootstrap), this worker reports its compiled
+# code in its hello, before any script has run in it; the host starts later workers from
+# that code instead of compiling this file again (~4 ms each).
+_SELF_CODE = None if globals().get("_BOOTSTRAPPED") else sys._getframe().f_code
 
 
 # ----- JSON codec: plain JSON plus {"$bytes": base64} for bytes (docs/values.md) -----
@@ -414,8 +418,12 @@ def main():
         sys.stdout.reconfigure(line_buffering=True)
     except Exception:
         pass
-    _send({"t": "hello", "v": PROTOCOL_VERSION, "lang": "python",
-           "runtime": "%d.%d.%d" % sys.version_info[:3], "pid": os.getpid()})
+    hello = {"t": "hello", "v": PROTOCOL_VERSION, "lang": "python",
+             "runtime": "%d.%d.%d" % sys.version_info[:3], "pid": os.getpid()}
+    if _SELF_CODE is not None:
+        import marshal
+        hello["code"] = binascii.b2a_base64(marshal.dumps(_SELF_CODE), newline=False).decode()
+    _send(hello)
     try:
         msg = _read_frame()
     except EOFError:
