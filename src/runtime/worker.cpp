@@ -1,6 +1,7 @@
 #include "runtime/worker.hpp"
 
 #include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -94,6 +95,14 @@ Worker::Worker(std::unique_ptr<sandbox::Process> proc, std::string actor_id, std
 
 Worker::~Worker() {
     kill();
+}
+
+bool Worker::alive() {
+    if (proc_ && proc_->try_wait()) {
+        drain_stdio(default_log_);
+        proc_.reset();
+    }
+    return proc_ != nullptr;
 }
 
 pid_t Worker::pid() const {
@@ -216,7 +225,9 @@ Result<void> Worker::send_bytes(std::string_view bytes, Clock::time_point deadli
     if (!proc_) return fail(Errc::worker_crashed, "the worker is not running");
     std::size_t off = 0;
     while (off < bytes.size()) {
-        const ssize_t n = ::write(proc_->channel_fd(), bytes.data() + off, bytes.size() - off);
+        // MSG_NOSIGNAL: a worker that died must fail this call, not SIGPIPE the runtime.
+        const ssize_t n =
+            ::send(proc_->channel_fd(), bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
         if (n > 0) {
             off += static_cast<std::size_t>(n);
             continue;
@@ -363,6 +374,16 @@ Error Worker::died(std::string_view during) {
     proc_.reset();
     json::array tail;
     for (const auto& l : stderr_tail_) tail.emplace_back(l);
+    if (!status.limit.empty()) {
+        return Error(Errc::limit_exceeded,
+                     "the worker (pid " + std::to_string(pid) + ") of " + filename_ +
+                         " was killed during " + std::string(during) + ": " + status.describe() +
+                         "; the next call starts a new worker with the last committed state",
+                     {{"limit", status.limit},
+                      {"value", status.limit_value},
+                      {"exit", status.describe()},
+                      {"stderr_tail", std::move(tail)}});
+    }
     return Error(Errc::worker_crashed,
                  "the worker (pid " + std::to_string(pid) + ") of " + filename_ + " died during " +
                      std::string(during) + ": " + status.describe() +

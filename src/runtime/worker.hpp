@@ -75,7 +75,8 @@ class Worker {
     // Errc::worker_crashed or Errc::limit_exceeded when the worker had to be killed.
     Result<CallResult> call(const CallRequest& request, const CallEvents& events);
 
-    bool alive() const { return proc_ != nullptr; }
+    // False once the worker has been killed or has exited, even while idle between calls.
+    bool alive();
     pid_t pid() const;
     const std::string& runtime_version() const { return runtime_version_; }
     // Kills the worker; later calls fail.

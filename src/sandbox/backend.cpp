@@ -1,11 +1,12 @@
 #include "sandbox/backend.hpp"
 
 #include "core/log.hpp"
+#include "sandbox/namespace/namespace_backend.hpp"
 #include "sandbox/none/none_backend.hpp"
 
 namespace sandflow::sandbox {
 
-std::vector<std::string_view> backend_names() { return {"none"}; }
+std::vector<std::string_view> backend_names() { return {"namespace", "none"}; }
 
 std::vector<std::string> clean_worker_env() {
     // UTF-8 I/O without depending on installed locales; nothing else.
@@ -13,6 +14,11 @@ std::vector<std::string> clean_worker_env() {
 }
 
 Result<std::unique_ptr<Backend>> make_backend(std::string_view name, const BackendOptions& options) {
+    if (name == "namespace") {
+        auto b = NamespaceBackend::create();
+        if (!b) return tl::unexpected(b.error());
+        return std::unique_ptr<Backend>(std::move(*b));
+    }
     if (name == "none") {
         if (!options.allow_insecure)
             return fail(Errc::sandbox_unavailable,

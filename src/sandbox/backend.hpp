@@ -1,8 +1,9 @@
 // The sandbox backend interface (DESIGN §5, docs/sandbox.md).
 //
 // A backend starts one worker process per actor instance, isolated as well as it can,
-// with the channel on kChannelFd. Backends: `none` (no isolation; development only, and
-// only with an explicit opt-in). The namespace backend becomes the default when it lands.
+// with the channel on kChannelFd. Backends: `namespace` (the default on Linux with user
+// namespaces; sandbox/namespace/) and `none` (no isolation; development only, and only with
+// an explicit opt-in).
 #pragma once
 
 #include <memory>

@@ -24,14 +24,20 @@ void UniqueFd::reset(int fd) {
 }
 
 std::string ExitStatus::describe() const {
-    if (WIFEXITED(raw)) return "exited with status " + std::to_string(WEXITSTATUS(raw));
-    if (WIFSIGNALED(raw)) {
+    std::string s;
+    if (WIFEXITED(raw)) {
+        s = "exited with status " + std::to_string(WEXITSTATUS(raw));
+    } else if (WIFSIGNALED(raw)) {
         const int sig = WTERMSIG(raw);
         const char* name = sigabbrev_np(sig);
-        return "killed by signal " + std::to_string(sig) +
-               (name ? std::string(" (SIG") + name + ")" : "");
+        s = "killed by signal " + std::to_string(sig) +
+            (name ? std::string(" (SIG") + name + ")" : "");
+    } else {
+        s = "ended with wait status " + std::to_string(raw);
     }
-    return "ended with wait status " + std::to_string(raw);
+    if (!limit.empty())
+        s += "; it crossed its " + limit + " limit (" + std::to_string(limit_value) + ")";
+    return s;
 }
 
 bool ExitStatus::killed_by(int sig) const {
@@ -56,8 +62,15 @@ std::optional<ExitStatus> Process::try_wait() {
     do {
         r = ::waitpid(pid_, &st, WNOHANG);
     } while (r < 0 && errno == EINTR);
-    if (r == pid_) status_ = ExitStatus{st};
+    if (r == pid_) reaped(st);
     return status_;
+}
+
+void Process::reaped(int raw) {
+    ExitStatus s;
+    s.raw = raw;
+    on_exit(s);
+    status_ = std::move(s);
 }
 
 ExitStatus Process::kill_and_wait() {
@@ -68,7 +81,7 @@ ExitStatus Process::kill_and_wait() {
     do {
         r = ::waitpid(pid_, &st, 0);
     } while (r < 0 && errno == EINTR);
-    status_ = ExitStatus{r == pid_ ? st : 0};
+    reaped(r == pid_ ? st : 0);
     return *status_;
 }
 
@@ -164,6 +177,14 @@ Result<std::unique_ptr<Process>> spawn_process(const SpawnSpec& spec, const Chil
         // Every other descriptor goes; the report pipe is close-on-exec.
         close_range_fds(kChannelFd + 1, rep - 1);
         close_range_fds(rep + 1, ~0U);
+        // The runtime's ignored and blocked signals (a server blocks SIGTERM and ignores
+        // SIGPIPE) would survive execve.
+        struct sigaction dfl {};
+        dfl.sa_handler = SIG_DFL;
+        for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
+        sigset_t none;
+        ::sigemptyset(&none);
+        ::sigprocmask(SIG_SETMASK, &none, nullptr);
         if (setup.new_process_group && ::setpgid(0, 0) != 0) child_fail(rep, kStepSetpgid);
         if (setup.die_with_parent) {
             if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(rep, kStepPdeathsig);

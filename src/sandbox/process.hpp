@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -41,6 +42,11 @@ class UniqueFd {
 // How a process ended, in words: "exited with status 1", "killed by signal 9 (SIGKILL)".
 struct ExitStatus {
     int raw = 0;  // as from waitpid
+    // Set by a backend that knows the process died because it crossed a named limit
+    // ("memory", "pids", "cpu_seconds", "file_size"), with the limit's value.
+    std::string limit;
+    std::uint64_t limit_value = 0;
+    // "killed by signal 9 (SIGKILL)", plus "; it crossed its memory limit (268435456)".
     std::string describe() const;
     bool killed_by(int sig) const;
 };
@@ -77,7 +83,16 @@ class Process {
     // Kills if needed and reaps; returns how it ended.
     ExitStatus kill_and_wait();
 
+  protected:
+    // Called once, when the process has been reaped, before the status is returned: a
+    // backend whose process is a stand-in (an init, a supervisor) replaces the status
+    // with the worker's own and names the limit that killed it. A subclass that overrides
+    // this must call kill_and_wait() in its own destructor.
+    virtual void on_exit(ExitStatus& status) { (void)status; }
+
   private:
+    void reaped(int raw);
+
     pid_t pid_;
     UniqueFd channel_, out_, err_;
     std::optional<ExitStatus> status_;

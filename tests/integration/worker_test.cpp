@@ -559,3 +559,26 @@ async def process(ctx):
     ASSERT_TRUE(r2) << r2.error().message;
     EXPECT_EQ(r2->outputs.at("done"), json::value(true));
 }
+
+TEST_F(WorkerTest, AWorkerThatDiedWhileIdleIsReplacedBeforeTheNextCall) {
+    auto inst = must_load(write("d.py", kDouble));
+    ASSERT_TRUE(inst);
+    Recorded rec;
+    ASSERT_TRUE(inst->call(req({{"input", 1}}), rec.events()));
+    const pid_t pid = inst->worker_pid();
+    ASSERT_EQ(::kill(pid, SIGKILL), 0);
+    // Wait (bounded) until the kernel has turned it into a zombie: dead, not yet reaped.
+    const std::string stat = "/proc/" + std::to_string(pid) + "/stat";
+    bool zombie = false;
+    for (int i = 0; i < 500 && !zombie; ++i) {
+        std::string text;
+        std::getline(std::ifstream(stat), text);
+        zombie = text.find(") Z ") != std::string::npos;
+        if (!zombie) ::usleep(10'000);
+    }
+    ASSERT_TRUE(zombie) << "worker " << pid << " did not die";
+    auto r = inst->call(req({{"input", 2}}), rec.events());
+    ASSERT_TRUE(r) << r.error().message;  // no call is lost to the idle death
+    EXPECT_EQ(inst->worker_starts(), 2u);
+    EXPECT_NE(inst->worker_pid(), pid);
+}

@@ -1,0 +1,47 @@
+#include "sandbox/namespace/capabilities.hpp"
+
+#include <linux/capability.h>
+#include <linux/securebits.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+namespace sandflow::sandbox::ns {
+
+int last_capability() {
+    int last = CAP_LAST_CAP;
+    if (std::FILE* f = std::fopen("/proc/sys/kernel/cap_last_cap", "re")) {
+        int v = 0;
+        if (std::fscanf(f, "%d", &v) == 1 && v > 0 && v < 64) last = v;
+        std::fclose(f);
+    }
+    return last;
+}
+
+ChildFailure drop_all_capabilities(int last_cap) {
+    // Locked securebits: uid 0 gets no capabilities from execve (NOROOT) and keeps no
+    // capabilities across uid changes; nothing can undo this later.
+    const unsigned long bits = SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
+                               SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED |
+                               SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+    if (::prctl(PR_SET_SECUREBITS, bits, 0, 0, 0) != 0) return failed_at(kStepSecurebits);
+    for (int cap = 0; cap <= last_cap; ++cap) {
+        if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
+            return failed_at(kStepBoundingSet);
+    }
+    if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
+        return failed_at(kStepCapset);
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+    if (::syscall(SYS_capset, &header, data) != 0) return failed_at(kStepCapset);
+    return {};
+}
+
+ChildFailure set_no_new_privs() {
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return failed_at(kStepNoNewPrivs);
+    return {};
+}
+
+}  // namespace sandflow::sandbox::ns

@@ -1,0 +1,461 @@
+#include "sandbox/namespace/namespace_backend.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+#include "core/log.hpp"
+#include "sandbox/namespace/capabilities.hpp"
+#include "sandbox/namespace/namespaces.hpp"
+
+namespace sandflow::sandbox {
+
+using namespace ns;
+
+namespace {
+
+// How long the parent waits for a sandbox to reach execve: set-up takes ~2 ms; this only
+// stops a wedged kernel call from hanging the caller.
+constexpr int kSetupTimeoutMs = 10'000;
+// How long a dead worker's init gets to report the worker's status (it needs microseconds).
+constexpr int kStatusGraceMs = 200;
+
+// Descriptor numbers in init and the worker: 0-3 stdin, stdout, stderr, channel.
+constexpr int kReportFd = 4;  // {step, errno} on failure; close-on-exec
+constexpr int kSyncFd = 5;    // read end: one byte from the parent releases the child
+constexpr int kStatusFd = 6;  // init writes the worker's wait status here
+
+// Everything the child reads, prepared by the parent. Only pointers into memory the
+// parent owns; the child's copy of it is the copy-on-write image made by clone().
+struct ChildContext {
+    const IdMapping* ids;
+    const MountPlan* mounts;
+    const RlimitPlan* rlimits;
+    const LandlockPlan* landlock;
+    const SeccompProgram* seccomp;
+    const NamespaceOptions::Layers* layers;
+    const std::string* hostname;
+    const RuntimeImage* image;
+    const char* workdir;
+    char* const* argv;
+    char* const* envp;
+    int last_cap;
+    int src_fds[7];  // devnull, out, err, channel, report, sync, status (parent's numbers)
+};
+
+void close_from(unsigned first) {
+    if (::syscall(SYS_close_range, first, ~0U, 0) == 0) return;
+    for (int fd = static_cast<int>(first); fd < 1024; ++fd) ::close(fd);
+}
+
+[[noreturn]] void run_worker(const ChildContext& c) {
+    ::close(kStatusFd);
+    // The runtime's ignored and blocked signals would survive execve.
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
+    sigset_t none;
+    ::sigemptyset(&none);
+    if (::sigprocmask(SIG_SETMASK, &none, nullptr) != 0)
+        report_and_exit(kReportFd, failed_at(kStepSignals));
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+        report_and_exit(kReportFd, failed_at(kStepDeathSignal));
+    if (::setsid() < 0) report_and_exit(kReportFd, failed_at(kStepSetsid));
+    if (auto f = apply_rlimits(*c.rlimits)) report_and_exit(kReportFd, f);
+    if (::chdir(c.workdir) != 0) report_and_exit(kReportFd, failed_at(kStepChdir));
+    if (c.layers->drop_capabilities) {
+        if (auto f = drop_all_capabilities(c.last_cap)) report_and_exit(kReportFd, f);
+    }
+    if (auto f = set_no_new_privs()) report_and_exit(kReportFd, f);
+    if (c.layers->landlock) {
+        if (auto f = apply_landlock(*c.landlock)) report_and_exit(kReportFd, f);
+    }
+    if (c.layers->seccomp) {
+        if (auto f = install_seccomp(*c.seccomp)) report_and_exit(kReportFd, f);
+    }
+    ::execve(c.argv[0], c.argv, c.envp);
+    report_and_exit(kReportFd, failed_at(kStepExec));
+}
+
+[[noreturn]] void run_child(const ChildContext& c) {
+    // Descriptors: every source is first copied above the targets, so that no dup can
+    // clobber a source that sits on a low number; then everything else is closed.
+    int high[7];
+    for (int i = 0; i < 7; ++i) {
+        high[i] = ::fcntl(c.src_fds[i], F_DUPFD_CLOEXEC, 10);
+        if (high[i] < 0) ::_exit(127);  // not even the report pipe is in place
+    }
+    for (int i = 0; i < 7; ++i) {
+        if (::dup3(high[i], i, i > kChannelFd ? O_CLOEXEC : 0) < 0) ::_exit(127);
+    }
+    close_from(7);
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+        report_and_exit(kReportFd, failed_at(kStepDeathSignal));
+    // The parent writes our id maps and cgroups, then one byte. EOF: it gave up or died
+    // (the death signal covers a parent that dies later).
+    char go = 0;
+    ssize_t n;
+    do {
+        n = ::read(kSyncFd, &go, 1);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1) ::_exit(127);
+    ::close(kSyncFd);
+    hide_runtime_memory(*c.image);
+
+    if (auto f = become_sandbox_root(*c.ids)) report_and_exit(kReportFd, f);
+    if (auto f = enter_cgroup_namespace()) report_and_exit(kReportFd, f);
+    if (auto f = apply_mount_plan(*c.mounts)) report_and_exit(kReportFd, f);
+    if (auto f = set_hostname(*c.hostname)) report_and_exit(kReportFd, f);
+    // Its own process group, so that Process::kill's kill(-pid) names this sandbox.
+    ::setpgid(0, 0);
+
+    // A raw clone, not fork(): glibc's fork runs atfork handlers and takes locks that a
+    // thread of the parent may have held at the moment of our clone().
+    const long worker = ::syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, nullptr);
+    if (worker < 0) report_and_exit(kReportFd, failed_at(kStepForkWorker));
+    if (worker == 0) run_worker(c);
+
+    for (int fd = 0; fd <= kReportFd; ++fd) ::close(fd);
+    // init keeps nothing it could be talked into using.
+    if (c.layers->drop_capabilities) (void)drop_all_capabilities(c.last_cap);
+    (void)set_no_new_privs();
+    run_init(static_cast<pid_t>(worker), kStatusFd);
+}
+
+const char* step_name(int step) {
+    switch (step) {
+        case kStepDescriptors:
+            return "setting up descriptors";
+        case kStepDeathSignal:
+            return "prctl(PR_SET_PDEATHSIG)";
+        case kStepSyncWait:
+            return "waiting for the parent";
+        case kStepSetgroups:
+            return "setgroups (dropping supplementary groups)";
+        case kStepSetgid:
+            return "setresgid to the sandbox's group";
+        case kStepSetuid:
+            return "setresuid to the sandbox's user";
+        case kStepCgroupNamespace:
+            return "unshare(CLONE_NEWCGROUP)";
+        case kStepHostname:
+            return "setting the hostname (uts namespace)";
+        case kStepForkWorker:
+            return "forking the worker from the sandbox's init";
+        case kStepSignals:
+            return "resetting the signal mask";
+        case kStepSetsid:
+            return "setsid";
+        case kStepRlimit:
+            return "setting rlimits";
+        case kStepChdir:
+            return "chdir to the working directory";
+        case kStepSecurebits:
+            return "locking securebits";
+        case kStepBoundingSet:
+            return "dropping the capability bounding set";
+        case kStepCapset:
+            return "dropping capabilities";
+        case kStepNoNewPrivs:
+            return "prctl(PR_SET_NO_NEW_PRIVS)";
+        case kStepLandlock:
+            return "applying Landlock rules";
+        case kStepSeccomp:
+            return "installing the seccomp filter";
+        case kStepExec:
+            return "execve";
+        default:
+            return "sandbox set-up";
+    }
+}
+
+Error unavailable(std::string message) {
+    return Error(Errc::sandbox_unavailable, std::move(message), {{"backend", "namespace"}});
+}
+
+// How to fix a failing step, where something general can be said.
+std::string hint_for(int step, int err) {
+    if (step >= kStepMountFirst && (err == EPERM || err == EACCES))
+        return " (the host may forbid mounts in user namespaces, e.g. inside a container "
+               "that masks /proc; run `sandflow doctor`)";
+    if (step == kStepExec && err == ENOENT)
+        return " (the interpreter is not installed under /usr on this host)";
+    return " (run `sandflow doctor` to see which mechanism this host lacks)";
+}
+
+std::atomic<std::uint64_t> g_sandbox_counter{0};
+
+// The worker's own wait status (from init's status pipe), and the limit it crossed.
+class NamespaceProcess final : public Process {
+  public:
+    NamespaceProcess(pid_t pid, UniqueFd channel, UniqueFd out, UniqueFd err, UniqueFd status,
+                     SandboxCgroup cgroup, SandboxLimits limits)
+        : Process(pid, std::move(channel), std::move(out), std::move(err)),
+          status_(std::move(status)),
+          cgroup_(std::move(cgroup)),
+          limits_(limits) {}
+    ~NamespaceProcess() override {
+        kill_and_wait();
+        cgroup_.remove();
+    }
+
+    // When the worker has already ended (its channel is closed), init is about to report
+    // its status: give it a moment, so that the status is the worker's own and not init's
+    // SIGKILL. A live worker is killed at once.
+    void kill() override {
+        pollfd chan{channel_fd(), POLLRDHUP, 0};
+        if (!reaped_ && ::poll(&chan, 1, 0) == 1 && (chan.revents & (POLLHUP | POLLRDHUP))) {
+            pollfd st{status_.get(), POLLIN, 0};
+            ::poll(&st, 1, kStatusGraceMs);
+        }
+        Process::kill();
+    }
+
+  protected:
+    void on_exit(ExitStatus& s) override {
+        reaped_ = true;
+        int worker = 0;
+        ssize_t n;
+        do {
+            n = ::read(status_.get(), &worker, sizeof worker);
+        } while (n < 0 && errno == EINTR);
+        // Without it, init itself was killed (by Process::kill, on a deadline): its own
+        // status is the truth.
+        if (n == static_cast<ssize_t>(sizeof worker)) s.raw = worker;
+        const CgroupVerdict v = cgroup_.verdict();
+        if (!v.limit.empty()) {
+            s.limit = v.limit;
+            s.limit_value = v.value;
+        } else if (WIFSIGNALED(s.raw) && WTERMSIG(s.raw) == SIGXCPU) {
+            s.limit = "cpu_seconds";
+            s.limit_value = limits_.cpu_seconds;
+        } else if (WIFSIGNALED(s.raw) && WTERMSIG(s.raw) == SIGXFSZ) {
+            s.limit = "file_size";
+            s.limit_value = limits_.tmpfs_bytes;
+        }
+    }
+
+  private:
+    UniqueFd status_;
+    bool reaped_ = false;
+    SandboxCgroup cgroup_;
+    SandboxLimits limits_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<NamespaceBackend>> NamespaceBackend::create(NamespaceOptions options) {
+    std::unique_ptr<NamespaceBackend> b(new NamespaceBackend(std::move(options)));
+    b->ids_ = make_id_mapping();
+    auto seccomp = build_seccomp_program();
+    if (!seccomp) return tl::unexpected(seccomp.error());
+    b->seccomp_ = std::move(*seccomp);
+    b->rlimits_ = make_rlimit_plan(b->options_.limits);
+    b->landlock_ = make_landlock_plan();
+    if (b->options_.use_cgroups) b->cgroups_ = detect_cgroup_support();
+    b->last_cap_ = last_capability();
+    b->image_ = read_runtime_image();
+    b->env_ = clean_worker_env();
+    MountOptions mo;
+    mo.tmpfs_bytes = b->options_.limits.tmpfs_bytes;
+    mo.tmpfs_inodes = b->options_.limits.tmpfs_inodes;
+    auto plan = make_mount_plan(mo);
+    if (!plan) return tl::unexpected(plan.error());
+    b->default_mounts_ = std::move(*plan);
+    return b;
+}
+
+Result<std::unique_ptr<Process>> NamespaceBackend::spawn(const WorkerSpec& spec) {
+    if (spec.argv.empty() || spec.argv[0].empty() || spec.argv[0][0] != '/')
+        return fail(Errc::internal, "spawn: argv[0] must be an absolute path");
+
+    // Everything the child needs is built now: it must not allocate after clone().
+    MountPlan custom;
+    const MountPlan* mounts = &default_mounts_;
+    if (spec.workdir != "/tmp") {
+        MountOptions mo;
+        mo.tmpfs_bytes = options_.limits.tmpfs_bytes;
+        mo.tmpfs_inodes = options_.limits.tmpfs_inodes;
+        mo.workdir = spec.workdir;
+        auto plan = make_mount_plan(mo);
+        if (!plan) return tl::unexpected(plan.error());
+        custom = std::move(*plan);
+        mounts = &custom;
+    }
+    std::vector<char*> argv, envp;
+    for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    for (const auto& e : env_) envp.push_back(const_cast<char*>(e.c_str()));
+    envp.push_back(nullptr);
+    static const std::string hostname = kSandboxHostname;
+
+    const std::string id = std::to_string(::getpid()) + "-" + std::to_string(++g_sandbox_counter);
+    auto cgroup = SandboxCgroup::create(cgroups_, id, options_.limits);
+    if (!cgroup) return tl::unexpected(cgroup.error());
+
+    int chan[2], out[2], err[2], report[2], sync[2], status[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, chan) != 0)
+        return tl::unexpected(system_error("socketpair for the worker channel", errno));
+    UniqueFd chan_parent(chan[0]), chan_child(chan[1]);
+    if (::pipe2(out, O_CLOEXEC) != 0) return tl::unexpected(system_error("pipe for stdout", errno));
+    UniqueFd out_r(out[0]), out_w(out[1]);
+    if (::pipe2(err, O_CLOEXEC) != 0) return tl::unexpected(system_error("pipe for stderr", errno));
+    UniqueFd err_r(err[0]), err_w(err[1]);
+    if (::pipe2(report, O_CLOEXEC) != 0)
+        return tl::unexpected(system_error("pipe for child errors", errno));
+    UniqueFd report_r(report[0]), report_w(report[1]);
+    if (::pipe2(sync, O_CLOEXEC) != 0)
+        return tl::unexpected(system_error("pipe for the start signal", errno));
+    UniqueFd sync_r(sync[0]), sync_w(sync[1]);
+    if (::pipe2(status, O_CLOEXEC | O_NONBLOCK) != 0)
+        return tl::unexpected(system_error("pipe for the worker's status", errno));
+    UniqueFd status_r(status[0]), status_w(status[1]);
+    UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!devnull) return tl::unexpected(system_error("open /dev/null", errno));
+
+    ChildContext ctx{&ids_,
+                     mounts,
+                     &rlimits_,
+                     &landlock_,
+                     &seccomp_,
+                     &options_.layers,
+                     &hostname,
+                     &image_,
+                     spec.workdir.c_str(),
+                     argv.data(),
+                     envp.data(),
+                     last_cap_,
+                     {devnull.get(), out_w.get(), err_w.get(), chan_child.get(), report_w.get(),
+                      sync_r.get(), status_w.get()}};
+
+    unsigned long flags = kCloneNamespaces;
+    if (!options_.layers.network_namespace) flags &= ~static_cast<unsigned long>(CLONE_NEWNET);
+    // A raw clone (fork-like: no new stack) so that namespaces and fork happen in one step.
+    const long pid = ::syscall(SYS_clone, flags | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
+    if (pid < 0) {
+        const int e = errno;
+        Error er = unavailable(
+            std::string("the namespace sandbox cannot start: clone() with new user, pid, "
+                        "mount, network, ipc and uts namespaces failed: ") +
+            std::strerror(e) +
+            (e == EPERM || e == ENOSPC || e == EUSERS
+                 ? " (user namespaces are disabled or exhausted here: check sysctl "
+                   "user.max_user_namespaces, kernel.unprivileged_userns_clone and "
+                   "kernel.apparmor_restrict_unprivileged_userns, or the container's seccomp "
+                   "profile; run `sandflow doctor`)"
+                 : " (run `sandflow doctor`)"));
+        er.data["errno"] = e;
+        return tl::unexpected(std::move(er));
+    }
+    if (pid == 0) run_child(ctx);
+
+    report_w.reset();
+    sync_r.reset();
+    status_w.reset();
+    chan_child.reset();
+    out_w.reset();
+    err_w.reset();
+    devnull.reset();
+
+    // The parent's half of the set-up, then the release. The child's cgroups are written
+    // before it runs a single instruction of its own, so everything it starts is inside.
+    auto maps = write_id_maps(static_cast<pid_t>(pid), ids_);
+    auto attached = maps ? cgroup->attach(static_cast<pid_t>(pid)) : Result<void>{};
+    auto proc = std::make_unique<NamespaceProcess>(
+        static_cast<pid_t>(pid), std::move(chan_parent), std::move(out_r), std::move(err_r),
+        std::move(status_r), std::move(*cgroup), options_.limits);
+    if (!maps || !attached) {
+        proc->kill_and_wait();
+        const Error& e = maps ? attached.error() : maps.error();
+        return tl::unexpected(
+            unavailable(std::string("the namespace sandbox cannot start: ") +
+                        (maps ? "moving it into its cgroups" : "writing its uid/gid maps") +
+                        " failed: " + e.message + " (run `sandflow doctor`)"));
+    }
+    const char go = 1;
+    if (::write(sync_w.get(), &go, 1) != 1) {
+        const int e = errno;
+        proc->kill_and_wait();
+        return tl::unexpected(system_error("releasing the sandbox", e));
+    }
+    sync_w.reset();
+
+    // EOF: init closed its copy and the worker's went at execve. Two ints: a step failed.
+    int msg[2] = {0, 0};
+    std::size_t got = 0;
+    for (;;) {
+        pollfd p{report_r.get(), POLLIN, 0};
+        const int r = ::poll(&p, 1, kSetupTimeoutMs);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            proc->kill_and_wait();
+            return tl::unexpected(unavailable("the namespace sandbox did not reach execve within " +
+                                              std::to_string(kSetupTimeoutMs / 1000) +
+                                              " s; it was killed"));
+        }
+        const ssize_t n =
+            ::read(report_r.get(), reinterpret_cast<char*>(msg) + got, sizeof msg - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        got += static_cast<std::size_t>(n);
+        if (got == sizeof msg) break;
+    }
+    if (got == sizeof msg) {
+        proc->kill_and_wait();
+        std::string what = describe_mount_step(*mounts, msg[0]);
+        if (what.empty()) what = step_name(msg[0]);
+        Error e = unavailable("starting " + spec.argv[0] + " in the namespace sandbox failed at " +
+                              what + ": " + std::strerror(msg[1]) + hint_for(msg[0], msg[1]));
+        e.data["step"] = what;
+        e.data["errno"] = msg[1];
+        return tl::unexpected(std::move(e));
+    }
+    for (int fd : {proc->channel_fd(), proc->stdout_fd(), proc->stderr_fd()}) {
+        const int fl = ::fcntl(fd, F_GETFL);
+        if (fl < 0 || ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0)
+            return tl::unexpected(system_error("fcntl on worker descriptors", errno));
+    }
+    return std::unique_ptr<Process>(std::move(proc));
+}
+
+Result<void> NamespaceBackend::probe() {
+    static std::once_flag once;
+    static Result<void> result;
+    std::call_once(once, [] {
+        auto backend = create();
+        if (!backend) {
+            result = tl::unexpected(backend.error());
+            return;
+        }
+        WorkerSpec spec;
+        spec.argv = {"/usr/bin/true"};
+        auto proc = (*backend)->spawn(spec);
+        if (!proc) {
+            result = tl::unexpected(proc.error());
+            return;
+        }
+        // /usr/bin/true exits at once; a status other than 0 means the sandbox is broken.
+        const ExitStatus st = [&] {
+            for (int i = 0; i < 5000; ++i) {
+                if (auto s = (*proc)->try_wait()) return *s;
+                ::usleep(1000);
+            }
+            return (*proc)->kill_and_wait();
+        }();
+        if (!WIFEXITED(st.raw) || WEXITSTATUS(st.raw) != 0)
+            result = tl::unexpected(unavailable("a test sandbox running /usr/bin/true " +
+                                                st.describe() + " (run `sandflow doctor`)"));
+    });
+    return result;
+}
+
+}  // namespace sandflow::sandbox

@@ -1,0 +1,216 @@
+#include "sandbox/namespace/seccomp_policy.hpp"
+
+#include <linux/audit.h>
+#include <linux/sched.h>
+#include <linux/seccomp.h>
+#include <seccomp.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+#include <memory>
+
+namespace sandflow::sandbox::ns {
+
+namespace {
+
+// int-typed arguments: the kernel uses only the low 32 bits, so only those are compared
+// (a caller could set the high ones to slip past an exact 64-bit match).
+constexpr std::uint64_t kLow32 = 0xffffffffu;
+constexpr int kTiocsti = 0x5412;    // TIOCSTI: push characters into a terminal's input
+constexpr int kTioclinux = 0x541c;  // TIOCLINUX: console selection tricks
+
+constexpr SeccompRule kRules[] = {
+    // Leaving the mount namespace's view or rebuilding it.
+    {"mount", EPERM, -1, 0, 0, "remount or bind host paths into the sandbox's view"},
+    {"umount2", EPERM, -1, 0, 0, "uncover what a mount hides"},
+    {"pivot_root", EPERM, -1, 0, 0, "swap the root the sandbox was given"},
+    {"chroot", EPERM, -1, 0, 0, "classic chroot escapes need a second root"},
+    {"move_mount", EPERM, -1, 0, 0, "new mount API: same as mount"},
+    {"open_tree", EPERM, -1, 0, 0, "new mount API: clone a mount tree"},
+    {"fsopen", EPERM, -1, 0, 0, "new mount API: create a filesystem context"},
+    {"fsconfig", EPERM, -1, 0, 0, "new mount API: configure a filesystem"},
+    {"fsmount", EPERM, -1, 0, 0, "new mount API: mount a filesystem context"},
+    {"fspick", EPERM, -1, 0, 0, "new mount API: reconfigure a mounted filesystem"},
+    {"mount_setattr", EPERM, -1, 0, 0, "make read-only mounts writable again"},
+    {"open_by_handle_at", EPERM, -1, 0, 0, "open files by handle, bypassing paths (shocker)"},
+    // Reading or steering other processes.
+    {"ptrace", EPERM, -1, 0, 0, "inspect or control another process"},
+    {"process_vm_readv", EPERM, -1, 0, 0, "read another process's memory"},
+    {"process_vm_writev", EPERM, -1, 0, 0, "write another process's memory"},
+    {"kcmp", EPERM, -1, 0, 0, "probe other processes' kernel objects"},
+    // Kernel attack surface a script never needs.
+    {"bpf", EPERM, -1, 0, 0, "load eBPF programs: large kernel attack surface"},
+    {"perf_event_open", EPERM, -1, 0, 0, "performance counters: side channels and kernel bugs"},
+    {"userfaultfd", EPERM, -1, 0, 0, "stall the kernel mid-copy: a race-exploit primitive"},
+    {"io_uring_setup", EPERM, -1, 0, 0, "io_uring: large attack surface, bypasses seccomp"},
+    {"io_uring_enter", EPERM, -1, 0, 0, "io_uring: large attack surface, bypasses seccomp"},
+    {"io_uring_register", EPERM, -1, 0, 0, "io_uring: large attack surface, bypasses seccomp"},
+    {"keyctl", EPERM, -1, 0, 0, "kernel keyrings are not namespaced"},
+    {"add_key", EPERM, -1, 0, 0, "kernel keyrings are not namespaced"},
+    {"request_key", EPERM, -1, 0, 0, "kernel keyrings are not namespaced"},
+    {"syslog", EPERM, -1, 0, 0, "read the host kernel log"},
+    {"lookup_dcookie", EPERM, -1, 0, 0, "resolve kernel directory cookies"},
+    // Host-wide operations (capabilities stop them too).
+    {"kexec_load", EPERM, -1, 0, 0, "replace the running kernel"},
+    {"kexec_file_load", EPERM, -1, 0, 0, "replace the running kernel"},
+    {"init_module", EPERM, -1, 0, 0, "load kernel code"},
+    {"finit_module", EPERM, -1, 0, 0, "load kernel code"},
+    {"delete_module", EPERM, -1, 0, 0, "unload kernel code"},
+    {"acct", EPERM, -1, 0, 0, "write process accounting to a host file"},
+    {"swapon", EPERM, -1, 0, 0, "host swap configuration"},
+    {"swapoff", EPERM, -1, 0, 0, "host swap configuration"},
+    {"reboot", EPERM, -1, 0, 0, "reboot the host (or the pid namespace)"},
+    {"quotactl", EPERM, -1, 0, 0, "host filesystem quotas"},
+    // New namespaces: each one is fresh attack surface and a way to regain capabilities.
+    {"unshare", EPERM, -1, 0, 0, "new namespaces give back capabilities inside them"},
+    {"setns", EPERM, -1, 0, 0, "join another namespace"},
+    {"clone", EPERM, 0, CLONE_NEWNS, CLONE_NEWNS, "clone into a new mount namespace"},
+    {"clone", EPERM, 0, CLONE_NEWUSER, CLONE_NEWUSER, "clone into a new user namespace"},
+    {"clone", EPERM, 0, CLONE_NEWPID, CLONE_NEWPID, "clone into a new pid namespace"},
+    {"clone", EPERM, 0, CLONE_NEWNET, CLONE_NEWNET, "clone into a new network namespace"},
+    {"clone", EPERM, 0, CLONE_NEWIPC, CLONE_NEWIPC, "clone into a new ipc namespace"},
+    {"clone", EPERM, 0, CLONE_NEWUTS, CLONE_NEWUTS, "clone into a new uts namespace"},
+    {"clone", EPERM, 0, CLONE_NEWCGROUP, CLONE_NEWCGROUP, "clone into a new cgroup namespace"},
+    {"clone", EPERM, 0, CLONE_NEWTIME, CLONE_NEWTIME, "clone into a new time namespace"},
+    // clone3 passes its flags in memory, which seccomp cannot read: ENOSYS makes glibc
+    // and others fall back to clone, whose flags the rules above check.
+    {"clone3", ENOSYS, -1, 0, 0, "flags in memory cannot be checked; libc falls back to clone"},
+    // Sockets that reach kernel subsystems rather than peers.
+    {"socket", EPERM, 0, kLow32, AF_NETLINK, "netlink: kernel configuration interfaces"},
+    {"socket", EPERM, 0, kLow32, AF_PACKET, "packet sockets: raw link-layer access"},
+    {"socket", EPERM, 1, 0xf, SOCK_RAW, "raw IP sockets: forge packets"},
+    // Terminals (the worker has none, but a leaked one must stay inert).
+    {"ioctl", EPERM, 1, kLow32, kTiocsti, "inject input into a terminal"},
+    {"ioctl", EPERM, 1, kLow32, kTioclinux, "console tricks on a virtual terminal"},
+};
+
+#if defined(__x86_64__)
+constexpr std::uint32_t kNativeArch = AUDIT_ARCH_X86_64;
+#elif defined(__aarch64__)
+constexpr std::uint32_t kNativeArch = AUDIT_ARCH_AARCH64;
+#else
+#error "seccomp_policy.cpp: add this architecture's AUDIT_ARCH value"
+#endif
+
+constexpr std::uint32_t kOffNr = offsetof(seccomp_data, nr);
+constexpr std::uint32_t kOffArch = offsetof(seccomp_data, arch);
+constexpr std::uint32_t kOffArg0 = offsetof(seccomp_data, args);  // little-endian: low half first
+constexpr std::uint32_t kPersonaDefault = 0;                      // PER_LINUX
+constexpr std::uint32_t kPersonaQuery = 0xffffffffu;
+
+// personality(2) is allowed only to query (0xffffffff) or to set the default persona;
+// anything else (ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, other ABIs) fails with EPERM.
+// personality takes an unsigned int, so the high half of the argument must be zero.
+std::vector<sock_filter> personality_program() {
+    auto stmt = [](std::uint16_t code, std::uint32_t k) { return sock_filter{code, 0, 0, k}; };
+    auto jeq = [](std::uint32_t k, std::uint8_t jt, std::uint8_t jf) {
+        return sock_filter{static_cast<std::uint16_t>(BPF_JMP | BPF_JEQ | BPF_K), jt, jf, k};
+    };
+    const std::uint16_t ld = BPF_LD | BPF_W | BPF_ABS;
+    const std::uint16_t ret = BPF_RET | BPF_K;
+    return {
+        /* 0 */ stmt(ld, kOffArch),
+        /* 1 */ jeq(kNativeArch, 0, 8),  // other architectures: the main program kills them
+        /* 2 */ stmt(ld, kOffNr),
+        /* 3 */ jeq(SYS_personality, 0, 6),
+        /* 4 */ stmt(ld, kOffArg0 + 4),
+        /* 5 */ jeq(0, 0, 3),  // high half set: deny
+        /* 6 */ stmt(ld, kOffArg0),
+        /* 7 */ jeq(kPersonaDefault, 2, 0),
+        /* 8 */ jeq(kPersonaQuery, 1, 0),
+        /* 9 */ stmt(ret, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+        /* 10 */ stmt(ret, SECCOMP_RET_ALLOW),
+    };
+}
+
+struct CtxDeleter {
+    void operator()(void* ctx) const { seccomp_release(ctx); }
+};
+
+Error seccomp_error(const std::string& what, int rc) {
+    Error e = system_error("seccomp: " + what, -rc);
+    e.code = Errc::sandbox_unavailable;
+    e.message +=
+        " (is libseccomp older than the kernel's system calls? install libseccomp2 "
+        ">= 2.5)";
+    return e;
+}
+
+}  // namespace
+
+std::span<const SeccompRule> seccomp_rules() {
+    return kRules;
+}
+
+Result<SeccompProgram> build_seccomp_program() {
+    std::unique_ptr<void, CtxDeleter> ctx(seccomp_init(SCMP_ACT_ALLOW));
+    if (!ctx) return fail(Errc::sandbox_unavailable, "seccomp_init failed (out of memory?)");
+    if (int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+        rc != 0)
+        return tl::unexpected(seccomp_error("setting the foreign-architecture action", rc));
+    for (const auto& r : kRules) {
+        const int nr = seccomp_syscall_resolve_name(r.syscall);
+        if (nr == __NR_SCMP_ERROR)
+            return tl::unexpected(
+                seccomp_error(std::string("unknown system call ") + r.syscall, -ENOSYS));
+        scmp_arg_cmp cmp{};
+        unsigned ncmp = 0;
+        if (r.arg >= 0) {
+            cmp = scmp_arg_cmp{static_cast<unsigned>(r.arg), SCMP_CMP_MASKED_EQ, r.mask, r.value};
+            ncmp = 1;
+        }
+        if (int rc = seccomp_rule_add_array(ctx.get(), SCMP_ACT_ERRNO(r.errno_value), nr, ncmp,
+                                            ncmp ? &cmp : nullptr);
+            rc != 0)
+            return tl::unexpected(seccomp_error(std::string("rule for ") + r.syscall, rc));
+    }
+
+    const int fd = ::memfd_create("sandflow-seccomp", MFD_CLOEXEC);
+    if (fd < 0) return tl::unexpected(system_error("memfd_create for the seccomp program", errno));
+    std::vector<char> bytes;
+    int rc = seccomp_export_bpf(ctx.get(), fd);
+    if (rc == 0) {
+        const off_t size = ::lseek(fd, 0, SEEK_END);
+        if (size > 0 && ::lseek(fd, 0, SEEK_SET) == 0) {
+            bytes.resize(static_cast<std::size_t>(size));
+            std::size_t off = 0;
+            while (off < bytes.size()) {
+                const ssize_t n = ::read(fd, bytes.data() + off, bytes.size() - off);
+                if (n < 0 && errno == EINTR) continue;
+                if (n <= 0) break;
+                off += static_cast<std::size_t>(n);
+            }
+            if (off != bytes.size()) rc = -EIO;
+        } else {
+            rc = -EIO;
+        }
+    }
+    ::close(fd);
+    if (rc != 0) return tl::unexpected(seccomp_error("exporting the BPF program", rc));
+    if (bytes.empty() || bytes.size() % sizeof(sock_filter) != 0)
+        return tl::unexpected(seccomp_error("the exported program has a bad size", -EINVAL));
+
+    SeccompProgram p;
+    p.main.resize(bytes.size() / sizeof(sock_filter));
+    std::memcpy(p.main.data(), bytes.data(), bytes.size());
+    p.personality = personality_program();
+    return p;
+}
+
+ChildFailure install_seccomp(const SeccompProgram& program) {
+    for (const auto* prog : {&program.personality, &program.main}) {
+        sock_fprog f{static_cast<unsigned short>(prog->size()),
+                     const_cast<sock_filter*>(prog->data())};
+        if (::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &f, 0, 0) != 0)
+            return failed_at(kStepSeccomp);
+    }
+    return {};
+}
+
+}  // namespace sandflow::sandbox::ns

@@ -1,0 +1,703 @@
+// The escape suite (issue 3, DESIGN §5): a hostile actor script, run through the
+// namespace backend, tries each way out; every test asserts that the probe is blocked,
+// that the host is unaffected, and that the instance serves the next call. README.md in
+// this folder maps each probe to the layer that stops it; the LayerOff tests show that
+// the suite notices when a layer is removed.
+//
+// Network probes target only listeners this test opens on 127.0.0.1 (and an abstract
+// unix socket it binds); bombs run only inside sandboxes whose own cgroup and rlimit
+// limits contain them, and the memory bomb is skipped where no memory cgroup applies.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "runtime/instance.hpp"
+#include "sandbox/namespace/namespace_backend.hpp"
+
+using namespace sandflow;
+namespace fs = std::filesystem;
+
+namespace {
+
+// The hostile actor: `probe` names an attack, `arg` parameterises it. Every probe
+// returns {"blocked": bool, "how": "<what happened>"} plus details.
+const char* kProbe = R"PY(import ctypes, errno, os, signal, socket, subprocess, sys, time
+
+@actor({"component": "hostile", "inports": ["probe", "arg"], "outports": ["out"]})
+def process(ctx):
+    return PROBES[ctx.get_input("probe")](ctx.get_input("arg"))
+
+def _err(e):
+    return "%s (%s)" % (errno.errorcode.get(e.errno, e.errno), e.strerror)
+
+def attempt(fn):
+    try:
+        r = fn()
+        return {"blocked": False, "how": "succeeded: %r" % (r,)}
+    except OSError as e:
+        return {"blocked": True, "how": _err(e), "errno": e.errno}
+
+def every(fns):
+    results = [attempt(f) for f in fns]
+    return {"blocked": all(r["blocked"] for r in results),
+            "how": "; ".join(r["how"] for r in results)}
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+
+def syscall(nr, *args):
+    ctypes.set_errno(0)
+    conv = []
+    for a in args:
+        conv.append(ctypes.c_long(a) if isinstance(a, int) else a)
+    r = libc.syscall(ctypes.c_long(nr), *conv)
+    return r, ctypes.get_errno()
+
+# x86_64 numbers; arg: [name, expected errno]
+SYSCALLS = {
+    "ptrace": lambda: syscall(101, 16, 1, 0, 0),                  # PTRACE_ATTACH to init
+    "mount": lambda: syscall(165, b"none", b"/tmp", b"tmpfs", 0, 0),
+    "umount2": lambda: syscall(166, b"/usr", 2),                   # MNT_DETACH
+    "pivot_root": lambda: syscall(155, b"/tmp", b"/tmp"),
+    "unshare": lambda: syscall(272, 0x10000000),                   # CLONE_NEWUSER
+    "setns": lambda: syscall(308, os.open("/proc/self/ns/net", os.O_RDONLY), 0),
+    "keyctl": lambda: syscall(250, 0, -3, 1),                      # session keyring id
+    "add_key": lambda: syscall(248, b"user", b"k", b"v", 1, -3),
+    "bpf": lambda: syscall(321, 0, ctypes.create_string_buffer(128), 128),
+    "io_uring_setup": lambda: syscall(425, 1, ctypes.create_string_buffer(120)),
+    "perf_event_open": lambda: syscall(298, ctypes.create_string_buffer(128), 0, -1, -1, 0),
+    "userfaultfd": lambda: syscall(323, 0),
+    "process_vm_readv": lambda: syscall(310, 1, 0, 0, 0, 0, 0),
+    "kexec_load": lambda: syscall(246, 0, 0, 0, 0),
+    "init_module": lambda: syscall(175, 0, 0, b""),
+    "finit_module": lambda: syscall(313, 0, b"", 0),
+    "personality": lambda: syscall(135, 0x0040000),                 # ADDR_NO_RANDOMIZE
+    "clone3": lambda: syscall(435, ctypes.create_string_buffer(88), 88),
+}
+
+def raw_syscall(arg):
+    name = arg
+    r, e = SYSCALLS[name]()
+    if r == 0 and name == "unshare":
+        return {"blocked": False, "how": "unshare(CLONE_NEWUSER) succeeded"}
+    return {"blocked": r == -1, "how": "%s -> %d, %s" % (name, r, errno.errorcode.get(e, e)),
+            "errno": e}
+
+def clone_newuser(arg):
+    pid = libc.syscall(ctypes.c_long(56), ctypes.c_long(0x10000000 | 17), 0, 0, 0, 0)
+    if pid == 0:
+        os._exit(0)
+    if pid > 0:
+        os.waitpid(pid, 0)
+        return {"blocked": False, "how": "clone(CLONE_NEWUSER) succeeded"}
+    return {"blocked": True, "how": errno.errorcode.get(ctypes.get_errno(), "?"),
+            "errno": ctypes.get_errno()}
+
+def read_file(path):
+    return attempt(lambda: open(path, "rb").read(64))
+
+def list_dir(path):
+    return attempt(lambda: os.listdir(path))
+
+def write_files(paths):
+    def w(p):
+        return lambda: open(p, "w").write("escaped")
+    return every([w(p) for p in paths])
+
+def fill_tmp(arg):
+    # Many files, each under the per-file cap (RLIMIT_FSIZE), to reach the tmpfs's own cap.
+    written, files = 0, 0
+    chunk = b"x" * (1 << 20)
+    try:
+        while written < (1 << 30):
+            with open("/tmp/fill%d" % files, "wb") as f:
+                files += 1
+                for _ in range(4):
+                    f.write(chunk)
+                    f.flush()
+                    written += len(chunk)
+        return {"blocked": False, "how": "wrote 1 GiB", "written": written}
+    except OSError as e:
+        for i in range(files):
+            os.unlink("/tmp/fill%d" % i)
+        return {"blocked": e.errno == errno.ENOSPC, "how": _err(e), "written": written}
+
+def tcp(port):
+    def go():
+        s = socket.create_connection(("127.0.0.1", port), timeout=2)
+        s.sendall(b"escaped")
+        return "connected"
+    return attempt(go)
+
+def udp(port):
+    def go():
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        return s.sendto(b"escaped", ("127.0.0.1", port))
+    return attempt(go)
+
+def abstract_unix(name):
+    def go():
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect("\0" + name)
+        return "connected"
+    return attempt(go)
+
+def sockets(arg):
+    return every([
+        lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP),
+        lambda: socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6),
+        lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0),
+        lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 9),   # audit
+        lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0),
+    ])
+
+def fork_bomb(arg):
+    # Every child keeps forking; only the sandbox's pids limit stops it.
+    forked, refused = 0, 0
+    deadline = time.time() + arg
+    while time.time() < deadline:
+        try:
+            pid = os.fork()
+        except OSError:
+            refused += 1
+            time.sleep(0.01)
+            continue
+        if pid == 0:
+            while True:
+                try:
+                    os.fork()
+                except OSError:
+                    time.sleep(0.01)
+        forked += 1
+    return {"blocked": refused > 0, "how": "forked %d, refused %d" % (forked, refused)}
+
+def memory_bomb(arg):
+    hog = []
+    while True:
+        hog.append(b"x" * (16 << 20))
+
+def kill_all(runtime_pid):
+    results = [attempt(lambda: os.kill(-1, signal.SIGKILL)),
+               attempt(lambda: os.kill(runtime_pid, signal.SIGKILL)),
+               attempt(lambda: os.kill(1, signal.SIGKILL))]
+    # kill(-1) from inside reaches only the sandbox's own processes (none but this one),
+    # and init ignores signals from inside: still here to answer means it was contained.
+    return {"blocked": not results[1]["blocked"] is False, "how": [r["how"] for r in results]}
+
+def setuid_binary(arg):
+    os.makedirs("/tmp/m", exist_ok=True)
+    r = subprocess.run(["/usr/bin/mount", "-t", "tmpfs", "none", "/tmp/m"],
+                       capture_output=True, text=True)
+    mounted = os.path.ismount("/tmp/m")
+    return {"blocked": r.returncode != 0 and not mounted,
+            "how": "mount exited %d: %s" % (r.returncode, (r.stderr or r.stdout).strip())}
+
+def devices(arg):
+    return every([lambda: open("/dev/mem", "rb"), lambda: open("/dev/kmsg", "rb"),
+                  lambda: open("/dev/vda", "rb"), lambda: open("/dev/sda", "rb"),
+                  lambda: os.mknod("/tmp/null2", 0o20666, os.makedev(1, 3))])
+
+def links(secret):
+    def via_symlink(target):
+        def go():
+            link = "/tmp/l%d" % abs(hash(target))
+            if not os.path.lexists(link):
+                os.symlink(target, link)
+            return open(link, "rb").read(64)
+        return go
+    return every([
+        via_symlink("/etc/shadow"),
+        via_symlink("/proc/1/root/etc/shadow"),
+        via_symlink("/proc/1/cwd/" + secret),
+        via_symlink("../../../../../../" + secret),
+        lambda: os.link("/usr/bin/python3", "/tmp/py"),
+        lambda: os.link("/etc/passwd", "/tmp/passwd"),
+        lambda: open("/tmp/../../../" + secret, "rb").read(),
+        lambda: open("/proc/self/root/../../" + secret, "rb").read(),
+    ])
+
+def find_canary(canary):
+    found = []
+    if any(canary in v for v in os.environ.values()):
+        found.append("os.environ")
+    for pid in os.listdir("/proc"):
+        for what in ("environ", "cmdline"):
+            try:
+                if canary.encode() in open("/proc/%s/%s" % (pid, what), "rb").read():
+                    found.append("/proc/%s/%s" % (pid, what))
+            except OSError:
+                pass
+    try:
+        mem = open("/proc/1/mem", "rb")
+        found.append("/proc/1/mem opened")
+    except OSError:
+        pass
+    return {"blocked": not found, "how": ", ".join(found) or "nowhere"}
+
+def spin(arg):
+    while True:
+        pass
+
+def block_in_c(arg):
+    libc.sleep(3600)
+
+def print_lots(mb):
+    line = "y" * 1023
+    for _ in range(mb * 1024):
+        print(line)
+    return {"blocked": True, "how": "printed %d MiB" % mb}
+
+def write_tmp(arg):
+    open("/tmp/mine", "w").write(arg)
+    return {"blocked": True, "how": "wrote"}
+
+PROBES = {
+    "ping": lambda arg: {"blocked": True, "how": "pong"},
+    "read": read_file, "list": list_dir, "write": write_files, "fill_tmp": fill_tmp,
+    "tcp": tcp, "udp": udp, "abstract_unix": abstract_unix, "sockets": sockets,
+    "fork_bomb": fork_bomb, "memory_bomb": memory_bomb, "kill": kill_all,
+    "syscall": raw_syscall, "clone_newuser": clone_newuser, "setuid": setuid_binary,
+    "devices": devices, "links": links, "canary": find_canary, "spin": spin,
+    "block_in_c": block_in_c, "print": print_lots, "write_tmp": write_tmp,
+}
+)PY";
+
+constexpr const char* kCanary = "c4n4ry-5a7df10w";
+
+struct ProbeResult {
+    Result<runtime::CallOutcome> outcome;
+    bool blocked() const {
+        return outcome && outcome->outputs.contains("blocked") &&
+               outcome->outputs.at("blocked").as_bool();
+    }
+    std::string how() const {
+        if (!outcome) return "call failed: " + outcome.error().message;
+        return json::serialize(outcome->outputs);
+    }
+};
+
+class EscapeTest : public ::testing::Test {
+  protected:
+    static sandbox::NamespaceOptions test_options() {
+        sandbox::NamespaceOptions o;
+        o.limits.memory_bytes = 128ull << 20;
+        o.limits.pids = 32;
+        o.limits.nproc = 32;
+        o.limits.tmpfs_bytes = 16ull << 20;
+        return o;
+    }
+
+    void SetUp() override {
+#if !defined(__x86_64__)
+        GTEST_SKIP() << "the probes' system call numbers are x86_64's";
+#endif
+        if (auto p = sandbox::NamespaceBackend::probe(); !p)
+            GTEST_SKIP() << "the namespace sandbox cannot run here: " << p.error().message;
+        // In this process's environment: no probe may find it.
+        ::setenv("SANDFLOW_ESCAPE_CANARY", kCanary, 1);
+        char tmpl[] = "/tmp/sandflow-escape-XXXXXX";
+        ASSERT_NE(::mkdtemp(tmpl), nullptr);
+        dir_ = tmpl;
+        std::ofstream(dir_ / "secret") << kCanary;
+        auto b = sandbox::NamespaceBackend::create(options());
+        ASSERT_TRUE(b) << b.error().message;
+        backend_ = std::move(*b);
+        inst_ = load();
+        ASSERT_TRUE(inst_);
+    }
+    void TearDown() override {
+        inst_.reset();
+        if (!dir_.empty()) fs::remove_all(dir_);
+    }
+    virtual sandbox::NamespaceOptions options() const {
+        return test_options();
+    }
+
+    std::unique_ptr<runtime::Instance> load() {
+        const fs::path p = dir_ / "hostile.py";
+        std::ofstream(p) << kProbe;
+        auto spec = runtime::spec_from_file(p);
+        EXPECT_TRUE(spec) << (spec ? "" : spec.error().message);
+        if (!spec) return nullptr;
+        spec->on_log = [](const runtime::LogLine&) {};
+        auto inst = runtime::Instance::create(*backend_, std::move(*spec));
+        EXPECT_TRUE(inst) << (inst ? "" : inst.error().message);
+        return inst ? std::move(*inst) : nullptr;
+    }
+
+    ProbeResult probe(runtime::Instance& inst, const std::string& name, json::value arg = nullptr,
+                      std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+        runtime::CallRequest r;
+        r.inputs = {{"probe", name}, {"arg", std::move(arg)}};
+        r.timeout = timeout;
+        runtime::CallEvents ev;
+        ev.on_log = [this](const runtime::LogLine& l) { log_bytes_ += l.text.size() + 1; };
+        ProbeResult result{inst.call(r, ev)};
+        // SANDFLOW_ESCAPE_VERBOSE=1 shows how each probe was stopped.
+        if (std::getenv("SANDFLOW_ESCAPE_VERBOSE"))
+            std::fprintf(stderr, "  probe %s(%s): %s\n", name.c_str(),
+                         json::serialize(r.inputs.at("arg")).c_str(), result.how().c_str());
+        return result;
+    }
+    ProbeResult probe(const std::string& name, json::value arg = nullptr,
+                      std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+        return probe(*inst_, name, std::move(arg), timeout);
+    }
+
+    // After every probe: the instance answers, and the runtime (this process) lives.
+    void expect_serves_next_call() {
+        auto r = probe("ping");
+        ASSERT_TRUE(r.outcome) << r.outcome.error().message;
+        EXPECT_TRUE(r.blocked());
+    }
+
+    std::unique_ptr<sandbox::NamespaceBackend> backend_;
+    std::unique_ptr<runtime::Instance> inst_;
+    fs::path dir_;
+    std::size_t log_bytes_ = 0;
+};
+
+// A listener on the host's 127.0.0.1 that records whether anything reached it.
+struct HostListener {
+    int fd = -1;
+    int port = 0;
+    explicit HostListener(int type) {
+        fd = ::socket(AF_INET, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+        if (type == SOCK_STREAM) ::listen(fd, 8);
+        socklen_t len = sizeof a;
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+        port = ntohs(a.sin_port);
+    }
+    ~HostListener() { ::close(fd); }
+    bool reached(int wait_ms = 200) const {
+        pollfd p{fd, POLLIN, 0};
+        return ::poll(&p, 1, wait_ms) == 1;
+    }
+};
+
+// Processes on the host that run as `uid`.
+std::size_t processes_of(uid_t uid) {
+    std::size_t n = 0;
+    for (const auto& e : fs::directory_iterator("/proc")) {
+        const auto name = e.path().filename().string();
+        if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+        std::ifstream in(e.path() / "status");
+        std::string line;
+        while (std::getline(in, line)) {
+            if (line.rfind("Uid:", 0) == 0) {
+                if (std::stoul(line.substr(4)) == uid) ++n;
+                break;
+            }
+        }
+    }
+    return n;
+}
+
+}  // namespace
+
+TEST_F(EscapeTest, ReadsHostSecretsAndHomes) {
+    for (const char* path :
+         {"/etc/shadow", "/etc/gshadow", "/root/.bashrc", "/root/.ssh/id_rsa",
+          "/etc/ssh/ssh_host_ed25519_key", "/proc/1/environ", "/proc/kcore", "/sys/kernel/notes"}) {
+        auto r = probe("read", path);
+        EXPECT_TRUE(r.blocked()) << path << ": " << r.how();
+    }
+    for (const char* path : {"/root", "/home", "/var", "/run", "/sys", "/mnt", "/proc/sys"}) {
+        auto r = probe("list", path);
+        EXPECT_TRUE(r.blocked()) << path << ": " << r.how();
+    }
+    // The host's own /tmp (where this test keeps a secret) is not the sandbox's /tmp.
+    auto r = probe("read", json::value((dir_ / "secret").string()));
+    EXPECT_TRUE(r.blocked()) << r.how();
+    expect_serves_next_call();
+}
+
+TEST_F(EscapeTest, FindsNoTraceOfTheRuntimesEnvironmentOrMemory) {
+    auto r = probe("canary", kCanary);
+    EXPECT_TRUE(r.blocked()) << r.how();
+    expect_serves_next_call();
+}
+
+TEST_F(EscapeTest, ReadsAnotherSandboxsFiles) {
+    ASSERT_TRUE(probe("write_tmp", kCanary).outcome);
+    auto other = load();
+    ASSERT_TRUE(other);
+    auto r = probe(*other, "read", "/tmp/mine");
+    EXPECT_TRUE(r.blocked()) << r.how();
+    expect_serves_next_call();
+}
+
+TEST_F(EscapeTest, WritesOutsideTheWritableFolder) {
+    auto r = probe("write", json::array{"/x", "/etc/passwd", "/etc/x", "/usr/x", "/usr/bin/python3",
+                                        "/dev/x", "/proc/x", "/bin/x", "/lib/x"});
+    EXPECT_TRUE(r.blocked()) << r.how();
+    EXPECT_FALSE(fs::exists("/x"));
+    EXPECT_FALSE(fs::exists("/usr/x"));
+    expect_serves_next_call();
+}
+
+TEST_F(EscapeTest, FillsTheTmpfsPastItsCap) {
+    const auto before = fs::space("/tmp").available;
+    auto r = probe("fill_tmp");
+    ASSERT_TRUE(r.blocked()) << r.how();
+    const auto written = r.outcome->outputs.at("written").as_int64();
+    EXPECT_LE(written, static_cast<std::int64_t>(options().limits.tmpfs_bytes));
+    // The host's disk did not pay for it (allowing for unrelated activity).
+    EXPECT_GT(fs::space("/tmp").available + (8u << 20), before);
+    expect_serves_next_call();
+}
+
+TEST_F(EscapeTest, ConnectsToAHostTcpListener) {
+    HostListener host(SOCK_STREAM);
+    auto r = probe("tcp", host.port);
+    EXPECT_TRUE(r.blocked()) << r.how();
+    EXPECT_FALSE(host.reached());
+    expect_serves_next_call();
+}
+
+TEST_F(EscapeTest, SendsToAHostUdpListener) {
+    HostListener host(SOCK_DGRAM);
+    auto r = probe("udp", host.port);
+    EXPECT_TRUE(r.blocked()) << r.how();
+    EXPECT_FALSE(host.reached());
+    expect_serves_next_call();
+}
+
+TEST_F(EscapeTest, ReachesAHostAbstractUnixSocket) {
+    const std::string name = "sandflow-escape-" + std::to_string(::getpid());
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::memcpy(a.sun_path + 1, name.data(), name.size());
+    const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), len), 0);
+    ASSERT_EQ(::listen(fd, 4), 0);
+    auto r = probe("abstract_unix", json::value(name));
+    EXPECT_TRUE(r.blocked()) << r.how();
+    pollfd p{fd, POLLIN, 0};
+    EXPECT_EQ(::poll(&p, 1, 200), 0);
+    ::close(fd);
+    expect_serves_next_call();
+}
+
+TEST_F(EscapeTest, OpensRawAndNetlinkSockets) {
+    auto r = probe("sockets");
+    EXPECT_TRUE(r.blocked()) << r.how();
+    expect_serves_next_call();
+}
+
+TEST_F(EscapeTest, ForkBombIsContained) {
+    const uid_t sandbox_uid = ::geteuid() == 0 ? 65534 : ::geteuid();
+    const std::size_t before = processes_of(sandbox_uid);
+    // The bomb forks for 1.5 s and returns; its children go on forking. The sandbox's pids
+    // limit holds them all, and they live exactly as long as the sandbox.
+    auto r = probe("fork_bomb", 1.5, std::chrono::seconds(5));
+    ASSERT_TRUE(r.outcome) << r.how();
+    EXPECT_TRUE(r.blocked()) << r.how();
+    EXPECT_LE(processes_of(sandbox_uid), before + options().limits.pids);
+    expect_serves_next_call();
+    inst_.reset();
+    EXPECT_LE(processes_of(sandbox_uid), before - 2);  // the sandbox's init and worker went too
+    inst_ = load();
+    ASSERT_TRUE(inst_);
+    expect_serves_next_call();
+}
+
+TEST_F(EscapeTest, MemoryBombKillsOnlyItsSandbox) {
+    bool memory_cgroup = false;
+    for (const auto& c : backend_->cgroup_support().controllers)
+        memory_cgroup |= c.name == "memory" && c.usable();
+    if (!memory_cgroup)
+        GTEST_SKIP() << "no writable memory cgroup here: a memory bomb would not be contained "
+                        "("
+                     << backend_->cgroup_support().summary() << ")";
+    auto r = probe("memory_bomb", nullptr, std::chrono::seconds(30));
+    ASSERT_FALSE(r.outcome);
+    EXPECT_EQ(r.outcome.error().code, Errc::limit_exceeded) << r.outcome.error().message;
+    EXPECT_EQ(r.outcome.error().data.at("limit").as_string(), "memory");
+    EXPECT_NE(r.outcome.error().message.find("memory limit (134217728)"), std::string::npos)
+        << r.outcome.error().message;
+    expect_serves_next_call();
+}
+
+TEST_F(EscapeTest, KillsEverythingAndTheRuntime) {
+    // A host process with the very uid the sandbox maps to: still out of reach.
+    const pid_t bystander = ::fork();
+    ASSERT_GE(bystander, 0);
+    if (bystander == 0) {
+        if (::setresgid(65534, 65534, 65534) == 0 && ::setresuid(65534, 65534, 65534) == 0)
+            ::pause();
+        ::_exit(0);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    auto r = probe("kill", static_cast<std::int64_t>(::getpid()));
+    ASSERT_TRUE(r.outcome) << r.how();
+    const auto& how = r.outcome->outputs.at("how").as_array();
+    // kill(runtime pid) finds no such process: the runtime is outside the pid namespace.
+    EXPECT_NE(json::serialize(how[1]).find("ESRCH"), std::string::npos) << r.how();
+    int st = 0;
+    EXPECT_EQ(::waitpid(bystander, &st, WNOHANG), 0) << "the bystander died";
+    ::kill(bystander, SIGKILL);
+    ::waitpid(bystander, &st, 0);
+    expect_serves_next_call();
+}
+
+TEST_F(EscapeTest, DangerousSystemCallsFail) {
+    for (const char* name :
+         {"ptrace", "mount", "umount2", "pivot_root", "unshare", "setns", "keyctl", "add_key",
+          "bpf", "io_uring_setup", "perf_event_open", "userfaultfd", "process_vm_readv",
+          "kexec_load", "init_module", "finit_module", "personality"}) {
+        auto r = probe("syscall", name);
+        ASSERT_TRUE(r.outcome) << name << ": " << r.how();
+        EXPECT_TRUE(r.blocked()) << name << ": " << r.how();
+        EXPECT_EQ(r.outcome->outputs.at("errno"), json::value(EPERM)) << name << ": " << r.how();
+    }
+    // clone3 gets ENOSYS, so that libc falls back to clone, whose flags are checked.
+    auto c3 = probe("syscall", "clone3");
+    EXPECT_EQ(c3.outcome->outputs.at("errno"), json::value(ENOSYS)) << c3.how();
+    auto cl = probe("clone_newuser");
+    EXPECT_TRUE(cl.blocked()) << cl.how();
+    expect_serves_next_call();
+}
+
+TEST_F(EscapeTest, SetuidBinaryGainsNothing) {
+    if (!fs::exists("/usr/bin/mount")) GTEST_SKIP() << "no setuid /usr/bin/mount on this host";
+    auto r = probe("setuid");
+    EXPECT_TRUE(r.blocked()) << r.how();
+    expect_serves_next_call();
+}
+
+TEST_F(EscapeTest, OpensHostDevices) {
+    auto r = probe("devices");
+    EXPECT_TRUE(r.blocked()) << r.how();
+    expect_serves_next_call();
+}
+
+TEST_F(EscapeTest, SymlinkAndHardlinkTricks) {
+    auto r = probe("links", json::value((dir_ / "secret").string()));
+    EXPECT_TRUE(r.blocked()) << r.how();
+    expect_serves_next_call();
+}
+
+TEST_F(EscapeTest, SpinningAndBlockingInCPastTheDeadline) {
+    for (const char* name : {"spin", "block_in_c"}) {
+        const auto start = std::chrono::steady_clock::now();
+        auto r = probe(name, nullptr, std::chrono::milliseconds(500));
+        ASSERT_FALSE(r.outcome) << name;
+        EXPECT_EQ(r.outcome.error().code, Errc::timeout) << name;
+        EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3)) << name;
+        expect_serves_next_call();
+    }
+}
+
+TEST_F(EscapeTest, PrintingHundredsOfMegabytes) {
+    auto r = probe("print", 200, std::chrono::seconds(60));
+    // Either it finished (its output capped) or the deadline stopped it; the runtime kept
+    // only the capped amount either way.
+    if (!r.outcome) {
+        EXPECT_EQ(r.outcome.error().code, Errc::timeout) << r.how();
+    }
+    EXPECT_LE(log_bytes_, limits::kMaxLogBytesPerCall + 4096);
+    expect_serves_next_call();
+}
+
+TEST_F(EscapeTest, NodeProbesAreBlockedToo) {
+    if (::access("/usr/bin/node", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/node";
+    const fs::path p = dir_ / "hostile.js";
+    std::ofstream(p)
+        << R"JS(const metadata = {component: 'hostile_js', inports: ['port'], outports: ['out']};
+const fs = require('fs');
+const net = require('net');
+const cp = require('child_process');
+function tryIt(fn) {
+    try { return {blocked: false, how: String(fn())}; }
+    catch (e) { return {blocked: true, how: e.code || String(e)}; }
+}
+async function process(ctx) {
+    const tcp = await new Promise((resolve) => {
+        const s = net.connect({host: '127.0.0.1', port: ctx.getInput('port')});
+        s.on('connect', () => { s.destroy(); resolve({blocked: false, how: 'connected'}); });
+        s.on('error', (e) => resolve({blocked: true, how: e.code}));
+    });
+    return {
+        shadow: tryIt(() => fs.readFileSync('/etc/shadow')),
+        root: tryIt(() => fs.readdirSync('/root')),
+        write: tryIt(() => fs.writeFileSync('/usr/escaped', 'x')),
+        kill: tryIt(() => require('process').kill(1, 'SIGKILL')),
+        tcp,
+        // A child process works inside (posix_spawn falls back from clone3 to clone).
+        child: cp.execFileSync('/usr/bin/id', ['-u']).toString().trim(),
+    };
+}
+)JS";
+    auto spec = runtime::spec_from_file(p);
+    ASSERT_TRUE(spec) << spec.error().message;
+    spec->on_log = [](const runtime::LogLine&) {};
+    auto inst = runtime::Instance::create(*backend_, std::move(*spec));
+    ASSERT_TRUE(inst) << inst.error().message;
+    HostListener host(SOCK_STREAM);
+    runtime::CallRequest r;
+    r.inputs = {{"port", host.port}};
+    auto out = (*inst)->call(r, {});
+    ASSERT_TRUE(out) << out.error().message;
+    const auto& o = out->outputs;
+    for (const char* k : {"shadow", "root", "write", "tcp"})
+        EXPECT_TRUE(o.at(k).at("blocked").as_bool()) << k << ": " << json::serialize(o.at(k));
+    EXPECT_EQ(o.at("child"), json::value("0"));
+    EXPECT_FALSE(host.reached());
+    auto again = (*inst)->call(r, {});
+    EXPECT_TRUE(again) << again.error().message;
+}
+
+// With one layer turned off, the probe that layer stops gets through: the suite notices.
+class LayerOffTest : public EscapeTest {
+  protected:
+    sandbox::NamespaceOptions options() const override {
+        auto o = test_options();
+        const std::string which = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+        if (which.find("Seccomp") != std::string::npos) o.layers.seccomp = false;
+        if (which.find("Network") != std::string::npos) o.layers.network_namespace = false;
+        if (which.find("Landlock") != std::string::npos) o.layers.landlock = false;
+        return o;
+    }
+};
+
+TEST_F(LayerOffTest, WithoutSeccompKeyringsAndNamespacesAreReachable) {
+    auto keyctl = probe("syscall", "keyctl");
+    EXPECT_FALSE(keyctl.blocked()) << keyctl.how();
+    auto unshare = probe("syscall", "unshare");
+    EXPECT_FALSE(unshare.blocked()) << unshare.how();
+}
+
+// TCP has two walls: the empty network namespace, and Landlock's network rules (ABI >= 4).
+TEST_F(LayerOffTest, WithoutTheNetworkNamespaceTcpIsStillRefused) {
+    if (backend_->landlock_abi() < 4) GTEST_SKIP() << "Landlock has no network rules here";
+    HostListener host(SOCK_STREAM);
+    auto r = probe("tcp", host.port);
+    EXPECT_TRUE(r.blocked()) << r.how();
+    EXPECT_EQ(r.outcome->outputs.at("errno"), json::value(EACCES)) << r.how();
+    EXPECT_FALSE(host.reached());
+}
+
+TEST_F(LayerOffTest, WithoutTheNetworkNamespaceAndLandlockTheHostListenerIsReached) {
+    HostListener host(SOCK_STREAM);
+    auto r = probe("tcp", host.port);
+    EXPECT_FALSE(r.blocked()) << r.how();
+    EXPECT_TRUE(host.reached());
+}
