@@ -1,0 +1,129 @@
+// C++ client of the Sandflow runtime server (docs/protocol.md).
+//
+//   auto c = sandflow::client::Client::connect("ws://127.0.0.1:7777");
+//   (*c)->load_file("double.actor.py");
+//   auto r = (*c)->process("double", {{"input", 21}},
+//                          [](const sandflow::client::Output& o) { /* o.port, o.data */ });
+//
+// Thread-safe: any number of threads may call at once; each call waits for its own
+// response. Streamed outputs reach the call's callback, in order, before the call
+// returns. Callbacks run on the client's I/O thread: they must not call the client.
+// The library uses the JSON-RPC codec and the WebSocket transport only (no sandbox code).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
+#include "core/error.hpp"
+#include "core/limits.hpp"
+
+namespace sandflow::client {
+
+namespace json = boost::json;
+
+struct Options {
+    std::string token;  // sent as "Authorization: Bearer TOKEN"
+    std::chrono::milliseconds connect_timeout{5'000};
+    std::chrono::milliseconds call_timeout{60'000};  // per call unless given; 0 = none
+    // After the connection is lost, the next call reconnects (up to this many attempts,
+    // 100 ms apart). Calls in flight when it was lost fail with Errc::io.
+    bool reconnect = true;
+    int reconnect_attempts = 3;
+    bool deflate = false;  // permessage-deflate (worth it for large messages only)
+    std::size_t max_message_bytes = limits::kMaxRpcMessageBytes;
+};
+
+// A streamed `script_output` notification.
+struct Output {
+    std::string actor_id;
+    std::string instance_id;
+    std::string port;
+    json::value data;
+    std::int64_t timestamp = 0;
+};
+using OutputCallback = std::function<void(const Output&)>;
+// Any notification: method and params.
+using NotificationCallback = std::function<void(std::string_view, const json::value&)>;
+
+struct ProcessOptions {
+    std::string instance_id;  // empty: "default"
+    json::object config;
+    std::optional<json::object> state;     // run this call on this state
+    std::int64_t timestamp = 0;            // 0: none sent
+    std::chrono::milliseconds timeout{0};  // server-side call timeout; 0: the server's
+};
+
+struct ProcessResult {
+    json::object outputs;
+    json::object state;  // committed state after the call
+    std::int64_t duration_us = 0;
+};
+
+struct LoadResult {
+    bool success = false;
+    std::string actor_id;
+    std::string instance_id;
+    std::string error;  // when !success
+    json::object raw;   // the whole result
+};
+
+class Client {
+  public:
+    // Connects (ws://host:port[/path]) and completes the WebSocket handshake.
+    static Result<std::unique_ptr<Client>> connect(std::string url, Options options = {});
+    ~Client();
+    Client(const Client&) = delete;
+    Client& operator=(const Client&) = delete;
+
+    // Any method. JSON-RPC errors come back as sandflow::Error: the Errc from the server's
+    // data.errc, data.rpc_code the JSON-RPC code, data.reason the stable name.
+    // Notifications tagged with this call's id (params.call_id) go to on_notification.
+    Result<json::value> call(std::string_view method, json::value params,
+                             NotificationCallback on_notification = {},
+                             std::chrono::milliseconds timeout = std::chrono::milliseconds(-1));
+    // The same, without waiting: the future is ready when the response arrives or the
+    // connection is lost (no client-side timeout). `id_out` receives the request id (for
+    // cancel()).
+    std::future<Result<json::value>> call_async(std::string_view method, json::value params,
+                                                NotificationCallback on_notification = {},
+                                                std::int64_t* id_out = nullptr);
+
+    Result<std::vector<std::string>> list();
+    Result<LoadResult> load_file(std::string_view file_path, std::string_view instance_id = {});
+    Result<LoadResult> load_source(std::string_view source, std::string_view language,
+                                   std::string_view instance_id = {},
+                                   std::string_view filename = {});
+    Result<ProcessResult> process(std::string_view actor_id, json::object payload,
+                                  OutputCallback on_output = {}, const ProcessOptions& opts = {});
+    Result<json::object> unload(std::string_view actor_id, std::string_view instance_id = {});
+    Result<json::object> describe(std::string_view actor_id);
+    Result<json::object> ping();
+    Result<json::object> stats();
+    // Cancels a call in flight on this client's connection, by the id from call_async.
+    // True when the server found the call (it then fails as cancelled unless it had
+    // already finished).
+    Result<bool> cancel(std::int64_t call_id);
+
+    // Notifications that belong to no call.
+    void on_notification(NotificationCallback cb);
+    bool connected() const;
+    void close();
+
+    struct Impl;
+
+  private:
+    explicit Client(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sandflow::client

@@ -1,0 +1,240 @@
+// sandflow serve: the runtime server (docs/protocol.md).
+//
+// Prints one JSON line on stdout once it listens, {"listening": "ws://HOST:PORT", "port":
+// PORT, ...}, so that a caller that asked for port 0 learns the real one. Logs go to
+// stderr. SIGTERM / SIGINT drain: stop accepting, let calls in flight finish within
+// --grace, fail what is left with shutting_down, kill every sandbox, exit 0.
+#include <pthread.h>
+#include <signal.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include "cli/common.hpp"
+#include "core/duration.hpp"
+#include "core/json.hpp"
+#include "core/log.hpp"
+#include "rpc/ws_server.hpp"
+#include "server/server.hpp"
+
+namespace sandflow::cli {
+
+namespace {
+
+struct ServeOptions {
+    std::string listen = "127.0.0.1:7777";
+    std::vector<std::string> actors;
+    std::string token;
+    std::vector<std::string> origins;
+    BackendFlags backend;
+    std::size_t threads = 8;
+    int io_threads = 1;
+    std::string call_timeout = "30s";
+    std::string idle_timeout = "60s";
+    std::string handshake_timeout = "10s";
+    std::string grace = "10s";
+    std::size_t max_message = limits::kMaxRpcMessageBytes;
+    std::size_t max_send_queue = limits::kMaxSendQueueBytes;
+    std::size_t max_connections = limits::kMaxConnections;
+    std::size_t max_calls_per_connection = limits::kMaxCallsPerConnection;
+    std::size_t max_instances = limits::kMaxInstances;
+    bool no_warm = false;
+    bool no_deflate = false;
+};
+
+// Sandboxes that cannot start make /healthz answer 503 with the reason.
+void probe_backend(sandbox::Backend& backend, server::Server& srv) {
+    sandbox::WorkerSpec spec;
+    spec.argv = {"/bin/true"};
+    auto p = backend.spawn(spec);
+    if (!p) {
+        spdlog::warn("backend '{}' cannot start sandboxes: {}", backend.name(), p.error().message);
+        srv.set_backend_health(false, p.error().message);
+        return;
+    }
+    (*p)->kill_and_wait();
+}
+
+int run(ServeOptions o) {
+    auto hp = rpc::parse_listen(o.listen);
+    if (!hp) return report(hp.error());
+    if (o.token.empty()) {
+        if (const char* t = std::getenv("SANDFLOW_TOKEN")) o.token = t;
+    }
+    if (!rpc::is_loopback_host(hp->host) && o.token.empty())
+        return report(Error(Errc::invalid_argument,
+                            "--listen " + o.listen +
+                                " is not a loopback address: set --token TOKEN (or "
+                                "SANDFLOW_TOKEN) so that only your clients can connect"));
+    std::chrono::microseconds call_timeout{}, idle{}, handshake{}, grace{};
+    for (auto [text, out, flag] :
+         {std::tuple{&o.call_timeout, &call_timeout, "--call-timeout"},
+          std::tuple{&o.idle_timeout, &idle, "--idle-timeout"},
+          std::tuple{&o.handshake_timeout, &handshake, "--handshake-timeout"},
+          std::tuple{&o.grace, &grace, "--grace"}}) {
+        auto d = parse_duration(*text);
+        if (!d) {
+            Error e = d.error();
+            e.message = std::string(flag) + ": " + e.message;
+            return report(e);
+        }
+        *out = *d;
+    }
+    auto backend = open_backend(o.backend);
+    if (!backend) return report(backend.error());
+
+    // A worker that died between calls must fail the next call (EPIPE), not kill the
+    // server when the call is written to its closed channel. SIGPIPE is also blocked:
+    // sanitizer runtimes may swallow the SIG_IGN.
+    std::signal(SIGPIPE, SIG_IGN);
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
+
+    // Every thread started from here on inherits the blocked signals; this one waits.
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+    using std::chrono::duration_cast;
+    using std::chrono::milliseconds;
+    server::ServerOptions so;
+    for (const auto& a : o.actors) so.actor_roots.emplace_back(a);
+    so.threads = o.threads;
+    so.call_timeout = duration_cast<milliseconds>(call_timeout);
+    so.max_calls_per_connection = o.max_calls_per_connection;
+    so.max_instances = o.max_instances;
+    so.warm_discovered = !o.no_warm;
+    server::Server srv(**backend, so, server::make_memory_store());
+    probe_backend(**backend, srv);
+    auto found = srv.discover();
+    if (!found) return report(found.error());
+
+    rpc::WsServerOptions wo;
+    wo.host = hp->host;
+    wo.port = hp->port;
+    wo.token = o.token;
+    wo.allowed_origins = o.origins;
+    wo.max_message_bytes = o.max_message;
+    wo.max_send_queue_bytes = o.max_send_queue;
+    wo.max_connections = o.max_connections;
+    wo.handshake_timeout = duration_cast<milliseconds>(handshake);
+    wo.idle_timeout = duration_cast<milliseconds>(idle);
+    wo.deflate = !o.no_deflate;
+    rpc::WsHandler h;
+    h.on_open = [&srv](const auto& c) { srv.on_open(c); };
+    h.on_message = [&srv](const auto& c, std::string_view text, bool binary) {
+        srv.on_message(c, text, binary);
+    };
+    h.on_close = [&srv](const auto& c) { srv.on_close(c); };
+    h.on_http = [&srv](std::string_view target, bool authorized) {
+        return srv.on_http(target, authorized);
+    };
+    auto ws = rpc::WsServer::listen(wo, h);
+    if (!ws) return report(ws.error());
+    srv.set_transport_counters(&(*ws)->counters());
+    (*ws)->start(o.io_threads);
+
+    const std::string host =
+        hp->host.find(':') != std::string::npos ? "[" + hp->host + "]" : hp->host;
+    const std::string url = "ws://" + host + ":" + std::to_string((*ws)->port());
+    const std::string line = to_json_string(json::object{{"listening", url},
+                                                         {"port", (*ws)->port()},
+                                                         {"backend", (*backend)->name()},
+                                                         {"actors", *found}});
+    std::printf("%s\n", line.c_str());
+    std::fflush(stdout);
+    spdlog::info("listening on {} ({} actors, backend {})", url, *found, (*backend)->name());
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    spdlog::info("{}: draining (grace {})", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                 format_duration(grace));
+    (*ws)->stop_accepting();
+    srv.begin_drain();
+    const auto deadline = std::chrono::steady_clock::now() + grace;
+    if (!srv.wait_idle(deadline)) {
+        spdlog::warn("{} calls still running after the grace period; stopping their sandboxes",
+                     srv.calls_in_flight());
+        srv.abort_calls();
+        srv.wait_idle(std::chrono::steady_clock::now() + std::chrono::seconds(5));
+    }
+    (*ws)->close_all("server shutting down");
+    for (int i = 0; i < 200 && (*ws)->counters().open.load() > 0; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    (*ws)->stop();
+    srv.shutdown();
+    spdlog::info("stopped");
+    return kExitOk;
+}
+
+}  // namespace
+
+void register_serve(CLI::App& app, int& status) {
+    auto o = std::make_shared<ServeOptions>();
+    auto* cmd = app.add_subcommand(
+        "serve",
+        "Run the runtime server: WebSocket JSON-RPC 2.0 (docs/protocol.md), with GET /healthz\n"
+        "and GET /metrics (Prometheus) on the same port. Prints one JSON line on stdout once\n"
+        "listening: {\"listening\": \"ws://HOST:PORT\", \"port\": PORT, ...} (use port 0 to get a\n"
+        "free port). SIGTERM/SIGINT drain: stop accepting, let calls finish within --grace,\n"
+        "fail the rest with shutting_down, stop every sandbox, exit 0.");
+    cmd->add_option("--listen", o->listen,
+                    "HOST:PORT to listen on ([::1]:PORT for IPv6). A non-loopback host needs "
+                    "--token")
+        ->default_str("127.0.0.1:7777");
+    cmd->add_option("--actors", o->actors,
+                    "Folder of actor scripts (repeatable): *.actor.py, *.actor.js and "
+                    "actors/*.py|js are registered at start; `load` by file_path reads only "
+                    "files under these folders");
+    cmd->add_option("--token", o->token,
+                    "Bearer token that clients must send (Authorization: Bearer TOKEN, or "
+                    "?token= on the URL); default: $SANDFLOW_TOKEN");
+    cmd->add_option("--allowed-origin", o->origins,
+                    "Origin allowed to connect from a browser (repeatable; * for any). "
+                    "Requests with any other Origin header are refused");
+    add_backend_flags(*cmd, o->backend);
+    cmd->add_option("--threads", o->threads,
+                    "Threads running calls: instances served at the same time")
+        ->default_str("8")
+        ->check(CLI::Range(1, 1024));
+    cmd->add_option("--io-threads", o->io_threads, "Threads for the sockets")
+        ->default_str("1")
+        ->check(CLI::Range(1, 64));
+    cmd->add_option("--call-timeout", o->call_timeout,
+                    "Wall-clock limit of a process call unless it sets timeout_ms")
+        ->default_str("30s");
+    cmd->add_option("--idle-timeout", o->idle_timeout,
+                    "Close a connection silent for this long (pinged at half)")
+        ->default_str("60s");
+    cmd->add_option("--handshake-timeout", o->handshake_timeout,
+                    "Limit for the HTTP request and the WebSocket handshake")
+        ->default_str("10s");
+    cmd->add_option("--grace", o->grace, "On SIGTERM/SIGINT, how long calls may still run")
+        ->default_str("10s");
+    cmd->add_option("--max-message-bytes", o->max_message,
+                    "Largest message accepted (after decompression)")
+        ->default_str(std::to_string(limits::kMaxRpcMessageBytes));
+    cmd->add_option("--max-send-queue-bytes", o->max_send_queue,
+                    "Unsent bytes allowed per connection before a slow reader is disconnected")
+        ->default_str(std::to_string(limits::kMaxSendQueueBytes));
+    cmd->add_option("--max-connections", o->max_connections, "Open connections at most")
+        ->default_str(std::to_string(limits::kMaxConnections));
+    cmd->add_option("--max-calls-per-connection", o->max_calls_per_connection,
+                    "load/process/unload calls in flight per connection; more are refused "
+                    "(overloaded)")
+        ->default_str(std::to_string(limits::kMaxCallsPerConnection));
+    cmd->add_option("--max-instances", o->max_instances, "Live instances (sandboxes) at most")
+        ->default_str(std::to_string(limits::kMaxInstances));
+    cmd->add_flag("--no-warm", o->no_warm,
+                  "Do not start the discovered actors' sandboxes at start (start on first call)");
+    cmd->add_flag("--no-deflate", o->no_deflate, "Do not offer permessage-deflate");
+    cmd->callback([o, &status] { status = run(*o); });
+}
+
+}  // namespace sandflow::cli

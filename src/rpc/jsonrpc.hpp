@@ -1,0 +1,111 @@
+// JSON-RPC 2.0 codec of the runtime server's wire protocol (docs/protocol.md). Pure
+// functions over Boost.JSON: no sockets, so the server, the client library, the tests and
+// the fuzzer all share exactly this code.
+//
+// Every message is checked against named limits (limits::kMaxRpc*) before it is parsed
+// or before its parts are copied.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "core/error.hpp"
+#include "core/json.hpp"
+#include "core/limits.hpp"
+
+namespace sandflow::rpc {
+
+inline constexpr std::string_view kVersion = "2.0";
+
+// Standard JSON-RPC 2.0 codes.
+inline constexpr int kParseError = -32700;
+inline constexpr int kInvalidRequest = -32600;
+inline constexpr int kMethodNotFound = -32601;
+inline constexpr int kInvalidParams = -32602;
+inline constexpr int kInternalError = -32603;
+
+// Sandflow's application codes (-32000..-32099). Stable: clients switch on them.
+enum class AppCode : int {
+    actor_not_found = -32001,
+    script_error = -32002,
+    timeout = -32003,
+    limit_exceeded = -32004,
+    sandbox_unavailable = -32005,
+    overloaded = -32006,
+    cancelled = -32007,
+    unauthorized = -32008,
+    worker_crashed = -32009,
+    metadata_error = -32010,
+    shutting_down = -32011,
+};
+
+// A JSON-RPC error object. `data` always holds "reason" (a stable lower-case name) and
+// "errc" (the sandflow::Errc name), plus the error's own details.
+struct RpcError {
+    int code = kInternalError;
+    std::string message;
+    json::object data;
+    json::object to_json() const;
+};
+
+// Conditions of the server that have no Errc of their own (actor not found, overloaded,
+// cancelled, unauthorized, shutting down) are sandflow::Errors whose data.reason names
+// them; to_rpc_error() gives them their code. This keeps one error model on both sides.
+Error app_error(AppCode code, std::string message, json::object data = {});
+std::string_view app_code_reason(AppCode code);
+
+// The one mapping from sandflow::Error to the wire (docs/protocol.md has the table).
+RpcError to_rpc_error(const Error& e);
+// And back, for clients: the Errc from data.errc when present, else from the code.
+Error from_rpc_error(int code, std::string message, json::object data);
+
+struct Request {
+    json::value id;                // string or integer; null for notifications
+    bool is_notification = false;  // the message had no "id" member
+    std::string method;
+    json::value params;  // object, array, or null when absent
+};
+
+// One entry of a decoded message: a valid request, or the error response to send for an
+// invalid one (already carrying the right id).
+using Entry = std::variant<Request, json::object>;
+
+struct Decoded {
+    bool batch = false;
+    std::vector<Entry> entries;  // one entry unless batch
+};
+
+// Decodes one WebSocket text message. Never fails: malformed input becomes an error
+// response entry (-32700 with id null for unparsable JSON, -32600 for a bad shape, -32004
+// with data.limit for a crossed limit).
+Decoded decode(std::string_view text, std::size_t max_bytes = limits::kMaxRpcMessageBytes);
+
+// Response and notification builders.
+json::object make_result(const json::value& id, json::value result);
+json::object make_error(const json::value& id, const RpcError& error);
+json::object make_notification(std::string_view method, json::object params);
+std::string encode(const json::value& message);  // compact text (floats stay floats)
+
+// What a client receives: a response (to one of its ids) or a notification.
+struct Response {
+    json::value id;
+    bool ok = false;
+    json::value result;  // when ok
+    RpcError error;      // when !ok
+};
+struct Notification {
+    std::string method;
+    json::value params;
+};
+using Incoming = std::variant<Response, Notification>;
+
+// Decodes what the server sent: one message or a batch (responses in batch order).
+Result<std::vector<Incoming>> decode_incoming(std::string_view text,
+                                              std::size_t max_bytes = limits::kMaxRpcMessageBytes);
+
+json::object make_request(const json::value& id, std::string_view method, json::value params);
+
+}  // namespace sandflow::rpc

@@ -1,0 +1,456 @@
+// The client library (include/sandflow/client.hpp) over Boost.Beast. One I/O thread per
+// client owns the socket; callers' threads only post to it and wait on futures.
+#include "sandflow/client.hpp"
+
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include "rpc/jsonrpc.hpp"
+#include "rpc/transport.hpp"
+
+namespace sandflow::client {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+namespace {
+
+template <class T>
+std::future<T> ready(T value) {
+    std::promise<T> p;
+    p.set_value(std::move(value));
+    return p.get_future();
+}
+
+json::object as_object(const json::value& v) {
+    return v.is_object() ? v.get_object() : json::object{};
+}
+
+std::string str_or(const json::object& o, std::string_view k) {
+    const auto* v = o.if_contains(k);
+    return v && v->is_string() ? std::string(v->get_string()) : std::string();
+}
+
+}  // namespace
+
+struct Client::Impl {
+    struct Pending {
+        std::promise<Result<json::value>> promise;
+        NotificationCallback on_notification;
+    };
+
+    Impl(std::string u, rpc::WsUrl parsed, Options o)
+        : url(std::move(u)), where(std::move(parsed)), opts(std::move(o)) {
+        work.emplace(ioc.get_executor());
+        thread = std::thread([this] { ioc.run(); });
+    }
+    ~Impl() { stop(); }
+
+    const std::string url;
+    const rpc::WsUrl where;
+    const Options opts;
+
+    std::mutex mu;  // pending, connected, global
+    std::unordered_map<std::int64_t, std::shared_ptr<Pending>> pending;
+    bool connected = false;
+    NotificationCallback global;
+    std::atomic<std::int64_t> next_id{1};
+    std::mutex connect_mu;  // one (re)connect at a time
+
+    net::io_context ioc;  // before the socket: destroyed after it
+    tcp::resolver resolver{ioc};
+    std::unique_ptr<websocket::stream<beast::tcp_stream>> ws;  // I/O thread only
+    beast::flat_buffer buffer;
+    std::deque<std::string> outq;  // I/O thread only
+    bool writing = false;
+    std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
+    std::thread thread;
+
+    void stop() {
+        if (!thread.joinable()) return;
+        std::promise<void> closed;
+        net::post(ioc, [this, &closed] {
+            if (ws && ws->is_open()) {
+                beast::get_lowest_layer(*ws).expires_after(std::chrono::milliseconds(500));
+                ws->async_close(websocket::close_code::normal,
+                                [&closed](beast::error_code) { closed.set_value(); });
+            } else {
+                closed.set_value();
+            }
+        });
+        closed.get_future().wait_for(std::chrono::seconds(1));
+        work.reset();
+        ioc.stop();
+        thread.join();
+        fail_all("the client was closed");
+    }
+
+    void fail_all(const std::string& why) {
+        std::unordered_map<std::int64_t, std::shared_ptr<Pending>> lost;
+        {
+            std::lock_guard lk(mu);
+            connected = false;
+            lost.swap(pending);
+        }
+        for (auto& [id, p] : lost)
+            p->promise.set_value(fail(Errc::io, why, {{"reason", "connection_lost"}}));
+    }
+
+    // On the I/O thread.
+    void start_connect(std::shared_ptr<std::promise<Result<void>>> done) {
+        ws = std::make_unique<websocket::stream<beast::tcp_stream>>(ioc);
+        buffer.clear();
+        outq.clear();
+        writing = false;
+        resolver.async_resolve(
+            where.host, std::to_string(where.port),
+            [this, done](beast::error_code ec, tcp::resolver::results_type results) {
+                if (ec)
+                    return done->set_value(
+                        fail(Errc::io, "cannot resolve " + where.host + ": " + ec.message()));
+                beast::get_lowest_layer(*ws).expires_after(opts.connect_timeout);
+                beast::get_lowest_layer(*ws).async_connect(
+                    results, [this, done](beast::error_code ec2, const tcp::endpoint&) {
+                        if (ec2)
+                            return done->set_value(
+                                fail(Errc::io, "cannot connect to " + url + ": " + ec2.message()));
+                        on_connected(done);
+                    });
+            });
+    }
+
+    void on_connected(std::shared_ptr<std::promise<Result<void>>> done) {
+        beast::get_lowest_layer(*ws).socket().set_option(tcp::no_delay(true));
+        beast::get_lowest_layer(*ws).expires_never();
+        websocket::stream_base::timeout t{};
+        t.handshake_timeout = opts.connect_timeout;
+        t.idle_timeout = websocket::stream_base::none();
+        t.keep_alive_pings = false;
+        ws->set_option(t);
+        const std::string token = opts.token;
+        ws->set_option(websocket::stream_base::decorator([token](websocket::request_type& req) {
+            req.set(http::field::user_agent, "sandflow-client");
+            if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
+        }));
+        if (opts.deflate) {
+            websocket::permessage_deflate pmd;
+            pmd.client_enable = true;
+            pmd.msg_size_threshold = 1024;
+            ws->set_option(pmd);
+        }
+        ws->read_message_max(opts.max_message_bytes);
+        const std::string host = where.host + ":" + std::to_string(where.port);
+        ws->async_handshake(host, where.target, [this, done](beast::error_code ec) {
+            if (ec) {
+                const bool auth = ec == websocket::error::upgrade_declined;
+                return done->set_value(
+                    fail(Errc::io,
+                         "WebSocket handshake with " + url + " failed: " + ec.message() +
+                             (auth ? " (wrong or missing token, or origin not allowed?)" : ""),
+                         {{"reason", auth ? "unauthorized" : "handshake_failed"}}));
+            }
+            {
+                std::lock_guard lk(mu);
+                connected = true;
+            }
+            done->set_value({});
+            do_read();
+        });
+    }
+
+    void do_read() {
+        ws->async_read(buffer, [this](beast::error_code ec, std::size_t) {
+            if (ec) {
+                fail_all("connection to " + url + " lost: " + ec.message());
+                return;
+            }
+            const std::string text = beast::buffers_to_string(buffer.data());
+            buffer.consume(buffer.size());
+            dispatch(text);
+            do_read();
+        });
+    }
+
+    void dispatch(std::string_view text) {
+        auto msgs = rpc::decode_incoming(text, opts.max_message_bytes);
+        if (!msgs) return;  // nothing to match it to; the server's problem
+        for (auto& m : *msgs) {
+            if (auto* n = std::get_if<rpc::Notification>(&m)) {
+                NotificationCallback cb;
+                {
+                    std::lock_guard lk(mu);
+                    const json::value* cid = n->params.is_object()
+                                                 ? n->params.get_object().if_contains("call_id")
+                                                 : nullptr;
+                    if (cid && cid->is_int64()) {
+                        auto it = pending.find(cid->get_int64());
+                        if (it != pending.end()) cb = it->second->on_notification;
+                    } else {
+                        cb = global;
+                    }
+                }
+                if (cb) cb(n->method, n->params);
+                continue;
+            }
+            auto& r = std::get<rpc::Response>(m);
+            if (!r.id.is_int64()) continue;
+            std::shared_ptr<Pending> p;
+            {
+                std::lock_guard lk(mu);
+                auto it = pending.find(r.id.get_int64());
+                if (it == pending.end()) continue;  // timed out already
+                p = std::move(it->second);
+                pending.erase(it);
+            }
+            if (r.ok) {
+                p->promise.set_value(std::move(r.result));
+            } else {
+                p->promise.set_value(tl::unexpected(rpc::from_rpc_error(
+                    r.error.code, std::move(r.error.message), std::move(r.error.data))));
+            }
+        }
+    }
+
+    void do_write() {
+        if (outq.empty() || !ws) {
+            writing = false;
+            return;
+        }
+        writing = true;
+        ws->text(true);
+        ws->async_write(net::buffer(outq.front()), [this](beast::error_code ec, std::size_t) {
+            if (ec) {
+                outq.clear();
+                writing = false;
+                beast::error_code ignored;
+                beast::get_lowest_layer(*ws).socket().close(ignored);  // the read fails all
+                return;
+            }
+            outq.pop_front();
+            do_write();
+        });
+    }
+
+    Result<void> ensure_connected(bool first) {
+        std::lock_guard lk(connect_mu);
+        {
+            std::lock_guard lk2(mu);
+            if (connected) return {};
+        }
+        if (!first && !opts.reconnect)
+            return fail(Errc::io, "not connected to " + url + " (reconnect is off)",
+                        {{"reason", "connection_lost"}});
+        const int attempts = first ? 1 : std::max(1, opts.reconnect_attempts);
+        Error last;
+        for (int i = 0; i < attempts; ++i) {
+            if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            auto done = std::make_shared<std::promise<Result<void>>>();
+            auto fut = done->get_future();
+            net::post(ioc, [this, done] { start_connect(done); });
+            if (fut.wait_for(opts.connect_timeout + std::chrono::seconds(1)) !=
+                std::future_status::ready)
+                return fail(Errc::timeout, "connecting to " + url + " timed out");
+            auto r = fut.get();
+            if (r) return {};
+            last = r.error();
+        }
+        return tl::unexpected(last);
+    }
+
+    std::future<Result<json::value>> call_async(std::string_view method, json::value params,
+                                                NotificationCallback cb, std::int64_t* id_out) {
+        if (auto ok = ensure_connected(false); !ok)
+            return ready<Result<json::value>>(tl::unexpected(ok.error()));
+        const std::int64_t id = next_id++;
+        if (id_out) *id_out = id;
+        auto p = std::make_shared<Pending>();
+        p->on_notification = std::move(cb);
+        auto fut = p->promise.get_future();
+        {
+            std::lock_guard lk(mu);
+            pending[id] = std::move(p);
+        }
+        std::string text = rpc::encode(rpc::make_request(id, method, std::move(params)));
+        net::post(ioc, [this, text = std::move(text)]() mutable {
+            outq.push_back(std::move(text));
+            if (!writing) do_write();
+        });
+        return fut;
+    }
+
+    void forget(std::int64_t id) {
+        std::lock_guard lk(mu);
+        pending.erase(id);
+    }
+};
+
+Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Client::~Client() = default;
+
+Result<std::unique_ptr<Client>> Client::connect(std::string url, Options options) {
+    auto where = rpc::parse_ws_url(url);
+    if (!where) return tl::unexpected(where.error());
+    auto impl = std::make_unique<Impl>(std::move(url), std::move(*where), std::move(options));
+    if (auto ok = impl->ensure_connected(true); !ok) return tl::unexpected(ok.error());
+    return std::unique_ptr<Client>(new Client(std::move(impl)));
+}
+
+std::future<Result<json::value>> Client::call_async(std::string_view method, json::value params,
+                                                    NotificationCallback on_notification,
+                                                    std::int64_t* id_out) {
+    return impl_->call_async(method, std::move(params), std::move(on_notification), id_out);
+}
+
+Result<json::value> Client::call(std::string_view method, json::value params,
+                                 NotificationCallback on_notification,
+                                 std::chrono::milliseconds timeout) {
+    std::int64_t id = 0;
+    auto fut = impl_->call_async(method, std::move(params), std::move(on_notification), &id);
+    if (timeout.count() < 0) timeout = impl_->opts.call_timeout;
+    if (timeout.count() > 0 && fut.wait_for(timeout) != std::future_status::ready) {
+        impl_->forget(id);
+        if (fut.wait_for(std::chrono::seconds(0)) == std::future_status::ready) return fut.get();
+        return fail(Errc::timeout,
+                    "no response to '" + std::string(method) + "' within " +
+                        std::to_string(timeout.count()) + " ms",
+                    {{"limit", "call_timeout"}, {"value_ms", timeout.count()}});
+    }
+    return fut.get();
+}
+
+Result<std::vector<std::string>> Client::list() {
+    auto r = call("list", json::object{});
+    if (!r) return tl::unexpected(r.error());
+    std::vector<std::string> names;
+    const json::object o = as_object(*r);
+    if (const auto* a = o.if_contains("actors"); a && a->is_array())
+        for (const auto& n : a->get_array())
+            if (n.is_string()) names.emplace_back(n.get_string());
+    return names;
+}
+
+namespace {
+LoadResult to_load_result(json::value v) {
+    LoadResult l;
+    l.raw = as_object(v);
+    const auto* s = l.raw.if_contains("success");
+    l.success = s && s->is_bool() && s->get_bool();
+    l.actor_id = str_or(l.raw, "actor_id");
+    l.instance_id = str_or(l.raw, "instance_id");
+    l.error = str_or(l.raw, "error");
+    return l;
+}
+}  // namespace
+
+Result<LoadResult> Client::load_file(std::string_view file_path, std::string_view instance_id) {
+    json::object p{{"file_path", file_path}};
+    if (!instance_id.empty()) p["instance_id"] = instance_id;
+    auto r = call("load", std::move(p));
+    if (!r) return tl::unexpected(r.error());
+    return to_load_result(std::move(*r));
+}
+
+Result<LoadResult> Client::load_source(std::string_view source, std::string_view language,
+                                       std::string_view instance_id, std::string_view filename) {
+    json::object p{{"source", source}, {"language", language}};
+    if (!instance_id.empty()) p["instance_id"] = instance_id;
+    if (!filename.empty()) p["filename"] = filename;
+    auto r = call("load", std::move(p));
+    if (!r) return tl::unexpected(r.error());
+    return to_load_result(std::move(*r));
+}
+
+Result<ProcessResult> Client::process(std::string_view actor_id, json::object payload,
+                                      OutputCallback on_output, const ProcessOptions& opts) {
+    json::object p{{"actor_id", actor_id}, {"payload", std::move(payload)}};
+    if (!opts.instance_id.empty()) p["instance_id"] = opts.instance_id;
+    if (!opts.config.empty()) p["config"] = opts.config;
+    if (opts.state) p["state"] = *opts.state;
+    if (opts.timestamp) p["timestamp"] = opts.timestamp;
+    if (opts.timeout.count() > 0) p["timeout_ms"] = opts.timeout.count();
+    NotificationCallback cb;
+    if (on_output)
+        cb = [on_output](std::string_view method, const json::value& params) {
+            if (method != "script_output" || !params.is_object()) return;
+            const auto& o = params.get_object();
+            Output out;
+            out.actor_id = str_or(o, "actor_id");
+            out.instance_id = str_or(o, "instance_id");
+            out.port = str_or(o, "port");
+            if (const auto* d = o.if_contains("data")) out.data = *d;
+            if (const auto* t = o.if_contains("timestamp"); t && t->is_int64())
+                out.timestamp = t->get_int64();
+            on_output(out);
+        };
+    auto r = call("process", std::move(p), std::move(cb));
+    if (!r) return tl::unexpected(r.error());
+    const json::object o = as_object(*r);
+    ProcessResult pr;
+    if (const auto* v = o.if_contains("outputs"); v && v->is_object()) pr.outputs = v->get_object();
+    if (const auto* v = o.if_contains("state"); v && v->is_object()) pr.state = v->get_object();
+    if (const auto* v = o.if_contains("duration_us"); v && v->is_int64())
+        pr.duration_us = v->get_int64();
+    return pr;
+}
+
+Result<json::object> Client::unload(std::string_view actor_id, std::string_view instance_id) {
+    json::object p{{"actor_id", actor_id}};
+    if (!instance_id.empty()) p["instance_id"] = instance_id;
+    auto r = call("unload", std::move(p));
+    if (!r) return tl::unexpected(r.error());
+    return as_object(*r);
+}
+
+Result<json::object> Client::describe(std::string_view actor_id) {
+    auto r = call("describe", json::object{{"actor_id", actor_id}});
+    if (!r) return tl::unexpected(r.error());
+    return as_object(*r);
+}
+
+Result<json::object> Client::ping() {
+    auto r = call("ping", json::object{});
+    if (!r) return tl::unexpected(r.error());
+    return as_object(*r);
+}
+
+Result<json::object> Client::stats() {
+    auto r = call("stats", json::object{});
+    if (!r) return tl::unexpected(r.error());
+    return as_object(*r);
+}
+
+Result<bool> Client::cancel(std::int64_t call_id) {
+    auto r = call("cancel", json::object{{"id", call_id}});
+    if (!r) return tl::unexpected(r.error());
+    const json::object o = as_object(*r);
+    const auto* c = o.if_contains("cancelled");
+    return c && c->is_bool() && c->get_bool();
+}
+
+void Client::on_notification(NotificationCallback cb) {
+    std::lock_guard lk(impl_->mu);
+    impl_->global = std::move(cb);
+}
+
+bool Client::connected() const {
+    std::lock_guard lk(impl_->mu);
+    return impl_->connected;
+}
+
+void Client::close() {
+    impl_->stop();
+}
+
+}  // namespace sandflow::client

@@ -1,0 +1,98 @@
+#include "server/executor.hpp"
+
+#include "core/log.hpp"
+
+namespace sandflow::server {
+
+ThreadPool::ThreadPool(std::size_t threads) {
+    if (threads == 0) threads = 1;
+    threads_.reserve(threads);
+    for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { loop(); });
+}
+
+ThreadPool::~ThreadPool() {
+    {
+        std::lock_guard lk(mu_);
+        stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+}
+
+void ThreadPool::submit(std::function<void()> job) {
+    {
+        std::lock_guard lk(mu_);
+        jobs_.push_back(std::move(job));
+    }
+    cv_.notify_one();
+}
+
+std::size_t ThreadPool::queued() const {
+    std::lock_guard lk(mu_);
+    return jobs_.size();
+}
+
+std::size_t ThreadPool::busy() const {
+    std::lock_guard lk(mu_);
+    return busy_;
+}
+
+void ThreadPool::loop() {
+    for (;;) {
+        std::function<void()> job;
+        {
+            std::unique_lock lk(mu_);
+            cv_.wait(lk, [this] { return stop_ || !jobs_.empty(); });
+            if (jobs_.empty()) return;  // stop_ and nothing left
+            job = std::move(jobs_.front());
+            jobs_.pop_front();
+            ++busy_;
+        }
+        try {
+            job();
+        } catch (const std::exception& e) {
+            // Jobs report errors as values; an exception here is a bug, not a reason to
+            // lose a pool thread.
+            spdlog::error("internal error in a server job: {}", e.what());
+        }
+        std::lock_guard lk(mu_);
+        --busy_;
+    }
+}
+
+void SerialQueue::post(std::function<void()> job) {
+    std::lock_guard lk(mu_);
+    jobs_.push_back(std::move(job));
+    if (!running_) {
+        running_ = true;
+        pool_.submit([self = shared_from_this()] { self->run_one(); });
+    }
+}
+
+std::size_t SerialQueue::pending() const {
+    std::lock_guard lk(mu_);
+    return jobs_.size();
+}
+
+void SerialQueue::run_one() {
+    std::function<void()> job;
+    {
+        std::lock_guard lk(mu_);
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+    }
+    try {
+        job();
+    } catch (const std::exception& e) {
+        spdlog::error("internal error in an instance job: {}", e.what());
+    }
+    // One job per turn, then back of the pool's line: a busy instance cannot starve others.
+    std::lock_guard lk(mu_);
+    if (jobs_.empty()) {
+        running_ = false;
+    } else {
+        pool_.submit([self = shared_from_this()] { self->run_one(); });
+    }
+}
+
+}  // namespace sandflow::server

@@ -1,0 +1,82 @@
+// The runtime server (DESIGN §3, docs/protocol.md): JSON-RPC methods over the WebSocket
+// transport, an actor registry, instances with their own workers, a state store.
+//
+// Threads: the transport calls on_message() on its I/O thread; quick methods (list,
+// describe, ping, stats, cancel) answer there. load / process / unload run as jobs on the
+// instance's serial queue (server/executor.hpp): calls to one instance run in order,
+// calls to different instances in parallel. A call's script_output notifications are
+// sent from the job's thread on the caller's connection, before its response.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/limits.hpp"
+#include "rpc/transport.hpp"
+#include "sandbox/backend.hpp"
+#include "server/state_store.hpp"
+
+namespace sandflow::rpc {
+struct WsCounters;
+}
+
+namespace sandflow::server {
+
+struct ServerOptions {
+    std::vector<std::filesystem::path> actor_roots;
+    std::size_t threads = 8;  // pool threads: instances that can run calls at once
+    std::size_t max_calls_per_connection = limits::kMaxCallsPerConnection;
+    std::size_t max_calls_total = limits::kMaxCallsTotal;
+    std::size_t max_instances = limits::kMaxInstances;
+    std::size_t max_actors = limits::kMaxActors;
+    std::chrono::milliseconds call_timeout = limits::kDefaultCallTimeout;  // when not given
+    bool warm_discovered = true;  // start the default instance of discovered actors
+};
+
+class Server {
+  public:
+    // `backend` must outlive the server.
+    Server(sandbox::Backend& backend, ServerOptions options, std::unique_ptr<StateStore> store);
+    ~Server();  // shutdown() if not done
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
+
+    // Checks the --actors roots (an error names a missing one), registers the actor
+    // scripts found there and, with warm_discovered, starts their default instances in
+    // the background. A script with a metadata error is logged and skipped. Returns how
+    // many were registered.
+    Result<std::size_t> discover();
+
+    // /healthz answers 503 with the hint while the backend cannot start sandboxes.
+    void set_backend_health(bool ok, std::string hint);
+    void set_transport_counters(const rpc::WsCounters* counters);
+
+    // Transport entry points (rpc::WsHandler).
+    void on_open(const std::shared_ptr<rpc::Connection>& conn);
+    void on_message(const std::shared_ptr<rpc::Connection>& conn, std::string_view text,
+                    bool binary);
+    void on_close(const std::shared_ptr<rpc::Connection>& conn);
+    rpc::HttpResponse on_http(std::string_view target, bool authorized);
+
+    // Graceful shutdown: begin_drain() makes new load/process/unload fail with
+    // shutting_down (-32011); wait_idle() waits for calls in flight; abort_calls() kills
+    // the workers of running calls (they fail with shutting_down) and fails queued ones;
+    // shutdown() stops the pool and kills every worker. Idempotent.
+    void begin_drain();
+    bool wait_idle(std::chrono::steady_clock::time_point deadline);
+    void abort_calls();
+    void shutdown();
+
+    std::size_t calls_in_flight() const;
+    std::string metrics_text() const;
+
+    struct Impl;
+
+  private:
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sandflow::server

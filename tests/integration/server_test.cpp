@@ -1,0 +1,420 @@
+// The runtime server's protocol over an in-memory connection: JSON-RPC text in, text out,
+// with real /usr/bin/python3 workers on the `none` backend. No sockets.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+
+#include "rpc/jsonrpc.hpp"
+#include "sandbox/none/none_backend.hpp"
+#include "server/server.hpp"
+
+using namespace sandflow;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Collects what the server sends, like a socket would.
+class MemoryConnection : public rpc::Connection {
+  public:
+    explicit MemoryConnection(std::uint64_t id) : id_(id) {}
+    std::uint64_t id() const override { return id_; }
+    bool send(std::string text) override {
+        std::lock_guard lk(mu_);
+        if (!open_) return false;
+        auto v = parse_json(text, "server message");
+        EXPECT_TRUE(v) << text;
+        if (v) sent_.push_back(std::move(*v));
+        cv_.notify_all();
+        return true;
+    }
+    void close(std::string_view) override {
+        std::lock_guard lk(mu_);
+        open_ = false;
+    }
+    bool is_open() const override {
+        std::lock_guard lk(mu_);
+        return open_;
+    }
+    std::string remote() const override { return "memory"; }
+
+    // The next message, waiting up to `timeout`.
+    json::value next(std::chrono::milliseconds timeout = 10s) {
+        std::unique_lock lk(mu_);
+        if (!cv_.wait_for(lk, timeout, [this] { return !sent_.empty(); })) {
+            ADD_FAILURE() << "no message from the server";
+            return nullptr;
+        }
+        json::value v = std::move(sent_.front());
+        sent_.pop_front();
+        return v;
+    }
+    // Messages up to and including the response with `id`.
+    std::vector<json::value> until_response(const json::value& id) {
+        std::vector<json::value> out;
+        for (int i = 0; i < 1000; ++i) {
+            json::value v = next();
+            if (v.is_null()) break;
+            out.push_back(v);
+            if (v.is_object() && v.get_object().contains("id") && v.at("id") == id) break;
+        }
+        return out;
+    }
+    bool idle_for(std::chrono::milliseconds d) {
+        std::unique_lock lk(mu_);
+        return !cv_.wait_for(lk, d, [this] { return !sent_.empty(); });
+    }
+
+  private:
+    const std::uint64_t id_;
+    mutable std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<json::value> sent_;
+    bool open_ = true;
+};
+
+const char* kDouble =
+    R"(@actor({"component": "double", "inports": ["input"], "outports": ["output"]})
+async def process(context):
+    await context.send_output("output", context.get_input("input") * 2)
+    return {"status": "completed"}
+)";
+
+const char* kCounter = R"(import time
+@actor({"component": "counter", "inports": ["by", "fail", "sleep"], "outports": ["n"]})
+def process(context):
+    if context.get_input("sleep"):
+        time.sleep(context.get_input("sleep"))
+    n = context.get_state("n", 0) + (context.get_input("by") or 1)
+    context.set_state("n", n)
+    if context.get_input("fail"):
+        raise ValueError("asked to fail")
+    return {"n": n}
+)";
+
+class ServerTest : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        // As `sandflow serve` does: writing to a dead worker's channel gives EPIPE.
+        ::signal(SIGPIPE, SIG_IGN);
+        sigset_t pipe;
+        sigemptyset(&pipe);
+        sigaddset(&pipe, SIGPIPE);
+        pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
+        char tmpl[] = "/tmp/sandflow-server-test-XXXXXX";
+        ASSERT_NE(::mkdtemp(tmpl), nullptr);
+        dir_ = tmpl;
+        fs::create_directories(dir_ / "actors");
+        std::ofstream(dir_ / "double.actor.py") << kDouble;
+        std::ofstream(dir_ / "actors" / "counter.py") << kCounter;
+        std::ofstream(dir_ / "broken.py") << "@actor({\"component\": \"broken\"})\nraise "
+                                             "RuntimeError('at import')\ndef process(c): pass\n";
+        start({});
+    }
+    void TearDown() override {
+        srv_.reset();
+        fs::remove_all(dir_);
+    }
+
+    void start(server::ServerOptions o) {
+        srv_.reset();
+        o.actor_roots = {dir_};
+        o.warm_discovered = false;
+        srv_ = std::make_unique<server::Server>(backend_, o, server::make_memory_store());
+        ASSERT_TRUE(srv_->discover());
+        conn_ = open();
+    }
+
+    std::shared_ptr<MemoryConnection> open() {
+        auto c = std::make_shared<MemoryConnection>(next_conn_++);
+        srv_->on_open(c);
+        return c;
+    }
+
+    void send(const json::value& msg, MemoryConnection* c = nullptr) {
+        auto conn = c ? c : conn_.get();
+        for (auto& [id, sp] : conns_)
+            if (sp.get() == conn) return srv_->on_message(sp, rpc::encode(msg), false);
+        srv_->on_message(conn_, rpc::encode(msg), false);
+    }
+    void send_text(std::string_view text, bool binary = false) {
+        srv_->on_message(conn_, text, binary);
+    }
+    json::value request(const json::value& id, std::string_view method, json::object params) {
+        return rpc::make_request(id, method, std::move(params));
+    }
+    // One call: its notifications and then its response.
+    std::vector<json::value> call(const json::value& id, std::string_view method,
+                                  json::object params) {
+        send(request(id, method, std::move(params)));
+        return conn_->until_response(id);
+    }
+    json::value result_of(const std::vector<json::value>& msgs) {
+        EXPECT_FALSE(msgs.empty());
+        if (msgs.empty()) return nullptr;
+        const auto& last = msgs.back().as_object();
+        EXPECT_TRUE(last.contains("result")) << rpc::encode(last);
+        return last.contains("result") ? last.at("result") : json::value();
+    }
+    std::int64_t error_code(const std::vector<json::value>& msgs) {
+        if (msgs.empty()) return 0;
+        const auto& last = msgs.back().as_object();
+        EXPECT_TRUE(last.contains("error")) << rpc::encode(last);
+        return last.contains("error") ? last.at("error").at("code").as_int64() : 0;
+    }
+
+    sandbox::NoneBackend backend_;
+    fs::path dir_;
+    std::unique_ptr<server::Server> srv_;
+    std::shared_ptr<MemoryConnection> conn_;
+    std::map<int, std::shared_ptr<MemoryConnection>> conns_;
+    std::uint64_t next_conn_ = 1;
+};
+
+}  // namespace
+
+TEST_F(ServerTest, ReflowExchangeWithStringIds) {
+    auto l = result_of(call("req-1", "list", {}));
+    EXPECT_EQ(l.at("actors"), (json::array{"counter", "double"}));
+
+    auto load =
+        result_of(call("req-2", "load", {{"file_path", (dir_ / "double.actor.py").string()}}));
+    EXPECT_EQ(load.at("success"), true);
+    EXPECT_EQ(load.at("actor_id"), "double");
+
+    auto msgs = call("req-3", "process",
+                     {{"actor_id", "double"},
+                      {"payload", {{"input", 21}}},
+                      {"config", json::object{}},
+                      {"state", json::object{}},
+                      {"timestamp", 1700000000000}});
+    ASSERT_EQ(msgs.size(), 2u);
+    const auto& n = msgs[0].as_object();
+    EXPECT_EQ(n.at("method"), "script_output");
+    EXPECT_FALSE(n.contains("id"));
+    const auto& p = n.at("params").as_object();
+    EXPECT_EQ(p.at("actor_id"), "double");
+    EXPECT_EQ(p.at("port"), "output");
+    EXPECT_EQ(p.at("data"), 42);
+    EXPECT_TRUE(p.at("timestamp").is_int64());
+    EXPECT_EQ(p.at("call_id"), "req-3");
+    EXPECT_EQ(msgs[1].at("id"), "req-3");
+    EXPECT_EQ(msgs[1].at("jsonrpc"), "2.0");
+    EXPECT_EQ(msgs[1].at("result").at("outputs"), (json::object{{"status", "completed"}}));
+}
+
+TEST_F(ServerTest, StandardErrors) {
+    send_text("{not json");
+    auto e = conn_->next();
+    EXPECT_EQ(e.at("error").at("code"), -32700);
+    EXPECT_TRUE(e.at("id").is_null());
+
+    EXPECT_EQ(error_code(call(5, "no_such_method", {})), -32601);
+    EXPECT_EQ(error_code(call(6, "process", {{"actor_id", 12}})), -32602);
+    EXPECT_EQ(error_code(call(7, "process", {{"actor_id", "double"}, {"payload", "x"}})), -32602);
+    EXPECT_EQ(error_code(call(8, "process", {{"actor_id", "nobody"}})), -32001);
+    send(json::object{{"jsonrpc", "2.0"}, {"id", 9}, {"method", "list"}, {"params", 3}});
+    EXPECT_EQ(conn_->next().at("error").at("code"), -32600);
+
+    send_text(R"({"jsonrpc":"2.0","id":1,"method":"ping"})", true);
+    e = conn_->next();
+    EXPECT_EQ(e.at("error").at("code"), -32600);
+    EXPECT_EQ(e.at("error").at("data").at("reason"), "binary_frame");
+
+    // A notification gets no answer, even when it fails.
+    send_text(R"({"jsonrpc":"2.0","method":"no_such_method"})");
+    send_text(R"({"jsonrpc":"2.0","method":"ping"})");
+    EXPECT_TRUE(conn_->idle_for(200ms));
+}
+
+TEST_F(ServerTest, BatchesAnswerInOneMessage) {
+    send_text(R"([{"jsonrpc":"2.0","id":1,"method":"ping"},
+                  {"jsonrpc":"2.0","method":"ping"},
+                  {"jsonrpc":"2.0","id":"p","method":"process","params":{"actor_id":"double","payload":{"input":2}}},
+                  7])");
+    auto out = conn_->next();
+    // The script_output of the batched process comes first, on its own.
+    ASSERT_TRUE(out.is_object()) << rpc::encode(out);
+    EXPECT_EQ(out.at("method"), "script_output");
+    auto batch = conn_->next();
+    ASSERT_TRUE(batch.is_array()) << rpc::encode(batch);
+    EXPECT_EQ(batch.as_array().size(), 3u);  // not the notification
+    int seen = 0;
+    for (const auto& r : batch.as_array()) {
+        if (r.at("id") == 1) {
+            seen += 1;
+            EXPECT_EQ(r.at("result").at("pong"), true);
+        } else if (r.at("id") == "p") {
+            seen += 2;
+            EXPECT_EQ(r.at("result").at("outputs").at("status"), "completed");
+        } else if (r.at("id").is_null()) {
+            seen += 4;
+            EXPECT_EQ(r.at("error").at("code"), -32600);
+        }
+    }
+    EXPECT_EQ(seen, 7);
+}
+
+TEST_F(ServerTest, LoadRulesAndInlineSource) {
+    auto r = result_of(call(1, "load", {{"file_path", "/etc/passwd"}}));
+    EXPECT_EQ(r.at("success"), false);
+    EXPECT_EQ(r.at("data").at("reason"), "outside_roots");
+    r = result_of(call(2, "load", {{"file_path", "../x.py"}}));
+    EXPECT_EQ(r.at("data").at("reason"), "parent_reference");
+    r = result_of(call(3, "load", {{"file_path", "broken.py"}}));
+    EXPECT_EQ(r.at("success"), false);
+    EXPECT_EQ(r.at("code"), -32002);  // the script raised at import
+    EXPECT_EQ(error_code(call(4, "load", {})), -32602);
+
+    std::string src = kDouble;
+    src.replace(src.find("\"double\""), 8, "\"triple\"");
+    src.replace(src.find("* 2"), 3, "* 3");
+    r = result_of(call(5, "load", {{"source", src}, {"language", "python"}}));
+    ASSERT_EQ(r.at("success"), true) << rpc::encode(r);
+    auto msgs = call(6, "process", {{"actor_id", "triple"}, {"payload", {{"input", 5}}}});
+    EXPECT_EQ(msgs.at(0).at("params").at("data"), 15);
+    r = result_of(call(7, "load", {{"source", "x = 1"}, {"language", "python"}}));
+    EXPECT_EQ(r.at("success"), false);
+    EXPECT_EQ(r.at("code"), -32010);  // metadata error
+}
+
+TEST_F(ServerTest, InstancesHaveTheirOwnStateAndErrorsDoNotCommit) {
+    auto p = [&](int id, std::string_view inst, json::object payload) {
+        return call(id, "process",
+                    {{"actor_id", "counter"}, {"instance_id", inst}, {"payload", payload}});
+    };
+    EXPECT_EQ(result_of(p(1, "a", {{"by", 5}})).at("outputs").at("n"), 5);
+    EXPECT_EQ(result_of(p(2, "a", {{"by", 1}})).at("outputs").at("n"), 6);
+    EXPECT_EQ(result_of(p(3, "b", {{"by", 1}})).at("outputs").at("n"), 1);
+    auto err = p(4, "a", {{"fail", true}});
+    ASSERT_EQ(error_code(err), -32002);
+    const auto& data = err.back().at("error").at("data").as_object();
+    EXPECT_EQ(data.at("type"), "ValueError");
+    EXPECT_FALSE(data.at("traceback").as_array().empty());
+    auto ok = result_of(p(5, "a", {{"by", 1}}));
+    EXPECT_EQ(ok.at("outputs").at("n"), 7);
+    EXPECT_EQ(ok.at("state").at("n"), 7);
+
+    // State survives the death of the sandbox.
+    auto d = result_of(call(6, "describe", {{"actor_id", "counter"}}));
+    pid_t pid = 0;
+    for (const auto& i : d.at("instances").as_array())
+        if (i.at("instance_id") == "a") pid = static_cast<pid_t>(i.at("worker_pid").as_int64());
+    ASSERT_GT(pid, 0);
+    ::kill(pid, SIGKILL);
+    // Wait (bounded) until it is dead: a zombie, not yet reaped by the runtime.
+    const std::string stat = "/proc/" + std::to_string(pid) + "/stat";
+    bool zombie = false;
+    for (int i = 0; i < 500 && !zombie; ++i) {
+        std::string text;
+        std::getline(std::ifstream(stat), text);
+        zombie = text.find(") Z ") != std::string::npos;
+        if (!zombie) ::usleep(10'000);
+    }
+    ASSERT_TRUE(zombie);
+    // A sandbox that died while idle is replaced before the next call, which runs on the
+    // committed state and is not lost.
+    ok = result_of(p(7, "a", {{"by", 1}}));
+    EXPECT_EQ(ok.at("outputs").at("n"), 8);
+
+    // A caller-supplied state runs this call (Reflow sends {} on every call: ignored).
+    ok = result_of(call(8, "process",
+                        {{"actor_id", "counter"},
+                         {"instance_id", "b"},
+                         {"payload", {{"by", 1}}},
+                         {"state", {{"n", 100}}}}));
+    EXPECT_EQ(ok.at("outputs").at("n"), 101);
+
+    auto u = result_of(call(9, "unload", {{"actor_id", "counter"}, {"instance_id", "a"}}));
+    EXPECT_EQ(u.at("success"), true);
+    EXPECT_EQ(result_of(p(10, "a", {{"by", 1}})).at("outputs").at("n"), 1);  // fresh state
+    result_of(call(11, "unload", {{"actor_id", "counter"}}));
+    EXPECT_EQ(error_code(p(12, "b", {})), -32001);
+}
+
+TEST_F(ServerTest, CallsToOneInstanceRunInOrderOthersInParallel) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 3; ++i)
+        send(request(i, "process",
+                     {{"actor_id", "counter"},
+                      {"instance_id", "x" + std::to_string(i)},
+                      {"payload", {{"sleep", 0.4}}}}));
+    for (int i = 0; i < 3; ++i) EXPECT_TRUE(conn_->next().as_object().contains("result"));
+    const auto parallel = std::chrono::steady_clock::now() - t0;
+    EXPECT_LT(parallel, 1100ms) << "3 x 0.4 s on 3 instances should overlap";
+
+    for (int i = 0; i < 5; ++i)
+        send(request(100 + i, "process", {{"actor_id", "counter"}, {"payload", {{"by", 1}}}}));
+    for (int i = 0; i < 5; ++i) {
+        auto r = conn_->next();
+        EXPECT_EQ(r.at("id"), 100 + i);
+        EXPECT_EQ(r.at("result").at("outputs").at("n"), i + 1);
+    }
+}
+
+TEST_F(ServerTest, CancelTimeoutAndOverload) {
+    server::ServerOptions o;
+    o.max_calls_per_connection = 2;
+    start(o);
+    send(request("slow", "process", {{"actor_id", "counter"}, {"payload", {{"sleep", 30}}}}));
+    send(request("queued", "process", {{"actor_id", "counter"}, {"payload", {{"by", 1}}}}));
+    // A third call on this connection is over its limit.
+    auto over = call("third", "process", {{"actor_id", "counter"}});
+    EXPECT_EQ(error_code(over), -32006);
+    EXPECT_EQ(over.back().at("error").at("data").at("limit"), "kMaxCallsPerConnection");
+
+    std::this_thread::sleep_for(300ms);  // "slow" is running
+    auto c = call("c1", "cancel", {{"id", "slow"}});
+    EXPECT_EQ(result_of(c).at("cancelled"), true);
+    auto slow = conn_->next();
+    EXPECT_EQ(slow.at("id"), "slow");
+    EXPECT_EQ(slow.at("error").at("code"), -32007);
+    auto queued = conn_->next();
+    EXPECT_EQ(queued.at("id"), "queued");
+    EXPECT_EQ(queued.at("result").at("outputs").at("n"), 1);  // in a new sandbox
+
+    auto t = call("t", "process",
+                  {{"actor_id", "counter"}, {"payload", {{"sleep", 5}}}, {"timeout_ms", 200}});
+    EXPECT_EQ(error_code(t), -32003);
+    EXPECT_EQ(result_of(call("after", "process", {{"actor_id", "counter"}})).at("outputs").at("n"),
+              2);
+    EXPECT_EQ(result_of(call("nf", "cancel", {{"id", "gone"}})).at("cancelled"), false);
+
+    const std::string m = srv_->metrics_text();
+    EXPECT_NE(m.find("sandflow_calls_total{method=\"process\",outcome=\"cancelled\"} 1"),
+              std::string::npos)
+        << m;
+    EXPECT_NE(m.find("sandflow_limit_kills_total{reason=\"timeout\"} 1"), std::string::npos);
+    EXPECT_NE(m.find("sandflow_call_duration_seconds_bucket{le=\"+Inf\"}"), std::string::npos);
+    EXPECT_NE(m.find("sandflow_sandboxes{state=\"idle\"}"), std::string::npos);
+}
+
+TEST_F(ServerTest, HealthAndDrain) {
+    auto h = srv_->on_http("/healthz", true);
+    EXPECT_EQ(h.status, 200);
+    EXPECT_NE(h.body.find("\"status\":\"ok\""), std::string::npos);
+    EXPECT_EQ(srv_->on_http("/metrics", false).status, 401);
+    EXPECT_EQ(srv_->on_http("/nope", true).status, 404);
+    srv_->set_backend_health(false, "user namespaces are disabled");
+    h = srv_->on_http("/healthz", true);
+    EXPECT_EQ(h.status, 503);
+    EXPECT_NE(h.body.find("user namespaces"), std::string::npos);
+
+    send(request(1, "process", {{"actor_id", "counter"}, {"payload", {{"sleep", 0.3}}}}));
+    std::this_thread::sleep_for(100ms);
+    srv_->begin_drain();
+    EXPECT_EQ(error_code(call(2, "process", {{"actor_id", "counter"}})), -32011);
+    EXPECT_EQ(result_of(call(3, "ping", {})).at("pong"), true);  // still answered
+    EXPECT_TRUE(srv_->wait_idle(std::chrono::steady_clock::now() + 5s));
+    EXPECT_EQ(conn_->next().at("result").at("outputs").at("n"), 1);  // call 1 finished
+
+    send(request(4, "process", {{"actor_id", "double"}, {"payload", {{"input", 1}}}}));
+    srv_->abort_calls();
+    srv_->shutdown();
+}

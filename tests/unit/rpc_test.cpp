@@ -1,0 +1,262 @@
+// The JSON-RPC 2.0 codec, the transport's pure helpers and the --actors path rules. No
+// sockets, no processes.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "rpc/jsonrpc.hpp"
+#include "rpc/transport.hpp"
+#include "server/actor_paths.hpp"
+
+using namespace sandflow;
+namespace fs = std::filesystem;
+
+namespace {
+
+json::object only_error(const rpc::Decoded& d) {
+    EXPECT_EQ(d.entries.size(), 1u);
+    const auto* e = std::get_if<json::object>(&d.entries.at(0));
+    EXPECT_NE(e, nullptr);
+    return e ? *e : json::object{};
+}
+
+std::int64_t code_of(const json::object& response) {
+    return response.at("error").at("code").as_int64();
+}
+
+}  // namespace
+
+TEST(JsonRpc, DecodesRequestsWithStringAndNumberIds) {
+    auto d = rpc::decode(R"({"jsonrpc":"2.0","id":"abc","method":"list","params":{}})");
+    ASSERT_FALSE(d.batch);
+    auto& r = std::get<rpc::Request>(d.entries.at(0));
+    EXPECT_EQ(r.id, json::value("abc"));
+    EXPECT_EQ(r.method, "list");
+    EXPECT_FALSE(r.is_notification);
+
+    d = rpc::decode(R"({"jsonrpc":"2.0","id":7,"method":"ping"})");
+    auto& r2 = std::get<rpc::Request>(d.entries.at(0));
+    EXPECT_EQ(r2.id, json::value(7));
+    EXPECT_TRUE(r2.params.is_null());
+
+    d = rpc::decode(R"({"jsonrpc":"2.0","method":"ping"})");
+    EXPECT_TRUE(std::get<rpc::Request>(d.entries.at(0)).is_notification);
+}
+
+TEST(JsonRpc, ParseErrorHasNullId) {
+    auto e = only_error(rpc::decode(R"({"jsonrpc":"2.0","id":1,"method":)"));
+    EXPECT_EQ(code_of(e), rpc::kParseError);
+    EXPECT_TRUE(e.at("id").is_null());
+    EXPECT_EQ(e.at("jsonrpc"), "2.0");
+}
+
+TEST(JsonRpc, InvalidRequestsKeepTheirIdWhenItIsValid) {
+    auto e = only_error(rpc::decode(R"({"jsonrpc":"1.0","id":"x","method":"ping"})"));
+    EXPECT_EQ(code_of(e), rpc::kInvalidRequest);
+    EXPECT_EQ(e.at("id"), "x");
+
+    e = only_error(rpc::decode(R"({"jsonrpc":"2.0","id":3,"method":42})"));
+    EXPECT_EQ(code_of(e), rpc::kInvalidRequest);
+    EXPECT_EQ(e.at("id"), 3);
+
+    e = only_error(rpc::decode(R"({"jsonrpc":"2.0","id":3,"method":"p","params":"str"})"));
+    EXPECT_EQ(code_of(e), rpc::kInvalidRequest);
+
+    e = only_error(rpc::decode(R"({"jsonrpc":"2.0","id":{"a":1},"method":"ping"})"));
+    EXPECT_EQ(code_of(e), rpc::kInvalidRequest);
+    EXPECT_TRUE(e.at("id").is_null());
+
+    e = only_error(rpc::decode(R"("just a string")"));
+    EXPECT_EQ(code_of(e), rpc::kInvalidRequest);
+
+    e = only_error(rpc::decode(R"({"jsonrpc":"2.0","id":1.5,"method":"ping"})"));
+    EXPECT_EQ(code_of(e), rpc::kInvalidRequest);
+
+    const std::string long_method(limits::kMaxRpcMethodBytes + 1, 'm');
+    e = only_error(rpc::decode(R"({"jsonrpc":"2.0","id":1,"method":")" + long_method + "\"}"));
+    EXPECT_EQ(code_of(e), rpc::kInvalidRequest);
+}
+
+TEST(JsonRpc, Batches) {
+    auto d = rpc::decode(
+        R"([{"jsonrpc":"2.0","id":1,"method":"ping"}, 5, {"jsonrpc":"2.0","method":"x"}])");
+    ASSERT_TRUE(d.batch);
+    ASSERT_EQ(d.entries.size(), 3u);
+    EXPECT_TRUE(std::holds_alternative<rpc::Request>(d.entries[0]));
+    EXPECT_EQ(code_of(std::get<json::object>(d.entries[1])), rpc::kInvalidRequest);
+    EXPECT_TRUE(std::get<rpc::Request>(d.entries[2]).is_notification);
+
+    auto e = only_error(rpc::decode("[]"));
+    EXPECT_EQ(code_of(e), rpc::kInvalidRequest);
+
+    std::string big = "[";
+    for (std::size_t i = 0; i <= limits::kMaxRpcBatch; ++i)
+        big += std::string(i ? "," : "") + R"({"jsonrpc":"2.0","id":1,"method":"ping"})";
+    e = only_error(rpc::decode(big + "]"));
+    EXPECT_EQ(code_of(e), static_cast<int>(rpc::AppCode::limit_exceeded));
+    EXPECT_EQ(e.at("error").at("data").at("limit"), "kMaxRpcBatch");
+}
+
+TEST(JsonRpc, LimitsOnSizeAndDepth) {
+    auto e = only_error(rpc::decode(R"({"jsonrpc":"2.0","id":1,"method":"ping"})", 10));
+    EXPECT_EQ(code_of(e), static_cast<int>(rpc::AppCode::limit_exceeded));
+    EXPECT_EQ(e.at("error").at("data").at("limit"), "kMaxRpcMessageBytes");
+
+    std::string deep(limits::kMaxRpcDepth + 5, '[');
+    deep += std::string(limits::kMaxRpcDepth + 5, ']');
+    e = only_error(rpc::decode(deep));
+    EXPECT_EQ(code_of(e), static_cast<int>(rpc::AppCode::limit_exceeded));
+    EXPECT_EQ(e.at("error").at("data").at("limit"), "kMaxRpcDepth");
+}
+
+TEST(JsonRpc, ErrorMappingIsStable) {
+    auto r = rpc::to_rpc_error(Error(Errc::script, "boom", {{"type", "ValueError"}}));
+    EXPECT_EQ(r.code, -32002);
+    EXPECT_EQ(r.data.at("reason"), "script_error");
+    EXPECT_EQ(r.data.at("errc"), "script");
+    EXPECT_EQ(r.data.at("type"), "ValueError");
+    EXPECT_EQ(rpc::to_rpc_error(Error(Errc::timeout, "t")).code, -32003);
+    EXPECT_EQ(rpc::to_rpc_error(Error(Errc::limit_exceeded, "l")).code, -32004);
+    EXPECT_EQ(rpc::to_rpc_error(Error(Errc::sandbox_unavailable, "s")).code, -32005);
+    EXPECT_EQ(rpc::to_rpc_error(Error(Errc::worker_crashed, "w")).code, -32009);
+    EXPECT_EQ(rpc::to_rpc_error(Error(Errc::metadata, "m")).code, -32010);
+    EXPECT_EQ(rpc::to_rpc_error(Error(Errc::invalid_argument, "i")).code, rpc::kInvalidParams);
+    EXPECT_EQ(rpc::to_rpc_error(Error(Errc::internal, "i")).code, rpc::kInternalError);
+    for (auto c : {rpc::AppCode::actor_not_found, rpc::AppCode::overloaded, rpc::AppCode::cancelled,
+                   rpc::AppCode::unauthorized, rpc::AppCode::shutting_down}) {
+        auto e = rpc::to_rpc_error(rpc::app_error(c, "x"));
+        EXPECT_EQ(e.code, static_cast<int>(c));
+        EXPECT_EQ(e.data.at("reason").as_string(), rpc::app_code_reason(c));
+    }
+    // And back on the client side.
+    auto back = rpc::from_rpc_error(r.code, r.message, r.data);
+    EXPECT_EQ(back.code, Errc::script);
+    EXPECT_EQ(back.data.at("rpc_code"), -32002);
+}
+
+TEST(JsonRpc, EncodesResponsesAndNotifications) {
+    EXPECT_EQ(rpc::encode(rpc::make_result("a", json::object{{"x", 1.0}})),
+              R"({"jsonrpc":"2.0","id":"a","result":{"x":1.0}})");
+    EXPECT_EQ(rpc::encode(rpc::make_notification("script_output", {{"port", "out"}})),
+              R"({"jsonrpc":"2.0","method":"script_output","params":{"port":"out"}})");
+}
+
+TEST(JsonRpc, DecodesWhatTheServerSends) {
+    auto in = rpc::decode_incoming(
+        R"([{"jsonrpc":"2.0","method":"script_output","params":{"port":"o"}},)"
+        R"({"jsonrpc":"2.0","id":4,"result":{"ok":true}},)"
+        R"({"jsonrpc":"2.0","id":5,"error":{"code":-32601,"message":"nope","data":{}}}])");
+    ASSERT_TRUE(in);
+    ASSERT_EQ(in->size(), 3u);
+    EXPECT_EQ(std::get<rpc::Notification>((*in)[0]).method, "script_output");
+    EXPECT_TRUE(std::get<rpc::Response>((*in)[1]).ok);
+    EXPECT_EQ(std::get<rpc::Response>((*in)[2]).error.code, -32601);
+    EXPECT_FALSE(rpc::decode_incoming("{"));
+    EXPECT_FALSE(rpc::decode_incoming(R"({"jsonrpc":"2.0","id":1})"));
+}
+
+TEST(Transport, ListenAddresses) {
+    auto a = rpc::parse_listen("127.0.0.1:7777");
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->host, "127.0.0.1");
+    EXPECT_EQ(a->port, 7777);
+    auto b = rpc::parse_listen("[::1]:0");
+    ASSERT_TRUE(b);
+    EXPECT_EQ(b->host, "::1");
+    EXPECT_EQ(rpc::parse_listen(":80")->host, "127.0.0.1");
+    EXPECT_FALSE(rpc::parse_listen("127.0.0.1"));
+    EXPECT_FALSE(rpc::parse_listen("127.0.0.1:99999"));
+    EXPECT_FALSE(rpc::parse_listen("example.com:80"));
+    EXPECT_FALSE(rpc::parse_listen("::1:80"));
+
+    EXPECT_TRUE(rpc::is_loopback_host("127.0.0.1"));
+    EXPECT_TRUE(rpc::is_loopback_host("127.8.9.10"));
+    EXPECT_TRUE(rpc::is_loopback_host("::1"));
+    EXPECT_TRUE(rpc::is_loopback_host("localhost"));
+    EXPECT_FALSE(rpc::is_loopback_host("0.0.0.0"));
+    EXPECT_FALSE(rpc::is_loopback_host("::"));
+    EXPECT_FALSE(rpc::is_loopback_host("10.0.0.1"));
+}
+
+TEST(Transport, ConstantTimeCompareAndUrls) {
+    EXPECT_TRUE(rpc::constant_time_equal("secret", "secret"));
+    EXPECT_FALSE(rpc::constant_time_equal("secret", "secreT"));
+    EXPECT_FALSE(rpc::constant_time_equal("secret", "secret2"));
+    EXPECT_FALSE(rpc::constant_time_equal("", "x"));
+    EXPECT_TRUE(rpc::constant_time_equal("", ""));
+
+    auto u = rpc::parse_ws_url("ws://127.0.0.1:7777");
+    ASSERT_TRUE(u);
+    EXPECT_EQ(u->host, "127.0.0.1");
+    EXPECT_EQ(u->port, 7777);
+    EXPECT_EQ(u->target, "/");
+    auto v = rpc::parse_ws_url("ws://[::1]:9/x?y=1");
+    ASSERT_TRUE(v);
+    EXPECT_EQ(v->host, "::1");
+    EXPECT_EQ(v->target, "/x?y=1");
+    EXPECT_FALSE(rpc::parse_ws_url("http://x"));
+    EXPECT_FALSE(rpc::parse_ws_url("ws://:80"));
+}
+
+class ActorPaths : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        char tmpl[] = "/tmp/sandflow-paths-XXXXXX";
+        ASSERT_NE(::mkdtemp(tmpl), nullptr);
+        dir_ = tmpl;
+        fs::create_directories(dir_ / "root/actors");
+        fs::create_directories(dir_ / "root/sub");
+        fs::create_directories(dir_ / "outside");
+        for (auto p : {"root/a.actor.py", "root/sub/b.actor.js", "root/actors/c.py",
+                       "root/actors/d.js", "root/plain.py", "outside/x.actor.py", "root/notes.txt"})
+            std::ofstream(dir_ / p) << "# x\n";
+        fs::create_symlink(dir_ / "outside/x.actor.py", dir_ / "root/escape.actor.py");
+        fs::create_symlink(dir_ / "root/a.actor.py", dir_ / "root/inside.py");
+        auto r = server::canonical_roots({dir_ / "root"});
+        ASSERT_TRUE(r);
+        roots_ = *r;
+    }
+    void TearDown() override { fs::remove_all(dir_); }
+
+    std::string reason(std::string_view given) {
+        auto r = server::resolve_actor_path(roots_, given);
+        EXPECT_FALSE(r) << given;
+        if (r) return "";
+        return std::string(r.error().data.at("reason").as_string());
+    }
+
+    fs::path dir_;
+    std::vector<fs::path> roots_;
+};
+
+TEST_F(ActorPaths, ResolvesOnlyInsideTheRoots) {
+    auto a = server::resolve_actor_path(roots_, "a.actor.py");
+    ASSERT_TRUE(a) << a.error().message;
+    EXPECT_EQ(*a, fs::canonical(dir_ / "root/a.actor.py"));
+    EXPECT_TRUE(server::resolve_actor_path(roots_, (dir_ / "root/sub/b.actor.js").string()));
+    EXPECT_TRUE(server::resolve_actor_path(roots_, "inside.py"));  // symlink staying inside
+
+    EXPECT_EQ(reason("../outside/x.actor.py"), "parent_reference");
+    EXPECT_EQ(reason("sub/../a.actor.py"), "parent_reference");
+    EXPECT_EQ(reason((dir_ / "outside/x.actor.py").string()), "outside_roots");
+    EXPECT_EQ(reason("escape.actor.py"), "outside_roots");
+    EXPECT_EQ(reason("/etc/passwd"), "outside_roots");
+    EXPECT_EQ(reason("missing.py"), "not_found");
+    EXPECT_EQ(reason("notes.txt"), "bad_extension");
+    EXPECT_EQ(reason("sub"), "not_a_file");
+    EXPECT_EQ(reason(""), "not_found");
+    EXPECT_EQ(
+        std::string(
+            server::resolve_actor_path({}, "a.actor.py").error().data.at("reason").as_string()),
+        "no_roots");
+}
+
+TEST_F(ActorPaths, DiscoversTaggedScriptsAndActorsFolders) {
+    auto files = server::discover_actor_files(roots_);
+    std::vector<std::string> names;
+    for (const auto& f : files) names.push_back(f.filename().string());
+    std::sort(names.begin(), names.end());
+    EXPECT_EQ(names, (std::vector<std::string>{"a.actor.py", "b.actor.js", "c.py", "d.js"}));
+}
