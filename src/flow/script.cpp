@@ -1,0 +1,152 @@
+#include "flow/script.hpp"
+
+#include <algorithm>
+
+#include "core/limits.hpp"
+#include "core/log.hpp"
+#include "runtime/instance.hpp"
+
+namespace sandflow::flow {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool is_script(const fs::path& p) {
+    return actor::language_from_path(p).has_value();
+}
+
+bool is_actor_name(const fs::path& p) {
+    const std::string name = p.filename().string();
+    return name.ends_with(".actor.py") || name.ends_with(".actor.js");
+}
+
+}  // namespace
+
+ScriptCatalog ScriptCatalog::discover(const std::vector<fs::path>& dirs) {
+    ScriptCatalog cat;
+    std::size_t looked = 0;
+    for (const auto& dir : dirs) {
+        std::error_code ec;
+        if (!fs::is_directory(dir, ec)) continue;
+        cat.dirs_.push_back(dir);
+        std::vector<fs::path> files;
+        for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+            if (++looked > limits::kMaxDiscoveredFiles) break;
+            const auto& e = *it;
+            if (e.is_regular_file(ec) && is_script(e.path())) {
+                files.push_back(e.path());
+            } else if (e.is_directory(ec) && !e.is_symlink(ec)) {
+                // One level down: *.actor.* files only (a folder per actor, or per language).
+                for (fs::directory_iterator sub(e.path(), ec); !ec && sub != end;
+                     sub.increment(ec)) {
+                    if (++looked > limits::kMaxDiscoveredFiles) break;
+                    if (sub->is_regular_file(ec) && is_actor_name(sub->path()))
+                        files.push_back(sub->path());
+                }
+                ec.clear();
+            }
+        }
+        std::sort(files.begin(), files.end());
+        for (const auto& f : files) {
+            auto ok = cat.add_file(f);
+            if (!ok) spdlog::debug("not an actor script: {}", ok.error().message);
+        }
+    }
+    return cat;
+}
+
+Result<void> ScriptCatalog::add_file(const fs::path& file) {
+    ScriptActor a;
+    a.file = file;
+    auto meta = actor::inspect_file(file, &a.source);
+    if (!meta) return tl::unexpected(meta.error());
+    a.metadata = std::move(*meta);
+    const std::string name = a.metadata.component;
+    if (const auto* prev = find(name)) {
+        spdlog::warn("component '{}' is declared by {} and {}; using the first", name,
+                     prev->file.string(), file.string());
+        return {};
+    }
+    actors_.emplace(name, std::move(a));
+    return {};
+}
+
+const ScriptActor* ScriptCatalog::find(std::string_view component) const {
+    auto it = actors_.find(component);
+    return it == actors_.end() ? nullptr : &it->second;
+}
+
+std::vector<std::string> ScriptCatalog::names() const {
+    std::vector<std::string> out;
+    for (const auto& [k, v] : actors_) out.push_back(k);
+    return out;
+}
+
+namespace {
+
+class EmbeddedRunner final : public ScriptRunner {
+  public:
+    EmbeddedRunner(std::unique_ptr<runtime::Instance> inst, LogSink on_log,
+                   std::chrono::milliseconds timeout)
+        : inst_(std::move(inst)), on_log_(std::move(on_log)), timeout_(timeout) {}
+
+    Result<json::object> call(json::object inputs, const json::object& config,
+                              const OutputSink& on_output) override {
+        runtime::CallRequest req;
+        req.inputs = std::move(inputs);
+        req.config = config;
+        req.timeout = timeout_;
+        runtime::CallEvents ev;
+        ev.on_output = [&](std::string_view port, const json::value& data) {
+            on_output(port, data);
+        };
+        ev.on_log = [this](const runtime::LogLine& l) {
+            if (on_log_) on_log_(l.text);
+        };
+        auto r = inst_->call(req, ev);
+        if (!r) return tl::unexpected(r.error());
+        return std::move(r->outputs);
+    }
+
+  private:
+    std::unique_ptr<runtime::Instance> inst_;
+    LogSink on_log_;
+    std::chrono::microseconds timeout_;
+};
+
+class EmbeddedHost final : public ScriptHost {
+  public:
+    EmbeddedHost(sandbox::Backend& backend, std::chrono::milliseconds timeout)
+        : backend_(backend), timeout_(timeout), name_("embedded") {}
+    std::string_view name() const override { return name_; }
+
+    Result<std::unique_ptr<ScriptRunner>> open(const ScriptActor& actor, std::string_view node_id,
+                                               LogSink on_log) override {
+        runtime::InstanceSpec spec;
+        spec.actor_id = std::string(node_id);
+        spec.metadata = actor.metadata;
+        spec.source = actor.source;
+        spec.filename = actor.file.string();
+        spec.on_log = [on_log](const runtime::LogLine& l) {
+            if (on_log) on_log(l.text);
+        };
+        auto inst = runtime::Instance::create(backend_, std::move(spec));
+        if (!inst) return tl::unexpected(inst.error());
+        return std::make_unique<EmbeddedRunner>(std::move(*inst), std::move(on_log), timeout_);
+    }
+
+  private:
+    sandbox::Backend& backend_;
+    std::chrono::milliseconds timeout_;
+    std::string name_;
+};
+
+}  // namespace
+
+std::unique_ptr<ScriptHost> embedded_host(sandbox::Backend& backend,
+                                          std::chrono::milliseconds call_timeout) {
+    return std::make_unique<EmbeddedHost>(backend, call_timeout);
+}
+
+}  // namespace sandflow::flow

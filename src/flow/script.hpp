@@ -1,0 +1,82 @@
+// Script actors as graph nodes: where they are found, and what runs them.
+//
+// A ScriptHost opens one ScriptRunner per node (one sandboxed instance per node, never
+// shared). Two hosts exist: the embedded runtime (runtime::Instance on a sandbox backend,
+// in this process) and a remote runtime server reached through the C++ client
+// (flow/remote.hpp). The network uses only this interface, so both give the same results.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "actor/metadata.hpp"
+#include "core/error.hpp"
+#include "core/json.hpp"
+
+namespace sandflow::sandbox {
+class Backend;
+}
+
+namespace sandflow::flow {
+
+struct ScriptActor {
+    std::filesystem::path file;
+    actor::ActorMetadata metadata;
+    std::string source;
+};
+
+// Component name -> script, discovered under some folders.
+class ScriptCatalog {
+  public:
+    // Every .py/.js/.cjs file directly in each folder, and *.actor.py / *.actor.js one level
+    // below, whose metadata reads; files without a declaration are skipped (a helper module
+    // is not an actor). At most limits::kMaxDiscoveredFiles entries are looked at. When two
+    // files declare one component, the first folder wins and a warning is logged.
+    static ScriptCatalog discover(const std::vector<std::filesystem::path>& dirs);
+
+    // Adds one script (an error when its metadata does not read).
+    Result<void> add_file(const std::filesystem::path& file);
+    const ScriptActor* find(std::string_view component) const;
+    std::vector<std::string> names() const;
+    const std::vector<std::filesystem::path>& dirs() const { return dirs_; }
+
+  private:
+    std::map<std::string, ScriptActor, std::less<>> actors_;
+    std::vector<std::filesystem::path> dirs_;
+};
+
+using OutputSink = std::function<void(std::string_view port, json::value data)>;
+using LogSink = std::function<void(std::string_view text)>;
+
+class ScriptRunner {
+  public:
+    virtual ~ScriptRunner() = default;
+    // One call; blocks until it ends. Streamed outputs reach on_output as they arrive, on
+    // the calling thread or another one, before call() returns; on_output may block (that
+    // is how back-pressure reaches the sandbox). Returns the outputs the script returned.
+    virtual Result<json::object> call(json::object inputs, const json::object& config,
+                                      const OutputSink& on_output) = 0;
+};
+
+class ScriptHost {
+  public:
+    virtual ~ScriptHost() = default;
+    virtual std::string_view name() const = 0;  // "embedded (none)", "ws://..."
+    // Loads the script for one node; load errors (a syntax error) surface here.
+    virtual Result<std::unique_ptr<ScriptRunner>> open(const ScriptActor& actor,
+                                                       std::string_view node_id,
+                                                       LogSink on_log) = 0;
+};
+
+// Runs every node in this process on `backend` (which must outlive the host).
+// `call_timeout` 0 = the runtime's default.
+std::unique_ptr<ScriptHost> embedded_host(sandbox::Backend& backend,
+                                          std::chrono::milliseconds call_timeout = {});
+
+}  // namespace sandflow::flow

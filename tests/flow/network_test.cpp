@@ -1,0 +1,366 @@
+// The network executor with native components only: fan-out, back-pressure, await_all,
+// error routing, the standard components, and 10,000 messages with nothing lost or
+// duplicated. Assertions are on counts and queue high-water marks, never on time.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "flow/components/json_path.hpp"
+#include "flow/graph.hpp"
+#include "flow/network.hpp"
+
+using namespace sandflow;
+using namespace sandflow::flow;
+
+namespace {
+
+struct Run {
+    Result<RunReport> result = fail(Errc::internal, "not run");
+    std::map<std::string, std::vector<json::value>> out;
+    const std::vector<json::value>& at(const std::string& port) { return out[port]; }
+};
+
+Run run_graph(const std::string& text, Registry reg = Registry::standard(),
+              NetworkOptions opts = {}) {
+    Run r;
+    auto g = parse_graph(text, "t.graph.json");
+    EXPECT_TRUE(g) << (g ? "" : g.error().message);
+    if (!g) return r;
+    auto* out = &r.out;
+    opts.on_output = [out](std::string_view port, const json::value& v) {
+        (*out)[std::string(port)].push_back(v);
+    };
+    auto net = Network::build(*g, reg, nullptr, nullptr, std::move(opts));
+    EXPECT_TRUE(net) << (net ? "" : net.error().message);
+    if (!net) return r;
+    r.result = (*net)->run();
+    return r;
+}
+
+const NodeStats& stats_of(const RunReport& r, const std::string& id) {
+    for (const auto& n : r.nodes)
+        if (n.id == id) return n;
+    throw std::runtime_error("no node " + id);
+}
+
+// A connection in the graph's JSON.
+std::string conn(const std::string& from, const std::string& fport, const std::string& to,
+                 const std::string& tport) {
+    return R"({"from": {"nodeId": ")" + from + R"(", "portName": ")" + fport +
+           R"("}, "to": {"nodeId": ")" + to + R"(", "portName": ")" + tport + R"("}})";
+}
+std::string iip(const std::string& to, const std::string& port, const std::string& data) {
+    return R"({"from": {"nodeId": "", "portName": ""}, "to": {"nodeId": ")" + to +
+           R"(", "portName": ")" + port + R"("}, "data": )" + data + "}";
+}
+
+template <class F>
+ComponentSpec lambda_spec(std::string name, std::vector<PortSpec> in, std::vector<PortSpec> out,
+                          F f, bool await_all = false) {
+    ComponentSpec s;
+    s.name = std::move(name);
+    s.inports = std::move(in);
+    s.outports = std::move(out);
+    s.await_all_inports = await_all;
+    s.make = [f](const json::object&) -> Result<std::unique_ptr<Component>> {
+        struct C : Component {
+            F f;
+            explicit C(F g) : f(std::move(g)) {}
+            Result<void> process(Context& ctx) override { return f(ctx); }
+        };
+        return std::make_unique<C>(f);
+    };
+    return s;
+}
+
+}  // namespace
+
+TEST(NetworkTest, TenThousandMessagesNothingLostOrDuplicatedInOrder) {
+    constexpr int kN = 10'000;
+    const std::string text = R"({"processes": {
+        "gen": {"component": "range"}, "a": {"component": "passthrough"},
+        "b": {"component": "log", "metadata": {}}, "c": {"component": "counter"}},
+      "connections": [)" + iip("gen", "start", std::to_string(kN)) +
+                             "," + conn("gen", "out", "a", "in") + "," +
+                             conn("a", "out", "c", "in") +
+                             R"(],
+      "outports": {"result": {"nodeId": "c", "portName": "out"},
+                   "count": {"nodeId": "c", "portName": "count"}}})";
+    NetworkOptions opts;
+    opts.on_log = [](std::string_view, std::string_view) {};
+    auto r = run_graph(text, Registry::standard(), opts);
+    ASSERT_TRUE(r.result) << r.result.error().message;
+    const auto& got = r.at("result");
+    ASSERT_EQ(got.size(), static_cast<std::size_t>(kN));
+    for (int i = 0; i < kN; ++i) ASSERT_EQ(got[static_cast<std::size_t>(i)], json::value(i));
+    EXPECT_EQ(r.at("count").back(), json::value(kN));
+    EXPECT_EQ(stats_of(*r.result, "c").packets_in, static_cast<std::uint64_t>(kN));
+}
+
+TEST(NetworkTest, FanOutGivesEveryConnectionItsOwnCopy) {
+    // Two consumers of one outport: one mutates what it receives; the other must still
+    // see the original packet.
+    Registry reg = Registry::standard();
+    reg.add(lambda_spec("mutate", {{"in"}}, {{"out"}}, [](Context& ctx) {
+        ctx.value().as_object()["touched"] = true;
+        return ctx.send("out", std::move(ctx.value()));
+    }));
+    reg.add(lambda_spec("wrap", {{"in"}}, {{"out"}}, [](Context& ctx) {
+        return ctx.send("out", json::object{{"n", ctx.value().as_int64()}});
+    }));
+    const std::string text = R"({"processes": {
+        "gen": {"component": "range", "metadata": {"count": 500}}, "w": {"component": "wrap"},
+        "m": {"component": "mutate"}, "p": {"component": "passthrough"},
+        "q": {"component": "passthrough"}},
+      "connections": [)" + iip("gen", "start", "true") +
+                             "," + conn("gen", "out", "w", "in") + "," +
+                             conn("w", "out", "m", "in") + "," + conn("w", "out", "p", "in") + "," +
+                             conn("w", "out", "q", "in") + R"(],
+      "outports": {"m": {"nodeId": "m", "portName": "out"}, "p": {"nodeId": "p", "portName": "out"},
+                   "q": {"nodeId": "q", "portName": "out"}}})";
+    auto r = run_graph(text, reg);
+    ASSERT_TRUE(r.result) << r.result.error().message;
+    ASSERT_EQ(r.at("m").size(), 500u);
+    ASSERT_EQ(r.at("p").size(), 500u);
+    ASSERT_EQ(r.at("q").size(), 500u);
+    for (std::size_t i = 0; i < 500; ++i) {
+        EXPECT_EQ(r.at("m")[i], (json::value{{"n", i}, {"touched", true}}));
+        EXPECT_EQ(r.at("p")[i], (json::value{{"n", i}}));
+        EXPECT_EQ(r.at("q")[i], (json::value{{"n", i}}));
+    }
+}
+
+TEST(NetworkTest, SlowConsumerBoundsEveryQueue) {
+    // A fast generator feeds a slow consumer through a passthrough: with a capacity of 4,
+    // no queue may hold more than one activation's worth beyond it.
+    Registry reg = Registry::standard();
+    reg.add(lambda_spec("slow", {{"in"}}, {{"out"}}, [](Context& ctx) {
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+        return ctx.send("out", std::move(ctx.value()));
+    }));
+    const std::string text = R"({"processes": {"gen": {"component": "range"},
+        "p": {"component": "passthrough"}, "s": {"component": "slow"}},
+      "connections": [)" + iip("gen", "start", "1000") +
+                             "," + conn("gen", "out", "p", "in") + "," +
+                             conn("p", "out", "s", "in") + R"(],
+      "outports": {"out": {"nodeId": "s", "portName": "out"}}})";
+    NetworkOptions opts;
+    opts.queue_capacity = 4;
+    auto r = run_graph(text, reg, opts);
+    ASSERT_TRUE(r.result) << r.result.error().message;
+    EXPECT_EQ(r.at("out").size(), 1000u);
+    const std::size_t bound = 4 + limits::kMaxFlowBatch;
+    EXPECT_LE(stats_of(*r.result, "p").queue_high_water, bound);
+    EXPECT_LE(stats_of(*r.result, "s").queue_high_water, bound);
+    // The generator was paced: it needed many activations, not one.
+    EXPECT_GE(stats_of(*r.result, "gen").calls, 1000 / limits::kMaxFlowBatch);
+}
+
+TEST(NetworkTest, AwaitAllInportsCollectsOnePacketPerInport) {
+    const std::string text = R"({"processes": {
+        "ga": {"component": "range", "metadata": {"count": 5}},
+        "gb": {"component": "range", "metadata": {"count": 5, "from": 100}},
+        "z": {"component": "zip"}},
+      "connections": [)" + iip("ga", "start", "true") +
+                             "," + iip("gb", "start", "true") + "," + conn("ga", "out", "z", "a") +
+                             "," + conn("gb", "out", "z", "b") + R"(],
+      "outports": {"pairs": {"nodeId": "z", "portName": "out"}}})";
+    auto r = run_graph(text);
+    ASSERT_TRUE(r.result) << r.result.error().message;
+    ASSERT_EQ(r.at("pairs").size(), 5u);
+    for (std::int64_t i = 0; i < 5; ++i)
+        EXPECT_EQ(r.at("pairs")[static_cast<std::size_t>(i)],
+                  (json::value{{"a", i}, {"b", 100 + i}}));
+    EXPECT_EQ(stats_of(*r.result, "z").calls, 5u);
+}
+
+TEST(NetworkTest, AwaitAllLeftoversEndTheRunInsteadOfHanging) {
+    const std::string text = R"({"processes": {
+        "ga": {"component": "range", "metadata": {"count": 3}}, "z": {"component": "zip"}},
+      "connections": [)" + iip("ga", "start", "true") +
+                             "," + iip("z", "b", "\"once\"") + "," + conn("ga", "out", "z", "a") +
+                             R"(],
+      "outports": {"pairs": {"nodeId": "z", "portName": "out"}}})";
+    auto r = run_graph(text);
+    ASSERT_TRUE(r.result) << r.result.error().message;
+    EXPECT_EQ(r.at("pairs").size(), 1u);
+
+    // The same with a generator paced by the stuck queue: it still runs to its end.
+    NetworkOptions opts;
+    opts.queue_capacity = 2;
+    const std::string paced = R"({"processes": {
+        "ga": {"component": "range", "metadata": {"count": 1000}}, "z": {"component": "zip"}},
+      "connections": [)" + iip("ga", "start", "true") +
+                              "," + iip("z", "b", "\"once\"") + "," + conn("ga", "out", "z", "a") +
+                              R"(],
+      "outports": {"pairs": {"nodeId": "z", "portName": "out"}}})";
+    r = run_graph(paced, Registry::standard(), opts);
+    ASSERT_TRUE(r.result) << r.result.error().message;
+    EXPECT_EQ(r.at("pairs").size(), 1u);
+    EXPECT_EQ(stats_of(*r.result, "ga").packets_out, 1000u);
+}
+
+namespace {
+Registry with_failing() {
+    Registry reg = Registry::standard();
+    reg.add(lambda_spec("odd_fails", {{"in"}}, {{"out"}}, [](Context& ctx) -> Result<void> {
+        if (ctx.value().as_int64() % 2 == 1)
+            return fail(Errc::invalid_argument, "odd number " + to_json_string(ctx.value()));
+        return ctx.send("out", std::move(ctx.value()));
+    }));
+    return reg;
+}
+}  // namespace
+
+TEST(NetworkTest, ErrorsGoToTheErrorOutportWhenConnected) {
+    const std::string text = R"({"processes": {"gen": {"component": "range"},
+        "f": {"component": "odd_fails"}, "errs": {"component": "passthrough"}},
+      "connections": [)" + iip("gen", "start", "10") +
+                             "," + conn("gen", "out", "f", "in") + "," +
+                             conn("f", "error", "errs", "in") + R"(],
+      "outports": {"ok": {"nodeId": "f", "portName": "out"},
+                   "errors": {"nodeId": "errs", "portName": "out"}}})";
+    auto r = run_graph(text, with_failing());
+    ASSERT_TRUE(r.result) << r.result.error().message;
+    EXPECT_EQ(r.at("ok").size(), 5u);
+    ASSERT_EQ(r.at("errors").size(), 5u);
+    const auto& e = r.at("errors")[0].as_object();
+    EXPECT_EQ(e.at("node"), json::value("f"));
+    EXPECT_EQ(e.at("port"), json::value("in"));
+    EXPECT_EQ(e.at("error").at("message"), json::value("odd number 1"));
+    EXPECT_EQ(stats_of(*r.result, "f").errors, 5u);
+}
+
+TEST(NetworkTest, AnUnroutedErrorStopsTheRunNamingNodePortAndCause) {
+    const std::string text = R"({"processes": {"gen": {"component": "range"},
+        "f": {"component": "odd_fails"}},
+      "connections": [)" + iip("gen", "start", "10") +
+                             "," + conn("gen", "out", "f", "in") + R"(],
+      "outports": {"ok": {"nodeId": "f", "portName": "out"}}})";
+    auto r = run_graph(text, with_failing());
+    ASSERT_FALSE(r.result);
+    EXPECT_EQ(r.result.error().message, "node 'f' (odd_fails) failed on inport 'in': odd number 1");
+    EXPECT_EQ(r.result.error().data.at("node"), json::value("f"));
+    EXPECT_EQ(r.result.error().data.at("port"), json::value("in"));
+}
+
+TEST(NetworkTest, StandardComponents) {
+    const std::string path = "/tmp/sandflow-flow-collect-" + std::to_string(::getpid()) + ".jsonl";
+    const std::string text =
+        R"({"processes": {
+        "split": {"component": "split"},
+        "big": {"component": "filter", "metadata": {"path": "$.v", "gt": 2}},
+        "join": {"component": "join", "metadata": {"size": 2}},
+        "rest": {"component": "join"},
+        "merge": {"component": "merge"},
+        "collect": {"component": "collect", "metadata": {"path": ")" +
+        path + R"("}},
+        "delay": {"component": "delay", "metadata": {"ms": 5}},
+        "timer": {"component": "timer", "metadata": {"interval": 1, "count": 3}}},
+      "connections": [)" +
+        iip("split", "in", R"([{"v": 1}, {"v": 5}, {"v": 3}, {"v": 0}])") + "," +
+        conn("split", "out", "big", "in") + "," + conn("big", "out", "join", "in") + "," +
+        conn("big", "rejected", "rest", "in") + "," + conn("join", "out", "merge", "in1") + "," +
+        conn("rest", "out", "merge", "in2") + "," + conn("merge", "out", "collect", "in") + "," +
+        iip("delay", "in", "\"late\"") + "," + iip("timer", "start", "1") +
+        R"(],
+      "outports": {"merged": {"nodeId": "merge", "portName": "out"},
+                   "late": {"nodeId": "delay", "portName": "out"},
+                   "ticks": {"nodeId": "timer", "portName": "tick"},
+                   "collected": {"nodeId": "collect", "portName": "count"}}})";
+    auto r = run_graph(text);
+    ASSERT_TRUE(r.result) << r.result.error().message;
+    // join(size 2) sends [{v:5},{v:3}]; the unsized join sends the rest when idle.
+    ASSERT_EQ(r.at("merged").size(), 2u);
+    EXPECT_EQ(r.at("merged")[0], (json::value{{{"v", 5}}, {{"v", 3}}}));
+    EXPECT_EQ(r.at("merged")[1], (json::value{{{"v", 1}}, {{"v", 0}}}));
+    EXPECT_EQ(r.at("late"), (std::vector<json::value>{"late"}));
+    EXPECT_EQ(r.at("ticks"), (std::vector<json::value>{0, 1, 2}));
+    EXPECT_EQ(r.at("collected").back(), json::value(2));
+    std::ifstream in(path);
+    std::string line;
+    std::vector<std::string> lines;
+    while (std::getline(in, line)) lines.push_back(line);
+    std::filesystem::remove(path);
+    EXPECT_EQ(lines, (std::vector<std::string>{R"([{"v":5},{"v":3}])", R"([{"v":1},{"v":0}])"}));
+}
+
+TEST(NetworkTest, CyclesRunToCompletion) {
+    // A countdown loop: n -> dec -> back into the same node while n > 0.
+    Registry reg = Registry::standard();
+    reg.add(lambda_spec("dec", {{"in"}}, {{"again"}, {"done"}}, [](Context& ctx) {
+        const auto n = ctx.value().as_int64();
+        return n > 0 ? ctx.send("again", n - 1) : ctx.send("done", n);
+    }));
+    const std::string text = R"({"processes": {"d": {"component": "dec"}},
+      "connections": [)" + iip("d", "in", "1000") +
+                             "," + conn("d", "again", "d", "in") + R"(],
+      "outports": {"done": {"nodeId": "d", "portName": "done"}}})";
+    auto r = run_graph(text, reg);
+    ASSERT_TRUE(r.result) << r.result.error().message;
+    EXPECT_EQ(r.at("done"), (std::vector<json::value>{0}));
+    EXPECT_EQ(stats_of(*r.result, "d").calls, 1001u);
+}
+
+TEST(NetworkTest, ExportedInportsTakePacketsBeforeTheRun) {
+    auto g = parse_graph(R"({"processes": {"p": {"component": "passthrough"}},
+        "inports": {"x": {"nodeId": "p", "portName": "in"}},
+        "outports": {"y": {"nodeId": "p", "portName": "out"}}})",
+                         "t");
+    ASSERT_TRUE(g);
+    std::vector<json::value> got;
+    NetworkOptions opts;
+    opts.on_output = [&](std::string_view, const json::value& v) { got.push_back(v); };
+    auto net = Network::build(*g, Registry::standard(), nullptr, nullptr, std::move(opts));
+    ASSERT_TRUE(net);
+    EXPECT_FALSE((*net)->send("nope", 1));
+    ASSERT_TRUE((*net)->send("x", "hello"));
+    ASSERT_TRUE((*net)->run());
+    EXPECT_EQ(got, (std::vector<json::value>{"hello"}));
+}
+
+TEST(NetworkTest, TraceSeesEveryHop) {
+    const std::string text = R"({"processes": {"gen": {"component": "range"},
+        "p": {"component": "passthrough"}},
+      "connections": [)" + iip("gen", "start", "3") +
+                             "," + conn("gen", "out", "p", "in") + R"(],
+      "outports": {"out": {"nodeId": "p", "portName": "out"}}})";
+    std::mutex mu;
+    std::vector<std::string> hops;
+    NetworkOptions opts;
+    opts.on_trace = [&](const TraceEvent& e) {
+        std::lock_guard l(mu);
+        hops.push_back(std::string(e.from_node) + "." + std::string(e.from_port) + ">" +
+                       std::string(e.to_node) + "." + std::string(e.to_port) + ":" +
+                       std::to_string(e.size));
+    };
+    auto r = run_graph(text, Registry::standard(), opts);
+    ASSERT_TRUE(r.result);
+    std::multiset<std::string> got(hops.begin(), hops.end());
+    EXPECT_EQ(got.count("gen.out>p.in:1"), 3u);
+    EXPECT_EQ(got.count("p.out>.out:1"), 3u);
+    EXPECT_EQ(got.count(">gen.start:1"), 0u);  // initial packets are not hops
+}
+
+TEST(NetworkTest, FilterPathsInEveryNotation) {
+    const json::value doc = {{"a", {{"b", {10, 20, {{"c", "x"}}}}}}};
+    for (const char* p : {"$.a.b[2].c", "a.b.2.c", "/a/b/2/c"}) {
+        auto path = JsonPath::parse(p);
+        ASSERT_TRUE(path);
+        const json::value* v = path->find(doc);
+        ASSERT_NE(v, nullptr) << p;
+        EXPECT_EQ(*v, json::value("x"));
+    }
+    auto missing = JsonPath::parse("$.a.b[7]");
+    ASSERT_TRUE(missing);
+    EXPECT_EQ(missing->find(doc), nullptr);
+    auto root = JsonPath::parse("$");
+    ASSERT_TRUE(root);
+    EXPECT_EQ(root->find(doc), &doc);
+}

@@ -1,0 +1,301 @@
+// Graphs with sandboxed script actors (real /usr/bin/python3 and /usr/bin/node workers on
+// the `none` backend): await_all_inports, back-pressure into and out of a sandbox, error
+// routing, and the same graph on the embedded runtime and on a runtime server
+// (`sandflow serve`, through the C++ client) giving the same results.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "flow/graph.hpp"
+#include "flow/network.hpp"
+#include "flow/remote.hpp"
+#include "sandbox/none/none_backend.hpp"
+
+using namespace sandflow;
+using namespace sandflow::flow;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string conn(const std::string& from, const std::string& fport, const std::string& to,
+                 const std::string& tport) {
+    return R"({"from": {"nodeId": ")" + from + R"(", "portName": ")" + fport +
+           R"("}, "to": {"nodeId": ")" + to + R"(", "portName": ")" + tport + R"("}})";
+}
+std::string iip(const std::string& to, const std::string& port, const std::string& data) {
+    return R"({"from": {"nodeId": "", "portName": ""}, "to": {"nodeId": ")" + to +
+           R"(", "portName": ")" + port + R"("}, "data": )" + data + "}";
+}
+
+const char* kAdd = R"(@actor({"component": "add", "inports": ["a", "b"], "outports": ["sum"],
+        "await_all_inports": True})
+def process(context):
+    return {"sum": context.get_input("a") + context.get_input("b")}
+)";
+
+const char* kSlow = R"(import time
+@actor({"component": "slow", "inports": ["in"], "outports": ["out"]})
+def process(context):
+    time.sleep(0.001)
+    return {"out": context.get_input("in")}
+)";
+
+const char* kStreamer = R"(@actor({"component": "streamer", "inports": ["n"], "outports": ["item"]})
+async def process(context):
+    for i in range(context.get_input("n")):
+        await context.send_output("item", i)
+)";
+
+const char* kOddFails =
+    R"(@actor({"component": "odd_fails", "inports": ["in"], "outports": ["out"]})
+def process(context):
+    n = context.get_input("in")
+    if n % 2:
+        raise ValueError("odd %d" % n)
+    return {"out": n}
+)";
+
+const char* kStats = R"(@actor({"component": "stats", "inports": ["value"], "outports": ["total"]})
+async def process(context):
+    total = await context.get_state("total", 0) + context.get_input("value")
+    await context.set_state("total", total)
+    await context.send_output("total", total)
+)";
+
+const char* kJsTag = R"(const metadata = {component: 'tag_js', inports: ['in'], outports: ['out']};
+async function process(context) {
+    await context.sendOutput('out', {n: context.getInput('in'), via: 'js'});
+    return {};
+}
+)";
+
+class ScriptFlowTest : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        char tmpl[] = "/tmp/sandflow-flow-test-XXXXXX";
+        ASSERT_NE(::mkdtemp(tmpl), nullptr);
+        dir_ = tmpl;
+        for (auto [name, text] : {std::pair{"add.actor.py", kAdd},
+                                  {"slow.actor.py", kSlow},
+                                  {"streamer.actor.py", kStreamer},
+                                  {"odd_fails.actor.py", kOddFails},
+                                  {"stats.actor.py", kStats},
+                                  {"tag.actor.js", kJsTag}})
+            std::ofstream(dir_ / name) << text;
+        catalog_ = ScriptCatalog::discover({dir_});
+        host_ = embedded_host(backend_);
+        // A native consumer slower than any script producer.
+        ComponentSpec slow = *registry_.find("passthrough");
+        slow.name = "slow_native";
+        slow.make = [](const json::object&) -> Result<std::unique_ptr<Component>> {
+            struct Slow : Component {
+                Result<void> process(Context& ctx) override {
+                    std::this_thread::sleep_for(std::chrono::microseconds(300));
+                    return ctx.send("out", std::move(ctx.value()));
+                }
+            };
+            return std::make_unique<Slow>();
+        };
+        registry_.add(std::move(slow));
+    }
+    void TearDown() override { fs::remove_all(dir_); }
+
+    struct Run {
+        Result<RunReport> result = fail(Errc::internal, "not run");
+        std::map<std::string, std::vector<json::value>> out;
+    };
+
+    Run run(const std::string& text, NetworkOptions opts = {}, ScriptHost* host = nullptr) {
+        Run r;
+        auto g = parse_graph(text, "t.graph.json");
+        EXPECT_TRUE(g) << (g ? "" : g.error().message);
+        if (!g) return r;
+        auto* out = &r.out;
+        opts.on_output = [out](std::string_view port, const json::value& v) {
+            (*out)[std::string(port)].push_back(v);
+        };
+        opts.on_log = [](std::string_view, std::string_view) {};
+        auto net =
+            Network::build(*g, registry_, &catalog_, host ? host : host_.get(), std::move(opts));
+        EXPECT_TRUE(net) << (net ? "" : net.error().message);
+        if (!net) return r;
+        r.result = (*net)->run();
+        return r;
+    }
+
+    static const NodeStats& stats_of(const RunReport& r, const std::string& id) {
+        for (const auto& n : r.nodes)
+            if (n.id == id) return n;
+        throw std::runtime_error("no node " + id);
+    }
+
+    fs::path dir_;
+    sandbox::NoneBackend backend_;
+    ScriptCatalog catalog_;
+    Registry registry_ = Registry::standard();
+    std::unique_ptr<ScriptHost> host_;
+};
+
+// The graph used by the embedded-vs-remote comparison: fan-out to a Python and a JS
+// actor, state in the Python one, native nodes around them.
+std::string comparison_graph() {
+    return R"({"processes": {"gen": {"component": "range", "metadata": {"from": 1}},
+        "stats": {"component": "stats"}, "tag": {"component": "tag_js"},
+        "count": {"component": "counter"}},
+      "connections": [)" +
+           iip("gen", "start", "50") + "," + conn("gen", "out", "stats", "value") + "," +
+           conn("gen", "out", "tag", "in") + "," + conn("tag", "out", "count", "in") + R"(],
+      "outports": {"total": {"nodeId": "stats", "portName": "total"},
+                   "tagged": {"nodeId": "count", "portName": "out"},
+                   "count": {"nodeId": "count", "portName": "count"}}})";
+}
+
+}  // namespace
+
+TEST_F(ScriptFlowTest, AwaitAllInportsCollectsOnePacketPerInportBeforeACall) {
+    auto r = run(R"({"processes": {"ga": {"component": "range", "metadata": {"count": 20}},
+        "gb": {"component": "range", "metadata": {"count": 20, "from": 1000}},
+        "add": {"component": "add"}},
+      "connections": [)" +
+                 iip("ga", "start", "true") + "," + iip("gb", "start", "true") + "," +
+                 conn("ga", "out", "add", "a") + "," + conn("gb", "out", "add", "b") + R"(],
+      "outports": {"sum": {"nodeId": "add", "portName": "sum"}}})");
+    ASSERT_TRUE(r.result) << r.result.error().message;
+    ASSERT_EQ(r.out["sum"].size(), 20u);
+    for (std::int64_t i = 0; i < 20; ++i)
+        EXPECT_EQ(r.out["sum"][static_cast<std::size_t>(i)], json::value(1000 + 2 * i));
+    EXPECT_EQ(stats_of(*r.result, "add").calls, 20u);
+}
+
+TEST_F(ScriptFlowTest, FastProducerSlowSandboxedConsumerKeepsQueuesBounded) {
+    NetworkOptions opts;
+    opts.queue_capacity = 4;
+    auto r = run(R"({"processes": {"gen": {"component": "range"}, "p": {"component": "passthrough"},
+        "slow": {"component": "slow"}},
+      "connections": [)" +
+                     iip("gen", "start", "400") + "," + conn("gen", "out", "p", "in") + "," +
+                     conn("p", "out", "slow", "in") + R"(],
+      "outports": {"out": {"nodeId": "slow", "portName": "out"}}})",
+                 opts);
+    ASSERT_TRUE(r.result) << r.result.error().message;
+    ASSERT_EQ(r.out["out"].size(), 400u);
+    for (std::size_t i = 0; i < 400; ++i) EXPECT_EQ(r.out["out"][i], json::value(i));
+    // The slow script paced the passthrough, which paced the generator.
+    EXPECT_LE(stats_of(*r.result, "slow").queue_high_water, 4 + limits::kMaxFlowBatch);
+    EXPECT_LE(stats_of(*r.result, "p").queue_high_water, 4 + limits::kMaxFlowBatch);
+    EXPECT_GE(stats_of(*r.result, "gen").calls, 400 / limits::kMaxFlowBatch);
+}
+
+TEST_F(ScriptFlowTest, StreamingScriptWaitsForItsSlowConsumer) {
+    // One call streams 500 outputs; the consumer is slow. The script's sends block while
+    // the consumer's queue is full, so it never holds more than the capacity.
+    NetworkOptions opts;
+    opts.queue_capacity = 4;
+    auto r = run(R"({"processes": {"s": {"component": "streamer"},
+        "c": {"component": "slow_native"}},
+      "connections": [)" +
+                     iip("s", "n", "500") + "," + conn("s", "item", "c", "in") + R"(],
+      "outports": {"out": {"nodeId": "c", "portName": "out"}}})",
+                 opts);
+    ASSERT_TRUE(r.result) << r.result.error().message;
+    ASSERT_EQ(r.out["out"].size(), 500u);
+    for (std::size_t i = 0; i < 500; ++i) EXPECT_EQ(r.out["out"][i], json::value(i));
+    EXPECT_LE(stats_of(*r.result, "c").queue_high_water, 4u);
+    EXPECT_EQ(stats_of(*r.result, "s").calls, 1u);
+}
+
+TEST_F(ScriptFlowTest, ScriptErrorsAreRoutedOrStopTheRun) {
+    const std::string routed =
+        R"({"processes": {"gen": {"component": "range"}, "f": {"component": "odd_fails"},
+        "e": {"component": "passthrough"}},
+      "connections": [)" +
+        iip("gen", "start", "6") + "," + conn("gen", "out", "f", "in") + "," +
+        conn("f", "error", "e", "in") + R"(],
+      "outports": {"ok": {"nodeId": "f", "portName": "out"},
+                   "errors": {"nodeId": "e", "portName": "out"}}})";
+    auto r = run(routed);
+    ASSERT_TRUE(r.result) << r.result.error().message;
+    EXPECT_EQ(r.out["ok"], (std::vector<json::value>{0, 2, 4}));
+    ASSERT_EQ(r.out["errors"].size(), 3u);
+    const auto& err = r.out["errors"][0].as_object().at("error").as_object();
+    EXPECT_EQ(err.at("code"), json::value("script"));
+    EXPECT_NE(json::value_to<std::string>(err.at("message")).find("odd 1"), std::string::npos);
+
+    const std::string unrouted =
+        R"({"processes": {"gen": {"component": "range"}, "f": {"component": "odd_fails"}},
+      "connections": [)" +
+        iip("gen", "start", "6") + "," + conn("gen", "out", "f", "in") + R"(],
+      "outports": {"ok": {"nodeId": "f", "portName": "out"}}})";
+    r = run(unrouted);
+    ASSERT_FALSE(r.result);
+    EXPECT_EQ(r.result.error().code, Errc::script);
+    EXPECT_NE(r.result.error().message.find("node 'f' (odd_fails) failed on inport 'in': "),
+              std::string::npos)
+        << r.result.error().message;
+    EXPECT_NE(r.result.error().message.find("odd 1"), std::string::npos);
+}
+
+namespace {
+
+// `sandflow serve` on a free loopback port, stopped at the end.
+class Server {
+  public:
+    Server() {
+        int fds[2];
+        if (::pipe(fds) != 0) return;
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            ::dup2(fds[1], 1);
+            ::close(fds[0]);
+            ::close(fds[1]);
+            ::execl(SANDFLOW_BINARY, SANDFLOW_BINARY, "--log-level", "error", "serve", "--listen",
+                    "127.0.0.1:0", "--backend", "none", "--insecure-no-sandbox",
+                    static_cast<char*>(nullptr));
+            ::_exit(127);
+        }
+        ::close(fds[1]);
+        std::string line;
+        char c;
+        while (::read(fds[0], &c, 1) == 1 && c != '\n') line += c;
+        ::close(fds[0]);
+        auto v = parse_json(line, "serve output");
+        if (v && v->is_object())
+            if (const auto* u = v->get_object().if_contains("listening"); u && u->is_string())
+                url_ = std::string(u->get_string());
+    }
+    ~Server() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGTERM);
+            int st = 0;
+            ::waitpid(pid_, &st, 0);
+        }
+    }
+    const std::string& url() const { return url_; }
+
+  private:
+    pid_t pid_ = -1;
+    std::string url_;
+};
+
+}  // namespace
+
+TEST_F(ScriptFlowTest, EmbeddedAndRemoteRuntimesGiveTheSameResults) {
+    auto embedded = run(comparison_graph());
+    ASSERT_TRUE(embedded.result) << embedded.result.error().message;
+    ASSERT_EQ(embedded.out["total"].size(), 50u);
+    EXPECT_EQ(embedded.out["total"].back(), json::value(50 * 51 / 2));
+    EXPECT_EQ(embedded.out["tagged"][0], (json::value{{"n", 1}, {"via", "js"}}));
+
+    Server server;
+    ASSERT_FALSE(server.url().empty()) << "sandflow serve did not start";
+    auto remote_host_ = remote_host({server.url(), "", {}});
+    auto remote = run(comparison_graph(), {}, remote_host_.get());
+    ASSERT_TRUE(remote.result) << remote.result.error().message;
+    EXPECT_EQ(remote.out, embedded.out);
+}
