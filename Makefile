@@ -38,6 +38,8 @@ run: build
 
 bench: build
 	$(BUILD)/bench/sandflow_bench
+	$(BUILD)/bench/sandflow_server_bench
+	$(BUILD)/bench/flow_bench
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp')

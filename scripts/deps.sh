@@ -9,7 +9,9 @@ packages=(
     libboost1.81-dev libboost-json1.81-dev
     libcli11-dev libspdlog-dev libfmt-dev libexpected-dev
     libgtest-dev libgmock-dev
+    libseccomp-dev
     python3 nodejs
+    python3-websockets
 )
 
 missing=()

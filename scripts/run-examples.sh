@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# `make run`: inspects and runs every example actor through `sandflow exec`.
-# Only the insecure `none` backend exists in this build, so the flag that allows it is
-# passed explicitly (and sandflow says so loudly on stderr).
+# `make run`: inspects and runs every example actor through `sandflow exec`, then runs an
+# example graph through the runtime server. Every script runs in the default sandbox
+# (`sandflow doctor` explains a host where it cannot).
 set -euo pipefail
 bin=${1:-build/sandflow}
 ex=$(cd "$(dirname "$0")/../examples/actors" && pwd)
 run() {
     echo
     echo "\$ sandflow exec $*"
-    "$bin" exec --insecure-no-sandbox "$@" || echo "(exit status $?)"
+    "$bin" exec "$@" || echo "(exit status $?)"
 }
 
 echo "== metadata, read without running the script"
@@ -36,3 +36,21 @@ run "$ex/js/tokenize.actor.js" --input text='"The quick brown fox jumps over the
     --config '{"stopwords": ["the"]}'
 run "$ex/js/chunker.actor.js" --input items='[1, 2, 3, 4, 5]' --config '{"size": 2, "delayMs": 50}'
 run "$ex/js/validate_order.actor.js" --input order='{"id": "A7", "quantity": 0}'
+
+echo
+echo "== A flow graph through the runtime server: Python and JavaScript actors with native"
+echo "   nodes (fan-out, state, streaming, error routing), examples/graphs/orders.graph.json"
+graphs=$(cd "$(dirname "$0")/../examples/graphs" && pwd)
+serve_out=$(mktemp)
+"$bin" serve --listen 127.0.0.1:0 >"$serve_out" &
+serve_pid=$!
+trap 'kill "$serve_pid" 2>/dev/null || true; wait "$serve_pid" 2>/dev/null || true; rm -f "$serve_out"' EXIT
+for _ in $(seq 100); do grep -q listening "$serve_out" && break; sleep 0.1; done
+url=$(sed -n 's/.*"listening":"\([^"]*\)".*/\1/p' "$serve_out")
+if [ -z "$url" ]; then
+    echo "(the runtime server did not start)"
+    exit 1
+fi
+echo "\$ sandflow serve --listen 127.0.0.1:0    # listening on $url"
+echo "\$ sandflow run $graphs/orders.graph.json --runtime $url"
+"$bin" run "$graphs/orders.graph.json" --runtime "$url" || echo "(exit status $?)"

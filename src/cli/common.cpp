@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "core/log.hpp"
+#include "sandbox/namespace/namespace_backend.hpp"
 
 namespace sandflow::cli {
 
@@ -22,7 +23,7 @@ int report(const Error& e) {
 
 void add_backend_flags(CLI::App& cmd, BackendFlags& flags) {
     cmd.add_option("--backend", flags.name,
-                   "Sandbox backend: auto (the strongest this host supports) or none")
+                   "Sandbox backend: auto (the strongest this host supports), namespace, or none")
         ->default_str("auto");
     cmd.add_flag("--insecure-no-sandbox", flags.insecure_no_sandbox,
                  "Allow the 'none' backend: run scripts as plain subprocesses with NO isolation "
@@ -33,12 +34,20 @@ Result<std::unique_ptr<sandbox::Backend>> open_backend(const BackendFlags& flags
     sandbox::BackendOptions opts;
     opts.allow_insecure = flags.insecure_no_sandbox;
     if (flags.name == "auto") {
-        // No isolating backend is built yet: auto falls back to `none` only when the user
-        // explicitly allowed running without a sandbox.
+        // The strongest backend that runs here: the namespace sandbox (probed once, by
+        // starting one). `none` only when the user explicitly allowed no isolation.
+        auto probe = sandbox::NamespaceBackend::probe();
+        if (probe) return sandbox::make_backend("namespace", opts);
         if (!flags.insecure_no_sandbox)
             return fail(Errc::sandbox_unavailable,
-                        "no isolating sandbox backend is available in this build; pass "
-                        "--insecure-no-sandbox to run trusted scripts without isolation");
+                        "no isolating sandbox backend can run on this host: " +
+                            probe.error().message +
+                            ". Fix that (see `sandflow doctor`), or pass --insecure-no-sandbox "
+                            "to run trusted scripts without isolation",
+                        {{"backend", "auto"}});
+        spdlog::warn("the namespace sandbox cannot run here ({}); falling back to 'none' as "
+                     "--insecure-no-sandbox allows",
+                     probe.error().message);
         return sandbox::make_backend("none", opts);
     }
     return sandbox::make_backend(flags.name, opts);

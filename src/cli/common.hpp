@@ -35,5 +35,9 @@ Result<std::unique_ptr<sandbox::Backend>> open_backend(const BackendFlags& flags
 // Subcommands: each registers itself and returns the status of its run.
 void register_inspect(CLI::App& app, int& status);
 void register_exec(CLI::App& app, int& status);
+void register_doctor(CLI::App& app, int& status);
+void register_serve(CLI::App& app, int& status);
+void register_call(CLI::App& app, int& status);
+void register_run(CLI::App& app, int& status);
 
 }  // namespace sandflow::cli

@@ -19,6 +19,10 @@ int main(int argc, char** argv) {
     int status = 0;
     sandflow::cli::register_inspect(app, status);
     sandflow::cli::register_exec(app, status);
+    sandflow::cli::register_doctor(app, status);
+    sandflow::cli::register_serve(app, status);
+    sandflow::cli::register_call(app, status);
+    sandflow::cli::register_run(app, status);
     app.parse_complete_callback([&] { sandflow::init_logging(log_level); });
     try {
         app.parse(argc, argv);

@@ -33,3 +33,39 @@ namespace sandflow::limits {
 // Nesting of any JSON document Sandflow parses (frames, CLI arguments).
 inline constexpr std::size_t kMaxJsonDepth = 256;
 }  // namespace sandflow::limits
+
+namespace sandflow::limits {
+// Runtime server (docs/protocol.md). Everything a WebSocket peer sends is bounded here.
+inline constexpr std::size_t kMaxRpcMessageBytes = 16u << 20;  // one message, decompressed
+inline constexpr std::size_t kMaxRpcDepth = 64;                // JSON nesting in one message
+inline constexpr std::size_t kMaxRpcBatch = 256;               // requests in one batch
+inline constexpr std::size_t kMaxRpcMethodBytes = 64;          // length of a method name
+inline constexpr std::size_t kMaxRpcIdBytes = 256;             // length of a string id
+inline constexpr std::size_t kMaxHttpHeaderBytes = 16u << 10;  // HTTP request head
+inline constexpr std::size_t kMaxCallsPerConnection = 256;     // calls in flight, one socket
+inline constexpr std::size_t kMaxCallsTotal = 8192;            // calls in flight, all sockets
+inline constexpr std::size_t kMaxConnections = 1024;           // open sockets
+inline constexpr std::size_t kMaxSendQueueBytes = 64u << 20;   // unsent bytes per socket
+inline constexpr std::size_t kMaxActors = 4096;                // registered components
+inline constexpr std::size_t kMaxInstances = 1024;             // live instances (sandboxes)
+inline constexpr std::size_t kMaxInstanceIdBytes = 128;        // length of an instance_id
+inline constexpr std::size_t kMaxDiscoveredFiles = 10'000;     // files scanned under --actors
+inline constexpr std::chrono::milliseconds kHandshakeTimeout{10'000};
+inline constexpr std::chrono::milliseconds kIdleTimeout{60'000};  // no traffic, no pong
+inline constexpr std::chrono::milliseconds kDrainGrace{10'000};   // SIGTERM: finish calls
+}  // namespace sandflow::limits
+
+namespace sandflow::limits {
+// Flow engine (docs/flow.md). A graph file is untrusted input: every count is checked
+// before the engine allocates for it.
+inline constexpr std::size_t kMaxGraphBytes = 16u << 20;        // graph file size
+inline constexpr std::size_t kMaxGraphNodes = 10'000;           // processes
+inline constexpr std::size_t kMaxGraphConnections = 100'000;    // connections + initial packets
+inline constexpr std::size_t kMaxGraphExports = 1'000;          // exported inports + outports
+inline constexpr std::size_t kMaxGraphGroups = 1'000;           // groups
+inline constexpr std::size_t kMaxGraphIdBytes = 256;            // a node id, port or component name
+inline constexpr std::size_t kMaxScriptNodes = 256;             // sandboxed nodes in one graph
+inline constexpr std::size_t kDefaultFlowQueueCapacity = 64;    // packets queued per inport
+inline constexpr std::size_t kMaxFlowQueueCapacity = 1u << 20;  // --queue-capacity
+inline constexpr std::size_t kMaxFlowBatch = 64;                // packets per native activation
+}  // namespace sandflow::limits

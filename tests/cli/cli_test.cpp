@@ -92,15 +92,42 @@ TEST(Cli, InspectErrorNamesFileLineColumn) {
 }
 
 TEST(Cli, ExecRefusesToRunWithoutASandboxUnlessAllowed) {
-    auto r = run_cli({"exec", example("python/double.actor.py"), "--input", "input=21"});
+    auto r = run_cli(
+        {"exec", example("python/double.actor.py"), "--input", "input=21", "--backend", "none"});
     EXPECT_EQ(r.status, 3);
     EXPECT_NE(r.err.find("--insecure-no-sandbox"), std::string::npos) << r.err;
     EXPECT_TRUE(r.out.empty());
 }
 
+TEST(Cli, DoctorPrintsEachMechanismAndExitsZeroWhenTheSandboxRuns) {
+    auto r = run_cli({"doctor"});
+    for (const char* m : {"user namespace", "pid namespace", "mount namespace",
+                          "network namespace", "seccomp-bpf", "Landlock", "cgroup memory limit",
+                          "namespace sandbox (end to end)"})
+        EXPECT_NE(r.out.find(m), std::string::npos) << m << "\n" << r.out;
+    if (r.out.find("CANNOT run here") != std::string::npos) {
+        EXPECT_EQ(r.status, 3) << r.out;
+        GTEST_SKIP() << "the namespace sandbox cannot run here:\n" << r.out;
+    }
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("default backend: namespace (works on this host)"), std::string::npos);
+}
+
+TEST(Cli, ExecRunsInTheNamespaceSandboxByDefault) {
+    auto r = run_cli({"exec", example("python/double.actor.py"), "--input", "input=21"});
+    if (r.status == 3 && r.err.find("no isolating sandbox backend") != std::string::npos)
+        GTEST_SKIP() << "the namespace sandbox cannot run here: " << r.err;
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.err.find("INSECURE"), std::string::npos) << r.err;
+    auto lines = r.lines();
+    ASSERT_EQ(lines.size(), 2u) << r.out;
+    EXPECT_EQ(lines[0], (json::object{{"port", "output"}, {"data", 42}}));
+}
+
 TEST(Cli, ExecStreamsOutputsThenTheResult) {
     for (const char* script : {"python/double.actor.py", "js/double.actor.js"}) {
-        auto r = run_cli({"exec", example(script), "--input", "input=21", "--insecure-no-sandbox"});
+        auto r = run_cli({"exec", example(script), "--input", "input=21", "--backend", "none",
+                          "--insecure-no-sandbox"});
         ASSERT_EQ(r.status, 0) << r.err;
         EXPECT_NE(r.err.find("INSECURE"), std::string::npos) << r.err;
         auto lines = r.lines();
