@@ -8,53 +8,15 @@
 #include <sstream>
 
 #include "core/json.hpp"
+#include "support/test_support.hpp"
 
 using namespace sandflow;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Run {
-    int status = -1;
-    std::string out, err;
-    std::vector<json::object> lines() const {  // stdout as JSON lines
-        std::vector<json::object> v;
-        std::istringstream in(out);
-        std::string line;
-        while (std::getline(in, line)) {
-            auto j = parse_json(line, "stdout line");
-            EXPECT_TRUE(j && j->is_object()) << line;
-            if (j && j->is_object()) v.push_back(j->as_object());
-        }
-        return v;
-    }
-};
-
-std::string quote(const std::string& s) {
-    std::string q = "'";
-    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return q + "'";
-}
-
-Run run_cli(const std::vector<std::string>& args) {
-    char tmpl[] = "/tmp/sandflow-cli-XXXXXX";
-    EXPECT_NE(::mkdtemp(tmpl), nullptr);
-    const fs::path dir = tmpl;
-    std::string cmd = quote(SANDFLOW_BINARY);
-    for (const auto& a : args) cmd += " " + quote(a);
-    cmd += " >" + quote((dir / "out").string()) + " 2>" + quote((dir / "err").string()) +
-           " </dev/null";
-    const int raw = std::system(cmd.c_str());
-    Run r;
-    r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-    std::stringstream o, e;
-    o << std::ifstream(dir / "out").rdbuf();
-    e << std::ifstream(dir / "err").rdbuf();
-    r.out = o.str();
-    r.err = e.str();
-    fs::remove_all(dir);
-    return r;
-}
+using sandflow::testing::json_lines;
+using sandflow::testing::run_cli;
 
 std::string example(const std::string& rel) {
     return std::string(SANDFLOW_SOURCE_DIR) + "/examples/actors/" + rel;
@@ -101,9 +63,9 @@ TEST(Cli, ExecRefusesToRunWithoutASandboxUnlessAllowed) {
 
 TEST(Cli, DoctorPrintsEachMechanismAndExitsZeroWhenTheSandboxRuns) {
     auto r = run_cli({"doctor"});
-    for (const char* m : {"user namespace", "pid namespace", "mount namespace",
-                          "network namespace", "seccomp-bpf", "Landlock", "cgroup memory limit",
-                          "namespace sandbox (end to end)"})
+    for (const char* m :
+         {"user namespace", "pid namespace", "mount namespace", "network namespace", "seccomp-bpf",
+          "Landlock", "cgroup memory limit", "namespace sandbox (end to end)"})
         EXPECT_NE(r.out.find(m), std::string::npos) << m << "\n" << r.out;
     if (r.out.find("CANNOT run here") != std::string::npos) {
         EXPECT_EQ(r.status, 3) << r.out;
@@ -119,7 +81,7 @@ TEST(Cli, ExecRunsInTheNamespaceSandboxByDefault) {
         GTEST_SKIP() << "the namespace sandbox cannot run here: " << r.err;
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.err.find("INSECURE"), std::string::npos) << r.err;
-    auto lines = r.lines();
+    auto lines = json_lines(r.out);
     ASSERT_EQ(lines.size(), 2u) << r.out;
     EXPECT_EQ(lines[0], (json::object{{"port", "output"}, {"data", 42}}));
 }
@@ -130,7 +92,7 @@ TEST(Cli, ExecStreamsOutputsThenTheResult) {
                           "--insecure-no-sandbox"});
         ASSERT_EQ(r.status, 0) << r.err;
         EXPECT_NE(r.err.find("INSECURE"), std::string::npos) << r.err;
-        auto lines = r.lines();
+        auto lines = json_lines(r.out);
         ASSERT_EQ(lines.size(), 2u) << r.out;
         EXPECT_EQ(lines[0], (json::object{{"port", "output"}, {"data", 42}}));
         const auto& result = lines[1].at("result").as_object();
@@ -145,7 +107,7 @@ TEST(Cli, ExecRepeatKeepsStateOnOneWorker) {
                  "3", "--state", R"({"stats": {"count": 1, "sum": 2, "min": 2, "max": 2}})",
                  "--insecure-no-sandbox"});
     ASSERT_EQ(r.status, 0) << r.err;
-    auto lines = r.lines();
+    auto lines = json_lines(r.out);
     ASSERT_EQ(lines.size(), 6u) << r.out;
     EXPECT_EQ(lines[4].at("data").at("count").as_int64(), 4);
     EXPECT_EQ(lines[5].at("result").at("state").at("stats").at("sum").as_int64(), 14);
@@ -155,7 +117,7 @@ TEST(Cli, ExecStreamsSeveralOutputsInOrder) {
     auto r = run_cli({"exec", example("js/chunker.actor.js"), "--input", "items=[1,2,3,4,5]",
                       "--config", R"({"size": 2})", "--insecure-no-sandbox"});
     ASSERT_EQ(r.status, 0) << r.err;
-    auto lines = r.lines();
+    auto lines = json_lines(r.out);
     ASSERT_EQ(lines.size(), 7u) << r.out;
     EXPECT_EQ(lines[0].at("data"), (json::array{1, 2}));
     EXPECT_EQ(lines[2].at("data"), (json::array{3, 4}));
@@ -169,7 +131,7 @@ TEST(Cli, ScriptErrorExitsOneWithTraceback) {
     auto r = run_cli({"exec", example("python/validate_order.actor.py"), "--input",
                       R"(order={"id": "A7", "quantity": 0})", "--insecure-no-sandbox"});
     EXPECT_EQ(r.status, 1) << r.err;
-    auto lines = r.lines();
+    auto lines = json_lines(r.out);
     ASSERT_EQ(lines.size(), 1u);
     const auto& err = lines[0].at("error").as_object();
     EXPECT_EQ(err.at("code").as_string(), "script");
@@ -205,7 +167,7 @@ TEST(Cli, TimeoutExitsThree) {
         << "@actor({\"component\": \"spin\"})\ndef process(c):\n    while True:\n        pass\n";
     auto r = run_cli({"exec", p.string(), "--timeout", "200ms", "--insecure-no-sandbox"});
     EXPECT_EQ(r.status, 3) << r.err;
-    auto lines = r.lines();
+    auto lines = json_lines(r.out);
     ASSERT_EQ(lines.size(), 1u);
     EXPECT_EQ(lines[0].at("error").at("code").as_string(), "timeout");
     fs::remove(p);

@@ -10,53 +10,14 @@
 #include <sstream>
 
 #include "core/json.hpp"
+#include "support/test_support.hpp"
 
 using namespace sandflow;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Run {
-    int status = -1;
-    std::string out, err;
-    std::vector<json::object> lines(const std::string& text) const {
-        std::vector<json::object> v;
-        std::istringstream in(text);
-        std::string line;
-        while (std::getline(in, line)) {
-            if (line.empty() || line[0] != '{') continue;
-            auto j = parse_json(line, "line");
-            if (j && j->is_object()) v.push_back(j->as_object());
-        }
-        return v;
-    }
-};
-
-std::string quote(const std::string& s) {
-    std::string q = "'";
-    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return q + "'";
-}
-
-Run run_cli(const std::vector<std::string>& args) {
-    char tmpl[] = "/tmp/sandflow-run-cli-XXXXXX";
-    EXPECT_NE(::mkdtemp(tmpl), nullptr);
-    const fs::path dir = tmpl;
-    std::string cmd = quote(SANDFLOW_BINARY);
-    for (const auto& a : args) cmd += " " + quote(a);
-    cmd += " >" + quote((dir / "out").string()) + " 2>" + quote((dir / "err").string()) +
-           " </dev/null";
-    const int raw = std::system(cmd.c_str());
-    Run r;
-    r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-    std::stringstream o, e;
-    o << std::ifstream(dir / "out").rdbuf();
-    e << std::ifstream(dir / "err").rdbuf();
-    r.out = o.str();
-    r.err = e.str();
-    fs::remove_all(dir);
-    return r;
-}
+using sandflow::testing::run_cli;
 
 const std::string kGraph = std::string(SANDFLOW_SOURCE_DIR) + "/examples/graphs/orders.graph.json";
 
@@ -66,7 +27,7 @@ TEST(RunCliTest, ExampleGraphPrintsExportedOutputsOnStdout) {
     auto r = run_cli({"run", kGraph, "--backend", "none", "--insecure-no-sandbox"});
     ASSERT_EQ(r.status, 0) << r.err;
     std::map<std::string, std::vector<json::value>> by_port;
-    for (const auto& l : r.lines(r.out)) {
+    for (const auto& l : sandflow::testing::json_lines(r.out, false)) {
         ASSERT_EQ(l.size(), 2u) << json::serialize(l);
         by_port[json::value_to<std::string>(l.at("port"))].push_back(l.at("data"));
     }
@@ -86,10 +47,11 @@ TEST(RunCliTest, TraceLinesGoToStderr) {
         {"run", kGraph, "--backend", "none", "--insecure-no-sandbox", "--trace", "--no-summary"});
     ASSERT_EQ(r.status, 0) << r.err;
     std::size_t hops = 0;
-    for (const auto& l : r.lines(r.err))
+    for (const auto& l : sandflow::testing::json_lines(r.err, false))
         if (l.contains("time_us") && l.contains("size") && l.contains("node")) ++hops;
     EXPECT_GE(hops, 40u);
-    for (const auto& l : r.lines(r.out)) EXPECT_FALSE(l.contains("time_us"));
+    for (const auto& l : sandflow::testing::json_lines(r.out, false))
+        EXPECT_FALSE(l.contains("time_us"));
 }
 
 TEST(RunCliTest, GraphErrorsExitWithStatusTwo) {

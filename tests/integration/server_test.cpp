@@ -13,6 +13,7 @@
 #include "rpc/jsonrpc.hpp"
 #include "sandbox/none/none_backend.hpp"
 #include "server/server.hpp"
+#include "support/test_support.hpp"
 
 using namespace sandflow;
 namespace fs = std::filesystem;
@@ -308,16 +309,7 @@ TEST_F(ServerTest, InstancesHaveTheirOwnStateAndErrorsDoNotCommit) {
         if (i.at("instance_id") == "a") pid = static_cast<pid_t>(i.at("worker_pid").as_int64());
     ASSERT_GT(pid, 0);
     ::kill(pid, SIGKILL);
-    // Wait (bounded) until it is dead: a zombie, not yet reaped by the runtime.
-    const std::string stat = "/proc/" + std::to_string(pid) + "/stat";
-    bool zombie = false;
-    for (int i = 0; i < 500 && !zombie; ++i) {
-        std::string text;
-        std::getline(std::ifstream(stat), text);
-        zombie = text.find(") Z ") != std::string::npos;
-        if (!zombie) ::usleep(10'000);
-    }
-    ASSERT_TRUE(zombie);
+    ASSERT_TRUE(sandflow::testing::wait_for_zombie(pid)) << "worker " << pid << " did not die";
     // A sandbox that died while idle is replaced before the next call, which runs on the
     // committed state and is not lost.
     ok = result_of(p(7, "a", {{"by", 1}}));

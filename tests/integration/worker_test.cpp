@@ -10,6 +10,7 @@
 
 #include "runtime/instance.hpp"
 #include "sandbox/none/none_backend.hpp"
+#include "support/test_support.hpp"
 
 using namespace sandflow;
 namespace fs = std::filesystem;
@@ -567,16 +568,7 @@ TEST_F(WorkerTest, AWorkerThatDiedWhileIdleIsReplacedBeforeTheNextCall) {
     ASSERT_TRUE(inst->call(req({{"input", 1}}), rec.events()));
     const pid_t pid = inst->worker_pid();
     ASSERT_EQ(::kill(pid, SIGKILL), 0);
-    // Wait (bounded) until the kernel has turned it into a zombie: dead, not yet reaped.
-    const std::string stat = "/proc/" + std::to_string(pid) + "/stat";
-    bool zombie = false;
-    for (int i = 0; i < 500 && !zombie; ++i) {
-        std::string text;
-        std::getline(std::ifstream(stat), text);
-        zombie = text.find(") Z ") != std::string::npos;
-        if (!zombie) ::usleep(10'000);
-    }
-    ASSERT_TRUE(zombie) << "worker " << pid << " did not die";
+    ASSERT_TRUE(sandflow::testing::wait_for_zombie(pid)) << "worker " << pid << " did not die";
     auto r = inst->call(req({{"input", 2}}), rec.events());
     ASSERT_TRUE(r) << r.error().message;  // no call is lost to the idle death
     EXPECT_EQ(inst->worker_starts(), 2u);

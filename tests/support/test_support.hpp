@@ -1,0 +1,81 @@
+// Helpers shared by the test suites: running the built binary, and waiting for a process
+// to die. Header-only, so each test executable needs nothing more than this include.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/json.hpp"
+
+namespace sandflow::testing {
+
+struct CliRun {
+    int status = -1;  // exit status, -1 when killed by a signal
+    std::string out, err;
+};
+
+inline std::string shell_quote(const std::string& s) {
+    std::string q = "'";
+    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+}
+
+// Runs the built `sandflow` (SANDFLOW_BINARY) with `args`, stdin from /dev/null.
+inline CliRun run_cli(const std::vector<std::string>& args) {
+    char tmpl[] = "/tmp/sandflow-cli-XXXXXX";
+    EXPECT_NE(::mkdtemp(tmpl), nullptr);
+    const std::filesystem::path dir = tmpl;
+    std::string cmd = shell_quote(SANDFLOW_BINARY);
+    for (const auto& a : args) cmd += " " + shell_quote(a);
+    cmd += " >" + shell_quote((dir / "out").string()) + " 2>" +
+           shell_quote((dir / "err").string()) + " </dev/null";
+    const int raw = std::system(cmd.c_str());
+    CliRun r;
+    r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+    std::stringstream o, e;
+    o << std::ifstream(dir / "out").rdbuf();
+    e << std::ifstream(dir / "err").rdbuf();
+    r.out = o.str();
+    r.err = e.str();
+    std::filesystem::remove_all(dir);
+    return r;
+}
+
+// The JSON-object lines of `text`. Strict: every line must be one (a test failure
+// otherwise); lenient: other lines are skipped.
+inline std::vector<json::object> json_lines(const std::string& text, bool strict = true) {
+    std::vector<json::object> v;
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line)) {
+        if (!strict && (line.empty() || line[0] != '{')) continue;
+        auto j = parse_json(line, "output line");
+        EXPECT_TRUE(j && j->is_object()) << line;
+        if (j && j->is_object()) v.push_back(j->as_object());
+    }
+    return v;
+}
+
+// Waits, at most 5 s, until `pid` is dead but not yet reaped (a zombie): its parent has
+// not noticed yet. False if it never got there.
+inline bool wait_for_zombie(pid_t pid) {
+    const std::string stat = "/proc/" + std::to_string(pid) + "/stat";
+    for (int i = 0; i < 500; ++i) {
+        std::string text;
+        std::getline(std::ifstream(stat), text);
+        if (text.find(") Z ") != std::string::npos) return true;
+        ::usleep(10'000);
+    }
+    return false;
+}
+
+}  // namespace sandflow::testing
