@@ -36,6 +36,56 @@ void append_double(double d, std::string& out) {
     if (text.find_first_of(".e") == std::string_view::npos) out += ".0";
 }
 
+// JSON string escaping: quote, backslash and control characters; all other bytes are
+// copied as they are (like Boost.JSON's serializer), without a temporary string per call.
+void append_string(std::string_view text, std::string& out) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    out += '"';
+    std::size_t run = 0;  // start of the bytes not yet copied
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        out.append(text.data() + run, i - run);
+        run = i + 1;
+        switch (c) {
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
+            case '\b':
+                out += "\\b";
+                break;
+            case '\f':
+                out += "\\f";
+                break;
+            default:
+                out += "\\u00";
+                out += kHex[c >> 4];
+                out += kHex[c & 15];
+        }
+    }
+    out.append(text.data() + run, text.size() - run);
+    out += '"';
+}
+
+template <class Int>
+void append_integer(Int i, std::string& out) {
+    char buf[24];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, i);
+    out.append(buf, static_cast<std::size_t>(end - buf));
+}
+
 }  // namespace
 
 void append_json(const json::value& v, std::string& out) {
@@ -60,15 +110,27 @@ void append_json(const json::value& v, std::string& out) {
             for (const auto& [k, item] : v.get_object()) {
                 if (!first) out += ',';
                 first = false;
-                out += json::serialize(json::string_view(k));
+                append_string(k, out);
                 out += ':';
                 append_json(item, out);
             }
             out += '}';
             return;
         }
-        default:
-            out += json::serialize(v);
+        case json::kind::string:
+            append_string(v.get_string(), out);
+            return;
+        case json::kind::int64:
+            append_integer(v.get_int64(), out);
+            return;
+        case json::kind::uint64:
+            append_integer(v.get_uint64(), out);
+            return;
+        case json::kind::bool_:
+            out += v.get_bool() ? "true" : "false";
+            return;
+        case json::kind::null:
+            out += "null";
             return;
     }
 }
@@ -96,7 +158,7 @@ void pretty(const json::value& v, std::string& out, int indent) {
             if (!first) out += ',';
             first = false;
             newline(indent + 1);
-            out += json::serialize(json::string(k));
+            append_string(k, out);
             out += ": ";
             pretty(val, out, indent + 1);
         }

@@ -142,3 +142,16 @@ TEST(Json, FloatsStayFloatsAndReadBack) {
     EXPECT_EQ(to_json_string(json::object{{"s", "a\"b\n"}, {"n", nullptr}}),
               R"({"s":"a\"b\n","n":null})");
 }
+
+TEST(Json, StringsEscapeLikeBoostAndReadBack) {
+    const std::string tricky =
+        std::string("q\"b\\s/\n\r\t\b\f") + '\x01' + '\x1f' + "é€😀" + '\0' + "end";
+    const json::value v =
+        json::object{{tricky, json::array{tricky, -9223372036854775807LL - 1,
+                                          18446744073709551615ULL, true, nullptr}}};
+    const std::string text = to_json_string(v);
+    EXPECT_EQ(text, json::serialize(v));
+    auto back = parse_json(text, "x");
+    ASSERT_TRUE(back);
+    EXPECT_EQ(*back, v);
+}
