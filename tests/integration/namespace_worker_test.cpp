@@ -432,7 +432,7 @@ TEST_F(NamespaceWorkerTest, SetUpFailuresNameTheStepAndHowToFixIt) {
     ASSERT_FALSE(outside);
     EXPECT_EQ(outside.error().code, Errc::invalid_argument) << outside.error().message;
 
-    spec.workdir = "/tmp/work/dir";
+    spec.workdir = "/tmp/job/dir";
     auto nested = backend_->spawn(spec);
     ASSERT_TRUE(nested) << nested.error().message;
 }
