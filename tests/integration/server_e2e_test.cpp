@@ -37,8 +37,10 @@ const fs::path kExamples = fs::path(SANDFLOW_SOURCE_DIR) / "examples/actors";
 class ServerProcess {
   public:
     explicit ServerProcess(std::vector<std::string> extra, bool expect_start = true) {
-        std::vector<std::string> args = {SANDFLOW_BINARY, "serve", "--backend", "none",
-                                         "--insecure-no-sandbox"};
+        // The `none` backend unless the test names one: most tests are about the protocol.
+        std::vector<std::string> args = {SANDFLOW_BINARY, "serve"};
+        if (std::find(extra.begin(), extra.end(), "--backend") == extra.end())
+            args.insert(args.end(), {"--backend", "none", "--insecure-no-sandbox"});
         if (std::find(extra.begin(), extra.end(), "--listen") == extra.end())
             args.insert(args.end(), {"--listen", "127.0.0.1:0"});
         args.insert(args.end(), extra.begin(), extra.end());
@@ -335,6 +337,58 @@ TEST_F(E2E, PythonWebsocketsClientReplaysReflow) {
     while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
     const int st = ::pclose(p);
     EXPECT_EQ(WEXITSTATUS(st), 0) << out << "\nserver stderr:\n" << srv.stderr_text();
+}
+
+// The default backend must be able to run here, or the sandboxed tests are skipped.
+bool default_sandbox_runs(std::string* why) {
+    const std::string cmd = std::string(SANDFLOW_BINARY) + " doctor >/dev/null 2>&1";
+    const int st = std::system(cmd.c_str());
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0) return true;
+    *why = "`sandflow doctor` says the default sandbox backend cannot run on this host";
+    return false;
+}
+
+TEST_F(E2E, ReflowExchangeRunsInTheDefaultSandbox) {
+    std::string why;
+    if (!default_sandbox_runs(&why)) GTEST_SKIP() << why;
+    ServerProcess srv(
+        {"--backend", "auto", "--actors", kExamples.string(), "--max-message-bytes", "1048576"});
+    const std::string cmd = "/usr/bin/python3 " + std::string(SANDFLOW_SOURCE_DIR) +
+                            "/tests/integration/reflow_client.py " + srv.url() + " " +
+                            kExamples.string() + " 2>&1";
+    FILE* p = ::popen(cmd.c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    std::string out;
+    char buf[4096];
+    while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+    const int st = ::pclose(p);
+    EXPECT_EQ(WEXITSTATUS(st), 0) << out << "\nserver stderr:\n" << srv.stderr_text();
+    auto c = connect(srv);
+    ASSERT_TRUE(c);
+    auto stats = c->stats();
+    ASSERT_TRUE(stats);
+    EXPECT_EQ(stats->at("backend"), "namespace");
+}
+
+TEST_F(E2E, KillDashNineLeavesNoSandboxedWorkerBehind) {
+    std::string why;
+    if (!default_sandbox_runs(&why)) GTEST_SKIP() << why;
+    ServerProcess srv({"--backend", "auto", "--actors", kExamples.string()});
+    auto c = connect(srv);
+    ASSERT_TRUE(c);
+    std::vector<pid_t> workers;
+    for (const char* a : {"double", "double_js"}) {
+        ASSERT_TRUE(c->process(a, json::object{{"input", 1}}));
+        auto d = c->describe(a);
+        ASSERT_TRUE(d);
+        workers.push_back(
+            static_cast<pid_t>(d->at("instances").as_array().at(0).at("worker_pid").as_int64()));
+    }
+    for (pid_t w : workers) ASSERT_FALSE(process_gone(w));
+    ::kill(srv.pid(), SIGKILL);
+    EXPECT_EQ(srv.wait_exit(5s), 128 + SIGKILL);
+    for (pid_t w : workers)
+        EXPECT_TRUE(wait_gone(w, 3s)) << "sandbox " << w << " outlived the server";
 }
 
 TEST_F(E2E, LoadTestEveryOutputExactlyOnceInOrder) {
