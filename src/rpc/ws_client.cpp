@@ -75,6 +75,9 @@ struct Client::Impl {
     beast::flat_buffer buffer;
     std::deque<std::string> outq;  // I/O thread only
     bool writing = false;
+    // Bumped by every (re)connect: completions of an older stream's reads and writes
+    // must not touch the current connection's state.
+    std::uint64_t generation = 0;  // I/O thread only
     std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
     std::thread thread;
 
@@ -110,6 +113,7 @@ struct Client::Impl {
 
     // On the I/O thread.
     void start_connect(std::shared_ptr<std::promise<Result<void>>> done) {
+        ++generation;
         ws = std::make_unique<websocket::stream<beast::tcp_stream>>(ioc);
         buffer.clear();
         outq.clear();
@@ -171,7 +175,8 @@ struct Client::Impl {
     }
 
     void do_read() {
-        ws->async_read(buffer, [this](beast::error_code ec, std::size_t) {
+        ws->async_read(buffer, [this, gen = generation](beast::error_code ec, std::size_t) {
+            if (gen != generation) return;  // a stream replaced by a reconnect
             if (ec) {
                 fail_all("connection to " + url + " lost: " + ec.message());
                 return;
@@ -230,17 +235,19 @@ struct Client::Impl {
         }
         writing = true;
         ws->text(true);
-        ws->async_write(net::buffer(outq.front()), [this](beast::error_code ec, std::size_t) {
-            if (ec) {
-                outq.clear();
-                writing = false;
-                beast::error_code ignored;
-                beast::get_lowest_layer(*ws).socket().close(ignored);  // the read fails all
-                return;
-            }
-            outq.pop_front();
-            do_write();
-        });
+        ws->async_write(
+            net::buffer(outq.front()), [this, gen = generation](beast::error_code ec, std::size_t) {
+                if (gen != generation) return;  // a stream replaced by a reconnect
+                if (ec) {
+                    outq.clear();
+                    writing = false;
+                    beast::error_code ignored;
+                    beast::get_lowest_layer(*ws).socket().close(ignored);  // the read fails all
+                    return;
+                }
+                outq.pop_front();
+                do_write();
+            });
     }
 
     Result<void> ensure_connected(bool first) {
@@ -320,8 +327,8 @@ Result<json::value> Client::call(std::string_view method, json::value params,
     auto fut = impl_->call_async(method, std::move(params), std::move(on_notification), &id);
     if (timeout.count() < 0) timeout = impl_->opts.call_timeout;
     if (timeout.count() > 0 && fut.wait_for(timeout) != std::future_status::ready) {
+        // Forgetting drops the promise: the future must not be read after this.
         impl_->forget(id);
-        if (fut.wait_for(std::chrono::seconds(0)) == std::future_status::ready) return fut.get();
         return fail(Errc::timeout,
                     "no response to '" + std::string(method) + "' within " +
                         std::to_string(timeout.count()) + " ms",
