@@ -325,8 +325,10 @@ TEST_F(E2E, CppClientRunsEveryMethod) {
     EXPECT_EQ(u->at("success"), true);
 }
 
-TEST_F(E2E, PythonWebsocketsClientReplaysReflow) {
-    ServerProcess srv({"--actors", kExamples.string(), "--max-message-bytes", "1048576"});
+namespace {
+
+// Replays Reflow's exchange with an independent client (Python `websockets`).
+void replay_reflow(const ServerProcess& srv) {
     const std::string cmd = "/usr/bin/python3 " + std::string(SANDFLOW_SOURCE_DIR) +
                             "/tests/integration/reflow_client.py " + srv.url() + " " +
                             kExamples.string() + " 2>&1";
@@ -337,6 +339,34 @@ TEST_F(E2E, PythonWebsocketsClientReplaysReflow) {
     while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
     const int st = ::pclose(p);
     EXPECT_EQ(WEXITSTATUS(st), 0) << out << "\nserver stderr:\n" << srv.stderr_text();
+}
+
+// Starts a Python and a JS worker (and a stateful one), kills the server with SIGKILL
+// and expects every worker gone with it.
+void kill9_leaves_no_worker(ServerProcess& srv) {
+    auto c = connect(srv);
+    ASSERT_TRUE(c);
+    std::vector<pid_t> workers;
+    for (const char* a : {"double", "double_js", "running_stats"}) {
+        ASSERT_TRUE(c->process(a, a == std::string("running_stats") ? json::object{{"value", 1}}
+                                                                    : json::object{{"input", 1}}));
+        auto d = c->describe(a);
+        ASSERT_TRUE(d);
+        workers.push_back(
+            static_cast<pid_t>(d->at("instances").as_array().at(0).at("worker_pid").as_int64()));
+    }
+    for (pid_t w : workers) ASSERT_FALSE(process_gone(w));
+    ::kill(srv.pid(), SIGKILL);
+    EXPECT_EQ(srv.wait_exit(5s), 128 + SIGKILL);
+    for (pid_t w : workers)
+        EXPECT_TRUE(wait_gone(w, 3s)) << "worker " << w << " outlived the server";
+}
+
+}  // namespace
+
+TEST_F(E2E, PythonWebsocketsClientReplaysReflow) {
+    ServerProcess srv({"--actors", kExamples.string(), "--max-message-bytes", "1048576"});
+    replay_reflow(srv);
 }
 
 // The default backend must be able to run here, or the sandboxed tests are skipped.
@@ -353,16 +383,7 @@ TEST_F(E2E, ReflowExchangeRunsInTheDefaultSandbox) {
     if (!default_sandbox_runs(&why)) GTEST_SKIP() << why;
     ServerProcess srv(
         {"--backend", "auto", "--actors", kExamples.string(), "--max-message-bytes", "1048576"});
-    const std::string cmd = "/usr/bin/python3 " + std::string(SANDFLOW_SOURCE_DIR) +
-                            "/tests/integration/reflow_client.py " + srv.url() + " " +
-                            kExamples.string() + " 2>&1";
-    FILE* p = ::popen(cmd.c_str(), "r");
-    ASSERT_NE(p, nullptr);
-    std::string out;
-    char buf[4096];
-    while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-    const int st = ::pclose(p);
-    EXPECT_EQ(WEXITSTATUS(st), 0) << out << "\nserver stderr:\n" << srv.stderr_text();
+    replay_reflow(srv);
     auto c = connect(srv);
     ASSERT_TRUE(c);
     auto stats = c->stats();
@@ -374,21 +395,7 @@ TEST_F(E2E, KillDashNineLeavesNoSandboxedWorkerBehind) {
     std::string why;
     if (!default_sandbox_runs(&why)) GTEST_SKIP() << why;
     ServerProcess srv({"--backend", "auto", "--actors", kExamples.string()});
-    auto c = connect(srv);
-    ASSERT_TRUE(c);
-    std::vector<pid_t> workers;
-    for (const char* a : {"double", "double_js"}) {
-        ASSERT_TRUE(c->process(a, json::object{{"input", 1}}));
-        auto d = c->describe(a);
-        ASSERT_TRUE(d);
-        workers.push_back(
-            static_cast<pid_t>(d->at("instances").as_array().at(0).at("worker_pid").as_int64()));
-    }
-    for (pid_t w : workers) ASSERT_FALSE(process_gone(w));
-    ::kill(srv.pid(), SIGKILL);
-    EXPECT_EQ(srv.wait_exit(5s), 128 + SIGKILL);
-    for (pid_t w : workers)
-        EXPECT_TRUE(wait_gone(w, 3s)) << "sandbox " << w << " outlived the server";
+    kill9_leaves_no_worker(srv);
 }
 
 TEST_F(E2E, LoadTestEveryOutputExactlyOnceInOrder) {
@@ -571,22 +578,7 @@ TEST_F(E2E, GraceOverFailsCallsWithAClearError) {
 
 TEST_F(E2E, KillDashNineLeavesNoSandboxBehind) {
     ServerProcess srv({"--actors", kExamples.string()});
-    auto c = connect(srv);
-    ASSERT_TRUE(c);
-    std::vector<pid_t> workers;
-    for (const char* a : {"double", "double_js", "running_stats"}) {
-        ASSERT_TRUE(c->process(a, a == std::string("running_stats") ? json::object{{"value", 1}}
-                                                                    : json::object{{"input", 1}}));
-        auto d = c->describe(a);
-        ASSERT_TRUE(d);
-        workers.push_back(
-            static_cast<pid_t>(d->at("instances").as_array().at(0).at("worker_pid").as_int64()));
-    }
-    for (pid_t w : workers) ASSERT_FALSE(process_gone(w));
-    ::kill(srv.pid(), SIGKILL);
-    EXPECT_EQ(srv.wait_exit(5s), 128 + SIGKILL);
-    for (pid_t w : workers)
-        EXPECT_TRUE(wait_gone(w, 3s)) << "worker " << w << " outlived the server";
+    kill9_leaves_no_worker(srv);
 }
 
 TEST_F(E2E, ClientReconnectsAfterTheServerRestarts) {
