@@ -17,6 +17,7 @@
 #include "runtime/instance.hpp"
 #include "sandbox/namespace/namespace_backend.hpp"
 #include "sandbox/namespace/seccomp_policy.hpp"
+#include "support/worker_support.hpp"
 
 using namespace sandflow;
 namespace fs = std::filesystem;
@@ -40,9 +41,7 @@ class NamespaceWorkerTest : public ::testing::Test {
     }
 
     fs::path write(const std::string& name, const std::string& text) {
-        const fs::path p = dir_ / name;
-        std::ofstream(p) << text;
-        return p;
+        return sandflow::testing::write_script(dir_, name, text);
     }
 
     std::unique_ptr<runtime::Instance> must_load(const fs::path& script) {
@@ -55,40 +54,19 @@ class NamespaceWorkerTest : public ::testing::Test {
         return inst ? std::move(*inst) : nullptr;
     }
 
-    struct Recorded {
-        std::vector<std::pair<std::string, json::value>> outputs;
-        std::vector<std::string> logs;
-        runtime::CallEvents events() {
-            return {
-                [this](std::string_view p, const json::value& v) { outputs.emplace_back(p, v); },
-                [this](const runtime::LogLine& l) { logs.push_back(l.text); }};
-        }
-    };
+    using Recorded = sandflow::testing::RecordedEvents;
 
     static runtime::CallRequest req(json::object inputs) {
-        runtime::CallRequest r;
-        r.inputs = std::move(inputs);
-        return r;
+        return sandflow::testing::call_request(std::move(inputs));
     }
 
     std::unique_ptr<sandbox::NamespaceBackend> backend_;
     fs::path dir_;
 };
 
-const char* kDouble =
-    R"(@actor({"component": "double", "description": "...", "inports": ["input"], "outports": ["output"]})
-async def process(context):
-    await context.send_output("output", context.get_input("input") * 2)
-    return {"status": "completed"}
-)";
+const char* const kDouble = sandflow::testing::kDoublePy;
 
-const char* kDoubleJs =
-    R"(const metadata = {component: 'double', inports: ['input'], outports: ['output']};
-async function process(context) {
-    await context.sendOutput('output', context.getInput('input') * 2);
-    return {status: 'completed'};
-}
-)";
+const char* const kDoubleJs = sandflow::testing::kDoubleJs;
 
 }  // namespace
 

@@ -11,6 +11,7 @@
 #include "runtime/instance.hpp"
 #include "sandbox/none/none_backend.hpp"
 #include "support/test_support.hpp"
+#include "support/worker_support.hpp"
 
 using namespace sandflow;
 namespace fs = std::filesystem;
@@ -27,9 +28,7 @@ class WorkerTest : public ::testing::Test {
     void TearDown() override { fs::remove_all(dir_); }
 
     fs::path write(const std::string& name, const std::string& text) {
-        const fs::path p = dir_ / name;
-        std::ofstream(p) << text;
-        return p;
+        return sandflow::testing::write_script(dir_, name, text);
     }
 
     Result<std::unique_ptr<runtime::Instance>> load(const fs::path& script,
@@ -47,21 +46,10 @@ class WorkerTest : public ::testing::Test {
         return inst ? std::move(*inst) : nullptr;
     }
 
-    struct Recorded {
-        std::vector<std::pair<std::string, json::value>> outputs;
-        std::vector<std::string> logs;
-        runtime::CallEvents events() {
-            return {
-                [this](std::string_view p, const json::value& v) { outputs.emplace_back(p, v); },
-                [this](const runtime::LogLine& l) { logs.push_back(l.text); }};
-        }
-    };
+    using Recorded = sandflow::testing::RecordedEvents;
 
     static runtime::CallRequest req(json::object inputs, json::object config = {}) {
-        runtime::CallRequest r;
-        r.inputs = std::move(inputs);
-        r.config = std::move(config);
-        return r;
+        return sandflow::testing::call_request(std::move(inputs), std::move(config));
     }
 
     sandbox::NoneBackend backend_;
@@ -69,20 +57,9 @@ class WorkerTest : public ::testing::Test {
     std::vector<std::string> load_logs_;
 };
 
-const char* kDouble =
-    R"(@actor({"component": "double", "description": "...", "inports": ["input"], "outports": ["output"]})
-async def process(context):
-    await context.send_output("output", context.get_input("input") * 2)
-    return {"status": "completed"}
-)";
+const char* const kDouble = sandflow::testing::kDoublePy;
 
-const char* kDoubleJs =
-    R"(const metadata = {component: 'double', inports: ['input'], outports: ['output']};
-async function process(context) {
-    await context.sendOutput('output', context.getInput('input') * 2);
-    return {status: 'completed'};
-}
-)";
+const char* const kDoubleJs = sandflow::testing::kDoubleJs;
 
 }  // namespace
 

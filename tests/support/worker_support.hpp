@@ -1,0 +1,54 @@
+// Helpers shared by the suites that drive workers through runtime::Instance.
+#pragma once
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "runtime/worker.hpp"
+
+namespace sandflow::testing {
+
+// Records what a call streams: outputs in order, and every log line's text.
+struct RecordedEvents {
+    std::vector<std::pair<std::string, json::value>> outputs;
+    std::vector<std::string> logs;
+    runtime::CallEvents events() {
+        return {[this](std::string_view p, const json::value& v) { outputs.emplace_back(p, v); },
+                [this](const runtime::LogLine& l) { logs.push_back(l.text); }};
+    }
+};
+
+inline runtime::CallRequest call_request(json::object inputs, json::object config = {}) {
+    runtime::CallRequest r;
+    r.inputs = std::move(inputs);
+    r.config = std::move(config);
+    return r;
+}
+
+inline std::filesystem::path write_script(const std::filesystem::path& dir, const std::string& name,
+                                          const std::string& text) {
+    const auto p = dir / name;
+    std::ofstream(p) << text;
+    return p;
+}
+
+// The seed's doubling actor, and the same in JavaScript.
+inline constexpr const char* kDoublePy =
+    R"(@actor({"component": "double", "description": "...", "inports": ["input"], "outports": ["output"]})
+async def process(context):
+    await context.send_output("output", context.get_input("input") * 2)
+    return {"status": "completed"}
+)";
+inline constexpr const char* kDoubleJs =
+    R"(const metadata = {component: 'double', inports: ['input'], outports: ['output']};
+async function process(context) {
+    await context.sendOutput('output', context.getInput('input') * 2);
+    return {status: 'completed'};
+}
+)";
+
+}  // namespace sandflow::testing
