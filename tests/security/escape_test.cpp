@@ -391,22 +391,28 @@ struct HostListener {
     }
 };
 
-// Processes on the host that run as `uid`.
-std::size_t processes_of(uid_t uid) {
-    std::size_t n = 0;
+// The pid namespace `pid` lives in, as /proc shows it ("pid:[4026532...]"); empty if gone.
+std::string pid_namespace_of(pid_t pid) {
+    std::error_code ec;
+    const auto link = fs::read_symlink("/proc/" + std::to_string(pid) + "/ns/pid", ec);
+    return ec ? std::string() : link.string();
+}
+
+// Host pids of the processes inside the pid namespace `ns`: one sandbox's processes
+// only, so other tests running their own sandboxes at the same time do not count.
+std::vector<pid_t> pids_in(const std::string& ns) {
+    std::vector<pid_t> pids;
     for (const auto& e : fs::directory_iterator("/proc")) {
         const auto name = e.path().filename().string();
         if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-        std::ifstream in(e.path() / "status");
-        std::string line;
-        while (std::getline(in, line)) {
-            if (line.rfind("Uid:", 0) == 0) {
-                if (std::stoul(line.substr(4)) == uid) ++n;
-                break;
-            }
-        }
+        std::error_code ec;
+        if (fs::read_symlink(e.path() / "ns/pid", ec).string() == ns && !ec)
+            pids.push_back(static_cast<pid_t>(std::stol(name)));
     }
-    return n;
+    return pids;
+}
+std::size_t processes_in(const std::string& ns) {
+    return pids_in(ns).size();
 }
 
 }  // namespace
@@ -503,17 +509,30 @@ TEST_F(EscapeTest, OpensRawAndNetlinkSockets) {
 }
 
 TEST_F(EscapeTest, ForkBombIsContained) {
-    const uid_t sandbox_uid = ::geteuid() == 0 ? 65534 : ::geteuid();
-    const std::size_t before = processes_of(sandbox_uid);
+    const std::string ns = pid_namespace_of(inst_->worker_pid());
+    ASSERT_FALSE(ns.empty());
+    const std::size_t before = processes_in(ns);  // its init and worker
+    ASSERT_GE(before, 2u);
     // The bomb forks for 1.5 s and returns; its children go on forking. The sandbox's pids
     // limit holds them all, and they live exactly as long as the sandbox.
     auto r = probe("fork_bomb", 1.5, std::chrono::seconds(5));
     ASSERT_TRUE(r.outcome) << r.how();
     EXPECT_TRUE(r.blocked()) << r.how();
-    EXPECT_LE(processes_of(sandbox_uid), before + options().limits.pids);
+    EXPECT_LE(processes_in(ns), before + options().limits.pids);
     expect_serves_next_call();
+    ASSERT_EQ(pid_namespace_of(inst_->worker_pid()), ns);  // the same sandbox served it
+    const std::vector<pid_t> sandbox = pids_in(ns);
     inst_.reset();
-    EXPECT_LE(processes_of(sandbox_uid), before - 2);  // the sandbox's init and worker went too
+    // The kernel tears the rest of the namespace down after its init is reaped: wait for
+    // that, bounded. Every process of the sandbox goes, the bomb's children included. (A
+    // process is matched by pid and namespace: a later sandbox may reuse the inode.)
+    auto left = [&] {
+        std::size_t n = 0;
+        for (pid_t p : sandbox) n += pid_namespace_of(p) == ns;
+        return n;
+    };
+    for (int i = 0; i < 500 && left() > 0; ++i) ::usleep(10'000);
+    EXPECT_EQ(left(), 0u);
     inst_ = load();
     ASSERT_TRUE(inst_);
     expect_serves_next_call();
