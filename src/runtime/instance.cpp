@@ -1,5 +1,7 @@
 #include "runtime/instance.hpp"
 
+#include "runtime/warm_pool.hpp"
+
 namespace sandflow::runtime {
 
 Result<InstanceSpec> spec_from_file(const std::filesystem::path& path) {
@@ -26,9 +28,24 @@ Result<void> Instance::ensure_worker() {
     worker_.reset();
     LoadSpec load{spec_.metadata, spec_.source, spec_.filename,
                   spec_.actor_id, state_,       spec_.on_log};
-    auto w = Worker::start(backend_, load, spec_.start_timeout);
-    if (!w) return tl::unexpected(w.error());
-    worker_ = std::move(*w);
+    std::unique_ptr<Worker> pooled;
+    if (spec_.pool && &spec_.pool->backend() == &backend_)
+        pooled = spec_.pool->take(spec_.metadata.language);
+    if (pooled) {
+        auto ok = pooled->load(load, spec_.start_timeout);
+        // A pooled worker that died while idle is replaced by a cold start; a script that
+        // fails to load fails the same way in any worker.
+        if (!ok && ok.error().code != Errc::worker_crashed) return tl::unexpected(ok.error());
+        if (ok) ++pooled_starts_;
+        if (!ok) pooled.reset();
+    }
+    if (pooled) {
+        worker_ = std::move(pooled);
+    } else {
+        auto w = Worker::start(backend_, load, spec_.start_timeout);
+        if (!w) return tl::unexpected(w.error());
+        worker_ = std::move(*w);
+    }
     worker_in_sync_ = true;
     ++worker_starts_;
     return {};

@@ -16,6 +16,8 @@
 
 namespace sandflow::runtime {
 
+class WarmPool;
+
 struct InstanceSpec {
     std::string actor_id;
     actor::ActorMetadata metadata;
@@ -24,6 +26,9 @@ struct InstanceSpec {
     json::object initial_state;
     std::function<void(const LogLine&)> on_log;  // output outside calls
     std::chrono::milliseconds start_timeout = limits::kWorkerStartTimeout;
+    // Where new workers come from first (warm_pool.hpp); it must outlive the instance and
+    // use the instance's backend. Null, empty, or another backend: workers start cold.
+    WarmPool* pool = nullptr;
 };
 
 // Reads a script file into a spec (metadata extracted statically, source kept).
@@ -46,6 +51,8 @@ class Instance {
     const actor::ActorMetadata& metadata() const { return spec_.metadata; }
     const json::object& state() const { return state_; }
     std::size_t worker_starts() const { return worker_starts_; }
+    // Workers of this instance that came from the warm pool.
+    std::size_t pooled_starts() const { return pooled_starts_; }
     pid_t worker_pid() const { return worker_ ? worker_->pid() : -1; }
 
   private:
@@ -59,6 +66,7 @@ class Instance {
     std::unique_ptr<Worker> worker_;
     bool worker_in_sync_ = false;  // the worker's committed state equals state_
     std::size_t worker_starts_ = 0;
+    std::size_t pooled_starts_ = 0;
 };
 
 }  // namespace sandflow::runtime

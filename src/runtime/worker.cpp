@@ -84,12 +84,8 @@ PythonCode& python_code() {
 
 }  // namespace
 
-Worker::Worker(std::unique_ptr<sandbox::Process> proc, std::string actor_id, std::string filename,
-               std::function<void(const LogLine&)> on_log)
-    : proc_(std::move(proc)),
-      actor_id_(std::move(actor_id)),
-      filename_(std::move(filename)),
-      default_log_(std::move(on_log)) {
+Worker::Worker(std::unique_ptr<sandbox::Process> proc, std::function<void(const LogLine&)> on_log)
+    : proc_(std::move(proc)), default_log_(std::move(on_log)) {
     if (!default_log_) default_log_ = [](const LogLine&) {};
 }
 
@@ -116,10 +112,11 @@ void Worker::kill() {
     }
 }
 
-Result<std::unique_ptr<Worker>> Worker::start(sandbox::Backend& backend, const LoadSpec& spec,
-                                              std::chrono::milliseconds start_timeout) {
+Result<std::unique_ptr<Worker>> Worker::spawn(sandbox::Backend& backend, actor::Language language,
+                                              std::chrono::milliseconds start_timeout,
+                                              std::function<void(const LogLine&)> on_log) {
     sandbox::WorkerSpec ws;
-    const bool python = spec.metadata.language == actor::Language::python;
+    const bool python = language == actor::Language::python;
     std::string code;
     if (python) {
         std::lock_guard lock(python_code().mutex);
@@ -128,18 +125,20 @@ Result<std::unique_ptr<Worker>> Worker::start(sandbox::Backend& backend, const L
     if (!code.empty()) {
         ws.argv = actor::sdk::python_bootstrap_argv(sandbox::kChannelFd);
     } else {
-        ws.argv = actor::sdk::worker_argv(spec.metadata.language, sandbox::kChannelFd);
+        ws.argv = actor::sdk::worker_argv(language, sandbox::kChannelFd);
     }
     auto proc = backend.spawn(ws);
     if (!proc) return tl::unexpected(proc.error());
-    std::unique_ptr<Worker> w(
-        new Worker(std::move(*proc), spec.actor_id, spec.filename, spec.on_log));
+    std::unique_ptr<Worker> w(new Worker(std::move(*proc), std::move(on_log)));
+    w->language_ = language;
     const auto deadline = Clock::now() + start_timeout;
+    auto not_started = [&] {
+        return fail(Errc::sandbox_unavailable,
+                    "the worker did not start within " + format_duration(start_timeout));
+    };
     if (!code.empty()) {
         if (auto s = w->send_bytes(encode_raw_frame(code), deadline); !s) {
-            if (s.error().code == Errc::timeout)
-                return fail(Errc::sandbox_unavailable,
-                            "the worker did not start within " + format_duration(start_timeout));
+            if (s.error().code == Errc::timeout) return not_started();
             return tl::unexpected(s.error());
         }
     }
@@ -166,23 +165,35 @@ Result<std::unique_ptr<Worker>> Worker::start(sandbox::Backend& backend, const L
         },
         w->default_log_, "start-up");
     if (!hello) {
-        if (hello.error().code == Errc::timeout)
-            return fail(Errc::sandbox_unavailable,
-                        "the worker did not start within " + format_duration(start_timeout));
+        if (hello.error().code == Errc::timeout) return not_started();
         return tl::unexpected(hello.error());
     }
+    return w;
+}
 
+Result<void> Worker::load(const LoadSpec& spec, std::chrono::milliseconds timeout) {
+    if (loaded_)
+        return fail(Errc::internal,
+                    "a worker loads one script only; this one already has " + filename_);
+    if (spec.metadata.language != language_)
+        return fail(Errc::internal, "a " + std::string(actor::language_name(language_)) +
+                                        " worker cannot load " + spec.filename);
+    loaded_ = true;
+    actor_id_ = spec.actor_id;
+    filename_ = spec.filename;
+    if (spec.on_log) default_log_ = spec.on_log;
+    const auto deadline = Clock::now() + timeout;
     json::object load{{"t", "load"},
                       {"filename", spec.filename},
                       {"source", spec.source},
                       {"metadata", spec.metadata.raw},
                       {"actor_id", spec.actor_id},
                       {"state", spec.state}};
-    auto sent = w->send(load, deadline);
+    auto sent = send(load, deadline);
     std::optional<Error> load_error;
     Result<void> loaded = sent;
     if (sent)
-        loaded = w->pump(
+        loaded = pump(
             deadline,
             [&](json::object& f) -> Result<bool> {
                 const auto* t = string_field(f, "t");
@@ -196,17 +207,31 @@ Result<std::unique_ptr<Worker>> Worker::start(sandbox::Backend& backend, const L
                 }
                 return tl::unexpected(protocol_violation("expected loaded or load_error"));
             },
-            w->default_log_, "loading the script");
+            default_log_, "loading the script");
     if (!loaded) {
-        if (loaded.error().code == Errc::timeout)
+        if (loaded.error().code == Errc::timeout) {
+            kill();
             return fail(Errc::timeout,
                         "loading " + spec.filename + " did not finish within " +
-                            format_duration(start_timeout) +
+                            format_duration(timeout) +
                             " (does the script run slow code at import time?)",
-                        {{"limit", "start_timeout"}, {"value_ms", start_timeout.count()}});
+                        {{"limit", "start_timeout"}, {"value_ms", timeout.count()}});
+        }
         return tl::unexpected(loaded.error());
     }
     if (load_error) return tl::unexpected(std::move(*load_error));
+    return {};
+}
+
+Result<std::unique_ptr<Worker>> Worker::start(sandbox::Backend& backend, const LoadSpec& spec,
+                                              std::chrono::milliseconds start_timeout) {
+    const auto begin = Clock::now();
+    auto w = spawn(backend, spec.metadata.language, start_timeout, spec.on_log);
+    if (!w) return tl::unexpected(w.error());
+    const auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(start_timeout - (Clock::now() - begin));
+    if (auto ok = (*w)->load(spec, std::max(left, std::chrono::milliseconds(1))); !ok)
+        return tl::unexpected(ok.error());
     return w;
 }
 
@@ -392,6 +417,7 @@ Error Worker::died(std::string_view during) {
 }
 
 Result<CallResult> Worker::call(const CallRequest& request, const CallEvents& events) {
+    if (!loaded_) return fail(Errc::internal, "call on a worker that has no script loaded");
     if (!proc_) return fail(Errc::worker_crashed, "the worker is not running");
     const auto timeout =
         request.timeout.count() > 0

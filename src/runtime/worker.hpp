@@ -64,7 +64,18 @@ struct LoadSpec {
 
 class Worker {
   public:
-    // Starts a worker and loads the script. A script that fails to load is Errc::script
+    // Starts a worker with no script yet: the sandbox is up, the interpreter and SDK are
+    // loaded and the hello has arrived (what the warm pool keeps). Errc::sandbox_unavailable
+    // or Errc::worker_crashed when it cannot start.
+    static Result<std::unique_ptr<Worker>> spawn(sandbox::Backend& backend,
+                                                 actor::Language language,
+                                                 std::chrono::milliseconds start_timeout,
+                                                 std::function<void(const LogLine&)> on_log = {});
+    // Loads the one script this worker will ever run; errors as for start(). A worker
+    // whose load failed must be discarded.
+    Result<void> load(const LoadSpec& spec, std::chrono::milliseconds timeout);
+
+    // spawn() then load(). A script that fails to load is Errc::script
     // (data: type, message, traceback); a worker that cannot start is
     // Errc::sandbox_unavailable or Errc::worker_crashed.
     static Result<std::unique_ptr<Worker>> start(sandbox::Backend& backend, const LoadSpec& spec,
@@ -79,12 +90,12 @@ class Worker {
     bool alive();
     pid_t pid() const;
     const std::string& runtime_version() const { return runtime_version_; }
+    actor::Language language() const { return language_; }
     // Kills the worker; later calls fail.
     void kill();
 
   private:
-    Worker(std::unique_ptr<sandbox::Process> proc, std::string actor_id, std::string filename,
-           std::function<void(const LogLine&)> on_log);
+    Worker(std::unique_ptr<sandbox::Process> proc, std::function<void(const LogLine&)> on_log);
 
     // Reads the channel and stdio until `on_frame` returns true, the deadline passes, or
     // the worker dies. Returns the error that ended the wait.
@@ -109,6 +120,8 @@ class Worker {
     std::size_t log_bytes_ = 0;
     bool log_capped_ = false;
     std::int64_t next_call_id_ = 1;
+    actor::Language language_ = actor::Language::python;
+    bool loaded_ = false;
 };
 
 }  // namespace sandflow::runtime

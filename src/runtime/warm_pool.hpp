@@ -1,0 +1,102 @@
+// The warm pool (DESIGN §5, docs/sandbox.md): sandboxes started ahead of need, each with
+// its interpreter and the SDK loaded and its hello received, waiting for a script.
+//
+// A new actor instance takes one (runtime::Instance does, when given a pool) and sends it
+// its script; the worker then belongs to that instance and is never handed to another.
+// Taking is a queue pop: the cost of a cold start (sandbox set-up, interpreter start-up,
+// SDK import) moves off the load path. One background thread refills each language's
+// queue to its configured size; a language of size 0 is not pooled.
+//
+// Limits: pooled sandboxes are started with the backend's default sandbox limits. Only
+// instances that run on those defaults take from the pool; others start cold.
+//
+// Lifetime: workers are spawned from the refill thread with PR_SET_PDEATHSIG, which fires
+// when that thread ends, so the pool must outlive every instance that took a worker from
+// it. Destroying the pool stops the refill thread and kills the idle workers.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "actor/metadata.hpp"
+#include "core/limits.hpp"
+#include "runtime/worker.hpp"
+#include "sandbox/backend.hpp"
+
+namespace sandflow::runtime {
+
+namespace limits {
+// Idle sandboxes one language may keep; each holds an interpreter (~10 MB for python3,
+// ~60 MB for node).
+inline constexpr std::size_t kMaxPoolSize = 256;
+inline constexpr std::size_t kDefaultPythonPool = 2;
+inline constexpr std::size_t kDefaultNodePool = 1;
+// After a failed start the refill thread waits this long before trying again, so a host
+// that cannot start sandboxes is not hammered.
+inline constexpr std::chrono::milliseconds kPoolRetryDelay{2'000};
+}  // namespace limits
+
+struct PoolOptions {
+    std::size_t python = limits::kDefaultPythonPool;  // idle sandboxes kept per language
+    std::size_t node = limits::kDefaultNodePool;
+    std::chrono::milliseconds start_timeout = sandflow::limits::kWorkerStartTimeout;
+};
+
+struct PoolStats {
+    struct Language {
+        std::size_t target = 0;  // configured size
+        std::size_t idle = 0;    // ready now
+        std::size_t taken = 0;   // handed to instances
+        std::size_t missed = 0;  // take() found the queue empty
+        std::size_t started = 0;
+        std::size_t failed = 0;  // starts that failed (the last error is logged)
+    };
+    Language python, node;
+};
+
+class WarmPool {
+  public:
+    // Starts the refill thread; it fills every queue at once. `backend` must outlive the
+    // pool. Sizes above limits::kMaxPoolSize are an error.
+    static Result<std::unique_ptr<WarmPool>> create(sandbox::Backend& backend, PoolOptions options);
+    ~WarmPool();
+    WarmPool(const WarmPool&) = delete;
+    WarmPool& operator=(const WarmPool&) = delete;
+
+    // A started, idle worker for `language`, or nullptr when none is ready (the caller
+    // starts one cold). Wakes the refill thread. Workers that died while idle are dropped.
+    std::unique_ptr<Worker> take(actor::Language language);
+
+    // Waits until every queue holds its configured size, or the deadline passes; for
+    // tests, benchmarks and a server that wants to be warm before it listens.
+    bool wait_full(Clock::time_point deadline);
+
+    PoolStats stats() const;
+    sandbox::Backend& backend() const { return backend_; }
+
+  private:
+    WarmPool(sandbox::Backend& backend, PoolOptions options);
+    void refill_loop();
+    struct Queue {
+        std::size_t target = 0;
+        std::deque<std::unique_ptr<Worker>> idle;
+        PoolStats::Language stats;
+    };
+    Queue& queue(actor::Language language);
+
+    sandbox::Backend& backend_;
+    PoolOptions options_;
+    mutable std::mutex mu_;
+    std::condition_variable wake_, changed_;
+    std::array<Queue, 2> queues_;  // python, javascript
+    bool stop_ = false;
+    std::thread thread_;
+};
+
+}  // namespace sandflow::runtime
