@@ -17,6 +17,7 @@
 #include "core/json.hpp"
 #include "core/log.hpp"
 #include "rpc/ws_server.hpp"
+#include "runtime/warm_pool.hpp"
 #include "server/server.hpp"
 
 namespace sandflow::cli {
@@ -42,6 +43,8 @@ struct ServeOptions {
     std::size_t max_instances = limits::kMaxInstances;
     bool no_warm = false;
     bool no_deflate = false;
+    std::size_t pool_python = runtime::limits::kDefaultPythonPool;
+    std::size_t pool_node = runtime::limits::kDefaultNodePool;
 };
 
 // Sandboxes that cannot start make /healthz answer 503 with the reason.
@@ -110,6 +113,17 @@ int run(ServeOptions o) {
     so.max_calls_per_connection = o.max_calls_per_connection;
     so.max_instances = o.max_instances;
     so.warm_discovered = !o.no_warm;
+    // Declared before the server so that it outlives every instance that took from it.
+    std::unique_ptr<runtime::WarmPool> warm_pool;
+    if (o.pool_python + o.pool_node > 0) {
+        runtime::PoolOptions po;
+        po.python = o.pool_python;
+        po.node = o.pool_node;
+        auto p = runtime::WarmPool::create(**backend, po);
+        if (!p) return report(p.error());
+        warm_pool = std::move(*p);
+        so.warm_pool = warm_pool.get();
+    }
     server::Server srv(**backend, so, server::make_memory_store());
     probe_backend(**backend, srv);
     auto found = srv.discover();
@@ -234,6 +248,13 @@ void register_serve(CLI::App& app, int& status) {
     cmd->add_flag("--no-warm", o->no_warm,
                   "Do not start the discovered actors' sandboxes at start (start on first call)");
     cmd->add_flag("--no-deflate", o->no_deflate, "Do not offer permessage-deflate");
+    cmd->add_option("--pool-python", o->pool_python,
+                    "Python sandboxes kept started ahead (interpreter and SDK loaded); each new "
+                    "instance takes one. 0 = none")
+        ->default_str(std::to_string(runtime::limits::kDefaultPythonPool));
+    cmd->add_option("--pool-node", o->pool_node,
+                    "Node sandboxes kept started ahead (~60 MB each). 0 = none")
+        ->default_str(std::to_string(runtime::limits::kDefaultNodePool));
     cmd->callback([o, &status] { status = run(*o); });
 }
 

@@ -15,6 +15,7 @@
 #include "rpc/jsonrpc.hpp"
 #include "rpc/ws_server.hpp"
 #include "runtime/instance.hpp"
+#include "runtime/warm_pool.hpp"
 #include "server/actor_paths.hpp"
 #include "server/executor.hpp"
 
@@ -336,6 +337,7 @@ struct Server::Impl {
         spec.on_log = [component](const runtime::LogLine& l) {
             spdlog::debug("[{}] {}", component, l.text);
         };
+        spec.pool = opts.warm_pool;
         s.state = static_cast<int>(SlotState::starting);
         auto inst = runtime::Instance::create(backend, std::move(spec));
         if (!inst) {
@@ -465,6 +467,15 @@ struct Server::Impl {
         o["pool_threads"] = pool.threads();
         o["pool_busy"] = pool.busy();
         o["pool_queued"] = pool.queued();
+        if (opts.warm_pool) {
+            const auto ws = opts.warm_pool->stats();
+            auto lang = [](const runtime::PoolStats::Language& l) {
+                return json::object{{"target", l.target},   {"idle", l.idle},
+                                    {"taken", l.taken},     {"missed", l.missed},
+                                    {"started", l.started}, {"failed", l.failed}};
+            };
+            o["warm_pool"] = {{"python", lang(ws.python)}, {"node", lang(ws.node)}};
+        }
         o["backend"] = backend.name();
         o["isolated"] = backend.isolates();
         o["state_store"] = store->name();
@@ -1061,6 +1072,21 @@ std::string Server::metrics_text() const {
     gauge("sandflow_pool_busy", "Pool threads running a call now.", st.at("pool_busy").as_uint64());
     gauge("sandflow_pool_queued", "Instance turns waiting for a pool thread.",
           st.at("pool_queued").as_uint64());
+    if (const auto* wp = st.if_contains("warm_pool")) {
+        static constexpr std::pair<const char*, const char*> kWarm[] = {
+            {"target", "gauge"},   {"idle", "gauge"},      {"taken", "counter"},
+            {"missed", "counter"}, {"started", "counter"}, {"failed", "counter"}};
+        for (const auto& [field, type] : kWarm) {
+            const bool counter = std::string_view(type) == "counter";
+            const std::string name =
+                std::string("sandflow_warm_pool_") + field + (counter ? "_total" : "");
+            out += fmt::format("# HELP {} Warm pool sandboxes per language: {}.\n# TYPE {} {}\n",
+                               name, field, name, type);
+            for (const auto& [lang, v] : wp->as_object())
+                out += fmt::format("{}{{language=\"{}\"}} {}\n", name, std::string_view(lang),
+                                   v.as_object().at(field).as_uint64());
+        }
+    }
     if (const auto* t = impl_->transport) {
         out +=
             "# HELP sandflow_transport_events_total Connection-level events.\n"

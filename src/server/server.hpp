@@ -22,6 +22,9 @@
 namespace sandflow::rpc {
 struct WsCounters;
 }
+namespace sandflow::runtime {
+class WarmPool;
+}
 
 namespace sandflow::server {
 
@@ -34,6 +37,9 @@ struct ServerOptions {
     std::size_t max_actors = limits::kMaxActors;
     std::chrono::milliseconds call_timeout = limits::kDefaultCallTimeout;  // when not given
     bool warm_discovered = true;  // start the default instance of discovered actors
+    // New instances take their sandboxes from here first; it must use the server's
+    // backend and outlive the server. Null: every sandbox starts cold.
+    runtime::WarmPool* warm_pool = nullptr;
 };
 
 class Server {
