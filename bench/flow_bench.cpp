@@ -8,8 +8,6 @@
 //   remote   the same 3-node pipeline on a runtime server (`sandflow serve` on loopback,
 //            through the C++ client), against the embedded figure.
 // Targets (issue 5): native >= 500,000 messages/s; python (embedded) >= 10,000 messages/s.
-#include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -26,6 +24,8 @@
 #include "flow/remote.hpp"
 #include "runtime/instance.hpp"
 #include "sandbox/backend.hpp"
+// Shared with the flow suites; bench/ has no include path into tests/, so relative.
+#include "../tests/support/flow_support.hpp"
 
 using namespace sandflow;
 using namespace sandflow::flow;
@@ -37,12 +37,6 @@ namespace {
 constexpr int kNativeMessages = 1'000'000;
 constexpr int kScriptMessages = 5'000;
 
-std::string conn(const std::string& from, const std::string& to, const std::string& fport = "out",
-                 const std::string& tport = "in") {
-    return R"({"from": {"nodeId": ")" + from + R"(", "portName": ")" + fport +
-           R"("}, "to": {"nodeId": ")" + to + R"(", "portName": ")" + tport + R"("}})";
-}
-
 // range -> stages... ; the last stage's outport is exported as "out".
 std::string pipeline(const std::vector<std::string>& components, int messages,
                      const std::string& in = "in", const std::string& out = "out") {
@@ -53,7 +47,7 @@ std::string pipeline(const std::vector<std::string>& components, int messages,
     for (std::size_t i = 0; i < components.size(); ++i) {
         const std::string id = "n" + std::to_string(i);
         procs += R"(, ")" + id + R"(": {"component": ")" + components[i] + R"("})";
-        conns += "," + conn(prev, id, prev == "gen" ? "out" : out, in);
+        conns += "," + testing::conn(prev, prev == "gen" ? "out" : out, id, in);
         prev = id;
     }
     return R"({"processes": {)" + procs + R"(}, "connections": [)" + conns +
@@ -68,22 +62,15 @@ struct Timed {
 };
 
 Timed run_graph(const std::string& text, int messages, const ScriptCatalog* cat, ScriptHost* host) {
-    Timed t;
-    auto g = parse_graph(text, "bench");
-    if (!g) return {0, 0, g.error().message};
     std::atomic<std::uint64_t> got{0};
     NetworkOptions opts;
     opts.on_output = [&](std::string_view, const json::value&) { got.fetch_add(1); };
     opts.on_log = [](std::string_view, std::string_view) {};
-    auto net = Network::build(*g, Registry::standard(), cat, host, std::move(opts));
-    if (!net) return {0, 0, net.error().message};
-    const auto start = Clock::now();
-    auto r = (*net)->run();
-    const double s = std::chrono::duration<double>(Clock::now() - start).count();
-    if (!r) return {0, 0, r.error().message};
-    t.received = got.load();
-    t.per_second = messages / s;
-    return t;
+    const auto run = testing::run_flow(text, Registry::standard(), cat, host, std::move(opts));
+    if (!run.result) return {0, 0, run.result.error().message};
+    // The run's own clock: from the start of run() to its end, not the build.
+    const double s = std::chrono::duration<double>(run.result->elapsed).count();
+    return {messages / s, got.load(), {}};
 }
 
 // The same 10 native components called directly, one message at a time.
@@ -156,41 +143,6 @@ double python_baseline(sandbox::Backend& backend, const fs::path& script, int me
     return messages / std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// `sandflow serve` on a free loopback port.
-struct Server {
-    pid_t pid = -1;
-    std::string url;
-    explicit Server(const char* backend) {
-        int fds[2];
-        if (::pipe(fds) != 0) return;
-        pid = ::fork();
-        if (pid == 0) {
-            ::dup2(fds[1], 1);
-            ::close(fds[0]);
-            ::close(fds[1]);
-            ::execl(SANDFLOW_BINARY, SANDFLOW_BINARY, "--log-level", "error", "serve", "--listen",
-                    "127.0.0.1:0", "--backend", backend, "--insecure-no-sandbox",
-                    static_cast<char*>(nullptr));
-            ::_exit(127);
-        }
-        ::close(fds[1]);
-        std::string line;
-        char c;
-        while (::read(fds[0], &c, 1) == 1 && c != '\n') line += c;
-        ::close(fds[0]);
-        auto v = parse_json(line, "serve");
-        if (v && v->is_object())
-            if (const auto* u = v->get_object().if_contains("listening"); u && u->is_string())
-                url = std::string(u->get_string());
-    }
-    ~Server() {
-        if (pid > 0) {
-            ::kill(pid, SIGTERM);
-            ::waitpid(pid, nullptr, 0);
-        }
-    }
-};
-
 void line(const char* what, const Timed& t, double baseline, const char* base_what) {
     if (!t.error.empty()) {
         std::printf("  %-34s failed: %s\n", what, t.error.c_str());
@@ -252,11 +204,11 @@ int main() {
         backend_name, kScriptMessages);
     line("embedded runtime", embedded, py_base, "3 calls in turn, 1 thread");
 
-    Server server(backend_name);
-    if (server.url.empty()) {
+    testing::ServeProcess server(backend_name);
+    if (server.url().empty()) {
         std::printf("  remote: `sandflow serve` did not start\n");
     } else {
-        auto rhost = remote_host({server.url, "", {}});
+        auto rhost = remote_host({server.url(), "", {}});
         const auto remote = run_graph(py, kScriptMessages, &cat, rhost.get());
         line("remote runtime (loopback)", remote, embedded.per_second, "embedded runtime");
     }

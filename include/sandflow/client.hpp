@@ -7,7 +7,11 @@
 //
 // Thread-safe: any number of threads may call at once; each call waits for its own
 // response. Streamed outputs reach the call's callback, in order, before the call
-// returns. Callbacks run on the client's I/O thread: they must not call the client.
+// returns. Callbacks run on the client's I/O thread: they must not make blocking calls on
+// the client (start_call / start_process are fine there).
+// Without blocking a thread: start_call / start_process take a completion callback, and
+// include/sandflow/client_asio.hpp turns them into Boost.Asio operations
+// (co_await async_process(client, ..., asio::use_awaitable)).
 // The library uses the JSON-RPC codec and the WebSocket transport only (no sandbox code).
 #pragma once
 
@@ -26,6 +30,10 @@
 
 #include "core/error.hpp"
 #include "core/limits.hpp"
+
+namespace boost::asio {
+class io_context;
+}
 
 namespace sandflow::client {
 
@@ -54,6 +62,9 @@ struct Output {
 using OutputCallback = std::function<void(const Output&)>;
 // Any notification: method and params.
 using NotificationCallback = std::function<void(std::string_view, const json::value&)>;
+// The end of a call started without waiting: its result or its error.
+template <class T>
+using DoneCallback = std::function<void(Result<T>)>;
 
 struct ProcessOptions {
     std::string instance_id;  // empty: "default"
@@ -97,6 +108,21 @@ class Client {
     std::future<Result<json::value>> call_async(std::string_view method, json::value params,
                                                 NotificationCallback on_notification = {},
                                                 std::int64_t* id_out = nullptr);
+    // The same with a completion callback instead of a future: `on_done` runs once, on the
+    // client's I/O thread, after the call's notifications (or on the thread that closes
+    // the client, with an error). Called on the I/O thread itself (from a callback or a
+    // coroutine running there), the request is written at once, with no thread switch;
+    // a lost connection then fails the call instead of reconnecting (a reconnect blocks).
+    void start_call(std::string_view method, json::value params,
+                    NotificationCallback on_notification, DoneCallback<json::value> on_done,
+                    std::int64_t* id_out = nullptr);
+    void start_process(std::string_view actor_id, json::object payload, OutputCallback on_output,
+                       const ProcessOptions& opts, DoneCallback<ProcessResult> on_done,
+                       std::int64_t* id_out = nullptr);
+    // The context the client's I/O thread runs: run coroutines there (co_spawn) and their
+    // calls cost no thread switch. The client must outlive what runs on it, and must not
+    // be destroyed from that thread.
+    boost::asio::io_context& io_context();
 
     Result<std::vector<std::string>> list();
     Result<LoadResult> load_file(std::string_view file_path, std::string_view instance_id = {});

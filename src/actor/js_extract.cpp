@@ -32,10 +32,6 @@ bool js_ident_char(char c) {
     return js_ident_start(c) || is_digit(c);
 }
 
-std::string in_quotes(std::string_view s) {
-    return "'" + std::string(s) + "'";
-}
-
 // Byte length of the whitespace character at the cursor (ASCII, NBSP, BOM, U+2028, U+2029),
 // or 0.
 std::size_t js_space(const TextCursor& cur) {
@@ -103,6 +99,18 @@ class JsLiteralParser {
     }
     Error found_error(std::string_view expected) const {
         return error(cur_.pos(), std::string(expected) + ", found " + describe_at(cur_));
+    }
+
+    // After an object's or array's item: true past a ',' (another item or `close` may
+    // follow), false at `close` (left for the caller); anything else is an error.
+    Result<bool> another_item(char close, std::string_view expected) {
+        if (auto ok = skip_trivia(); !ok) return tl::unexpected(ok.error());
+        if (cur_.peek() == ',') {
+            cur_.advance();
+            return true;
+        }
+        if (cur_.peek() == close) return false;
+        return tl::unexpected(found_error(expected));
     }
 
     Result<void> check_size() const {
@@ -201,13 +209,9 @@ class JsLiteralParser {
                                                          " in object: remove one of them"));
             }
             if (keys != nullptr) keys->emplace(*key, key_pos);
-            if (auto ok = skip_trivia(); !ok) return tl::unexpected(ok.error());
-            if (cur_.peek() == ',') {
-                cur_.advance();
-                continue;
-            }
-            if (cur_.peek() == '}') break;
-            return tl::unexpected(found_error("expected ',' or '}' after property value"));
+            auto more = another_item('}', "expected ',' or '}' after property value");
+            if (!more) return tl::unexpected(more.error());
+            if (!*more) break;
         }
         cur_.advance();  // '}'
         return obj;
@@ -279,13 +283,9 @@ class JsLiteralParser {
             auto item = value(depth, nullptr);
             if (!item) return item;
             arr.push_back(std::move(*item));
-            if (auto ok = skip_trivia(); !ok) return tl::unexpected(ok.error());
-            if (cur_.peek() == ',') {
-                cur_.advance();
-                continue;
-            }
-            if (cur_.peek() == ']') break;
-            return tl::unexpected(found_error("expected ',' or ']' in array"));
+            auto more = another_item(']', "expected ',' or ']' in array");
+            if (!more) return tl::unexpected(more.error());
+            if (!*more) break;
         }
         cur_.advance();  // ']'
         return arr;
@@ -446,62 +446,27 @@ class JsLiteralParser {
     }
 
     Result<json::value> number(bool negative) {
-        const SourcePos start = cur_.pos();
-        std::string digits;
-        int base = 10;
-        bool is_float = false;
-        // Digits of `base`; a separator '_' may only stand between two digits.
-        auto read_digits = [&] {
-            bool any = false;
-            for (;;) {
-                if (any && cur_.peek() == '_' && is_base_digit(cur_.peek(1), base)) cur_.advance();
-                if (!is_base_digit(cur_.peek(), base)) return any;
-                digits.push_back(cur_.peek());
-                cur_.advance();
-                any = true;
-            }
-        };
-        auto invalid = [&] {
-            while (js_ident_char(cur_.peek()) || cur_.peek() == '.') cur_.advance();
-            return tl::unexpected(
-                error(start, "invalid number literal " + in_quotes(cur_.since(start.offset))));
-        };
-        const char p1 = static_cast<char>(cur_.peek(1) | 0x20);
-        if (cur_.peek() == '0' && (p1 == 'x' || p1 == 'o' || p1 == 'b')) {
-            base = p1 == 'x' ? 16 : p1 == 'o' ? 8 : 2;
-            cur_.advance(2);
-            if (!read_digits()) return invalid();
+        NumberScanner num(cur_, js_ident_char, false);
+        auto invalid = [&] { return tl::unexpected(error(num.start(), num.invalid())); };
+        if (num.at_prefix()) {
+            if (!num.prefixed_digits()) return invalid();
         } else {
-            read_digits();
-            if (digits.size() > 1 && digits[0] == '0') {
+            num.integer_digits();
+            if (num.digits().size() > 1 && num.digits()[0] == '0') {
                 return tl::unexpected(
-                    error(start,
+                    error(num.start(),
                           "leading zeros (legacy octal) are not allowed: write 0o... for octal "
                           "or drop the zeros"));
             }
-            if (cur_.peek() == '.') {
-                is_float = true;
-                digits.push_back('.');
-                cur_.advance();
-                read_digits();
-            }
-            if ((cur_.peek() | 0x20) == 'e') {
-                is_float = true;
-                digits.push_back('e');
-                cur_.advance();
-                if (cur_.peek() == '+' || cur_.peek() == '-') {
-                    digits.push_back(cur_.peek());
-                    cur_.advance();
-                }
-                if (!read_digits()) return invalid();
-            }
+            if (!num.fraction_and_exponent()) return invalid();
         }
         if (cur_.peek() == 'n') {
-            return tl::unexpected(error(start, "BigInt literals are not allowed in metadata"));
+            return tl::unexpected(
+                error(num.start(), "BigInt literals are not allowed in metadata"));
         }
-        if (js_ident_char(cur_.peek()) || cur_.peek() == '.') return invalid();
-        auto value = number_value(digits, base, is_float, negative);
-        if (!value) return tl::unexpected(error(start, value.error()));
+        if (num.runs_on()) return invalid();
+        auto value = num.value(negative);
+        if (!value) return tl::unexpected(error(num.start(), value.error()));
         return *value;
     }
 

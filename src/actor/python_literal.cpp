@@ -14,10 +14,6 @@ bool is_quote(char c) {
     return c == '\'' || c == '"';
 }
 
-std::string in_quotes(std::string_view s) {
-    return "'" + std::string(s) + "'";
-}
-
 }  // namespace
 
 std::string_view read_py_identifier(TextCursor& cur) {
@@ -412,65 +408,28 @@ Result<void> PyLiteralParser::escape(std::string& out) {
 }
 
 Result<json::value> PyLiteralParser::number(bool negative) {
-    const SourcePos start = cur_.pos();
-    std::string digits;  // without underscores, ready for from_chars
-    int base = 10;
-    bool is_float = false;
-    // Digits of `base`, each optionally preceded by one underscore.
-    auto read_digits = [&](bool leading_underscore) {
-        bool any = false;
-        for (;;) {
-            if (cur_.peek() == '_' && (any || leading_underscore) &&
-                is_base_digit(cur_.peek(1), base)) {
-                cur_.advance();
-            }
-            if (!is_base_digit(cur_.peek(), base)) return any;
-            digits.push_back(cur_.peek());
-            cur_.advance();
-            any = true;
-        }
-    };
-    auto invalid = [&]() {
-        while (py_ident_char(cur_.peek()) || cur_.peek() == '.') cur_.advance();
-        return tl::unexpected(
-            error(start, "invalid number literal " + in_quotes(cur_.since(start.offset))));
-    };
-    const char p1 = static_cast<char>(cur_.peek(1) | 0x20);
-    if (cur_.peek() == '0' && (p1 == 'x' || p1 == 'o' || p1 == 'b')) {
-        base = p1 == 'x' ? 16 : p1 == 'o' ? 8 : 2;
-        cur_.advance(2);
-        if (!read_digits(true)) return invalid();
+    NumberScanner num(cur_, py_ident_char, true);
+    auto invalid = [&] { return tl::unexpected(error(num.start(), num.invalid())); };
+    if (num.at_prefix()) {
+        if (!num.prefixed_digits()) return invalid();
     } else {
-        read_digits(false);
-        if (cur_.peek() == '.') {
-            is_float = true;
-            digits.push_back('.');
-            cur_.advance();
-            read_digits(false);
-        }
-        if ((cur_.peek() | 0x20) == 'e') {
-            is_float = true;
-            digits.push_back('e');
-            cur_.advance();
-            if (cur_.peek() == '+' || cur_.peek() == '-') {
-                digits.push_back(cur_.peek());
-                cur_.advance();
-            }
-            if (!read_digits(false)) return invalid();
-        }
+        num.integer_digits();
+        if (!num.fraction_and_exponent()) return invalid();
         if ((cur_.peek() | 0x20) == 'j') {
-            return tl::unexpected(error(start, "complex numbers are not allowed in metadata"));
+            return tl::unexpected(
+                error(num.start(), "complex numbers are not allowed in metadata"));
         }
     }
-    if (py_ident_char(cur_.peek()) || cur_.peek() == '.') return invalid();
-    if (!is_float && base == 10 && digits.size() > 1 && digits[0] == '0' &&
+    if (num.runs_on()) return invalid();
+    const std::string& digits = num.digits();
+    if (!num.is_float() && num.base() == 10 && digits.size() > 1 && digits[0] == '0' &&
         digits.find_first_not_of('0') != std::string::npos) {
-        return tl::unexpected(error(start,
+        return tl::unexpected(error(num.start(),
                                     "leading zeros are not allowed in decimal integers: write "
                                     "the number without them, or 0o... for octal"));
     }
-    auto value = number_value(digits, base, is_float, negative);
-    if (!value) return tl::unexpected(error(start, value.error()));
+    auto value = num.value(negative);
+    if (!value) return tl::unexpected(error(num.start(), value.error()));
     return *value;
 }
 

@@ -206,4 +206,53 @@ tl::expected<json::value, std::string> number_value(std::string_view digits, int
     return json::value(static_cast<std::int64_t>(~magnitude + 1));
 }
 
+bool NumberScanner::at_prefix() const {
+    const char p = static_cast<char>(cur_.peek(1) | 0x20);
+    return cur_.peek() == '0' && (p == 'x' || p == 'o' || p == 'b');
+}
+
+bool NumberScanner::prefixed_digits() {
+    const char p = static_cast<char>(cur_.peek(1) | 0x20);
+    base_ = p == 'x' ? 16 : p == 'o' ? 8 : 2;
+    cur_.advance(2);
+    return read_digits(underscore_after_prefix_);
+}
+
+bool NumberScanner::fraction_and_exponent() {
+    if (cur_.peek() == '.') {
+        is_float_ = true;
+        digits_.push_back('.');
+        cur_.advance();
+        read_digits(false);
+    }
+    if ((cur_.peek() | 0x20) == 'e') {
+        is_float_ = true;
+        digits_.push_back('e');
+        cur_.advance();
+        if (cur_.peek() == '+' || cur_.peek() == '-') {
+            digits_.push_back(cur_.peek());
+            cur_.advance();
+        }
+        return read_digits(false);
+    }
+    return true;
+}
+
+std::string NumberScanner::invalid() {
+    while (runs_on()) cur_.advance();
+    return "invalid number literal " + in_quotes(cur_.since(start_.offset));
+}
+
+bool NumberScanner::read_digits(bool leading_underscore) {
+    bool any = false;
+    for (;;) {
+        if (cur_.peek() == '_' && (any || leading_underscore) && is_base_digit(cur_.peek(1), base_))
+            cur_.advance();
+        if (!is_base_digit(cur_.peek(), base_)) return any;
+        digits_.push_back(cur_.peek());
+        cur_.advance();
+        any = true;
+    }
+}
+
 }  // namespace sandflow::actor::detail

@@ -88,6 +88,63 @@ bool append_utf8(std::string& out, std::uint32_t cp);
 tl::expected<json::value, std::string> number_value(std::string_view digits, int base,
                                                     bool is_float, bool negative);
 
+// Reads the parts of a numeric literal that Python and JavaScript share: a 0x/0o/0b prefix
+// with its digits, or decimal digits with a fraction and an exponent, '_' standing between
+// two digits. Each language puts its own checks between the steps (JavaScript: legacy octal,
+// BigInt; Python: complex numbers, leading zeros). The sign is the caller's.
+class NumberScanner {
+  public:
+    // `ident_char`: the language's identifier characters, none of which may follow a literal.
+    // `underscore_after_prefix`: Python accepts 0x_ff, JavaScript does not.
+    NumberScanner(TextCursor& cur, bool (*ident_char)(char), bool underscore_after_prefix)
+        : cur_(cur),
+          ident_char_(ident_char),
+          underscore_after_prefix_(underscore_after_prefix),
+          start_(cur.pos()) {}
+
+    const SourcePos& start() const { return start_; }
+    // What was read so far, without prefix and underscores: what number_value takes.
+    const std::string& digits() const { return digits_; }
+    int base() const { return base_; }
+    bool is_float() const { return is_float_; }
+
+    // True at "0x", "0o" or "0b" (any case).
+    bool at_prefix() const;
+    // Reads the prefix and its digits; false when no digit follows the prefix.
+    bool prefixed_digits();
+    // Reads decimal digits (none is fine: ".5").
+    void integer_digits() { read_digits(false); }
+    // Reads a '.' and its digits, then an exponent, when present; false when an exponent has
+    // no digits.
+    bool fraction_and_exponent();
+    // True when an identifier character or a '.' follows: the literal is malformed.
+    bool runs_on() const { return ident_char_(cur_.peek()) || cur_.peek() == '.'; }
+    // Consumes the rest of a malformed literal and says so, quoting all of it.
+    std::string invalid();
+    // The literal's value, or why it has none (see number_value).
+    tl::expected<json::value, std::string> value(bool negative) const {
+        return number_value(digits_, base_, is_float_, negative);
+    }
+
+  private:
+    // Digits of base_; false when there is none. `leading_underscore`: one '_' may come
+    // before the first digit.
+    bool read_digits(bool leading_underscore);
+
+    TextCursor& cur_;
+    bool (*ident_char_)(char);
+    bool underscore_after_prefix_;
+    SourcePos start_;
+    std::string digits_;
+    int base_ = 10;
+    bool is_float_ = false;
+};
+
+// `s` in single quotes, for messages.
+inline std::string in_quotes(std::string_view s) {
+    return "'" + std::string(s) + "'";
+}
+
 // What the cursor is looking at, for "expected X, found Y" messages: "end of file",
 // "end of line", "identifier 'foo'", "number '12'", "a string" or "'c'".
 std::string describe_at(const TextCursor& cur);

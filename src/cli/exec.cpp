@@ -9,6 +9,7 @@
 #include "core/duration.hpp"
 #include "core/json.hpp"
 #include "core/log.hpp"
+#include "runtime/actor_limits.hpp"
 #include "runtime/instance.hpp"
 
 namespace sandflow::cli {
@@ -21,7 +22,8 @@ struct ExecOptions {
     std::string config = "{}";
     std::string state = "{}";
     int repeat = 1;
-    std::string timeout = "30s";
+    std::string timeout;  // empty: the actor's limits (30 s unless it declares one)
+    std::vector<std::string> limits;
     BackendFlags backend;
 };
 
@@ -77,8 +79,12 @@ int run(const ExecOptions& o) {
     if (!config) return report(config.error());
     auto state = parse_object(o.state, "--state");
     if (!state) return report(state.error());
-    auto timeout = parse_duration(o.timeout);
-    if (!timeout) return report(timeout.error());
+    std::chrono::microseconds timeout{0};
+    if (!o.timeout.empty()) {
+        auto t = parse_duration(o.timeout);
+        if (!t) return report(t.error());
+        timeout = *t;
+    }
 
     auto spec = runtime::spec_from_file(o.script);
     if (!spec) return report(spec.error());
@@ -86,6 +92,15 @@ int run(const ExecOptions& o) {
     if (!backend) return report(backend.error());
     const std::string component = spec->metadata.component;
     spec->initial_state = std::move(*state);
+    // The actor's declared limits, then the command line's on top.
+    runtime::LimitOverrides asked;
+    for (const auto& a : o.limits)
+        if (auto r = runtime::parse_limit_assignment(a, asked); !r) return report(r.error());
+    auto declared = runtime::limits_for(spec->metadata, {}, runtime::default_maxima());
+    if (!declared) return report(declared.error());
+    auto limits = runtime::apply_limits(*declared, asked, runtime::default_maxima(), "--limit");
+    if (!limits) return report(limits.error());
+    spec->limits = *limits;
     spec->on_log = [component](const runtime::LogLine& l) { print_log(component, l); };
 
     auto instance = runtime::Instance::create(**backend, std::move(*spec));
@@ -97,7 +112,7 @@ int run(const ExecOptions& o) {
     runtime::CallRequest req;
     req.inputs = std::move(*inputs);
     req.config = std::move(*config);
-    req.timeout = *timeout;
+    req.timeout = timeout;
     runtime::CallEvents events;
     events.on_output = [](std::string_view port, const json::value& data) {
         print_line(json::object{{"port", port}, {"data", data}});
@@ -140,8 +155,12 @@ void register_exec(CLI::App& app, int& status) {
     cmd->add_option("--repeat", o->repeat, "Make N calls on the same warm worker")
         ->default_str("1")
         ->check(CLI::Range(1, 100'000'000));
-    cmd->add_option("--timeout", o->timeout, "Wall-clock limit per call (100ms, 5s, 2m)")
-        ->default_str("30s");
+    cmd->add_option("--timeout", o->timeout,
+                    "Wall-clock limit per call (100ms, 5s, 2m); default: the actor's "
+                    "timeout_ms limit, else 30s");
+    cmd->add_option("--limit", o->limits,
+                    "NAME=VALUE (repeatable): memory_bytes, pids, cpu_milli, tmpfs_bytes, "
+                    "output_bytes, frame_bytes, timeout_ms; sizes may end in K, M, G");
     add_backend_flags(*cmd, o->backend);
     cmd->callback([o, &status] { status = run(*o); });
 }

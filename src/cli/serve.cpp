@@ -17,6 +17,7 @@
 #include "core/json.hpp"
 #include "core/log.hpp"
 #include "rpc/ws_server.hpp"
+#include "runtime/actor_limits.hpp"
 #include "runtime/warm_pool.hpp"
 #include "server/server.hpp"
 
@@ -43,8 +44,9 @@ struct ServeOptions {
     std::size_t max_instances = limits::kMaxInstances;
     bool no_warm = false;
     bool no_deflate = false;
-    std::size_t pool_python = runtime::limits::kDefaultPythonPool;
-    std::size_t pool_node = runtime::limits::kDefaultNodePool;
+    std::vector<std::string> limit_defaults, limit_maxima;
+    std::size_t pool_python = limits::kDefaultPythonPool;
+    std::size_t pool_node = limits::kDefaultNodePool;
 };
 
 // Sandboxes that cannot start make /healthz answer 503 with the reason.
@@ -110,6 +112,20 @@ int run(ServeOptions o) {
     for (const auto& a : o.actors) so.actor_roots.emplace_back(a);
     so.threads = o.threads;
     so.call_timeout = duration_cast<milliseconds>(call_timeout);
+    for (const auto& a : o.limit_defaults)
+        if (a.rfind("timeout_ms=", 0) == 0)
+            return report(Error(Errc::invalid_argument,
+                                "--limit timeout_ms: the default call timeout is set with "
+                                "--call-timeout (for example --call-timeout 5s)"));
+    auto policy = runtime::limit_policy(o.limit_defaults, o.limit_maxima);
+    if (!policy) return report(policy.error());
+    so.limits = policy->defaults;
+    so.max_limits = policy->maxima;
+    if (so.call_timeout > so.max_limits.timeout)
+        return report(
+            Error(Errc::invalid_argument, "--call-timeout is above the maximum timeout_ms of " +
+                                              std::to_string(so.max_limits.timeout.count()) +
+                                              " ms; raise it with --max-limit timeout_ms=VALUE"));
     so.max_calls_per_connection = o.max_calls_per_connection;
     so.max_instances = o.max_instances;
     so.warm_discovered = !o.no_warm;
@@ -248,13 +264,20 @@ void register_serve(CLI::App& app, int& status) {
     cmd->add_flag("--no-warm", o->no_warm,
                   "Do not start the discovered actors' sandboxes at start (start on first call)");
     cmd->add_flag("--no-deflate", o->no_deflate, "Do not offer permessage-deflate");
+    cmd->add_option("--limit", o->limit_defaults,
+                    "NAME=VALUE: a default limit for every instance (repeatable): memory_bytes, "
+                    "pids, cpu_milli, tmpfs_bytes, output_bytes, frame_bytes (sizes may end in "
+                    "K, M, G; the call timeout is --call-timeout). Actors may declare their own "
+                    "in their metadata, and load/process requests in params.limits");
+    cmd->add_option("--max-limit", o->limit_maxima,
+                    "NAME=VALUE: the most any actor, load or call may ask for (repeatable)");
     cmd->add_option("--pool-python", o->pool_python,
                     "Python sandboxes kept started ahead (interpreter and SDK loaded); each new "
                     "instance takes one. 0 = none")
-        ->default_str(std::to_string(runtime::limits::kDefaultPythonPool));
+        ->default_str(std::to_string(limits::kDefaultPythonPool));
     cmd->add_option("--pool-node", o->pool_node,
                     "Node sandboxes kept started ahead (~60 MB each). 0 = none")
-        ->default_str(std::to_string(runtime::limits::kDefaultNodePool));
+        ->default_str(std::to_string(limits::kDefaultNodePool));
     cmd->callback([o, &status] { status = run(*o); });
 }
 

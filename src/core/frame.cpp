@@ -45,6 +45,7 @@ std::optional<Result<json::object>> FrameDecoder::next() {
     if (buf_.size() - pos_ < limits::kFrameHeaderBytes + n) return std::nullopt;
     std::string_view payload(buf_.data() + pos_ + limits::kFrameHeaderBytes, n);
     pos_ += limits::kFrameHeaderBytes + n;
+    last_ = n;
     auto v = parse_json(payload, "frame");
     // Compact once the consumed prefix dominates, so the buffer does not grow unbounded.
     if (pos_ == buf_.size()) {

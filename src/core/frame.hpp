@@ -32,11 +32,16 @@ class FrameDecoder {
     std::optional<Result<json::object>> next();
 
     std::size_t buffered() const { return buf_.size() - pos_; }
+    // The limit for frames not yet decoded (a call's own frame_bytes).
+    void set_max(std::size_t max_frame) { max_ = max_frame; }
+    // The payload size of the frame next() returned last.
+    std::size_t last_frame_bytes() const { return last_; }
 
   private:
     std::size_t max_;
     std::string buf_;
     std::size_t pos_ = 0;
+    std::size_t last_ = 0;
     std::optional<Error> failed_;
 };
 

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <set>
 #include <system_error>
+#include <type_traits>
 
 #include <boost/json/basic_parser_impl.hpp>
 
@@ -164,6 +165,36 @@ class Reader {
         return v->get_object();
     }
 
+    // The object or array (`Container`) at `key` of `o`, or null when the key is absent or
+    // null (`required`: absent is an error, null is of the wrong kind). It must hold at most
+    // `max` entries, called `noun` in the message. `where` names the key in errors.
+    template <class Container>
+    Result<const Container*> container(const json::object& o, std::string_view key,
+                                       const std::string& where, std::size_t max,
+                                       bool required = false,
+                                       std::string_view noun = "entries") const {
+        constexpr bool kObject = std::is_same_v<Container, json::object>;
+        const auto* v = o.if_contains(key);
+        if (!v) {
+            if (required) return tl::unexpected(err(where, "is missing"));
+            return nullptr;
+        }
+        if (v->is_null() && !required) return nullptr;
+        const Container* c = nullptr;
+        if constexpr (kObject)
+            c = v->if_object();
+        else
+            c = v->if_array();
+        if (!c)
+            return tl::unexpected(err(where, kObject ? "must be an object" : "must be an array"));
+        if (c->size() > max)
+            return tl::unexpected(err(where,
+                                      "has " + std::to_string(c->size()) + " " + std::string(noun) +
+                                          "; the limit is " + std::to_string(max),
+                                      Errc::limit_exceeded));
+        return c;
+    }
+
     Result<PortRef> port_ref(const json::value& v, std::string_view where, bool allow_empty) const {
         if (!v.is_object()) return tl::unexpected(err(where, "must be an object"));
         const auto& o = v.get_object();
@@ -254,12 +285,11 @@ Result<void> check_node_ref(const Graph& g, const Reader& r, const PortRef& ref,
 
 Result<void> read_workspace_keys(Graph& g, const json::object& root, const Reader& r) {
     auto array_of_objects = [&](std::string_view key, json::array& out) -> Result<void> {
-        const auto* v = root.if_contains(key);
-        if (!v || v->is_null()) return {};
-        if (!v->is_array()) return tl::unexpected(r.err(key, "must be an array"));
-        const auto& a = v->get_array();
-        if (a.size() > limits::kMaxGraphConnections)
-            return tl::unexpected(r.err(key, "has too many entries", Errc::limit_exceeded));
+        auto v =
+            r.container<json::array>(root, key, std::string(key), limits::kMaxGraphConnections);
+        if (!v) return tl::unexpected(v.error());
+        if (!*v) return {};
+        const auto& a = **v;
         for (std::size_t i = 0; i < a.size(); ++i)
             if (!a[i].is_object())
                 return tl::unexpected(
@@ -278,12 +308,10 @@ Result<void> read_workspace_keys(Graph& g, const json::object& root, const Reade
     }
     // Interfaces point at this graph's own processes.
     auto interfaces = [&](std::string_view key, json::object& out) -> Result<void> {
-        const auto* v = root.if_contains(key);
-        if (!v || v->is_null()) return {};
-        if (!v->is_object()) return tl::unexpected(r.err(key, "must be an object"));
-        const auto& o = v->get_object();
-        if (o.size() > limits::kMaxGraphExports)
-            return tl::unexpected(r.err(key, "has too many entries", Errc::limit_exceeded));
+        auto v = r.container<json::object>(root, key, std::string(key), limits::kMaxGraphExports);
+        if (!v) return tl::unexpected(v.error());
+        if (!*v) return {};
+        const auto& o = **v;
         for (const auto& [name, item] : o) {
             const std::string where = std::string(key) + "." + std::string(name);
             if (!item.is_object()) return tl::unexpected(r.err(where, "must be an object"));
@@ -326,16 +354,10 @@ Result<Graph> parse_graph(std::string_view text, std::string_view file) {
     g.properties = std::move(*props);
 
     // processes
-    const auto* procs = root.if_contains("processes");
-    if (!procs) return tl::unexpected(r.err("processes", "is missing"));
-    if (!procs->is_object()) return tl::unexpected(r.err("processes", "must be an object"));
-    const auto& po = procs->get_object();
-    if (po.size() > limits::kMaxGraphNodes)
-        return tl::unexpected(r.err("processes",
-                                    "has " + std::to_string(po.size()) +
-                                        " processes; the limit is " +
-                                        std::to_string(limits::kMaxGraphNodes),
-                                    Errc::limit_exceeded));
+    auto procs = r.container<json::object>(root, "processes", "processes", limits::kMaxGraphNodes,
+                                           true, "processes");
+    if (!procs) return tl::unexpected(procs.error());
+    const auto& po = **procs;
     g.nodes.reserve(po.size());
     std::set<std::string, std::less<>> ids;
     for (const auto& [key, item] : po) {
@@ -368,15 +390,11 @@ Result<Graph> parse_graph(std::string_view text, std::string_view file) {
     }
 
     // connections
-    if (const auto* conns = root.if_contains("connections"); conns && !conns->is_null()) {
-        if (!conns->is_array()) return tl::unexpected(r.err("connections", "must be an array"));
-        const auto& ca = conns->get_array();
-        if (ca.size() > limits::kMaxGraphConnections)
-            return tl::unexpected(r.err("connections",
-                                        "has " + std::to_string(ca.size()) +
-                                            " entries; the limit is " +
-                                            std::to_string(limits::kMaxGraphConnections),
-                                        Errc::limit_exceeded));
+    auto conns =
+        r.container<json::array>(root, "connections", "connections", limits::kMaxGraphConnections);
+    if (!conns) return tl::unexpected(conns.error());
+    if (*conns) {
+        const auto& ca = **conns;
         g.connections.reserve(ca.size());
         for (std::size_t i = 0; i < ca.size(); ++i) {
             const std::string where = "connections[" + std::to_string(i) + "]";
@@ -418,13 +436,10 @@ Result<Graph> parse_graph(std::string_view text, std::string_view file) {
 
     // exported ports
     auto exports = [&](std::string_view key, std::vector<Export>& out) -> Result<void> {
-        const auto* v = root.if_contains(key);
-        if (!v || v->is_null()) return {};
-        if (!v->is_object()) return tl::unexpected(r.err(key, "must be an object"));
-        const auto& o = v->get_object();
-        if (o.size() > limits::kMaxGraphExports)
-            return tl::unexpected(r.err(key, "has too many entries", Errc::limit_exceeded));
-        for (const auto& [name, item] : o) {
+        auto v = r.container<json::object>(root, key, std::string(key), limits::kMaxGraphExports);
+        if (!v) return tl::unexpected(v.error());
+        if (!*v) return {};
+        for (const auto& [name, item] : **v) {
             const std::string where = std::string(key) + "." + std::string(name);
             auto n = r.id(json::value(json::string_view(name)), where, false);
             if (!n) return tl::unexpected(n.error());
@@ -439,11 +454,10 @@ Result<Graph> parse_graph(std::string_view text, std::string_view file) {
     if (auto ok = exports("outports", g.outports); !ok) return tl::unexpected(ok.error());
 
     // groups
-    if (const auto* gv = root.if_contains("groups"); gv && !gv->is_null()) {
-        if (!gv->is_array()) return tl::unexpected(r.err("groups", "must be an array"));
-        const auto& ga = gv->get_array();
-        if (ga.size() > limits::kMaxGraphGroups)
-            return tl::unexpected(r.err("groups", "has too many entries", Errc::limit_exceeded));
+    auto groups = r.container<json::array>(root, "groups", "groups", limits::kMaxGraphGroups);
+    if (!groups) return tl::unexpected(groups.error());
+    if (*groups) {
+        const auto& ga = **groups;
         for (std::size_t i = 0; i < ga.size(); ++i) {
             const std::string where = "groups[" + std::to_string(i) + "]";
             if (!ga[i].is_object()) return tl::unexpected(r.err(where, "must be an object"));
@@ -452,15 +466,13 @@ Result<Graph> parse_graph(std::string_view text, std::string_view file) {
             auto name = r.opt_string(o, "name", where);
             if (!name) return tl::unexpected(name.error());
             grp.name = std::move(*name);
-            if (const auto* nodes = o.if_contains("nodes"); nodes && !nodes->is_null()) {
-                if (!nodes->is_array())
-                    return tl::unexpected(r.err(where + ".nodes", "must be an array"));
-                if (nodes->get_array().size() > limits::kMaxGraphNodes)
-                    return tl::unexpected(
-                        r.err(where + ".nodes", "has too many entries", Errc::limit_exceeded));
-                for (std::size_t j = 0; j < nodes->get_array().size(); ++j) {
+            auto nodes =
+                r.container<json::array>(o, "nodes", where + ".nodes", limits::kMaxGraphNodes);
+            if (!nodes) return tl::unexpected(nodes.error());
+            if (*nodes) {
+                for (std::size_t j = 0; j < (*nodes)->size(); ++j) {
                     const std::string nw = where + ".nodes[" + std::to_string(j) + "]";
-                    auto id = r.id(nodes->get_array()[j], nw, false);
+                    auto id = r.id((**nodes)[j], nw, false);
                     if (!id) return tl::unexpected(id.error());
                     if (!g.find_node(*id))
                         return tl::unexpected(r.err(nw, "no process has the id '" + *id + "'"));

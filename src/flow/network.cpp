@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -74,6 +75,14 @@ struct RtNode {
     bool scheduled = false;
     bool again = false;
     std::size_t high_water = 0;
+
+    // send_after packets not yet delivered, by (due time, order sent): (outport, packet).
+    // timer_mu guards them and is held while they are delivered, so that they leave in
+    // that order although timer handlers run on any pool thread.
+    using TimerKey = std::pair<Clock::time_point, std::uint64_t>;
+    std::mutex timer_mu;
+    std::map<TimerKey, std::pair<std::uint32_t, json::value>> timed;
+    std::uint64_t timers_set = 0;
 
     std::atomic<std::uint64_t> calls{0}, errors{0}, packets_in{0}, packets_out{0}, busy_us{0};
 
@@ -333,14 +342,31 @@ struct Network::Impl {
             }
     }
 
+    // Timers due together complete together, and their handlers may then run at once on
+    // several pool threads; so a handler does not send its own packet but, under timer_mu,
+    // every packet of the node due up to its own, in (due time, order sent). A packet never
+    // overtakes one sent earlier with the same or an earlier due time: a delay node keeps
+    // the order of its input, a timer's ticks come in order.
     void send_after(RtNode& n, std::uint32_t port, json::value v, std::chrono::milliseconds d) {
         busy.fetch_add(1);
-        auto t = std::make_shared<asio::steady_timer>(*pool, d);
-        t->async_wait(
-            [this, t, &n, port, v = std::move(v)](const boost::system::error_code&) mutable {
-                if (!stopped) push(n, port, std::move(v), false);
-                release_busy();
-            });
+        RtNode::TimerKey key{Clock::now() + d, 0};
+        {
+            std::lock_guard l(n.timer_mu);
+            key.second = n.timers_set++;
+            n.timed.emplace(key, std::pair{port, std::move(v)});
+        }
+        auto t = std::make_shared<asio::steady_timer>(*pool, key.first);
+        t->async_wait([this, t, &n, key](const boost::system::error_code&) {
+            {
+                std::lock_guard l(n.timer_mu);
+                while (!n.timed.empty() && n.timed.begin()->first <= key) {
+                    auto due = n.timed.extract(n.timed.begin());
+                    if (!stopped)
+                        push(n, due.mapped().first, std::move(due.mapped().second), false);
+                }
+            }
+            release_busy();
+        });
     }
 
     Error node_error(const RtNode& n, std::string_view port, const Error& cause) {
@@ -424,7 +450,7 @@ struct Network::Impl {
 
     void activate_native(RtNode& n);
     void activate_script(RtNode& n);
-    void flush_natives();
+    bool flush_natives();
     Result<RunReport> run();
     RunReport report() const;
 };
@@ -577,10 +603,14 @@ void Network::Impl::activate_script(RtNode& n) {
     finish(n, start);
 }
 
-void Network::Impl::flush_natives() {
+// True when a flush sent a packet, set a timer or asked to be called again: then the
+// network is not idle any more.
+bool Network::Impl::flush_natives() {
     // Nothing runs now: stop scheduling while the components flush, so that no activation
     // of a node overlaps its flush.
     started = false;
+    const std::uint64_t packets_before = packets.load(), outputs_before = outputs.load();
+    bool woke = false;
     for (auto& np : nodes) {
         RtNode& n = *np;
         if (!n.native || stopped) continue;
@@ -595,12 +625,16 @@ void Network::Impl::flush_natives() {
         ctx.out.clear();
         if (ctx.again_) {
             ctx.again_ = false;
+            woke = true;
             std::lock_guard l(n.mu);
             n.again = true;
         }
     }
+    woke = woke || packets.load() != packets_before || outputs.load() != outputs_before ||
+           busy.load() != 0;
     started = true;
     for (auto& n : nodes) try_schedule(*n);
+    return woke;
 }
 
 Result<RunReport> Network::Impl::run() {
@@ -631,9 +665,11 @@ Result<RunReport> Network::Impl::run() {
             }
             continue;
         }
-        // Quiescent: let components that hold packets back send them.
-        flush_natives();
-        if (busy.load() != 0 || stopped) continue;
+        // Quiescent: let components that hold packets back send them. What they send can
+        // reach another component that holds packets back (join into join), so the run goes
+        // on until a whole pass of flushes sends nothing. That is judged by what the pass
+        // sent, not by `busy` afterwards: the activations it started may be over already.
+        if (flush_natives() || busy.load() != 0 || stopped) continue;
         // Still idle. Packets left now can never be taken: an await_all node is missing a
         // packet on another inport.
         for (auto& np : nodes) {
@@ -730,54 +766,47 @@ struct Builder {
         return graph_error(g.file, where, what);
     }
 
-    std::optional<std::uint32_t> find_in(const RtNode& n, std::string_view port) const {
-        for (std::uint32_t i = 0; i < n.in.size(); ++i)
-            if (same_port(g, n.in[i].name, port)) return i;
+    // Index of the port called `name` (compared as the graph says: caseSensitive) in `ports`.
+    template <class Port>
+    std::optional<std::uint32_t> find_port(const std::vector<Port>& ports,
+                                           std::string_view name) const {
+        for (std::uint32_t i = 0; i < ports.size(); ++i)
+            if (same_port(g, ports[i].name, name)) return i;
         return std::nullopt;
     }
-    std::optional<std::uint32_t> find_out(const RtNode& n, std::string_view port) const {
-        for (std::uint32_t i = 0; i < n.out.size(); ++i)
-            if (same_port(g, n.out[i].name, port)) return i;
-        return std::nullopt;
-    }
-    static std::string port_names(const std::vector<InPort>& ps) {
-        std::vector<std::string> v;
-        for (const auto& p : ps) v.push_back(p.name);
-        return join_names(v);
-    }
-    static std::string port_names(const std::vector<OutPort>& ps) {
+    template <class Port>
+    static std::string port_names(const std::vector<Port>& ps) {
         std::vector<std::string> v;
         for (const auto& p : ps) v.push_back(p.name);
         return join_names(v);
     }
 
-    Result<std::uint32_t> in_port(const RtNode& n, const PortRef& ref, const std::string& where) {
-        auto i = find_in(n, ref.port);
+    // The port of node n that `ref` names among `ports`, checked against the type the graph
+    // declares for it. `kind`: "inport" or "outport"; `verb`: what such a port does with
+    // packets of its type ("takes", "sends").
+    template <class Port>
+    Result<std::uint32_t> port(const RtNode& n, const std::vector<Port>& ports, const PortRef& ref,
+                               const std::string& where, const std::string& kind,
+                               const std::string& verb) {
+        auto i = find_port(ports, ref.port);
         if (!i)
-            return tl::unexpected(err(where + ".portName",
-                                      "node '" + n.id + "' (" + n.component + ") has no inport '" +
-                                          ref.port + "'; its inports: " + port_names(n.in)));
-        const auto& declared = n.in[*i].type;
+            return tl::unexpected(err(where + ".portName", "node '" + n.id + "' (" + n.component +
+                                                               ") has no " + kind + " '" +
+                                                               ref.port + "'; its " + kind +
+                                                               "s: " + port_names(ports)));
+        const auto& declared = ports[*i].type;
         if (!type_compatible(ref.type, declared))
             return tl::unexpected(
                 err(where + ".portType", "port types do not match: the graph declares '" +
-                                             ref.type + "' but inport '" + n.id + "." +
-                                             n.in[*i].name + "' takes '" + declared + "'"));
+                                             ref.type + "' but " + kind + " '" + n.id + "." +
+                                             ports[*i].name + "' " + verb + " '" + declared + "'"));
         return *i;
     }
+    Result<std::uint32_t> in_port(const RtNode& n, const PortRef& ref, const std::string& where) {
+        return port(n, n.in, ref, where, "inport", "takes");
+    }
     Result<std::uint32_t> out_port(const RtNode& n, const PortRef& ref, const std::string& where) {
-        auto i = find_out(n, ref.port);
-        if (!i)
-            return tl::unexpected(err(where + ".portName",
-                                      "node '" + n.id + "' (" + n.component + ") has no outport '" +
-                                          ref.port + "'; its outports: " + port_names(n.out)));
-        const auto& declared = n.out[*i].type;
-        if (!type_compatible(ref.type, declared))
-            return tl::unexpected(
-                err(where + ".portType", "port types do not match: the graph declares '" +
-                                             ref.type + "' but outport '" + n.id + "." +
-                                             n.out[*i].name + "' sends '" + declared + "'"));
-        return *i;
+        return port(n, n.out, ref, where, "outport", "sends");
     }
 
     Result<void> make_nodes() {
@@ -829,7 +858,7 @@ struct Builder {
             if (n->in.size() > limits::kMaxPorts || n->out.size() > limits::kMaxPorts)
                 return tl::unexpected(err(where, "has too many ports"));
             // Every node has an `error` outport: where its failures go when connected.
-            auto ep = find_out(*n, "error");
+            auto ep = find_port(n->out, "error");
             if (!ep) {
                 n->out.push_back({"error", "object", {}, {}});
                 ep = static_cast<std::uint32_t>(n->out.size() - 1);

@@ -4,6 +4,7 @@
 
 #include "core/limits.hpp"
 #include "core/log.hpp"
+#include "runtime/actor_limits.hpp"
 #include "runtime/instance.hpp"
 
 namespace sandflow::flow {
@@ -131,6 +132,11 @@ class EmbeddedHost final : public ScriptHost {
         spec.on_log = [on_log](const runtime::LogLine& l) {
             if (on_log) on_log(l.text);
         };
+        // The limits the actor declares; the run's --timeout, when given, replaces its
+        // wall clock per call (EmbeddedRunner).
+        auto limits = runtime::limits_for(actor.metadata, {}, runtime::default_maxima());
+        if (!limits) return tl::unexpected(limits.error());
+        spec.limits = *limits;
         auto inst = runtime::Instance::create(backend_, std::move(spec));
         if (!inst) return tl::unexpected(inst.error());
         return std::make_unique<EmbeddedRunner>(std::move(*inst), std::move(on_log), timeout_);

@@ -1,5 +1,6 @@
 // The client library (include/sandflow/client.hpp) over Boost.Beast. One I/O thread per
-// client owns the socket; callers' threads only post to it and wait on futures.
+// client owns the socket; callers' threads post to it and wait on futures, while calls
+// started on the I/O thread itself (callbacks, coroutines there) write at once.
 #include "sandflow/client.hpp"
 
 #include <deque>
@@ -7,6 +8,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -27,13 +29,6 @@ using tcp = net::ip::tcp;
 
 namespace {
 
-template <class T>
-std::future<T> ready(T value) {
-    std::promise<T> p;
-    p.set_value(std::move(value));
-    return p.get_future();
-}
-
 json::object as_object(const json::value& v) {
     return v.is_object() ? v.get_object() : json::object{};
 }
@@ -47,7 +42,7 @@ std::string str_or(const json::object& o, std::string_view k) {
 
 struct Client::Impl {
     struct Pending {
-        std::promise<Result<json::value>> promise;
+        DoneCallback<json::value> done;
         NotificationCallback on_notification;
     };
 
@@ -107,8 +102,7 @@ struct Client::Impl {
             connected = false;
             lost.swap(pending);
         }
-        for (auto& [id, p] : lost)
-            p->promise.set_value(fail(Errc::io, why, {{"reason", "connection_lost"}}));
+        for (auto& [id, p] : lost) p->done(fail(Errc::io, why, {{"reason", "connection_lost"}}));
     }
 
     // On the I/O thread.
@@ -181,9 +175,12 @@ struct Client::Impl {
                 fail_all("connection to " + url + " lost: " + ec.message());
                 return;
             }
-            const std::string text = beast::buffers_to_string(buffer.data());
+            // The message in place (a flat_buffer is contiguous): dispatch() parses it
+            // first, and the callbacks it runs cannot touch the read buffer (a reconnect
+            // is never started from this thread).
+            const auto data = buffer.data();
+            dispatch(std::string_view(static_cast<const char*>(data.data()), data.size()));
             buffer.consume(buffer.size());
-            dispatch(text);
             do_read();
         });
     }
@@ -220,10 +217,10 @@ struct Client::Impl {
                 pending.erase(it);
             }
             if (r.ok) {
-                p->promise.set_value(std::move(r.result));
+                p->done(std::move(r.result));
             } else {
-                p->promise.set_value(tl::unexpected(rpc::from_rpc_error(
-                    r.error.code, std::move(r.error.message), std::move(r.error.data))));
+                p->done(tl::unexpected(rpc::from_rpc_error(r.error.code, std::move(r.error.message),
+                                                           std::move(r.error.data))));
             }
         }
     }
@@ -278,23 +275,45 @@ struct Client::Impl {
 
     std::future<Result<json::value>> call_async(std::string_view method, json::value params,
                                                 NotificationCallback cb, std::int64_t* id_out) {
-        if (auto ok = ensure_connected(false); !ok)
-            return ready<Result<json::value>>(tl::unexpected(ok.error()));
+        auto promise = std::make_shared<std::promise<Result<json::value>>>();
+        auto fut = promise->get_future();
+        start_call(
+            method, std::move(params), std::move(cb),
+            [promise](Result<json::value> r) { promise->set_value(std::move(r)); }, id_out);
+        return fut;
+    }
+
+    void start_call(std::string_view method, json::value params, NotificationCallback cb,
+                    DoneCallback<json::value> done, std::int64_t* id_out) {
+        const bool on_io = ioc.get_executor().running_in_this_thread();
+        if (on_io) {
+            // Reconnecting blocks until the I/O thread completes it: not from that thread.
+            bool up;
+            {
+                std::lock_guard lk(mu);
+                up = connected;
+            }
+            if (!up)
+                return done(
+                    fail(Errc::io, "not connected to " + url, {{"reason", "connection_lost"}}));
+        } else if (auto ok = ensure_connected(false); !ok) {
+            return done(tl::unexpected(ok.error()));
+        }
         const std::int64_t id = next_id++;
         if (id_out) *id_out = id;
         auto p = std::make_shared<Pending>();
         p->on_notification = std::move(cb);
-        auto fut = p->promise.get_future();
+        p->done = std::move(done);
         {
             std::lock_guard lk(mu);
             pending[id] = std::move(p);
         }
         std::string text = rpc::encode(rpc::make_request(id, method, std::move(params)));
-        net::post(ioc, [this, text = std::move(text)]() mutable {
+        // On the I/O thread this writes at once; elsewhere it wakes the I/O thread.
+        net::dispatch(ioc, [this, text = std::move(text)]() mutable {
             outq.push_back(std::move(text));
             if (!writing) do_write();
         });
-        return fut;
     }
 
     void forget(std::int64_t id) {
@@ -379,37 +398,78 @@ Result<LoadResult> Client::load_source(std::string_view source, std::string_view
     return to_load_result(std::move(*r));
 }
 
-Result<ProcessResult> Client::process(std::string_view actor_id, json::object payload,
-                                      OutputCallback on_output, const ProcessOptions& opts) {
+namespace {
+
+json::object process_params(std::string_view actor_id, json::object payload,
+                            const ProcessOptions& opts) {
     json::object p{{"actor_id", actor_id}, {"payload", std::move(payload)}};
     if (!opts.instance_id.empty()) p["instance_id"] = opts.instance_id;
     if (!opts.config.empty()) p["config"] = opts.config;
     if (opts.state) p["state"] = *opts.state;
     if (opts.timestamp) p["timestamp"] = opts.timestamp;
     if (opts.timeout.count() > 0) p["timeout_ms"] = opts.timeout.count();
-    NotificationCallback cb;
-    if (on_output)
-        cb = [on_output](std::string_view method, const json::value& params) {
-            if (method != "script_output" || !params.is_object()) return;
-            const auto& o = params.get_object();
-            Output out;
-            out.actor_id = str_or(o, "actor_id");
-            out.instance_id = str_or(o, "instance_id");
-            out.port = str_or(o, "port");
-            if (const auto* d = o.if_contains("data")) out.data = *d;
-            if (const auto* t = o.if_contains("timestamp"); t && t->is_int64())
-                out.timestamp = t->get_int64();
-            on_output(out);
-        };
-    auto r = call("process", std::move(p), std::move(cb));
+    return p;
+}
+
+NotificationCallback output_callback(OutputCallback on_output) {
+    if (!on_output) return {};
+    return [on_output = std::move(on_output)](std::string_view method, const json::value& params) {
+        if (method != "script_output" || !params.is_object()) return;
+        const auto& o = params.get_object();
+        Output out;
+        out.actor_id = str_or(o, "actor_id");
+        out.instance_id = str_or(o, "instance_id");
+        out.port = str_or(o, "port");
+        if (const auto* d = o.if_contains("data")) out.data = *d;
+        if (const auto* t = o.if_contains("timestamp"); t && t->is_int64())
+            out.timestamp = t->get_int64();
+        on_output(out);
+    };
+}
+
+Result<ProcessResult> to_process_result(Result<json::value> r) {
     if (!r) return tl::unexpected(r.error());
-    const json::object o = as_object(*r);
     ProcessResult pr;
-    if (const auto* v = o.if_contains("outputs"); v && v->is_object()) pr.outputs = v->get_object();
-    if (const auto* v = o.if_contains("state"); v && v->is_object()) pr.state = v->get_object();
+    if (!r->is_object()) return pr;
+    json::object& o = r->get_object();
+    if (auto* v = o.if_contains("outputs"); v && v->is_object())
+        pr.outputs = std::move(v->get_object());
+    if (auto* v = o.if_contains("state"); v && v->is_object())
+        pr.state = std::move(v->get_object());
     if (const auto* v = o.if_contains("duration_us"); v && v->is_int64())
         pr.duration_us = v->get_int64();
     return pr;
+}
+
+}  // namespace
+
+Result<ProcessResult> Client::process(std::string_view actor_id, json::object payload,
+                                      OutputCallback on_output, const ProcessOptions& opts) {
+    return to_process_result(call("process", process_params(actor_id, std::move(payload), opts),
+                                  output_callback(std::move(on_output))));
+}
+
+void Client::start_call(std::string_view method, json::value params,
+                        NotificationCallback on_notification, DoneCallback<json::value> on_done,
+                        std::int64_t* id_out) {
+    impl_->start_call(method, std::move(params), std::move(on_notification), std::move(on_done),
+                      id_out);
+}
+
+void Client::start_process(std::string_view actor_id, json::object payload,
+                           OutputCallback on_output, const ProcessOptions& opts,
+                           DoneCallback<ProcessResult> on_done, std::int64_t* id_out) {
+    impl_->start_call(
+        "process", process_params(actor_id, std::move(payload), opts),
+        output_callback(std::move(on_output)),
+        [on_done = std::move(on_done)](Result<json::value> r) {
+            on_done(to_process_result(std::move(r)));
+        },
+        id_out);
+}
+
+boost::asio::io_context& Client::io_context() {
+    return impl_->ioc;
 }
 
 Result<json::object> Client::unload(std::string_view actor_id, std::string_view instance_id) {

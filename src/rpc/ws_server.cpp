@@ -136,7 +136,10 @@ class WsSession : public Connection, public std::enable_shared_from_this<WsSessi
         queue_.push_back(std::move(text));
         if (!writing_) {
             writing_ = true;
-            net::post(ws_.get_executor(), [self = shared_from_this()] { self->do_write(); });
+            lk.unlock();
+            // On a transport thread with this socket's strand idle, the write starts here
+            // and now; elsewhere this queues it on the strand like post().
+            net::dispatch(ws_.get_executor(), [self = shared_from_this()] { self->do_write(); });
         }
         return true;
     }
@@ -182,10 +185,13 @@ class WsSession : public Connection, public std::enable_shared_from_this<WsSessi
             finish();
             return;
         }
-        const std::string text = beast::buffers_to_string(buffer_.data());
-        buffer_.consume(buffer_.size());
+        // The message in place (a flat_buffer is contiguous): on_message reads it before
+        // it returns, and nothing it calls touches the read buffer.
+        const auto data = buffer_.data();
+        const std::string_view text(static_cast<const char*>(data.data()), data.size());
         if (srv_.handler.on_message)
             srv_.handler.on_message(shared_from_this(), text, !ws_.got_text());
+        buffer_.consume(buffer_.size());
         do_read();
     }
 

@@ -19,18 +19,30 @@ Instance::Instance(sandbox::Backend& backend, InstanceSpec spec)
 
 Result<std::unique_ptr<Instance>> Instance::create(sandbox::Backend& backend, InstanceSpec spec) {
     std::unique_ptr<Instance> inst(new Instance(backend, std::move(spec)));
-    if (auto ok = inst->ensure_worker(); !ok) return tl::unexpected(ok.error());
+    if (auto ok = inst->ensure_worker(inst->spec_.limits.sandbox); !ok)
+        return tl::unexpected(ok.error());
     return inst;
 }
 
-Result<void> Instance::ensure_worker() {
-    if (worker_ && worker_->alive()) return {};
+Result<void> Instance::ensure_worker(const sandbox::SandboxLimits& want) {
+    if (worker_ && worker_->alive()) {
+        auto same = worker_->update_sandbox_limits(want);
+        if (!same) return tl::unexpected(same.error());
+        if (*same) return {};
+    }
     worker_.reset();
     LoadSpec load{spec_.metadata, spec_.source, spec_.filename,
                   spec_.actor_id, state_,       spec_.on_log};
+    // Pooled sandboxes run the backend's default limits: usable when what differs can
+    // change live.
     std::unique_ptr<Worker> pooled;
-    if (spec_.pool && &spec_.pool->backend() == &backend_)
+    if (spec_.pool && &spec_.pool->backend() == &backend_ &&
+        want.same_fixed(backend_.default_limits()))
         pooled = spec_.pool->take(spec_.metadata.language);
+    if (pooled) {
+        auto fits = pooled->update_sandbox_limits(want);
+        if (!fits || !*fits) pooled.reset();
+    }
     if (pooled) {
         auto ok = pooled->load(load, spec_.start_timeout);
         // A pooled worker that died while idle is replaced by a cold start; a script that
@@ -42,7 +54,7 @@ Result<void> Instance::ensure_worker() {
     if (pooled) {
         worker_ = std::move(pooled);
     } else {
-        auto w = Worker::start(backend_, load, spec_.start_timeout);
+        auto w = Worker::start(backend_, load, spec_.start_timeout, want);
         if (!w) return tl::unexpected(w.error());
         worker_ = std::move(*w);
     }
@@ -81,16 +93,21 @@ Result<void> Instance::check_inputs(const json::object& inputs) const {
 Result<CallOutcome> Instance::call(const CallRequest& request, const CallEvents& events) {
     if (auto ok = check_inputs(request.inputs); !ok) return tl::unexpected(ok.error());
     CallOutcome out;
+    const ActorLimits& limits = request.limits ? *request.limits : spec_.limits;
     const std::size_t starts = worker_starts_;
-    if (auto ok = ensure_worker(); !ok) return tl::unexpected(ok.error());
+    if (auto ok = ensure_worker(limits.sandbox); !ok) return tl::unexpected(ok.error());
     out.new_worker = worker_starts_ != starts;
 
     // The state this call runs on: the caller's, or the committed one (sent only when the
     // worker might hold something else).
     CallRequest req = request;
+    req.limits = limits;
     json::object base = request.state ? *request.state : state_;
     if (!request.state && !worker_in_sync_) req.state = state_;
 
+    if (events.on_start && !events.on_start(worker_->pid()))
+        return fail(Errc::worker_crashed, "the call was cancelled before it started",
+                    {{"reason", "cancelled"}});
     auto r = worker_->call(req, events);
     if (!r) {
         // A script error leaves the worker alive, but with the caller's state if one was

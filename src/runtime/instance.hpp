@@ -29,6 +29,9 @@ struct InstanceSpec {
     // Where new workers come from first (warm_pool.hpp); it must outlive the instance and
     // use the instance's backend. Null, empty, or another backend: workers start cold.
     WarmPool* pool = nullptr;
+    // The instance's limits (actor_limits.hpp), already checked against the runtime's
+    // maxima; a call may bring its own (CallRequest::limits).
+    ActorLimits limits;
 };
 
 // Reads a script file into a spec (metadata extracted statically, source kept).
@@ -45,10 +48,12 @@ class Instance {
   public:
     static Result<std::unique_ptr<Instance>> create(sandbox::Backend& backend, InstanceSpec spec);
 
-    // Validates the inputs against the declared inports, then calls the worker.
+    // Validates the inputs against the declared inports, then calls the worker under the
+    // request's limits, or the instance's when it has none.
     Result<CallOutcome> call(const CallRequest& request, const CallEvents& events);
 
     const actor::ActorMetadata& metadata() const { return spec_.metadata; }
+    const ActorLimits& limits() const { return spec_.limits; }
     const json::object& state() const { return state_; }
     std::size_t worker_starts() const { return worker_starts_; }
     // Workers of this instance that came from the warm pool.
@@ -57,7 +62,9 @@ class Instance {
 
   private:
     Instance(sandbox::Backend& backend, InstanceSpec spec);
-    Result<void> ensure_worker();
+    // A live worker whose sandbox enforces `want`: the current one, its limits changed
+    // live where the backend can, else a new one (from the pool when `want` fits it).
+    Result<void> ensure_worker(const sandbox::SandboxLimits& want);
     Result<void> check_inputs(const json::object& inputs) const;
 
     sandbox::Backend& backend_;

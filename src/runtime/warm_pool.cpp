@@ -59,6 +59,7 @@ std::unique_ptr<Worker> WarmPool::take(actor::Language language) {
             else
                 dead.push_back(std::move(w));
         }
+        last_take_ = Clock::now();
         if (taken)
             ++q.stats.taken;
         else if (q.target > 0)
@@ -99,11 +100,16 @@ void WarmPool::refill_loop() {
         std::size_t most_missing = 0;
         Clock::time_point next_retry = Clock::time_point::max();
         const auto now = Clock::now();
+        const auto settled = last_take_ + limits::kPoolRefillDelay;
         for (int i = 0; i < 2; ++i) {
             const Queue& q = queues_[i];
             if (q.idle.size() >= q.target) continue;
             if (retry_at[i] > now) {
                 next_retry = std::min(next_retry, retry_at[i]);
+                continue;
+            }
+            if (!q.idle.empty() && settled > now) {
+                next_retry = std::min(next_retry, settled);
                 continue;
             }
             const std::size_t missing = q.target - q.idle.size();

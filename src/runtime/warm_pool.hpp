@@ -5,7 +5,8 @@
 // its script; the worker then belongs to that instance and is never handed to another.
 // Taking is a queue pop: the cost of a cold start (sandbox set-up, interpreter start-up,
 // SDK import) moves off the load path. One background thread refills each language's
-// queue to its configured size; a language of size 0 is not pooled.
+// queue to its configured size, shortly after the takes stop (limits::kPoolRefillDelay)
+// or at once when a queue is empty; a language of size 0 is not pooled.
 //
 // Limits: pooled sandboxes are started with the backend's default sandbox limits. Only
 // instances that run on those defaults take from the pool; others start cold.
@@ -29,9 +30,7 @@
 #include "runtime/worker.hpp"
 #include "sandbox/backend.hpp"
 
-namespace sandflow::runtime {
-
-namespace limits {
+namespace sandflow::limits {
 // Idle sandboxes one language may keep; each holds an interpreter (~10 MB for python3,
 // ~60 MB for node).
 inline constexpr std::size_t kMaxPoolSize = 256;
@@ -40,12 +39,18 @@ inline constexpr std::size_t kDefaultNodePool = 1;
 // After a failed start the refill thread waits this long before trying again, so a host
 // that cannot start sandboxes is not hammered.
 inline constexpr std::chrono::milliseconds kPoolRetryDelay{2'000};
-}  // namespace limits
+// After a take the refill waits this long (unless that language's queue ran empty): a new
+// sandbox starting takes both cores of a small host for tens of milliseconds, and the
+// instance that just took a worker is loading its script and making its first call.
+inline constexpr std::chrono::milliseconds kPoolRefillDelay{50};
+}  // namespace sandflow::limits
+
+namespace sandflow::runtime {
 
 struct PoolOptions {
     std::size_t python = limits::kDefaultPythonPool;  // idle sandboxes kept per language
     std::size_t node = limits::kDefaultNodePool;
-    std::chrono::milliseconds start_timeout = sandflow::limits::kWorkerStartTimeout;
+    std::chrono::milliseconds start_timeout = limits::kWorkerStartTimeout;
 };
 
 struct PoolStats {
@@ -96,6 +101,7 @@ class WarmPool {
     std::condition_variable wake_, changed_;
     std::array<Queue, 2> queues_;  // python, javascript
     bool stop_ = false;
+    Clock::time_point last_take_{};
     std::thread thread_;
 };
 

@@ -105,6 +105,17 @@ pid_t Worker::pid() const {
     return proc_ ? proc_->pid() : -1;
 }
 
+const sandbox::SandboxLimits* Worker::sandbox_limits() const {
+    return proc_ ? proc_->limits() : nullptr;
+}
+
+Result<bool> Worker::update_sandbox_limits(const sandbox::SandboxLimits& limits) {
+    if (!proc_) return false;
+    const auto* now = proc_->limits();
+    if (!now || *now == limits) return true;
+    return proc_->update_limits(limits);
+}
+
 void Worker::kill() {
     if (proc_) {
         proc_->kill_and_wait();
@@ -114,8 +125,10 @@ void Worker::kill() {
 
 Result<std::unique_ptr<Worker>> Worker::spawn(sandbox::Backend& backend, actor::Language language,
                                               std::chrono::milliseconds start_timeout,
-                                              std::function<void(const LogLine&)> on_log) {
+                                              std::function<void(const LogLine&)> on_log,
+                                              std::optional<sandbox::SandboxLimits> limits) {
     sandbox::WorkerSpec ws;
+    ws.limits = limits;
     const bool python = language == actor::Language::python;
     std::string code;
     if (python) {
@@ -224,9 +237,10 @@ Result<void> Worker::load(const LoadSpec& spec, std::chrono::milliseconds timeou
 }
 
 Result<std::unique_ptr<Worker>> Worker::start(sandbox::Backend& backend, const LoadSpec& spec,
-                                              std::chrono::milliseconds start_timeout) {
+                                              std::chrono::milliseconds start_timeout,
+                                              std::optional<sandbox::SandboxLimits> limits) {
     const auto begin = Clock::now();
-    auto w = spawn(backend, spec.metadata.language, start_timeout, spec.on_log);
+    auto w = spawn(backend, spec.metadata.language, start_timeout, spec.on_log, limits);
     if (!w) return tl::unexpected(w.error());
     const auto left =
         std::chrono::ceil<std::chrono::milliseconds>(start_timeout - (Clock::now() - begin));
@@ -284,6 +298,9 @@ Result<void> Worker::pump(Clock::time_point deadline,
         while (auto frame = decoder_.next()) {
             if (!*frame) {
                 Error e = frame->error();
+                if (e.code == Errc::limit_exceeded)
+                    return tl::unexpected(limit_kill(
+                        "frame_bytes", e.data.at("value").to_number<std::uint64_t>(), during));
                 kill();
                 return tl::unexpected(protocol_violation(e.message));
             }
@@ -294,15 +311,24 @@ Result<void> Worker::pump(Clock::time_point deadline,
             }
             if (*done) return {};
         }
+        if (output_bytes_ > output_limit_)
+            return tl::unexpected(limit_kill("output_bytes", output_limit_, during));
         if (!proc_) return fail(Errc::worker_crashed, "the worker is not running");
         if (Clock::now() >= deadline) return fail(Errc::timeout, "deadline");
-        pollfd fds[3] = {{proc_->channel_fd(), POLLIN, 0},
+        // The limit descriptor is polled with the channel: a limit crossed before the
+        // script answered is seen in the same poll as the answer, and wins.
+        pollfd fds[4] = {{proc_->channel_fd(), POLLIN, 0},
                          {proc_->stdout_fd(), POLLIN, 0},
-                         {proc_->stderr_fd(), POLLIN, 0}};
-        const int r = ::poll(fds, 3, poll_timeout_ms(deadline));
+                         {proc_->stderr_fd(), POLLIN, 0},
+                         {proc_->limit_event_fd(), POLLIN, 0}};
+        const int r = ::poll(fds, fds[3].fd >= 0 ? 4 : 3, poll_timeout_ms(deadline));
         if (r < 0) {
             if (errno == EINTR) continue;
             return tl::unexpected(system_error("poll", errno));
+        }
+        if (fds[3].fd >= 0 && fds[3].revents) {
+            if (auto hit = proc_->limit_crossed())
+                return tl::unexpected(limit_kill(hit->limit, hit->value, during));
         }
         if (fds[1].revents) read_stdio(0, on_log);
         if (fds[2].revents) read_stdio(1, on_log);
@@ -373,8 +399,13 @@ void Worker::read_stdio(int which, const std::function<void(const LogLine&)>& on
     }
 }
 
+bool Worker::count_output(std::size_t bytes) {
+    output_bytes_ += bytes;
+    return output_bytes_ <= output_limit_;
+}
+
 void Worker::emit_log(LogLine line, const std::function<void(const LogLine&)>& on_log) {
-    if (log_capped_) return;
+    if (!count_output(line.text.size() + 1) || log_capped_) return;
     log_bytes_ += line.text.size() + 1;
     if (log_bytes_ > limits::kMaxLogBytesPerCall) {
         log_capped_ = true;
@@ -390,6 +421,19 @@ void Worker::emit_log(LogLine line, const std::function<void(const LogLine&)>& o
 void Worker::drain_stdio(const std::function<void(const LogLine&)>& on_log) {
     read_stdio(0, on_log);
     read_stdio(1, on_log);
+}
+
+Error Worker::limit_kill(std::string_view limit, std::uint64_t value, std::string_view during) {
+    drain_stdio(default_log_);
+    const pid_t pid = proc_ ? proc_->pid() : -1;
+    kill();
+    return Error(Errc::limit_exceeded,
+                 "the sandbox of " + filename_ + " (worker pid " + std::to_string(pid) +
+                     ") crossed its " + std::string(limit) + " limit of " + std::to_string(value) +
+                     " during " + std::string(during) +
+                     "; it was killed and the next call starts a new one with the last "
+                     "committed state",
+                 {{"limit", std::string(limit)}, {"value", value}});
 }
 
 Error Worker::died(std::string_view during) {
@@ -419,15 +463,19 @@ Error Worker::died(std::string_view during) {
 Result<CallResult> Worker::call(const CallRequest& request, const CallEvents& events) {
     if (!loaded_) return fail(Errc::internal, "call on a worker that has no script loaded");
     if (!proc_) return fail(Errc::worker_crashed, "the worker is not running");
+    const ActorLimits call_limits = request.limits.value_or(ActorLimits{});
     const auto timeout =
         request.timeout.count() > 0
             ? request.timeout
-            : std::chrono::duration_cast<std::chrono::microseconds>(limits::kDefaultCallTimeout);
+            : std::chrono::duration_cast<std::chrono::microseconds>(call_limits.timeout);
     const auto start = Clock::now();
     const auto deadline = start + timeout;
     const std::int64_t id = next_call_id_++;
     log_bytes_ = 0;
     log_capped_ = false;
+    output_bytes_ = 0;
+    output_limit_ = call_limits.output_bytes;
+    decoder_.set_max(static_cast<std::size_t>(call_limits.frame_bytes));
     const auto& on_log = events.on_log ? events.on_log : default_log_;
 
     json::object frame{{"t", "call"},
@@ -456,6 +504,10 @@ Result<CallResult> Worker::call(const CallRequest& request, const CallEvents& ev
                     const auto* data = f.if_contains("data");
                     if (!port || !data)
                         return tl::unexpected(protocol_violation("output without port or data"));
+                    // The frame's size stands for the output's: no re-serialisation.
+                    if (!count_output(decoder_.last_frame_bytes()))
+                        return tl::unexpected(
+                            limit_kill("output_bytes", output_limit_, "the call"));
                     if (events.on_output) events.on_output(*port, *data);
                     return false;
                 }
@@ -469,6 +521,9 @@ Result<CallResult> Worker::call(const CallRequest& request, const CallEvents& ev
                     return false;
                 }
                 if (*t == "result") {
+                    if (!count_output(decoder_.last_frame_bytes()))
+                        return tl::unexpected(
+                            limit_kill("output_bytes", output_limit_, "the call"));
                     auto* outputs = f.if_contains("outputs");
                     auto* set = f.if_contains("state_set");
                     auto* deleted = f.if_contains("state_deleted");

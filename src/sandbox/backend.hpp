@@ -7,12 +7,14 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "core/error.hpp"
 #include "sandbox/process.hpp"
+#include "sandbox/sandbox_limits.hpp"
 
 namespace sandflow::sandbox {
 
@@ -20,6 +22,8 @@ namespace sandflow::sandbox {
 struct WorkerSpec {
     std::vector<std::string> argv;  // argv[0]: absolute path of the interpreter
     std::string workdir = "/tmp";
+    // The sandbox's limits; unset: the backend's defaults (default_limits()).
+    std::optional<SandboxLimits> limits;
 };
 
 class Backend {
@@ -28,6 +32,8 @@ public:
     virtual std::string_view name() const = 0;
     // False only for `none`: the worker runs with the runtime's own privileges.
     virtual bool isolates() const = 0;
+    // What a sandbox gets when WorkerSpec::limits is unset (what the warm pool starts).
+    virtual SandboxLimits default_limits() const = 0;
     virtual Result<std::unique_ptr<Process>> spawn(const WorkerSpec& spec) = 0;
 };
 

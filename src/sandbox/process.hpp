@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "sandbox/sandbox_limits.hpp"
 
 namespace sandflow::sandbox {
 
@@ -82,6 +83,27 @@ class Process {
     std::optional<ExitStatus> try_wait();
     // Kills if needed and reaps; returns how it ended.
     ExitStatus kill_and_wait();
+
+    // The limits this sandbox enforces now; nullptr when it enforces none (`none`).
+    virtual const SandboxLimits* limits() const { return nullptr; }
+    // Changes the running sandbox's limits where that can be done live (its cgroup's
+    // memory, pids and cpu). True: the sandbox now enforces `limits` as a new one started
+    // with them would. False: some limit can only change with a new sandbox (the tmpfs
+    // size, an rlimit, a host without that cgroup controller); nothing was changed and the
+    // caller starts a new sandbox with them. A backend that enforces nothing returns true.
+    virtual Result<bool> update_limits(const SandboxLimits& limits) {
+        (void)limits;
+        return true;
+    }
+    // A descriptor that polls readable once the sandbox crossed a limit that it survived
+    // (a refused fork at the pids limit, an OOM kill of a process other than the worker);
+    // -1 when the backend cannot tell. limit_crossed() then names the limit.
+    virtual int limit_event_fd() const { return -1; }
+    struct LimitHit {
+        std::string limit;  // "pids", "memory"
+        std::uint64_t value = 0;
+    };
+    virtual std::optional<LimitHit> limit_crossed() { return std::nullopt; }
 
   protected:
     // Called once, when the process has been reaped, before the status is returned: a

@@ -36,6 +36,14 @@ struct SandboxLimits {
     std::uint32_t open_files = limits::kOpenFiles;
     std::uint32_t cpu_seconds = limits::kCpuSeconds;
     std::uint32_t nproc = limits::kNproc;
+
+    bool operator==(const SandboxLimits&) const = default;
+    // Equal in the limits that are fixed when a sandbox starts (tmpfs, rlimits); the rest
+    // (memory, pids, cpu) a cgroup can change while it runs.
+    bool same_fixed(const SandboxLimits& o) const {
+        return tmpfs_bytes == o.tmpfs_bytes && tmpfs_inodes == o.tmpfs_inodes &&
+               open_files == o.open_files && cpu_seconds == o.cpu_seconds && nproc == o.nproc;
+    }
 };
 
 }  // namespace sandflow::sandbox

@@ -65,6 +65,7 @@ struct Slot {
     std::atomic<pid_t> pid{-1};
     std::atomic<int> state{static_cast<int>(SlotState::down)};
     std::atomic<std::uint64_t> calls{0}, errors{0}, worker_starts{0};
+    std::optional<runtime::ActorLimits> limits;  // from load's params.limits (jobs only)
 };
 
 // A call that may be cancelled: by id on its connection, or by a shutdown.
@@ -276,12 +277,21 @@ struct Server::Impl {
 
     // --- the registry ---------------------------------------------------------------
 
+    runtime::ActorLimits default_limits() const {
+        runtime::ActorLimits l = opts.limits;
+        l.timeout = opts.call_timeout;
+        return l;
+    }
+
     Result<std::shared_ptr<const ActorEntry>> register_actor(runtime::InstanceSpec spec,
                                                              std::string origin) {
         auto entry = std::make_shared<ActorEntry>();
         entry->component = spec.metadata.component;
         spec.initial_state = {};
         spec.on_log = nullptr;
+        auto declared = runtime::limits_for(spec.metadata, default_limits(), opts.max_limits);
+        if (!declared) return tl::unexpected(declared.error());
+        spec.limits = *declared;
         entry->spec = std::move(spec);
         entry->origin = std::move(origin);
         std::lock_guard lk(mu);
@@ -338,6 +348,7 @@ struct Server::Impl {
             spdlog::debug("[{}] {}", component, l.text);
         };
         spec.pool = opts.warm_pool;
+        if (s.limits) spec.limits = *s.limits;
         s.state = static_cast<int>(SlotState::starting);
         auto inst = runtime::Instance::create(backend, std::move(spec));
         if (!inst) {
@@ -586,8 +597,11 @@ struct Server::Impl {
         auto instance_id =
             p.str("instance_id", false, limits::kMaxInstanceIdBytes, std::string(kDefaultInstance));
         auto state = p.obj("state");
+        auto limits_asked = runtime::parse_limits(
+            p.find("limits") ? *p.find("limits") : json::value(nullptr), "params.limits");
         for (const Error* e :
-             {file_path ? nullptr : &file_path.error(), source ? nullptr : &source.error(),
+             {limits_asked ? nullptr : &limits_asked.error(),
+              file_path ? nullptr : &file_path.error(), source ? nullptr : &source.error(),
               language ? nullptr : &language.error(), filename ? nullptr : &filename.error(),
               instance_id ? nullptr : &instance_id.error(), state ? nullptr : &state.error()}) {
             if (e) {
@@ -605,8 +619,10 @@ struct Server::Impl {
         }
         const bool has_state = p.find("state") != nullptr;
         pool.submit([this, reply, fp = *file_path, src = *source, lang = *language,
-                     fname = *filename, iid = *instance_id, st = std::move(*state),
-                     has_state] { load_job(reply, fp, src, lang, fname, iid, st, has_state); });
+                     fname = *filename, iid = *instance_id, st = std::move(*state), has_state,
+                     lim = *limits_asked] {
+            load_job(reply, fp, src, lang, fname, iid, st, has_state, lim);
+        });
     }
 
     void load_failed(const Reply& reply, const Error& e) {
@@ -621,7 +637,8 @@ struct Server::Impl {
     // queue.
     void load_job(Reply reply, const std::string& file_path, const std::string& source,
                   const std::string& language, const std::string& filename,
-                  const std::string& instance_id, json::object state, bool has_state) {
+                  const std::string& instance_id, json::object state, bool has_state,
+                  const runtime::LimitOverrides& limits_asked) {
         Result<runtime::InstanceSpec> spec;
         std::string origin;
         if (!file_path.empty()) {
@@ -653,30 +670,43 @@ struct Server::Impl {
         if (!spec) return load_failed(reply, spec.error());
         auto entry = register_actor(std::move(*spec), origin);
         if (!entry) return load_failed(reply, entry.error());
+        // The instance's limits: the actor's, with what this load asks for on top.
+        std::optional<runtime::ActorLimits> inst_limits;
+        if (!limits_asked.empty()) {
+            auto l = runtime::apply_limits((*entry)->spec.limits, limits_asked, opts.max_limits,
+                                           "params.limits");
+            if (!l) return load_failed(reply, l.error());
+            inst_limits = *l;
+        }
         auto slot = slot_for((*entry)->component, instance_id, true);
         if (!slot) return load_failed(reply, slot.error());
         auto s = *slot;
         auto e = *entry;
-        s->queue->post([this, reply, s, e, state = std::move(state), has_state]() mutable {
-            if (s->removed) return load_failed(reply, not_found(s->component, s->instance_id));
-            if (s->actor != e) {  // new code for this instance: restart it, keep its state
-                s->inst.reset();
-                s->actor = e;
-            }
-            std::optional<json::object> initial;
-            if (has_state) initial = std::move(state);
-            if (has_state && s->inst) s->inst.reset();  // a new initial state: restart
-            if (auto ok = ensure_instance(*s, std::move(initial)); !ok)
-                return load_failed(reply, ok.error());
-            if (has_state) (void)store->put(s->key, s->inst->state());
-            count("load", "ok");
-            reply.ok(json::object{{"success", true},
-                                  {"actor_id", s->component},
-                                  {"instance_id", s->instance_id},
-                                  {"language", actor::language_name(e->spec.metadata.language)},
-                                  {"metadata", e->spec.metadata.to_json()}});
-            call_done(reply.cs, {});
-        });
+        s->queue->post(
+            [this, reply, s, e, state = std::move(state), has_state, inst_limits]() mutable {
+                if (s->removed) return load_failed(reply, not_found(s->component, s->instance_id));
+                if (s->actor != e) {  // new code for this instance: restart it, keep its state
+                    s->inst.reset();
+                    s->actor = e;
+                }
+                if (s->limits != inst_limits) {  // new limits: a new sandbox, the state kept
+                    s->inst.reset();
+                    s->limits = inst_limits;
+                }
+                std::optional<json::object> initial;
+                if (has_state) initial = std::move(state);
+                if (has_state && s->inst) s->inst.reset();  // a new initial state: restart
+                if (auto ok = ensure_instance(*s, std::move(initial)); !ok)
+                    return load_failed(reply, ok.error());
+                if (has_state) (void)store->put(s->key, s->inst->state());
+                count("load", "ok");
+                reply.ok(json::object{{"success", true},
+                                      {"actor_id", s->component},
+                                      {"instance_id", s->instance_id},
+                                      {"language", actor::language_name(e->spec.metadata.language)},
+                                      {"metadata", e->spec.metadata.to_json()}});
+                call_done(reply.cs, {});
+            });
     }
 
     void do_process(const Reply& reply, const Params& p) {
@@ -697,6 +727,9 @@ struct Server::Impl {
         if (!config) return bad(config.error());
         auto state = p.obj("state");
         if (!state) return bad(state.error());
+        auto limits_asked = runtime::parse_limits(
+            p.find("limits") ? *p.find("limits") : json::value(nullptr), "params.limits");
+        if (!limits_asked) return bad(limits_asked.error());
         runtime::CallRequest req;
         req.inputs = std::move(*payload);
         req.config = std::move(*config);
@@ -714,7 +747,6 @@ struct Server::Impl {
                                  {{"param", "timestamp"}}));
             }
         }
-        req.timeout = opts.call_timeout;
         if (const auto* t = p.find("timeout_ms"); t && !t->is_null()) {
             if (!t->is_int64() || t->get_int64() <= 0 || t->get_int64() > 3'600'000)
                 return bad(Error(Errc::invalid_argument,
@@ -727,14 +759,16 @@ struct Server::Impl {
         auto call = std::make_shared<CallState>();
         const std::string key = track(reply, call);
         auto s = *slot;
-        s->queue->post([this, reply, s, call, key, req = std::move(req), start]() mutable {
-            process_job(reply, *s, *call, key, std::move(req), start);
+        s->queue->post([this, reply, s, call, key, req = std::move(req), start,
+                        lim = std::move(*limits_asked)]() mutable {
+            process_job(reply, *s, *call, key, std::move(req), lim, start);
         });
     }
 
     // On the instance's queue.
     void process_job(const Reply& reply, Slot& s, CallState& call, const std::string& key,
-                     runtime::CallRequest req, Clock::time_point start) {
+                     runtime::CallRequest req, const runtime::LimitOverrides& limits_asked,
+                     Clock::time_point start) {
         auto finish = [&](const Result<runtime::CallOutcome>& r) {
             const double secs = std::chrono::duration<double>(Clock::now() - start).count();
             latency.observe(secs);
@@ -767,6 +801,12 @@ struct Server::Impl {
             return call_done(reply.cs, key);
         }
         if (auto ok = ensure_instance(s); !ok) return finish(tl::unexpected(ok.error()));
+        if (!limits_asked.empty()) {  // this call's own, on top of the instance's
+            auto l = runtime::apply_limits(s.inst->limits(), limits_asked, opts.max_limits,
+                                           "params.limits");
+            if (!l) return finish(tl::unexpected(l.error()));
+            req.limits = *l;
+        }
 
         runtime::CallEvents events;
         const auto& conn = reply.cs->conn;
@@ -784,11 +824,24 @@ struct Server::Impl {
         events.on_log = [&component](const runtime::LogLine& l) {
             spdlog::debug("[{}] {}", component, l.text);
         };
+        bool stopped_early = false, aborted_early = false;
         {
+            // A cancel or an abort that came while the sandbox was starting found no
+            // running call to kill: honour it here, or the call would run to its end.
             std::lock_guard lk(call.mu);
-            call.running = true;
-            call.pid = s.inst->worker_pid();
+            stopped_early = call.cancelled || call.aborted;
+            aborted_early = call.aborted;
+            if (!stopped_early) {
+                call.running = true;
+                call.pid = s.inst->worker_pid();
+            }
         }
+        if (stopped_early)
+            return finish(tl::unexpected(
+                aborted_early ? rpc::app_error(AppCode::shutting_down,
+                                               "the server shut down before the call started")
+                              : rpc::app_error(AppCode::cancelled,
+                                               "the call was cancelled before it started")));
         s.state = static_cast<int>(SlotState::busy);
         auto r = s.inst->call(req, events);
         bool cancelled, aborted;

@@ -16,6 +16,7 @@
 
 #include "core/limits.hpp"
 #include "rpc/transport.hpp"
+#include "runtime/actor_limits.hpp"
 #include "sandbox/backend.hpp"
 #include "server/state_store.hpp"
 
@@ -36,6 +37,10 @@ struct ServerOptions {
     std::size_t max_instances = limits::kMaxInstances;
     std::size_t max_actors = limits::kMaxActors;
     std::chrono::milliseconds call_timeout = limits::kDefaultCallTimeout;  // when not given
+    // Every instance's limits unless its metadata, its load or its call names others;
+    // `limits.timeout` is replaced by call_timeout. Nothing may ask above `max_limits`.
+    runtime::ActorLimits limits;
+    runtime::ActorLimits max_limits = runtime::default_maxima();
     bool warm_discovered = true;  // start the default instance of discovered actors
     // New instances take their sandboxes from here first; it must use the server's
     // backend and outlive the server. Null: every sandbox starts cold.

@@ -2,7 +2,7 @@
 // error routing, the standard components, and 10,000 messages with nothing lost or
 // duplicated. Assertions are on counts and queue high-water marks, never on time.
 #include <gtest/gtest.h>
-#include <unistd.h>
+#include <stdlib.h>
 
 #include <filesystem>
 #include <fstream>
@@ -14,50 +14,21 @@
 #include "flow/components/json_path.hpp"
 #include "flow/graph.hpp"
 #include "flow/network.hpp"
+#include "support/flow_support.hpp"
 
 using namespace sandflow;
 using namespace sandflow::flow;
 
 namespace {
 
-struct Run {
-    Result<RunReport> result = fail(Errc::internal, "not run");
-    std::map<std::string, std::vector<json::value>> out;
-    const std::vector<json::value>& at(const std::string& port) { return out[port]; }
-};
+using sandflow::testing::conn;
+using sandflow::testing::FlowRun;
+using sandflow::testing::iip;
+using sandflow::testing::stats_of;
 
-Run run_graph(const std::string& text, Registry reg = Registry::standard(),
-              NetworkOptions opts = {}) {
-    Run r;
-    auto g = parse_graph(text, "t.graph.json");
-    EXPECT_TRUE(g) << (g ? "" : g.error().message);
-    if (!g) return r;
-    auto* out = &r.out;
-    opts.on_output = [out](std::string_view port, const json::value& v) {
-        (*out)[std::string(port)].push_back(v);
-    };
-    auto net = Network::build(*g, reg, nullptr, nullptr, std::move(opts));
-    EXPECT_TRUE(net) << (net ? "" : net.error().message);
-    if (!net) return r;
-    r.result = (*net)->run();
-    return r;
-}
-
-const NodeStats& stats_of(const RunReport& r, const std::string& id) {
-    for (const auto& n : r.nodes)
-        if (n.id == id) return n;
-    throw std::runtime_error("no node " + id);
-}
-
-// A connection in the graph's JSON.
-std::string conn(const std::string& from, const std::string& fport, const std::string& to,
-                 const std::string& tport) {
-    return R"({"from": {"nodeId": ")" + from + R"(", "portName": ")" + fport +
-           R"("}, "to": {"nodeId": ")" + to + R"(", "portName": ")" + tport + R"("}})";
-}
-std::string iip(const std::string& to, const std::string& port, const std::string& data) {
-    return R"({"from": {"nodeId": "", "portName": ""}, "to": {"nodeId": ")" + to +
-           R"(", "portName": ")" + port + R"("}, "data": )" + data + "}";
+FlowRun run_graph(const std::string& text, const Registry& reg = Registry::standard(),
+                  NetworkOptions opts = {}) {
+    return sandflow::testing::run_flow(text, reg, nullptr, nullptr, std::move(opts));
 }
 
 template <class F>
@@ -96,10 +67,10 @@ TEST(NetworkTest, TenThousandMessagesNothingLostOrDuplicatedInOrder) {
     opts.on_log = [](std::string_view, std::string_view) {};
     auto r = run_graph(text, Registry::standard(), opts);
     ASSERT_TRUE(r.result) << r.result.error().message;
-    const auto& got = r.at("result");
+    const auto& got = r.out["result"];
     ASSERT_EQ(got.size(), static_cast<std::size_t>(kN));
     for (int i = 0; i < kN; ++i) ASSERT_EQ(got[static_cast<std::size_t>(i)], json::value(i));
-    EXPECT_EQ(r.at("count").back(), json::value(kN));
+    EXPECT_EQ(r.out["count"].back(), json::value(kN));
     EXPECT_EQ(stats_of(*r.result, "c").packets_in, static_cast<std::uint64_t>(kN));
 }
 
@@ -126,13 +97,13 @@ TEST(NetworkTest, FanOutGivesEveryConnectionItsOwnCopy) {
                    "q": {"nodeId": "q", "portName": "out"}}})";
     auto r = run_graph(text, reg);
     ASSERT_TRUE(r.result) << r.result.error().message;
-    ASSERT_EQ(r.at("m").size(), 500u);
-    ASSERT_EQ(r.at("p").size(), 500u);
-    ASSERT_EQ(r.at("q").size(), 500u);
+    ASSERT_EQ(r.out["m"].size(), 500u);
+    ASSERT_EQ(r.out["p"].size(), 500u);
+    ASSERT_EQ(r.out["q"].size(), 500u);
     for (std::size_t i = 0; i < 500; ++i) {
-        EXPECT_EQ(r.at("m")[i], (json::value{{"n", i}, {"touched", true}}));
-        EXPECT_EQ(r.at("p")[i], (json::value{{"n", i}}));
-        EXPECT_EQ(r.at("q")[i], (json::value{{"n", i}}));
+        EXPECT_EQ(r.out["m"][i], (json::value{{"n", i}, {"touched", true}}));
+        EXPECT_EQ(r.out["p"][i], (json::value{{"n", i}}));
+        EXPECT_EQ(r.out["q"][i], (json::value{{"n", i}}));
     }
 }
 
@@ -154,7 +125,7 @@ TEST(NetworkTest, SlowConsumerBoundsEveryQueue) {
     opts.queue_capacity = 4;
     auto r = run_graph(text, reg, opts);
     ASSERT_TRUE(r.result) << r.result.error().message;
-    EXPECT_EQ(r.at("out").size(), 1000u);
+    EXPECT_EQ(r.out["out"].size(), 1000u);
     const std::size_t bound = 4 + limits::kMaxFlowBatch;
     EXPECT_LE(stats_of(*r.result, "p").queue_high_water, bound);
     EXPECT_LE(stats_of(*r.result, "s").queue_high_water, bound);
@@ -173,9 +144,9 @@ TEST(NetworkTest, AwaitAllInportsCollectsOnePacketPerInport) {
       "outports": {"pairs": {"nodeId": "z", "portName": "out"}}})";
     auto r = run_graph(text);
     ASSERT_TRUE(r.result) << r.result.error().message;
-    ASSERT_EQ(r.at("pairs").size(), 5u);
+    ASSERT_EQ(r.out["pairs"].size(), 5u);
     for (std::int64_t i = 0; i < 5; ++i)
-        EXPECT_EQ(r.at("pairs")[static_cast<std::size_t>(i)],
+        EXPECT_EQ(r.out["pairs"][static_cast<std::size_t>(i)],
                   (json::value{{"a", i}, {"b", 100 + i}}));
     EXPECT_EQ(stats_of(*r.result, "z").calls, 5u);
 }
@@ -189,7 +160,7 @@ TEST(NetworkTest, AwaitAllLeftoversEndTheRunInsteadOfHanging) {
       "outports": {"pairs": {"nodeId": "z", "portName": "out"}}})";
     auto r = run_graph(text);
     ASSERT_TRUE(r.result) << r.result.error().message;
-    EXPECT_EQ(r.at("pairs").size(), 1u);
+    EXPECT_EQ(r.out["pairs"].size(), 1u);
 
     // The same with a generator paced by the stuck queue: it still runs to its end.
     NetworkOptions opts;
@@ -202,7 +173,7 @@ TEST(NetworkTest, AwaitAllLeftoversEndTheRunInsteadOfHanging) {
       "outports": {"pairs": {"nodeId": "z", "portName": "out"}}})";
     r = run_graph(paced, Registry::standard(), opts);
     ASSERT_TRUE(r.result) << r.result.error().message;
-    EXPECT_EQ(r.at("pairs").size(), 1u);
+    EXPECT_EQ(r.out["pairs"].size(), 1u);
     EXPECT_EQ(stats_of(*r.result, "ga").packets_out, 1000u);
 }
 
@@ -228,9 +199,9 @@ TEST(NetworkTest, ErrorsGoToTheErrorOutportWhenConnected) {
                    "errors": {"nodeId": "errs", "portName": "out"}}})";
     auto r = run_graph(text, with_failing());
     ASSERT_TRUE(r.result) << r.result.error().message;
-    EXPECT_EQ(r.at("ok").size(), 5u);
-    ASSERT_EQ(r.at("errors").size(), 5u);
-    const auto& e = r.at("errors")[0].as_object();
+    EXPECT_EQ(r.out["ok"].size(), 5u);
+    ASSERT_EQ(r.out["errors"].size(), 5u);
+    const auto& e = r.out["errors"][0].as_object();
     EXPECT_EQ(e.at("node"), json::value("f"));
     EXPECT_EQ(e.at("port"), json::value("in"));
     EXPECT_EQ(e.at("error").at("message"), json::value("odd number 1"));
@@ -251,7 +222,9 @@ TEST(NetworkTest, AnUnroutedErrorStopsTheRunNamingNodePortAndCause) {
 }
 
 TEST(NetworkTest, StandardComponents) {
-    const std::string path = "/tmp/sandflow-flow-collect-" + std::to_string(::getpid()) + ".jsonl";
+    std::string dir = (std::filesystem::temp_directory_path() / "sandflow-flow-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+    const std::string path = dir + "/collect.jsonl";
     const std::string text =
         R"({"processes": {
         "split": {"component": "split"},
@@ -277,18 +250,59 @@ TEST(NetworkTest, StandardComponents) {
     auto r = run_graph(text);
     ASSERT_TRUE(r.result) << r.result.error().message;
     // join(size 2) sends [{v:5},{v:3}]; the unsized join sends the rest when idle.
-    ASSERT_EQ(r.at("merged").size(), 2u);
-    EXPECT_EQ(r.at("merged")[0], (json::value{{{"v", 5}}, {{"v", 3}}}));
-    EXPECT_EQ(r.at("merged")[1], (json::value{{{"v", 1}}, {{"v", 0}}}));
-    EXPECT_EQ(r.at("late"), (std::vector<json::value>{"late"}));
-    EXPECT_EQ(r.at("ticks"), (std::vector<json::value>{0, 1, 2}));
-    EXPECT_EQ(r.at("collected").back(), json::value(2));
+    ASSERT_EQ(r.out["merged"].size(), 2u);
+    EXPECT_EQ(r.out["merged"][0], (json::value{{{"v", 5}}, {{"v", 3}}}));
+    EXPECT_EQ(r.out["merged"][1], (json::value{{{"v", 1}}, {{"v", 0}}}));
+    EXPECT_EQ(r.out["late"], (std::vector<json::value>{"late"}));
+    // In order, also when a loaded machine lets all three timers fall due together.
+    EXPECT_EQ(r.out["ticks"], (std::vector<json::value>{0, 1, 2}));
+    EXPECT_EQ(r.out["collected"].back(), json::value(2));
     std::ifstream in(path);
     std::string line;
     std::vector<std::string> lines;
     while (std::getline(in, line)) lines.push_back(line);
-    std::filesystem::remove(path);
+    std::filesystem::remove_all(dir);
     EXPECT_EQ(lines, (std::vector<std::string>{R"([{"v":5},{"v":3}])", R"([{"v":1},{"v":0}])"}));
+}
+
+TEST(NetworkTest, TimedPacketsKeepTheirOrder) {
+    // 500 packets through a delay arrive in 64-packet activations, so whole batches of
+    // timers fall due together and their handlers run on several pool threads at once;
+    // the timer's ticks are due 0 ms apart. Both must still come out in order.
+    const std::string text = R"({"processes": {"gen": {"component": "range"},
+        "delay": {"component": "delay", "metadata": {"ms": 1}},
+        "timer": {"component": "timer", "metadata": {"interval": 0, "count": 200}}},
+      "connections": [)" + iip("gen", "start", "500") +
+                             "," + conn("gen", "out", "delay", "in") + "," +
+                             iip("timer", "start", "1") + R"(],
+      "outports": {"late": {"nodeId": "delay", "portName": "out"},
+                   "ticks": {"nodeId": "timer", "portName": "tick"}}})";
+    auto r = run_graph(text);
+    ASSERT_TRUE(r.result) << r.result.error().message;
+    ASSERT_EQ(r.out["late"].size(), 500u);
+    for (std::size_t i = 0; i < 500; ++i) ASSERT_EQ(r.out["late"][i], json::value(i));
+    ASSERT_EQ(r.out["ticks"].size(), 200u);
+    for (std::size_t i = 0; i < 200; ++i) ASSERT_EQ(r.out["ticks"][i], json::value(i));
+}
+
+TEST(NetworkTest, IdleFlushRepeatsUntilNothingMoves) {
+    // An unsized join feeding another through a passthrough: the first flush sends the
+    // inner array on, and only a second flush, once that has arrived, sends the outer one.
+    // Each level adds a flush; the run must not end before the last.
+    const std::string text = R"({"processes": {"gen": {"component": "range"},
+        "j1": {"component": "join"}, "p": {"component": "passthrough"},
+        "j2": {"component": "join"}, "j3": {"component": "join"}},
+      "connections": [)" + iip("gen", "start", "3") +
+                             "," + conn("gen", "out", "j1", "in") + "," +
+                             conn("j1", "out", "p", "in") + "," + conn("p", "out", "j2", "in") +
+                             "," + conn("j2", "out", "j3", "in") + R"(],
+      "outports": {"out": {"nodeId": "j3", "portName": "out"}}})";
+    for (int i = 0; i < 20; ++i) {
+        auto r = run_graph(text);
+        ASSERT_TRUE(r.result) << r.result.error().message;
+        ASSERT_EQ(r.out["out"].size(), 1u) << "run " << i;
+        EXPECT_EQ(to_json_string(r.out["out"][0]), "[[[0,1,2]]]");
+    }
 }
 
 TEST(NetworkTest, CyclesRunToCompletion) {
@@ -304,7 +318,7 @@ TEST(NetworkTest, CyclesRunToCompletion) {
       "outports": {"done": {"nodeId": "d", "portName": "done"}}})";
     auto r = run_graph(text, reg);
     ASSERT_TRUE(r.result) << r.result.error().message;
-    EXPECT_EQ(r.at("done"), (std::vector<json::value>{0}));
+    EXPECT_EQ(r.out["done"], (std::vector<json::value>{0}));
     EXPECT_EQ(stats_of(*r.result, "d").calls, 1001u);
 }
 

@@ -3,9 +3,7 @@
 // routing, and the same graph on the embedded runtime and on a runtime server
 // (`sandflow serve`, through the C++ client) giving the same results.
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#include <stdlib.h>
 
 #include <filesystem>
 #include <fstream>
@@ -16,22 +14,19 @@
 #include "flow/network.hpp"
 #include "flow/remote.hpp"
 #include "sandbox/none/none_backend.hpp"
+#include "support/flow_support.hpp"
 
 using namespace sandflow;
 using namespace sandflow::flow;
+using sandflow::testing::conn;
+using sandflow::testing::FlowRun;
+using sandflow::testing::iip;
+using sandflow::testing::run_flow;
+using sandflow::testing::ServeProcess;
+using sandflow::testing::stats_of;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string conn(const std::string& from, const std::string& fport, const std::string& to,
-                 const std::string& tport) {
-    return R"({"from": {"nodeId": ")" + from + R"(", "portName": ")" + fport +
-           R"("}, "to": {"nodeId": ")" + to + R"(", "portName": ")" + tport + R"("}})";
-}
-std::string iip(const std::string& to, const std::string& port, const std::string& data) {
-    return R"({"from": {"nodeId": "", "portName": ""}, "to": {"nodeId": ")" + to +
-           R"(", "portName": ")" + port + R"("}, "data": )" + data + "}";
-}
 
 const char* kAdd = R"(@actor({"component": "add", "inports": ["a", "b"], "outports": ["sum"],
         "await_all_inports": True})
@@ -78,8 +73,8 @@ async function process(context) {
 class ScriptFlowTest : public ::testing::Test {
   protected:
     void SetUp() override {
-        char tmpl[] = "/tmp/sandflow-flow-test-XXXXXX";
-        ASSERT_NE(::mkdtemp(tmpl), nullptr);
+        std::string tmpl = (fs::temp_directory_path() / "sandflow-flow-test-XXXXXX").string();
+        ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
         dir_ = tmpl;
         for (auto [name, text] : {std::pair{"add.actor.py", kAdd},
                                   {"slow.actor.py", kSlow},
@@ -106,33 +101,9 @@ class ScriptFlowTest : public ::testing::Test {
     }
     void TearDown() override { fs::remove_all(dir_); }
 
-    struct Run {
-        Result<RunReport> result = fail(Errc::internal, "not run");
-        std::map<std::string, std::vector<json::value>> out;
-    };
-
-    Run run(const std::string& text, NetworkOptions opts = {}, ScriptHost* host = nullptr) {
-        Run r;
-        auto g = parse_graph(text, "t.graph.json");
-        EXPECT_TRUE(g) << (g ? "" : g.error().message);
-        if (!g) return r;
-        auto* out = &r.out;
-        opts.on_output = [out](std::string_view port, const json::value& v) {
-            (*out)[std::string(port)].push_back(v);
-        };
+    FlowRun run(const std::string& text, NetworkOptions opts = {}, ScriptHost* host = nullptr) {
         opts.on_log = [](std::string_view, std::string_view) {};
-        auto net =
-            Network::build(*g, registry_, &catalog_, host ? host : host_.get(), std::move(opts));
-        EXPECT_TRUE(net) << (net ? "" : net.error().message);
-        if (!net) return r;
-        r.result = (*net)->run();
-        return r;
-    }
-
-    static const NodeStats& stats_of(const RunReport& r, const std::string& id) {
-        for (const auto& n : r.nodes)
-            if (n.id == id) return n;
-        throw std::runtime_error("no node " + id);
+        return run_flow(text, registry_, &catalog_, host ? host : host_.get(), std::move(opts));
     }
 
     fs::path dir_;
@@ -241,50 +212,6 @@ TEST_F(ScriptFlowTest, ScriptErrorsAreRoutedOrStopTheRun) {
     EXPECT_NE(r.result.error().message.find("odd 1"), std::string::npos);
 }
 
-namespace {
-
-// `sandflow serve` on a free loopback port, stopped at the end.
-class Server {
-  public:
-    Server() {
-        int fds[2];
-        if (::pipe(fds) != 0) return;
-        pid_ = ::fork();
-        if (pid_ == 0) {
-            ::dup2(fds[1], 1);
-            ::close(fds[0]);
-            ::close(fds[1]);
-            ::execl(SANDFLOW_BINARY, SANDFLOW_BINARY, "--log-level", "error", "serve", "--listen",
-                    "127.0.0.1:0", "--backend", "none", "--insecure-no-sandbox",
-                    static_cast<char*>(nullptr));
-            ::_exit(127);
-        }
-        ::close(fds[1]);
-        std::string line;
-        char c;
-        while (::read(fds[0], &c, 1) == 1 && c != '\n') line += c;
-        ::close(fds[0]);
-        auto v = parse_json(line, "serve output");
-        if (v && v->is_object())
-            if (const auto* u = v->get_object().if_contains("listening"); u && u->is_string())
-                url_ = std::string(u->get_string());
-    }
-    ~Server() {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGTERM);
-            int st = 0;
-            ::waitpid(pid_, &st, 0);
-        }
-    }
-    const std::string& url() const { return url_; }
-
-  private:
-    pid_t pid_ = -1;
-    std::string url_;
-};
-
-}  // namespace
-
 TEST_F(ScriptFlowTest, EmbeddedAndRemoteRuntimesGiveTheSameResults) {
     auto embedded = run(comparison_graph());
     ASSERT_TRUE(embedded.result) << embedded.result.error().message;
@@ -292,7 +219,7 @@ TEST_F(ScriptFlowTest, EmbeddedAndRemoteRuntimesGiveTheSameResults) {
     EXPECT_EQ(embedded.out["total"].back(), json::value(50 * 51 / 2));
     EXPECT_EQ(embedded.out["tagged"][0], (json::value{{"n", 1}, {"via", "js"}}));
 
-    Server server;
+    ServeProcess server("none");
     ASSERT_FALSE(server.url().empty()) << "sandflow serve did not start";
     auto remote_host_ = remote_host({server.url(), "", {}});
     auto remote = run(comparison_graph(), {}, remote_host_.get());

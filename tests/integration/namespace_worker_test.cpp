@@ -3,6 +3,7 @@
 // calls), and what the sandbox looks like from inside is what docs/sandbox.md says.
 #include <grp.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -55,6 +56,67 @@ class NamespaceWorkerTest : public ::testing::Test {
     }
 
     using Recorded = sandflow::testing::RecordedEvents;
+
+    bool has_cgroup(const std::string& controller) const {
+        for (const auto& c : backend_->cgroup_support().controllers)
+            if (c.name == controller && c.usable()) return true;
+        return false;
+    }
+
+    // The folder of the sandbox's own group of `controller`: its init's group, as the host
+    // sees it in /proc/<pid>/cgroup, under the backend's base.
+    std::string cgroup_dir(const sandbox::Process& p, const std::string& controller) const {
+        std::ifstream in("/proc/" + std::to_string(p.pid()) + "/cgroup");
+        std::string line;
+        while (std::getline(in, line)) {
+            const auto a = line.find(':'), b = line.find(':', a + 1);
+            const std::string names = "," + line.substr(a + 1, b - a - 1) + ",";
+            if (names.find("," + controller + ",") == std::string::npos) continue;
+            const std::string path = line.substr(b + 1);
+            for (const auto& c : backend_->cgroup_support().controllers)
+                if (c.name == controller) return c.base + path.substr(path.rfind('/'));
+        }
+        return {};
+    }
+
+    static std::string read_text(const std::string& path) {
+        std::ifstream in(path);
+        std::string text;
+        std::getline(in, text);
+        return text;
+    }
+
+    // Starts python3 running `code` directly in a sandbox, without the runtime.
+    std::unique_ptr<sandbox::Process> start_python(
+        const std::string& code, std::optional<sandbox::SandboxLimits> limits = std::nullopt) {
+        sandbox::WorkerSpec spec;
+        spec.argv = {"/usr/bin/python3", "-I", "-S", "-c", code};
+        spec.limits = limits;
+        auto p = backend_->spawn(spec);
+        EXPECT_TRUE(p) << (p ? "" : p.error().message);
+        return p ? std::move(*p) : nullptr;
+    }
+
+    // One line of the process's stdout, waiting up to 10 s.
+    static std::string read_line(sandbox::Process& p) {
+        std::string text;
+        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (text.find('\n') == std::string::npos && std::chrono::steady_clock::now() < until) {
+            pollfd f{p.stdout_fd(), POLLIN, 0};
+            if (::poll(&f, 1, 100) != 1) continue;
+            char buf[256];
+            const ssize_t n = ::read(p.stdout_fd(), buf, sizeof buf);
+            if (n <= 0) break;
+            text.append(buf, static_cast<std::size_t>(n));
+        }
+        return text.substr(0, text.find('\n'));
+    }
+
+    // Lets a script blocked in os.read(3, 1) go on.
+    static void release(sandbox::Process& p) {
+        const char go = 1;
+        ASSERT_EQ(::write(p.channel_fd(), &go, 1), 1);
+    }
 
     static runtime::CallRequest req(json::object inputs) {
         return sandflow::testing::call_request(std::move(inputs));
@@ -413,6 +475,238 @@ TEST_F(NamespaceWorkerTest, SetUpFailuresNameTheStepAndHowToFixIt) {
     spec.workdir = "/tmp/job/dir";
     auto nested = backend_->spawn(spec);
     ASSERT_TRUE(nested) << nested.error().message;
+}
+
+// What the sandbox reports about its limits, then waits to be killed.
+const char* const kLimitsProbe = R"(import os, resource, time
+s = os.statvfs("/tmp")
+print(s.f_blocks * s.f_frsize, s.f_files, resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+      resource.getrlimit(resource.RLIMIT_NPROC)[0], flush=True)
+time.sleep(60)
+)";
+
+TEST_F(NamespaceWorkerTest, SpawnsWithItsOwnLimits) {
+    const sandbox::SandboxLimits defaults = backend_->default_limits();
+    sandbox::SandboxLimits l = defaults;
+    l.tmpfs_bytes = 8ull << 20;
+    l.tmpfs_inodes = 500;
+    l.open_files = 100;
+    l.memory_bytes = 96ull << 20;
+    l.pids = 20;
+    l.cpu_milli = 500;
+    auto p = start_python(kLimitsProbe, l);
+    ASSERT_TRUE(p);
+    ASSERT_NE(p->limits(), nullptr);
+    EXPECT_EQ(*p->limits(), l);
+    // With a pids group RLIMIT_NPROC stays above the pids limit, so that the group is what
+    // refuses forks (and counts it); without one it takes the pids limit's place.
+    const std::uint32_t nproc = has_cgroup("pids") ? std::max(l.nproc, l.pids + 1) : l.pids;
+    EXPECT_EQ(read_line(*p), "8388608 500 100 " + std::to_string(nproc));
+    if (has_cgroup("memory")) {
+        const std::string d = cgroup_dir(*p, "memory");
+        EXPECT_EQ(read_text(d + "/memory.limit_in_bytes"), std::to_string(l.memory_bytes));
+        if (fs::exists(d + "/memory.memsw.limit_in_bytes")) {
+            EXPECT_EQ(read_text(d + "/memory.memsw.limit_in_bytes"),
+                      std::to_string(l.memory_bytes));
+        }
+    }
+    if (has_cgroup("pids")) {
+        EXPECT_EQ(read_text(cgroup_dir(*p, "pids") + "/pids.max"), "20");
+    }
+    if (has_cgroup("cpu")) {
+        EXPECT_EQ(read_text(cgroup_dir(*p, "cpu") + "/cpu.cfs_quota_us"), "50000");
+    }
+    p->kill_and_wait();
+
+    // Zero is refused, not read as "no limit" (tmpfs would).
+    sandbox::WorkerSpec zero;
+    zero.argv = {"/usr/bin/true"};
+    zero.limits = defaults;
+    zero.limits->tmpfs_bytes = 0;
+    auto z = backend_->spawn(zero);
+    ASSERT_FALSE(z);
+    EXPECT_EQ(z.error().code, Errc::invalid_argument);
+    EXPECT_EQ(z.error().data.at("limit"), json::value("tmpfs_bytes"));
+
+    // Unset: the backend's own, from the plans built once.
+    auto d = start_python(kLimitsProbe);
+    ASSERT_TRUE(d);
+    EXPECT_EQ(*d->limits(), defaults);
+    const std::uint32_t dnproc = has_cgroup("pids") ? std::max(defaults.nproc, defaults.pids + 1)
+                                                    : std::min(defaults.nproc, defaults.pids);
+    EXPECT_EQ(read_line(*d),
+              std::to_string(defaults.tmpfs_bytes) + " " + std::to_string(defaults.tmpfs_inodes) +
+                  " " + std::to_string(defaults.open_files) + " " + std::to_string(dnproc));
+}
+
+TEST_F(NamespaceWorkerTest, AnInstanceAsksForItsOwnLimits) {
+    auto spec = runtime::spec_from_file(write("t.py", R"(import os
+@actor({"component": "t", "outports": ["out"]})
+def process(ctx):
+    s = os.statvfs("/tmp")
+    return {"tmpfs": s.f_blocks * s.f_frsize, "pid": os.getpid()}
+)"));
+    ASSERT_TRUE(spec) << spec.error().message;
+    spec->on_log = [](const runtime::LogLine&) {};
+    spec->limits.sandbox.tmpfs_bytes = 8ull << 20;
+    auto inst = runtime::Instance::create(*backend_, std::move(*spec));
+    ASSERT_TRUE(inst) << inst.error().message;
+    Recorded rec;
+    auto r = (*inst)->call(req({}), rec.events());
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->outputs.at("tmpfs"), json::value(8ll << 20));
+    // A call asking for another tmpfs size gets a sandbox of its own.
+    auto rq = req({});
+    rq.limits = (*inst)->limits();
+    rq.limits->sandbox.tmpfs_bytes = 4ull << 20;
+    auto other = (*inst)->call(rq, rec.events());
+    ASSERT_TRUE(other) << other.error().message;
+    EXPECT_EQ(other->outputs.at("tmpfs"), json::value(4ll << 20));
+    EXPECT_EQ((*inst)->worker_starts(), 2u);
+}
+
+TEST_F(NamespaceWorkerTest, UpdatesCgroupLimitsLive) {
+    for (const char* c : {"memory", "pids", "cpu"})
+        if (!has_cgroup(c))
+            GTEST_SKIP() << "no writable " << c
+                         << " cgroup here: " << backend_->cgroup_support().summary();
+    auto p = start_python("import time; time.sleep(60)");
+    ASSERT_TRUE(p);
+    const sandbox::SandboxLimits start = *p->limits();
+    const std::string mem = cgroup_dir(*p, "memory"), pids = cgroup_dir(*p, "pids"),
+                      cpu = cgroup_dir(*p, "cpu");
+    const bool memsw = fs::exists(mem + "/memory.memsw.limit_in_bytes");
+    auto expect_files = [&](const sandbox::SandboxLimits& l) {
+        EXPECT_EQ(read_text(mem + "/memory.limit_in_bytes"), std::to_string(l.memory_bytes));
+        if (memsw) {
+            EXPECT_EQ(read_text(mem + "/memory.memsw.limit_in_bytes"),
+                      std::to_string(l.memory_bytes));
+        }
+        EXPECT_EQ(read_text(pids + "/pids.max"), std::to_string(l.pids));
+        EXPECT_EQ(read_text(cpu + "/cpu.cfs_quota_us"), std::to_string(l.cpu_milli * 100));
+    };
+    expect_files(start);
+
+    // Raising memory: memory+swap must go first in v1, or the write fails.
+    sandbox::SandboxLimits up = start;
+    up.memory_bytes = 512ull << 20;
+    up.pids = 40;
+    up.cpu_milli = 2000;
+    auto r = p->update_limits(up);
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_TRUE(*r);
+    EXPECT_EQ(*p->limits(), up);
+    expect_files(up);
+
+    // Lowering: memory first.
+    sandbox::SandboxLimits down = up;
+    down.memory_bytes = 64ull << 20;
+    down.pids = 16;
+    down.cpu_milli = 250;
+    r = p->update_limits(down);
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_TRUE(*r);
+    expect_files(down);
+
+    // Fixed at start: the tmpfs size, the rlimits, and a pids limit at or above the
+    // RLIMIT_NPROC the sandbox started with. Nothing changes.
+    sandbox::SandboxLimits tmpfs = down;
+    tmpfs.tmpfs_bytes *= 2;
+    tmpfs.memory_bytes = 128ull << 20;
+    r = p->update_limits(tmpfs);
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_FALSE(*r);
+    sandbox::SandboxLimits many = down;
+    many.pids = std::max(start.nproc, start.pids + 1);
+    r = p->update_limits(many);
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_FALSE(*r);
+    EXPECT_EQ(*p->limits(), down);
+    expect_files(down);
+    // The same limits again: nothing to do.
+    r = p->update_limits(down);
+    ASSERT_TRUE(r && *r);
+    EXPECT_FALSE(p->try_wait());
+}
+
+TEST_F(NamespaceWorkerTest, AForkBombAtThePidsLimitIsAnnounced) {
+    if (!has_cgroup("pids"))
+        GTEST_SKIP() << "no writable pids cgroup here: refused forks are not counted ("
+                     << backend_->cgroup_support().summary() << ")";
+    // Waits for the test, then forks 200 children that sleep: past the limit of 64.
+    auto p = start_python(R"(import os, time
+os.read(3, 1)
+made, refused = 0, 0
+for i in range(200):
+    try:
+        pid = os.fork()
+    except OSError:
+        refused += 1
+        continue
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    made += 1
+print(made, refused, flush=True)
+time.sleep(60)
+)");
+    ASSERT_TRUE(p);
+    ASSERT_EQ(p->limits()->pids, 64u);
+    const int fd = p->limit_event_fd();
+    ASSERT_GE(fd, 0);
+    // Nothing crossed yet (one scan interval and a bit, to be sure).
+    pollfd f{fd, POLLIN, 0};
+    EXPECT_EQ(::poll(&f, 1, 250), 0);
+    EXPECT_FALSE(p->limit_crossed());
+    release(*p);
+    f.revents = 0;
+    ASSERT_EQ(::poll(&f, 1, 5000), 1) << "no limit event within 5 s";
+    auto hit = p->limit_crossed();
+    ASSERT_TRUE(hit);
+    EXPECT_EQ(hit->limit, "pids");
+    EXPECT_EQ(hit->value, 64u);
+    const std::string counts = read_line(*p);
+    EXPECT_NE(counts.find(' '), std::string::npos) << counts;
+    EXPECT_GT(std::stoi(counts.substr(counts.find(' ') + 1)), 0) << counts;
+    // The sandbox lives on until its owner kills it; the answer stays the same.
+    EXPECT_FALSE(p->try_wait());
+    EXPECT_EQ(p->limit_crossed()->limit, "pids");
+}
+
+TEST_F(NamespaceWorkerTest, AnOomKillInsideIsAnnounced) {
+    if (!has_cgroup("memory"))
+        GTEST_SKIP() << "no writable memory cgroup here: OOM kills are not counted ("
+                     << backend_->cgroup_support().summary() << ")";
+    sandbox::SandboxLimits l = backend_->default_limits();
+    l.memory_bytes = 64ull << 20;
+    // A child allocates until the OOM killer takes it; the worker itself survives.
+    auto p = start_python(R"(import os, time
+os.read(3, 1)
+pid = os.fork()
+if pid == 0:
+    hog = []
+    while True:
+        hog.append(b"x" * (8 << 20))
+_, status = os.waitpid(pid, 0)
+print("child", status, flush=True)
+time.sleep(60)
+)",
+                          l);
+    ASSERT_TRUE(p);
+    const int fd = p->limit_event_fd();
+    ASSERT_GE(fd, 0);
+    pollfd f{fd, POLLIN, 0};
+    EXPECT_EQ(::poll(&f, 1, 0), 0);
+    EXPECT_FALSE(p->limit_crossed());
+    release(*p);
+    f.revents = 0;
+    ASSERT_EQ(::poll(&f, 1, 10'000), 1) << "no limit event within 10 s";
+    auto hit = p->limit_crossed();
+    ASSERT_TRUE(hit);
+    EXPECT_EQ(hit->limit, "memory");
+    EXPECT_EQ(hit->value, l.memory_bytes);
+    EXPECT_EQ(read_line(*p), "child 9");  // SIGKILL
+    EXPECT_FALSE(p->try_wait());
 }
 
 TEST(SeccompPolicy, EveryRuleResolvesAndHasAReason) {

@@ -410,3 +410,96 @@ TEST_F(ServerTest, HealthAndDrain) {
     srv_->abort_calls();
     srv_->shutdown();
 }
+
+// Limits (runtime/actor_limits.hpp) declared by an actor, asked for by a load and by a
+// call: each applies on top of the one before, and nothing may pass the server's maxima.
+TEST_F(ServerTest, LimitsFromMetadataLoadAndCallWithinTheMaxima) {
+    server::ServerOptions o;
+    o.max_limits.output_bytes = 1u << 20;
+    start(o);
+    std::ofstream(dir_ / "chatty.py")
+        << R"(@actor({"component": "chatty", "inports": ["n"], "outports": ["out"], "limits": {"output_bytes": 50000}})
+def process(context):
+    for i in range(context.get_input("n")):
+        print("x" * 1000)
+    return {"out": "done"}
+)";
+    auto load = result_of(call(1, "load", {{"file_path", (dir_ / "chatty.py").string()}}));
+    ASSERT_EQ(load.at("success"), true) << rpc::encode(load);
+
+    // The metadata's 50 kB: 100 kB of prints crosses it.
+    auto over = call(2, "process", {{"actor_id", "chatty"}, {"payload", {{"n", 100}}}});
+    ASSERT_TRUE(over.back().as_object().contains("error")) << rpc::encode(over.back());
+    const auto& err = over.back().at("error");
+    EXPECT_EQ(err.at("data").at("limit"), "output_bytes") << rpc::encode(err);
+    EXPECT_EQ(err.at("data").at("value"), 50000) << rpc::encode(err);
+
+    // A call may ask for more, up to the maximum; the next call is back to 50 kB.
+    EXPECT_EQ(result_of(call(3, "process",
+                             {{"actor_id", "chatty"},
+                              {"payload", {{"n", 100}}},
+                              {"limits", {{"output_bytes", 200000}}}}))
+                  .at("outputs")
+                  .at("out"),
+              "done");
+    EXPECT_TRUE(call(4, "process", {{"actor_id", "chatty"}, {"payload", {{"n", 100}}}})
+                    .back()
+                    .as_object()
+                    .contains("error"));
+    auto above = call(5, "process",
+                      {{"actor_id", "chatty"},
+                       {"payload", {{"n", 1}}},
+                       {"limits", {{"output_bytes", 2u << 20}}}});
+    ASSERT_TRUE(above.back().as_object().contains("error"));
+    EXPECT_NE(rpc::encode(above.back()).find("above this runtime's maximum of 1048576"),
+              std::string::npos)
+        << rpc::encode(above.back());
+
+    // A load's limits hold for that instance only.
+    auto l2 = result_of(call(6, "load",
+                             {{"file_path", (dir_ / "chatty.py").string()},
+                              {"instance_id", "roomy"},
+                              {"limits", {{"output_bytes", 500000}}}}));
+    ASSERT_EQ(l2.at("success"), true) << rpc::encode(l2);
+    EXPECT_EQ(
+        result_of(
+            call(7, "process",
+                 {{"actor_id", "chatty"}, {"instance_id", "roomy"}, {"payload", {{"n", 100}}}}))
+            .at("outputs")
+            .at("out"),
+        "done");
+
+    // Malformed limits are the request's error, with where and what.
+    auto bad = call(8, "process",
+                    {{"actor_id", "chatty"}, {"payload", {{"n", 1}}}, {"limits", {{"mem", 1}}}});
+    EXPECT_EQ(error_code(bad), -32602);
+    EXPECT_NE(rpc::encode(bad.back()).find("unknown limit 'mem'"), std::string::npos);
+    auto bad_load = result_of(call(
+        9, "load",
+        {{"file_path", (dir_ / "chatty.py").string()}, {"limits", {{"output_bytes", 5u << 20}}}}));
+    EXPECT_EQ(bad_load.at("success"), false);
+}
+
+// A cancel that arrives while the call's sandbox is still starting (here: a script that
+// takes 0.8 s to import) stops the call before it runs instead of being lost.
+TEST_F(ServerTest, CancelWhileTheSandboxStartsStopsTheCall) {
+    std::ofstream(dir_ / "slow_start.actor.py")
+        << "import time\ntime.sleep(0.8)\n"
+           "@actor({\"component\": \"slow_start\", \"inports\": [\"x\"], \"outports\": [\"y\"]})\n"
+           "def process(context):\n    return {\"y\": 1}\n";
+    start({});  // registered, not started (a load would start the sandbox)
+    send(request("p", "process", {{"actor_id", "slow_start"}, {"payload", {{"x", 1}}}}));
+    std::this_thread::sleep_for(200ms);  // the sandbox is starting
+    auto c = call("c", "cancel", {{"id", "p"}});
+    EXPECT_EQ(result_of(c).at("cancelled"), true);
+    EXPECT_EQ(result_of(c).at("was_running"), false);
+    auto p = conn_->next();
+    EXPECT_EQ(p.at("id"), "p");
+    ASSERT_TRUE(p.as_object().contains("error")) << rpc::encode(p);
+    EXPECT_EQ(p.at("error").at("code"), -32007);
+    // The instance serves the next call.
+    EXPECT_EQ(result_of(call("q", "process", {{"actor_id", "slow_start"}, {"payload", {{"x", 1}}}}))
+                  .at("outputs")
+                  .at("y"),
+              1);
+}

@@ -240,7 +240,7 @@ INSTANTIATE_TEST_SUITE_P(Backends, WarmPoolTest, ::testing::Values("none", "name
 TEST(WarmPoolLimits, AnOversizedPoolIsRejected) {
     sandbox::NoneBackend backend;
     runtime::PoolOptions o;
-    o.python = runtime::limits::kMaxPoolSize + 1;
+    o.python = limits::kMaxPoolSize + 1;
     auto p = runtime::WarmPool::create(backend, o);
     ASSERT_FALSE(p);
     EXPECT_EQ(p.error().code, Errc::invalid_argument);

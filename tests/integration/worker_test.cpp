@@ -551,3 +551,162 @@ TEST_F(WorkerTest, AWorkerThatDiedWhileIdleIsReplacedBeforeTheNextCall) {
     EXPECT_EQ(inst->worker_starts(), 2u);
     EXPECT_NE(inst->worker_pid(), pid);
 }
+
+// Limits the worker driver enforces (runtime/actor_limits.hpp): crossing one kills the
+// worker, names the limit and its value, and the next call runs in a new worker on the
+// committed state.
+constexpr const char* kNoisy =
+    R"(@actor({"component": "noisy", "inports": ["mode", "n"], "outports": ["out"]})
+async def process(ctx):
+    mode = ctx.get_input("mode")
+    n = ctx.get_input("n")
+    if mode == "print":
+        for i in range(n):
+            print("y" * 1000)
+    elif mode == "stream":
+        for i in range(n):
+            await ctx.send_output("out", "z" * 1000)
+    elif mode == "big":
+        await ctx.send_output("out", "w" * n)
+    elif mode == "sleep":
+        import time
+        time.sleep(n)
+    ctx.set_state("calls", (ctx.get_state("calls") or 0) + 1)
+    return {"out": "done"}
+)";
+
+runtime::ActorLimits limits_with(runtime::LimitOverrides o) {
+    auto l = runtime::apply_limits({}, o, runtime::default_maxima(), "test");
+    EXPECT_TRUE(l) << (l ? "" : l.error().message);
+    return l ? *l : runtime::ActorLimits{};
+}
+
+void expect_limit(const Result<runtime::CallOutcome>& r, std::string_view limit,
+                  std::uint64_t value) {
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, Errc::limit_exceeded) << r.error().message;
+    EXPECT_EQ(r.error().data.at("limit"), json::value(limit)) << r.error().message;
+    EXPECT_EQ(r.error().data.at("value").to_number<std::uint64_t>(), value);
+    EXPECT_NE(r.error().message.find(std::string(limit)), std::string::npos);
+}
+
+TEST_F(WorkerTest, OutputBytesPerCallCountLogsAndStreamedOutputs) {
+    auto inst = must_load(write("n.py", kNoisy));
+    ASSERT_TRUE(inst);
+    Recorded rec;
+    ASSERT_TRUE(inst->call(req({{"mode", "none"}, {"n", 0}}), rec.events()));
+    const pid_t first = inst->worker_pid();
+
+    runtime::LimitOverrides o;
+    o.output_bytes = 100'000;
+    for (const char* mode : {"print", "stream"}) {
+        auto request = req({{"mode", mode}, {"n", 500}});  // ~500 kB either way
+        request.limits = limits_with(o);
+        Recorded r;
+        expect_limit(inst->call(request, r.events()), "output_bytes", 100'000);
+    }
+    // Under the limit the same call passes, in a new worker, on the committed state.
+    auto request = req({{"mode", "stream"}, {"n", 50}});
+    request.limits = limits_with(o);
+    Recorded ok;
+    auto r = inst->call(request, ok.events());
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(ok.outputs.size(), 50u);
+    EXPECT_EQ(r->state.at("calls"), json::value(2));
+    EXPECT_NE(inst->worker_pid(), first);
+}
+
+TEST_F(WorkerTest, AFrameOverItsLimitIsALimitNotAProtocolViolation) {
+    auto inst = must_load(write("n.py", kNoisy));
+    ASSERT_TRUE(inst);
+    runtime::LimitOverrides o;
+    o.frame_bytes = 64 << 10;
+    auto request = req({{"mode", "big"}, {"n", 200'000}});
+    request.limits = limits_with(o);
+    Recorded rec;
+    expect_limit(inst->call(request, rec.events()), "frame_bytes", 64 << 10);
+    Recorded next;
+    EXPECT_TRUE(inst->call(req({{"mode", "big"}, {"n", 200'000}}), next.events()));
+}
+
+TEST_F(WorkerTest, TheInstancesLimitsApplyWhenACallBringsNone) {
+    auto spec = runtime::spec_from_file(write("n.py", kNoisy));
+    ASSERT_TRUE(spec);
+    runtime::LimitOverrides o;
+    o.timeout_ms = 300;
+    spec->limits = limits_with(o);
+    auto inst = runtime::Instance::create(backend_, std::move(*spec));
+    ASSERT_TRUE(inst) << inst.error().message;
+    Recorded rec;
+    const auto start = std::chrono::steady_clock::now();
+    auto r = (*inst)->call(req({{"mode", "sleep"}, {"n", 20}}), rec.events());
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, Errc::timeout);
+    EXPECT_EQ(r.error().data.at("value_ms"), json::value(300));
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+
+    // A call's own limits replace the instance's for that call only.
+    o.timeout_ms = 5000;
+    auto longer = req({{"mode", "sleep"}, {"n", 1}});
+    longer.limits = limits_with(o);
+    EXPECT_TRUE((*inst)->call(longer, rec.events()));
+    EXPECT_FALSE((*inst)->call(req({{"mode", "sleep"}, {"n", 1}}), rec.events()));
+}
+
+TEST(ActorLimits, RequestsAreCheckedAgainstTheMaximaAndMinima) {
+    auto parsed = runtime::parse_limits(
+        json::object{{"memory_bytes", 128 << 20}, {"timeout_ms", 5000}}, "params.limits");
+    ASSERT_TRUE(parsed) << parsed.error().message;
+    auto l = runtime::apply_limits({}, *parsed, runtime::default_maxima(), "params.limits");
+    ASSERT_TRUE(l) << l.error().message;
+    EXPECT_EQ(l->sandbox.memory_bytes, 128u << 20);
+    EXPECT_EQ(l->timeout, std::chrono::milliseconds(5000));
+    EXPECT_EQ(l->sandbox.pids, sandbox::SandboxLimits{}.pids);  // inherited
+
+    auto unknown = runtime::parse_limits(json::object{{"memroy_bytes", 1}}, "params.limits");
+    ASSERT_FALSE(unknown);
+    EXPECT_NE(unknown.error().message.find("unknown limit 'memroy_bytes'"), std::string::npos);
+    EXPECT_NE(unknown.error().message.find("memory_bytes"), std::string::npos);
+    for (const json::value& bad : {json::value(0), json::value(-5), json::value("1G"),
+                                   json::value(1.5), json::value(nullptr)}) {
+        auto r = runtime::parse_limits(json::object{{"pids", bad}}, "params.limits");
+        ASSERT_FALSE(r) << to_json_string(bad);
+        EXPECT_NE(r.error().message.find("params.limits.pids must be a positive integer"),
+                  std::string::npos)
+            << r.error().message;
+    }
+    EXPECT_FALSE(runtime::parse_limits(json::value("x"), "params.limits"));
+
+    runtime::ActorLimits maxima = runtime::default_maxima();
+    maxima.sandbox.memory_bytes = 512u << 20;
+    runtime::LimitOverrides big;
+    big.memory_bytes = 1u << 30;
+    auto over = runtime::apply_limits({}, big, maxima, "params.limits");
+    ASSERT_FALSE(over);
+    EXPECT_EQ(over.error().code, Errc::invalid_argument);
+    EXPECT_EQ(over.error().data.at("max"), json::value(512u << 20));
+    EXPECT_NE(over.error().message.find("--max-limit memory_bytes="), std::string::npos);
+    runtime::LimitOverrides tiny;
+    tiny.memory_bytes = 1 << 20;
+    auto under = runtime::apply_limits({}, tiny, maxima, "params.limits");
+    ASSERT_FALSE(under);
+    EXPECT_NE(under.error().message.find("below the minimum"), std::string::npos);
+}
+
+TEST(ActorLimits, CommandLineAssignmentsTakeSizeSuffixes) {
+    runtime::LimitOverrides o;
+    ASSERT_TRUE(runtime::parse_limit_assignment("memory_bytes=256M", o));
+    ASSERT_TRUE(runtime::parse_limit_assignment("tmpfs_bytes=1G", o));
+    ASSERT_TRUE(runtime::parse_limit_assignment("pids=32", o));
+    EXPECT_EQ(*o.memory_bytes, 256u << 20);
+    EXPECT_EQ(*o.tmpfs_bytes, 1u << 30);
+    EXPECT_EQ(*o.pids, 32u);
+    for (const char* bad : {"memory_bytes", "memory_bytes=", "memory_bytes=0", "pids=x", "pids=-1",
+                            "nope=1", "pids=99999999999999999999G"}) {
+        auto r = runtime::parse_limit_assignment(bad, o);
+        EXPECT_FALSE(r) << bad;
+        if (!r) {
+            EXPECT_EQ(r.error().code, Errc::invalid_argument);
+        }
+    }
+}

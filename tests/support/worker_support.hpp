@@ -17,8 +17,12 @@ struct RecordedEvents {
     std::vector<std::pair<std::string, json::value>> outputs;
     std::vector<std::string> logs;
     runtime::CallEvents events() {
-        return {[this](std::string_view p, const json::value& v) { outputs.emplace_back(p, v); },
-                [this](const runtime::LogLine& l) { logs.push_back(l.text); }};
+        runtime::CallEvents e;
+        e.on_output = [this](std::string_view p, const json::value& v) {
+            outputs.emplace_back(p, v);
+        };
+        e.on_log = [this](const runtime::LogLine& l) { logs.push_back(l.text); };
+        return e;
     }
 };
 

@@ -246,6 +246,11 @@ TEST(JsLiteral, NumberErrors) {
     EXPECT_TRUE(FailsAt(js(kHead + "017};"), 1, 38, "leading zeros (legacy octal)"));
     EXPECT_TRUE(FailsAt(js(kHead + "1__0};"), 1, 38, "invalid number literal '1__0'"));
     EXPECT_TRUE(FailsAt(js(kHead + "0x_1};"), 1, 38, "invalid number literal"));
+    // Which check speaks first: legacy octal before the fraction, BigInt after a prefix.
+    EXPECT_TRUE(FailsAt(js(kHead + "01.5};"), 1, 38, "leading zeros (legacy octal)"));
+    EXPECT_TRUE(FailsAt(js(kHead + "0x1n};"), 1, 38, "BigInt"));
+    EXPECT_TRUE(FailsAt(js(kHead + "0b2};"), 1, 38, "invalid number literal '0b2'"));
+    EXPECT_TRUE(FailsAt(js(kHead + "1.5.2};"), 1, 38, "invalid number literal '1.5.2'"));
     EXPECT_TRUE(FailsAt(js(kHead + "9223372036854775808};"), 1, 38, "does not fit in 64 bits"));
     EXPECT_TRUE(FailsAt(js(kHead + "1e400};"), 1, 38, "out of range"));
     EXPECT_TRUE(FailsAt(js(kHead + "-'1'};"), 1, 38, "a sign must be followed by a number"));

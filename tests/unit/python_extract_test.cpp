@@ -262,6 +262,11 @@ TEST(PythonLiteral, NumberErrors) {
     EXPECT_TRUE(FailsAt(py(head + "1e})"), 1, 32, "invalid number literal"));
     EXPECT_TRUE(FailsAt(py(head + "12abc})"), 1, 32, "invalid number literal '12abc'"));
     EXPECT_TRUE(FailsAt(py(head + "2j})"), 1, 32, "complex numbers"));
+    // A prefixed literal is never complex: the 'j' runs it on. A float may start with zeros.
+    EXPECT_TRUE(FailsAt(py(head + "0x1j})"), 1, 32, "invalid number literal '0x1j'"));
+    EXPECT_TRUE(FailsAt(py(head + "0b2})"), 1, 32, "invalid number literal '0b2'"));
+    EXPECT_TRUE(FailsAt(py(head + "007x})"), 1, 32, "invalid number literal '007x'"));
+    EXPECT_EQ(literal("01.5"), 1.5);
     EXPECT_TRUE(FailsAt(py(head + "1e999})"), 1, 32, "out of range"));
     EXPECT_TRUE(FailsAt(py(head + "-'a'})"), 1, 32, "must be followed by a number"));
 }

@@ -1,13 +1,18 @@
 #include "sandbox/namespace/cgroups.hpp"
 
 #include <fcntl.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -53,6 +58,103 @@ std::uint64_t read_key(const std::string& path, const std::string& key) {
         if (k == key) return v;
     return 0;
 }
+
+// The same from a descriptor kept open (pread from 0: kernfs renders the file anew), with
+// no allocation.
+std::uint64_t read_key(int fd, std::string_view key) {
+    char buf[512];
+    const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+    if (n <= 0) return 0;
+    buf[n] = '\0';
+    for (const char* line = buf; *line;) {
+        const char* end = std::strchr(line, '\n');
+        if (!end) end = line + std::strlen(line);
+        const std::string_view l(line, static_cast<std::size_t>(end - line));
+        if (l.size() > key.size() && l.starts_with(key) && l[key.size()] == ' ')
+            return std::strtoull(line + key.size() + 1, nullptr, 10);
+        line = *end ? end + 1 : end;
+    }
+    return 0;
+}
+
+}  // namespace
+
+// Owned by the SandboxCgroup; the scanner's list holds a second reference until remove().
+struct SandboxCgroup::Events {
+    UniqueFd notify;       // the eventfd handed out by event_fd()
+    UniqueFd pids_events;  // pids.events, or closed without a pids group
+    UniqueFd oom_control;  // memory.oom_control, or closed without a memory group
+    std::atomic<bool> pids_signalled{false};  // the scanner's work is done
+    bool oom_seen = false;                    // crossed() reported an OOM kill
+};
+
+namespace {
+
+// The thread that looks for refused forks (see cgroups.hpp). Started with the first
+// sandbox that has a pids group; it sleeps on a condition variable while there is none.
+// Never destroyed: its detached thread may still be scanning when the process exits.
+class PidsScanner {
+  public:
+    // A process forked from the one that made the scanner has no scanning thread, and may
+    // have copied the lock held: it gets a scanner of its own.
+    static PidsScanner& get() {
+        static std::atomic<PidsScanner*> current{nullptr};
+        PidsScanner* s = current.load();
+        if (!s || s->pid_ != ::getpid()) {
+            auto* fresh = new PidsScanner;
+            if (current.compare_exchange_strong(s, fresh))
+                s = fresh;
+            else
+                delete fresh;
+        }
+        return *s;
+    }
+    void add(std::shared_ptr<SandboxCgroup::Events> e) {
+        std::lock_guard lock(m_);
+        if (!started_) {
+            started_ = true;
+            std::thread([this] { run(); }).detach();
+        }
+        entries_.push_back(std::move(e));
+        cv_.notify_one();
+    }
+    void remove(const SandboxCgroup::Events* e) {
+        std::lock_guard lock(m_);
+        for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+            if (it->get() == e) {
+                *it = std::move(entries_.back());
+                entries_.pop_back();
+                return;
+            }
+        }
+    }
+
+  private:
+    // The scan holds the lock (N reads of a few microseconds each), so that once remove()
+    // returns no scan uses that sandbox's descriptors any more: they close with it.
+    void run() {
+        std::unique_lock lock(m_);
+        for (;;) {
+            cv_.wait(lock, [this] { return !entries_.empty(); });
+            for (const auto& e : entries_) {
+                if (e->pids_signalled.load(std::memory_order_relaxed)) continue;
+                if (read_key(e->pids_events.get(), "max") == 0) continue;
+                e->pids_signalled = true;
+                const std::uint64_t one = 1;
+                (void)!::write(e->notify.get(), &one, sizeof one);
+            }
+            lock.unlock();
+            std::this_thread::sleep_for(kPidsScanInterval);
+            lock.lock();
+        }
+    }
+
+    std::mutex m_;
+    std::condition_variable cv_;
+    std::vector<std::shared_ptr<SandboxCgroup::Events>> entries_;
+    const pid_t pid_ = ::getpid();
+    bool started_ = false;
+};
 
 }  // namespace
 
@@ -134,6 +236,8 @@ SandboxCgroup& SandboxCgroup::operator=(SandboxCgroup&& o) noexcept {
         remove();
         dirs_ = std::move(o.dirs_);
         limits_ = o.limits_;
+        memsw_ = o.memsw_;
+        events_ = std::move(o.events_);
         o.dirs_.clear();
     }
     return *this;
@@ -160,7 +264,8 @@ Result<SandboxCgroup> SandboxCgroup::create(const CgroupSupport& support, const 
         if (c.name == "memory") {
             r = write_file(dir + "/memory.limit_in_bytes", std::to_string(limits.memory_bytes));
             // With swap accounting, memory+swap gets the same cap: no escape into swap.
-            if (r && ::access((dir + "/memory.memsw.limit_in_bytes").c_str(), F_OK) == 0)
+            g.memsw_ = ::access((dir + "/memory.memsw.limit_in_bytes").c_str(), F_OK) == 0;
+            if (r && g.memsw_)
                 r = write_file(dir + "/memory.memsw.limit_in_bytes",
                                std::to_string(limits.memory_bytes));
         } else if (c.name == "pids") {
@@ -174,6 +279,142 @@ Result<SandboxCgroup> SandboxCgroup::create(const CgroupSupport& support, const 
         if (!r) return tl::unexpected(r.error());
     }
     return g;
+}
+
+void SandboxCgroup::watch() {
+    if (events_) return;
+    const Dir* memory = dir("memory");
+    const Dir* pids = dir("pids");
+    if (!memory && !pids) return;
+    auto e = std::make_shared<Events>();
+    e->notify.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!e->notify) return;  // no events; the limits themselves still hold
+    if (memory) {
+        e->oom_control.reset(
+            ::open((memory->path + "/memory.oom_control").c_str(), O_RDONLY | O_CLOEXEC));
+        // "<eventfd> <memory.oom_control fd>": the kernel signals the eventfd each time the
+        // group runs out of memory. Without it (a kernel built without v1 events) OOM kills
+        // are still counted for crossed() and verdict(), only not announced.
+        if (e->oom_control)
+            (void)write_file(
+                memory->path + "/cgroup.event_control",
+                std::to_string(e->notify.get()) + " " + std::to_string(e->oom_control.get()));
+    }
+    if (pids) {
+        e->pids_events.reset(::open((pids->path + "/pids.events").c_str(), O_RDONLY | O_CLOEXEC));
+        if (e->pids_events) PidsScanner::get().add(e);
+    }
+    events_ = std::move(e);
+}
+
+const SandboxCgroup::Dir* SandboxCgroup::dir(std::string_view controller) const {
+    for (const auto& d : dirs_)
+        if (d.controller == controller) return &d;
+    return nullptr;
+}
+
+bool SandboxCgroup::has(std::string_view controller) const {
+    return dir(controller) != nullptr;
+}
+
+int SandboxCgroup::event_fd() const {
+    return events_ ? events_->notify.get() : -1;
+}
+
+Result<bool> SandboxCgroup::update(const SandboxLimits& to) {
+    const SandboxLimits from = limits_;
+    const bool memory = to.memory_bytes != from.memory_bytes;
+    const bool pids = to.pids != from.pids;
+    const bool cpu = to.cpu_milli != from.cpu_milli;
+    if ((memory && !has("memory")) || (pids && !has("pids")) || (cpu && !has("cpu"))) return false;
+
+    // v1 keeps memory <= memory+swap at every step: raising, memsw goes first; lowering,
+    // memory goes first.
+    auto set_memory = [&](std::uint64_t bytes, std::uint64_t was) -> Result<void> {
+        const std::string& d = dir("memory")->path;
+        const std::string mem = d + "/memory.limit_in_bytes";
+        const std::string memsw = d + "/memory.memsw.limit_in_bytes";
+        const std::string v = std::to_string(bytes);
+        if (bytes > was) {
+            if (memsw_) {
+                if (auto r = write_file(memsw, v); !r) return r;
+            }
+            if (auto r = write_file(mem, v); !r) {
+                if (memsw_) (void)write_file(memsw, std::to_string(was));
+                return r;
+            }
+        } else {
+            if (auto r = write_file(mem, v); !r) return r;
+            if (memsw_) {
+                if (auto r = write_file(memsw, v); !r) {
+                    (void)write_file(mem, std::to_string(was));
+                    return r;
+                }
+            }
+        }
+        return {};
+    };
+    auto set_pids = [&](std::uint32_t n) {
+        return write_file(dir("pids")->path + "/pids.max", std::to_string(n));
+    };
+    auto set_cpu = [&](std::uint32_t milli) {
+        return write_file(dir("cpu")->path + "/cpu.cfs_quota_us",
+                          std::to_string(kCpuPeriodUs * milli / 1000));
+    };
+
+    if (memory) {
+        if (auto r = set_memory(to.memory_bytes, from.memory_bytes); !r) {
+            // EBUSY: the sandbox uses more than the new limit and the kernel could not
+            // reclaim it; a new sandbox can start under it.
+            const auto* err = r.error().data.if_contains("errno");
+            if (err && err->is_int64() && err->as_int64() == EBUSY) return false;
+            return tl::unexpected(r.error());
+        }
+    }
+    if (pids) {
+        if (auto r = set_pids(to.pids); !r) {
+            if (memory) (void)set_memory(from.memory_bytes, to.memory_bytes);
+            return tl::unexpected(r.error());
+        }
+    }
+    if (cpu) {
+        if (auto r = set_cpu(to.cpu_milli); !r) {
+            if (pids) (void)set_pids(from.pids);
+            if (memory) (void)set_memory(from.memory_bytes, to.memory_bytes);
+            return tl::unexpected(r.error());
+        }
+    }
+    limits_.memory_bytes = to.memory_bytes;
+    limits_.pids = to.pids;
+    limits_.cpu_milli = to.cpu_milli;
+    return true;
+}
+
+std::optional<CgroupVerdict> SandboxCgroup::crossed() {
+    if (!events_) return std::nullopt;
+    Events& e = *events_;
+    std::uint64_t signals = 0;
+    const bool notified = ::read(e.notify.get(), &signals, sizeof signals) == sizeof signals;
+    auto oom_kills = [&] { return e.oom_control ? read_key(e.oom_control.get(), "oom_kill") : 0; };
+    if (e.oom_seen || oom_kills() > 0) {
+        e.oom_seen = true;
+        return CgroupVerdict{"memory", limits_.memory_bytes};
+    }
+    if (e.pids_events && read_key(e.pids_events.get(), "max") > 0)
+        return CgroupVerdict{"pids", limits_.pids};
+    // Only the kernel signals without a count behind it: an OOM notification, just before
+    // the OOM killer runs.
+    if (notified && e.oom_control) {
+        const auto until = std::chrono::steady_clock::now() + kOomKillWait;
+        while (std::chrono::steady_clock::now() < until) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            if (oom_kills() > 0) {
+                e.oom_seen = true;
+                return CgroupVerdict{"memory", limits_.memory_bytes};
+            }
+        }
+    }
+    return std::nullopt;
 }
 
 Result<void> SandboxCgroup::attach(pid_t pid) const {
@@ -195,6 +436,10 @@ CgroupVerdict SandboxCgroup::verdict() const {
 }
 
 void SandboxCgroup::remove() {
+    if (events_) {
+        if (events_->pids_events) PidsScanner::get().remove(events_.get());
+        events_.reset();
+    }
     for (const auto& d : dirs_) {
         // The kernel frees a group a moment after its last task is reaped (up to ~0.5 s).
         for (int i = 0; i < 250; ++i) {

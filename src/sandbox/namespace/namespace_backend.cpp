@@ -194,15 +194,33 @@ std::string hint_for(int step, int err) {
 
 std::atomic<std::uint64_t> g_sandbox_counter{0};
 
-// The worker's own wait status (from init's status pipe), and the limit it crossed.
+// A zero would not mean "nothing": tmpfs reads size=0 and nr_inodes=0 as unlimited, and the
+// rest would leave no sandbox able to start.
+Result<void> check_limits(const SandboxLimits& l) {
+    const std::pair<const char*, std::uint64_t> values[] = {
+        {"memory_bytes", l.memory_bytes}, {"pids", l.pids},
+        {"cpu_milli", l.cpu_milli},       {"tmpfs_bytes", l.tmpfs_bytes},
+        {"tmpfs_inodes", l.tmpfs_inodes}, {"open_files", l.open_files},
+        {"cpu_seconds", l.cpu_seconds},   {"nproc", l.nproc}};
+    for (const auto& [name, value] : values)
+        if (value == 0)
+            return fail(Errc::invalid_argument,
+                        std::string("sandbox limit ") + name + " is 0; it must be positive",
+                        {{"limit", name}});
+    return {};
+}
+
+// The worker's own wait status (from init's status pipe), the limits it runs under and the
+// one it crossed.
 class NamespaceProcess final : public Process {
   public:
     NamespaceProcess(pid_t pid, UniqueFd channel, UniqueFd out, UniqueFd err, UniqueFd status,
-                     SandboxCgroup cgroup, SandboxLimits limits)
+                     SandboxCgroup cgroup, const SandboxLimits& limits, rlim_t nproc)
         : Process(pid, std::move(channel), std::move(out), std::move(err)),
           status_(std::move(status)),
           cgroup_(std::move(cgroup)),
-          limits_(limits) {}
+          limits_(limits),
+          nproc_(nproc) {}
     ~NamespaceProcess() override {
         kill_and_wait();
         cgroup_.remove();
@@ -218,6 +236,32 @@ class NamespaceProcess final : public Process {
             ::poll(&st, 1, kStatusGraceMs);
         }
         Process::kill();
+    }
+
+    const SandboxLimits* limits() const override { return &limits_; }
+    void watch_limits() { cgroup_.watch(); }
+
+    // Only the cgroup's limits can change under running processes: each process holds
+    // its own copy of the rlimits, and the tmpfs is mounted.
+    Result<bool> update_limits(const SandboxLimits& to) override {
+        if (to == limits_) return true;
+        if (auto ok = check_limits(to); !ok) return tl::unexpected(ok.error());
+        if (!to.same_fixed(limits_)) return false;
+        // RLIMIT_NPROC was set above the pids limit the sandbox started with (rlimits.hpp):
+        // a pids limit at or above it would not be the one that refuses forks.
+        if (to.pids != limits_.pids && to.pids >= nproc_) return false;
+        auto r = cgroup_.update(to);
+        if (!r || !*r) return r;
+        limits_ = to;
+        return true;
+    }
+
+    int limit_event_fd() const override { return cgroup_.event_fd(); }
+
+    std::optional<LimitHit> limit_crossed() override {
+        auto v = cgroup_.crossed();
+        if (!v) return std::nullopt;
+        return LimitHit{v->limit, v->value};
     }
 
   protected:
@@ -248,7 +292,8 @@ class NamespaceProcess final : public Process {
     UniqueFd status_;
     bool reaped_ = false;
     SandboxCgroup cgroup_;
-    SandboxLimits limits_;
+    SandboxLimits limits_;  // as asked for (spawn, update_limits)
+    rlim_t nproc_;          // the RLIMIT_NPROC its processes have
 };
 
 }  // namespace
@@ -259,9 +304,10 @@ Result<std::unique_ptr<NamespaceBackend>> NamespaceBackend::create(NamespaceOpti
     auto seccomp = build_seccomp_program();
     if (!seccomp) return tl::unexpected(seccomp.error());
     b->seccomp_ = std::move(*seccomp);
-    b->rlimits_ = make_rlimit_plan(b->options_.limits);
     b->landlock_ = make_landlock_plan();
     if (b->options_.use_cgroups) b->cgroups_ = detect_cgroup_support();
+    for (const auto& c : b->cgroups_.controllers) b->pids_cgroup_ |= c.name == "pids" && c.usable();
+    b->rlimits_ = make_rlimit_plan(b->options_.limits, b->pids_cgroup_);
     b->last_cap_ = last_capability();
     b->image_ = read_runtime_image();
     b->env_ = clean_worker_env();
@@ -278,13 +324,24 @@ Result<std::unique_ptr<Process>> NamespaceBackend::spawn(const WorkerSpec& spec)
     if (spec.argv.empty() || spec.argv[0].empty() || spec.argv[0][0] != '/')
         return fail(Errc::internal, "spawn: argv[0] must be an absolute path");
 
-    // Everything the child needs is built now: it must not allocate after clone().
+    // Everything the child needs is built now: it must not allocate after clone(). The
+    // backend's own limits use the plans built once in create().
+    const SandboxLimits& limits = spec.limits ? *spec.limits : options_.limits;
+    const bool own_limits = !spec.limits || *spec.limits == options_.limits;
+    RlimitPlan custom_rlimits;
+    const RlimitPlan* rlimits = &rlimits_;
+    if (!own_limits) {
+        if (auto ok = check_limits(limits); !ok) return tl::unexpected(ok.error());
+        custom_rlimits = make_rlimit_plan(limits, pids_cgroup_);
+        rlimits = &custom_rlimits;
+    }
     MountPlan custom;
     const MountPlan* mounts = &default_mounts_;
-    if (spec.workdir != "/tmp") {
+    if (spec.workdir != "/tmp" || limits.tmpfs_bytes != options_.limits.tmpfs_bytes ||
+        limits.tmpfs_inodes != options_.limits.tmpfs_inodes) {
         MountOptions mo;
-        mo.tmpfs_bytes = options_.limits.tmpfs_bytes;
-        mo.tmpfs_inodes = options_.limits.tmpfs_inodes;
+        mo.tmpfs_bytes = limits.tmpfs_bytes;
+        mo.tmpfs_inodes = limits.tmpfs_inodes;
         mo.workdir = spec.workdir;
         auto plan = make_mount_plan(mo);
         if (!plan) return tl::unexpected(plan.error());
@@ -299,7 +356,7 @@ Result<std::unique_ptr<Process>> NamespaceBackend::spawn(const WorkerSpec& spec)
     static const std::string hostname = kSandboxHostname;
 
     const std::string id = std::to_string(::getpid()) + "-" + std::to_string(++g_sandbox_counter);
-    auto cgroup = SandboxCgroup::create(cgroups_, id, options_.limits);
+    auto cgroup = SandboxCgroup::create(cgroups_, id, limits);
     if (!cgroup) return tl::unexpected(cgroup.error());
 
     int chan[2], out[2], err[2], report[2], sync[2], status[2];
@@ -324,7 +381,7 @@ Result<std::unique_ptr<Process>> NamespaceBackend::spawn(const WorkerSpec& spec)
 
     ChildContext ctx{&ids_,
                      mounts,
-                     &rlimits_,
+                     rlimits,
                      &landlock_,
                      &seccomp_,
                      &options_.layers,
@@ -372,7 +429,7 @@ Result<std::unique_ptr<Process>> NamespaceBackend::spawn(const WorkerSpec& spec)
     auto attached = maps ? cgroup->attach(static_cast<pid_t>(pid)) : Result<void>{};
     auto proc = std::make_unique<NamespaceProcess>(
         static_cast<pid_t>(pid), std::move(chan_parent), std::move(out_r), std::move(err_r),
-        std::move(status_r), std::move(*cgroup), options_.limits);
+        std::move(status_r), std::move(*cgroup), limits, rlimits->nproc());
     if (!maps || !attached) {
         proc->kill_and_wait();
         const Error& e = maps ? attached.error() : maps.error();
@@ -388,6 +445,9 @@ Result<std::unique_ptr<Process>> NamespaceBackend::spawn(const WorkerSpec& spec)
         return tl::unexpected(system_error("releasing the sandbox", e));
     }
     sync_w.reset();
+    // While the child sets itself up (a few milliseconds before it can run anything of a
+    // script's): its limit events cost the caller nothing then.
+    proc->watch_limits();
 
     // EOF: init closed its copy and the worker's went at execve. Two ints: a step failed.
     int msg[2] = {0, 0};

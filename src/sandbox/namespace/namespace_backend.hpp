@@ -8,7 +8,8 @@
 // fixed order, documented in namespace_backend.cpp and docs/sandbox.md:
 //
 //   parent   prepare everything (paths, files, BPF, id maps, rlimits, argv, env) and
-//            create the sandbox's cgroups → clone(user, pid, mount, net, ipc, uts)
+//            create the sandbox's cgroups with its limits (WorkerSpec::limits, else the
+//            backend's, whose plans are built once) → clone(user, pid, mount, net, ipc, uts)
 //            → write uid_map/gid_map → move the child into its cgroups → release it
 //   init     (PID 1 of the new pid namespace) wait for release → become uid/gid 0 inside
 //            → cgroup namespace → mounts and pivot_root → hostname → fork the worker →
@@ -57,6 +58,7 @@ class NamespaceBackend final : public Backend {
 
     std::string_view name() const override { return "namespace"; }
     bool isolates() const override { return true; }
+    SandboxLimits default_limits() const override { return options_.limits; }
     Result<std::unique_ptr<Process>> spawn(const WorkerSpec& spec) override;
 
     // Starts one sandbox running /usr/bin/true and waits for it; the result is computed
@@ -74,10 +76,11 @@ class NamespaceBackend final : public Backend {
     NamespaceOptions options_;
     ns::IdMapping ids_;
     ns::SeccompProgram seccomp_;
-    ns::RlimitPlan rlimits_;
+    ns::RlimitPlan rlimits_;  // for options_.limits
     ns::LandlockPlan landlock_;
     ns::CgroupSupport cgroups_;
-    ns::MountPlan default_mounts_;  // for the default working directory, /tmp
+    bool pids_cgroup_ = false;      // a pids group can be made (rlimits.hpp: effective_nproc)
+    ns::MountPlan default_mounts_;  // for options_.limits and the default working directory
     ns::RuntimeImage image_;
     int last_cap_ = 0;
     std::vector<std::string> env_;

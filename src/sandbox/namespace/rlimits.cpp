@@ -1,15 +1,24 @@
 #include "sandbox/namespace/rlimits.hpp"
 
+#include <algorithm>
+#include <cstdint>
+
 namespace sandflow::sandbox::ns {
 
-RlimitPlan make_rlimit_plan(const SandboxLimits& limits) {
+std::uint32_t effective_nproc(const SandboxLimits& limits, bool pids_cgroup) {
+    if (!pids_cgroup) return std::min(limits.nproc, limits.pids);
+    const std::uint32_t above = limits.pids == UINT32_MAX ? limits.pids : limits.pids + 1;
+    return std::max(limits.nproc, above);
+}
+
+RlimitPlan make_rlimit_plan(const SandboxLimits& limits, bool pids_cgroup) {
     auto same = [](rlim_t v) { return rlimit{v, v}; };
     RlimitPlan p;
     // Raising a hard limit needs CAP_SYS_RESOURCE on the host, which the sandbox never has:
     // each value is capped at the runtime's own hard limit.
     p.entries = {{
         {RLIMIT_NOFILE, same(limits.open_files)},
-        {RLIMIT_NPROC, same(limits.nproc)},
+        {RLIMIT_NPROC, same(effective_nproc(limits, pids_cgroup))},
         {RLIMIT_FSIZE, same(limits.tmpfs_bytes)},
         {RLIMIT_CORE, same(0)},
         // The soft limit sends SIGXCPU, the hard one a second later SIGKILL.

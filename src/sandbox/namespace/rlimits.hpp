@@ -5,11 +5,15 @@
 // (seconds over the sandbox's life; see sandbox_limits.hpp). Memory is not capped with
 // RLIMIT_AS: V8 reserves far more address space than it uses, so node would not start;
 // memory is the cgroup's job.
+//
+// rlimits are copied into every process at fork, so they are fixed for a sandbox's life:
+// no one can change them in all of its processes at once.
 #pragma once
 
 #include <sys/resource.h>
 
 #include <array>
+#include <cstdint>
 
 #include "sandbox/namespace/child_report.hpp"
 #include "sandbox/sandbox_limits.hpp"
@@ -22,9 +26,23 @@ struct RlimitPlan {
         rlimit value;
     };
     std::array<Entry, 5> entries{};
+    // The RLIMIT_NPROC it sets (soft = hard).
+    rlim_t nproc() const {
+        for (const auto& e : entries)
+            if (e.resource == RLIMIT_NPROC) return e.value.rlim_cur;
+        return RLIM_INFINITY;
+    }
 };
 
-RlimitPlan make_rlimit_plan(const SandboxLimits& limits);
+// The RLIMIT_NPROC a sandbox gets. Both RLIMIT_NPROC and the pids cgroup count every task
+// of the sandbox (threads and its init included), and the kernel checks the rlimit first.
+// With a pids cgroup: max(nproc, pids + 1), so that the cgroup, whose refusals are counted
+// (pids.events) and reported as a crossed limit, is what refuses the fork; the rlimit stays
+// a backstop. Without one: min(nproc, pids), so the pids limit still holds.
+std::uint32_t effective_nproc(const SandboxLimits& limits, bool pids_cgroup);
+
+// Each value capped at the runtime's own hard limit.
+RlimitPlan make_rlimit_plan(const SandboxLimits& limits, bool pids_cgroup);
 
 // Child side.
 ChildFailure apply_rlimits(const RlimitPlan& plan);

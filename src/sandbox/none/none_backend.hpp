@@ -12,6 +12,8 @@ class NoneBackend final : public Backend {
   public:
     std::string_view name() const override { return "none"; }
     bool isolates() const override { return false; }
+    // Nothing is enforced: the limits are only what the runtime itself checks.
+    SandboxLimits default_limits() const override { return {}; }
     Result<std::unique_ptr<Process>> spawn(const WorkerSpec& spec) override;
 };
 

@@ -1,0 +1,1078 @@
+// Sandbox benchmarks (DESIGN §5-6; issue "Namespace sandbox", item 6). Every figure is
+// measured in this run and printed beside its baseline, as a ratio:
+//   a0   the sandbox's set-up alone: Backend::spawn of /usr/bin/true until its execve;
+//   a/b  cold start to first result, Python and Node: the namespace sandbox (Instance::create
+//        + first call) against a bare interpreter running an equivalent one-shot script,
+//        against Debian's bubblewrap (`bwrap --unshare-all`) running that script, and against
+//        the same instance on the `none` backend (which splits the sandbox's cost from the
+//        worker protocol's);
+//   c    load to first result from the warm pool, Python and Node, against a cold start, a
+//        worker started beforehand with no pool refilling, and a pool on `none`;
+//   d    a warm call on a sandboxed instance against the same call on a `none` instance,
+//        interleaved;
+//   e    PSS per idle instance, against bare interpreters idling the same way;
+//   f    creating a network namespace per sandbox against joining one that already exists,
+//        measured in a forked child with its own user namespace, and whether sharing one
+//        would be safe.
+// a0, a/b and d also run the sandbox with one layer off at a time, to show where a cost
+// comes from. Runs: argv[1] or SANDFLOW_BENCH_RUNS (set-up, cold and pool samples, default
+// 15), SANDFLOW_BENCH_IDLE (idle instances for PSS, default 8), SANDFLOW_BENCH_NETNS_RUNS
+// (default 400). Percentiles are nearest-rank, so with 15 samples p90 is the 14th smallest.
+// The machine's other work inflates every figure; the load average is printed with them.
+// Nothing here is asserted by the tests.
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <numeric>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "actor/metadata.hpp"
+#include "actor/sdk.hpp"
+#include "core/log.hpp"
+#include "runtime/instance.hpp"
+#include "runtime/warm_pool.hpp"
+#include "sandbox/namespace/namespace_backend.hpp"
+#include "sandbox/none/none_backend.hpp"
+
+using namespace sandflow;
+using Clock = std::chrono::steady_clock;
+using actor::Language;
+
+namespace {
+
+constexpr int kWarmCalls = 3000;
+constexpr int kWarmup = 300;
+constexpr int kNetnsRuns = 400;
+constexpr const char* kBwrap = "/usr/bin/bwrap";
+
+// ---------------------------------------------------------------------------------------
+// Samples and their summary.
+
+struct Dist {
+    double p50 = 0, p90 = 0, p99 = 0;
+    std::size_t n = 0;
+};
+
+Dist dist(std::vector<double> v) {
+    Dist d;
+    d.n = v.size();
+    if (v.empty()) return d;
+    std::sort(v.begin(), v.end());
+    auto rank = [&](double q) {
+        auto i = static_cast<std::size_t>(std::ceil(q * static_cast<double>(v.size())));
+        return v[std::min(v.size() - 1, i == 0 ? 0 : i - 1)];
+    };
+    d.p50 = rank(0.50);
+    d.p90 = rank(0.90);
+    d.p99 = rank(0.99);
+    return d;
+}
+
+double ms_since(Clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// A measured column, or why it could not be measured.
+struct Column {
+    std::string name;
+    std::vector<double> samples;
+    std::string skipped;  // non-empty: not measured, and why
+    bool ok() const { return skipped.empty() && !samples.empty(); }
+    Dist d() const { return dist(samples); }
+};
+
+// The order of one round of interleaved variants: a fresh shuffle each round, so that no
+// variant always runs right after the same other one (a fixed rotation would keep each
+// variant's predecessor the same). Seeded, so runs are comparable.
+std::vector<std::size_t> round_order(std::size_t n) {
+    static std::mt19937 rng(20260101);
+    std::vector<std::size_t> order(n);
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    std::shuffle(order.begin(), order.end(), rng);
+    return order;
+}
+
+int env_int(const char* name, int fallback) {
+    const char* v = std::getenv(name);
+    if (!v || !*v) return fallback;
+    const int n = std::atoi(v);
+    return n > 0 ? n : fallback;
+}
+
+std::string last_line(std::string s) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    const auto nl = s.rfind('\n');
+    return nl == std::string::npos ? s : s.substr(nl + 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Plain processes: the bare and bubblewrap baselines.
+
+struct Spawned {
+    pid_t pid = -1;
+    int out = -1;  // stdout and stderr, merged
+};
+
+// posix_spawn with a cleared environment (as the sandbox gives its workers), stdin on
+// /dev/null, stdout and stderr on one pipe, or on /dev/null when `capture` is false.
+std::optional<Spawned> spawn(const std::vector<std::string>& argv, bool capture,
+                             std::string* error) {
+    std::vector<char*> av, ev;
+    for (const auto& a : argv) av.push_back(const_cast<char*>(a.c_str()));
+    av.push_back(nullptr);
+    static const std::vector<std::string> env = sandbox::clean_worker_env();
+    for (const auto& e : env) ev.push_back(const_cast<char*>(e.c_str()));
+    ev.push_back(nullptr);
+
+    int p[2] = {-1, -1};
+    if (capture && ::pipe2(p, O_CLOEXEC) != 0) {
+        *error = std::string("pipe: ") + std::strerror(errno);
+        return std::nullopt;
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    if (capture) {
+        posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+        posix_spawn_file_actions_adddup2(&fa, p[1], 2);
+    } else {
+        posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+        posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    }
+    pid_t pid = -1;
+    const int rc = ::posix_spawn(&pid, av[0], &fa, nullptr, av.data(), ev.data());
+    posix_spawn_file_actions_destroy(&fa);
+    if (capture) ::close(p[1]);
+    if (rc != 0) {
+        if (capture) ::close(p[0]);
+        *error = argv[0] + ": " + std::strerror(rc);
+        return std::nullopt;
+    }
+    return Spawned{pid, capture ? p[0] : -1};
+}
+
+void kill_and_reap(pid_t pid) {
+    ::kill(pid, SIGKILL);
+    int st = 0;
+    while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+}
+
+// Milliseconds from spawn until the one-shot script's result line ("42") has arrived;
+// the exit and the reaping are outside the timing, as the sandbox's teardown is.
+std::optional<double> one_shot(const std::vector<std::string>& argv, std::string* error) {
+    const auto t0 = Clock::now();
+    auto s = spawn(argv, true, error);
+    if (!s) return std::nullopt;
+    std::string out;
+    std::optional<double> ms;
+    for (;;) {
+        pollfd pf{s->out, POLLIN, 0};
+        if (::poll(&pf, 1, 10'000) <= 0) {
+            out += "(no result within 10 s)";
+            break;
+        }
+        char buf[4096];
+        const ssize_t n = ::read(s->out, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        out.append(buf, static_cast<std::size_t>(n));
+        if (out.find('\n') != std::string::npos) {
+            if (out.rfind("42\n", 0) == 0) ms = ms_since(t0);
+            break;
+        }
+    }
+    // Whatever else it prints (an error) is kept for the reason.
+    for (char buf[4096];;) {
+        pollfd pf{s->out, POLLIN, 0};
+        if (ms || ::poll(&pf, 1, 2'000) <= 0) break;
+        const ssize_t n = ::read(s->out, buf, sizeof buf);
+        if (n <= 0) break;
+        out.append(buf, static_cast<std::size_t>(n));
+    }
+    ::close(s->out);
+    kill_and_reap(s->pid);
+    if (!ms) *error = argv[0] + " did not print the result: " + last_line(out);
+    return ms;
+}
+
+std::vector<std::string> bare_argv(Language lang, const std::string& code) {
+    if (lang == Language::python)
+        return {std::string(actor::sdk::kPythonInterpreter), "-I", "-S", "-c", code};
+    return {std::string(actor::sdk::kNodeInterpreter), "-e", code};
+}
+
+std::string one_shot_code(Language lang) {
+    return lang == Language::python ? "print(2 * 21, flush=True)" : "console.log(2 * 21)";
+}
+
+// Debian's bubblewrap, unsharing every namespace it can, with what the interpreters need:
+// /usr read-only (lib, lib64 and bin are symlinks into it on Debian 12), /proc, /dev, /tmp.
+std::vector<std::string> bwrap_argv(Language lang) {
+    std::vector<std::string> a = {kBwrap,      "--unshare-all", "--die-with-parent",
+                                  "--ro-bind", "/usr",          "/usr",
+                                  "--symlink", "usr/lib",       "/lib",
+                                  "--symlink", "usr/lib64",     "/lib64",
+                                  "--symlink", "usr/bin",       "/bin",
+                                  "--proc",    "/proc",         "--dev",
+                                  "/dev",      "--tmpfs",       "/tmp",
+                                  "--chdir",   "/tmp"};
+    for (auto& s : bare_argv(lang, one_shot_code(lang))) a.push_back(std::move(s));
+    return a;
+}
+
+// ---------------------------------------------------------------------------------------
+// Actor instances.
+
+const char* kPyActor = R"(@actor({"component": "double", "inports": ["x"], "outports": ["y"]})
+def process(context):
+    return {"y": 2 * context.get_input("x")}
+)";
+const char* kJsActor = R"(const metadata = {component: 'double', inports: ['x'], outports: ['y']};
+function process(context) {
+    return {y: 2 * context.getInput('x')};
+}
+)";
+
+runtime::InstanceSpec make_spec(Language lang) {
+    runtime::InstanceSpec s;
+    const bool py = lang == Language::python;
+    s.source = py ? kPyActor : kJsActor;
+    s.filename = py ? "double.py" : "double.js";
+    auto m = actor::extract_metadata(s.source, s.filename, lang);
+    if (!m) {
+        std::fprintf(stderr, "sandbox_bench: %s\n", m.error().message.c_str());
+        std::exit(1);
+    }
+    s.metadata = std::move(*m);
+    s.actor_id = s.metadata.component;
+    return s;
+}
+
+bool call_doubles(runtime::Instance& inst, int x, std::string* error) {
+    runtime::CallRequest req;
+    req.inputs = {{"x", x}};
+    auto r = inst.call(req, {});
+    if (!r) {
+        *error = r.error().message;
+        return false;
+    }
+    const auto* y = r->outputs.if_contains("y");
+    if (!y || !y->is_int64() || y->as_int64() != 2 * x) {
+        *error = "unexpected outputs: " + to_json_string(r->outputs);
+        return false;
+    }
+    return true;
+}
+
+// Milliseconds from Instance::create until the first call's result; the instance is torn
+// down after the timing.
+std::optional<double> instance_first_result(sandbox::Backend& backend,
+                                            const runtime::InstanceSpec& spec, std::string* error) {
+    runtime::InstanceSpec copy = spec;
+    const auto t0 = Clock::now();
+    auto inst = runtime::Instance::create(backend, std::move(copy));
+    if (!inst) {
+        *error = inst.error().message;
+        return std::nullopt;
+    }
+    if (!call_doubles(**inst, 21, error)) return std::nullopt;
+    return ms_since(t0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Printing.
+
+void print_header(const char* title) {
+    std::printf("\n%s\n", title);
+}
+
+void print_column(const Column& c, const Column* base, const char* unit = "ms") {
+    if (!c.ok()) {
+        std::printf("  %-46s skipped: %s\n", c.name.c_str(), c.skipped.c_str());
+        return;
+    }
+    const Dist d = c.d();
+    std::printf("  %-46s p50 %8.2f%s  p90 %8.2f%s", c.name.c_str(), d.p50, unit, d.p90, unit);
+    if (base && base->ok() && base->d().p50 > 0)
+        std::printf("  %6.2fx %s", d.p50 / base->d().p50, base->name.c_str());
+    std::printf("\n");
+}
+
+double ratio(const Column& a, const Column& b) {
+    return a.ok() && b.ok() && b.d().p50 > 0 ? a.d().p50 / b.d().p50 : -1;
+}
+
+struct Target {
+    std::string what, target, measured;
+    int met = -1;  // 1 met, 0 not met, -1 not measured
+};
+std::vector<Target> g_targets;
+
+std::string fmt(const char* f, double v) {
+    char b[64];
+    std::snprintf(b, sizeof b, f, v);
+    return b;
+}
+
+// A backend to compare, by name; the first of a list is the baseline.
+struct Variant {
+    std::string name;
+    sandbox::Backend* backend;  // null: not available (the column says why)
+};
+
+// ---------------------------------------------------------------------------------------
+// a, b: cold start to first result.
+
+void cold_start(Language lang, int runs, const std::vector<Variant>& backends,
+                const std::string& ns_skip) {
+    const bool py = lang == Language::python;
+    const std::string interp = py ? "python3" : "node";
+    const auto spec = make_spec(lang);
+    // Columns: bare, bwrap, then one per backend (none, namespace, namespace with a layer off).
+    std::vector<Column> cols;
+    cols.push_back({"bare " + interp + (py ? " -I -S" : "") + " (posix_spawn)", {}, {}});
+    cols.push_back({"bwrap --unshare-all + " + interp, {}, {}});
+    if (::access(kBwrap, X_OK) != 0)
+        cols[1].skipped = "bubblewrap is not installed (apt-get install bubblewrap)";
+    for (std::size_t v = 0; v < backends.size(); ++v)
+        cols.push_back({backends[v].name + ": create + first call", {}, v == 0 ? "" : ns_skip});
+    const auto bare_cmd = bare_argv(lang, one_shot_code(lang));
+    const auto bwrap_cmd = bwrap_argv(lang);
+    auto once = [&](std::size_t c) {
+        Column& col = cols[c];
+        if (!col.skipped.empty()) return;
+        std::string e;
+        std::optional<double> ms;
+        if (c == 0)
+            ms = one_shot(bare_cmd, &e);
+        else if (c == 1)
+            ms = one_shot(bwrap_cmd, &e);
+        else if (auto* b = backends[c - 2].backend)
+            ms = instance_first_result(*b, spec, &e);
+        if (ms)
+            col.samples.push_back(*ms);
+        else
+            col.skipped = (c == 1 ? "bwrap cannot run here: " : "") + e;
+    };
+    // One warm-up round (page cache, first-use costs), then rounds in a shuffled order.
+    const std::size_t n = cols.size();
+    for (std::size_t c = 0; c < n; ++c) once(c);
+    for (auto& c : cols) c.samples.clear();
+    for (int r = 0; r < runs; ++r)
+        for (std::size_t c : round_order(n)) once(c);
+
+    print_header(py ? "a. cold start to first result, Python (medians over the runs)"
+                    : "b. cold start to first result, Node");
+    const Column& bare = cols[0];
+    const Column& bwrap = cols[1];
+    for (std::size_t c = 0; c < n; ++c) print_column(cols[c], c == 0 ? nullptr : &bare);
+    const Column* none_col = backends.size() > 0 ? &cols[2] : nullptr;
+    const Column* ns_col = backends.size() > 1 ? &cols[3] : nullptr;
+    if (ns_col && ns_col->ok()) {
+        if (bwrap.ok())
+            std::printf("  %-46s %6.2fx (< 1 = the sandbox is faster)\n",
+                        "namespace vs bwrap:", ratio(*ns_col, bwrap));
+        if (none_col->ok())
+            std::printf("  %-46s %+8.2fms (%.2fx); worker protocol + SDK vs bare: %+.2fms\n",
+                        "sandbox cost (namespace - none):", ns_col->d().p50 - none_col->d().p50,
+                        ratio(*ns_col, *none_col), none_col->d().p50 - bare.d().p50);
+    }
+    const double r = ns_col ? ratio(*ns_col, bare) : -1;
+    const double rb = ns_col ? ratio(*ns_col, bwrap) : -1;
+    if (py) {
+        g_targets.push_back({"cold python: namespace / bare python3", "<= 1.15x",
+                             r > 0 ? fmt("%.2fx", r) : "-", r > 0 ? (r <= 1.15 ? 1 : 0) : -1});
+        g_targets.push_back({"cold python: namespace / bwrap", "< 1.00x",
+                             rb > 0 ? fmt("%.2fx", rb) : "-", rb > 0 ? (rb < 1 ? 1 : 0) : -1});
+    } else {
+        g_targets.push_back(
+            {"cold node: namespace / bare node", "(none)", r > 0 ? fmt("%.2fx", r) : "-", -1});
+        g_targets.push_back(
+            {"cold node: namespace / bwrap", "(none)", rb > 0 ? fmt("%.2fx", rb) : "-", -1});
+    }
+}
+
+// The sandbox's own set-up, without an interpreter: Backend::spawn of /usr/bin/true, which
+// returns once the worker has reached execve. Splits a cold start into set-up and the rest.
+void setup_alone(int runs, const std::vector<Variant>& variants, const std::string& ns_skip) {
+    std::vector<Column> cols;
+    for (std::size_t v = 0; v < variants.size(); ++v)
+        cols.push_back({variants[v].name, {}, v == 0 ? "" : ns_skip});
+    sandbox::WorkerSpec spec;
+    spec.argv = {"/usr/bin/true"};
+    const std::size_t n = variants.size();
+    for (int r = -1; r < runs; ++r) {
+        for (std::size_t v : round_order(n)) {
+            if (!cols[v].skipped.empty() || !variants[v].backend) continue;
+            const auto t0 = Clock::now();
+            auto proc = variants[v].backend->spawn(spec);
+            const double ms = ms_since(t0);
+            if (!proc)
+                cols[v].skipped = proc.error().message;
+            else if (r >= 0)
+                cols[v].samples.push_back(ms);  // round -1 warms up
+        }
+    }
+    print_header("a0. sandbox set-up alone: Backend::spawn of /usr/bin/true until its execve");
+    for (const auto& c : cols) print_column(c, &c == &cols[0] ? nullptr : &cols[0]);
+}
+
+// ---------------------------------------------------------------------------------------
+// c: load to first result from the warm pool.
+
+// Load to first result, `runs` times (after one warm-up), from a pool of size 1 on `backend`
+// that is full before each timed load: as on a server that does not load faster than the
+// pool refills. The refill after the take runs during the timed load, as it would there.
+Column pool_column(const std::string& name, sandbox::Backend& backend, Language lang, int runs,
+                   std::size_t* missed) {
+    const bool py = lang == Language::python;
+    Column col{name, {}, {}};
+    runtime::PoolOptions po;
+    po.python = py ? 1 : 0;
+    po.node = py ? 0 : 1;
+    auto pool = runtime::WarmPool::create(backend, po);
+    if (!pool) {
+        col.skipped = pool.error().message;
+        return col;
+    }
+    auto spec = make_spec(lang);
+    spec.pool = pool->get();
+    for (int r = 0; r <= runs; ++r) {
+        if (!(*pool)->wait_full(Clock::now() + std::chrono::seconds(20))) {
+            col.skipped = "the pool did not fill within 20 s";
+            break;
+        }
+        std::string e;
+        auto ms = instance_first_result(backend, spec, &e);
+        if (!ms) {
+            col.skipped = e;
+            break;
+        }
+        if (r > 0) col.samples.push_back(*ms);
+    }
+    const auto st = (*pool)->stats();
+    *missed = py ? st.python.missed : st.node.missed;
+    return col;
+}
+
+// The same load and first call on a worker started beforehand by hand, with no pool and so
+// no refill competing for the cores: what the pool path costs by itself.
+Column prestarted_column(const std::string& name, sandbox::Backend& backend, Language lang,
+                         int runs) {
+    Column col{name, {}, {}};
+    const auto spec = make_spec(lang);
+    runtime::LoadSpec load;
+    load.metadata = spec.metadata;
+    load.source = spec.source;
+    load.filename = spec.filename;
+    load.actor_id = spec.actor_id;
+    for (int r = 0; r <= runs; ++r) {
+        auto w = runtime::Worker::spawn(backend, lang, spec.start_timeout);
+        if (!w) {
+            col.skipped = w.error().message;
+            break;
+        }
+        // Idle as a pooled worker would be, so the spawn's own work has settled.
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        const auto t0 = Clock::now();
+        auto loaded = (*w)->load(load, spec.start_timeout);
+        runtime::CallRequest req;
+        req.inputs = {{"x", 21}};
+        auto res = loaded ? (*w)->call(req, {}) : Result<runtime::CallResult>();
+        const double ms = ms_since(t0);
+        if (!loaded || !res) {
+            col.skipped = loaded ? res.error().message : loaded.error().message;
+            break;
+        }
+        if (r > 0) col.samples.push_back(ms);
+    }
+    return col;
+}
+
+void from_pool(int runs, const std::vector<Variant>& backends, const std::string& ns_skip) {
+    print_header(
+        "c. load to first result from the warm pool (Instance::create with a pool + first call)");
+    sandbox::Backend* none = backends[0].backend;
+    sandbox::Backend* ns = backends.size() > 1 ? backends[1].backend : nullptr;
+    for (Language lang : {Language::python, Language::javascript}) {
+        const bool py = lang == Language::python;
+        const std::string l = py ? "python, " : "node, ";
+        Column cold{l + "namespace, cold", {}, ns_skip};
+        Column col{l + "namespace, from the pool", {}, ns_skip};
+        Column pre{l + "namespace, pre-started, no refill", {}, ns_skip};
+        std::size_t missed = 0, none_missed = 0;
+        const Column none_col =
+            pool_column(l + "none, from the pool", *none, lang, runs, &none_missed);
+        if (ns) {
+            const auto spec = make_spec(lang);
+            std::string e;
+            for (int r = 0; r <= runs && cold.skipped.empty(); ++r) {
+                auto ms = instance_first_result(*ns, spec, &e);
+                if (!ms)
+                    cold.skipped = e;
+                else if (r > 0)
+                    cold.samples.push_back(*ms);
+            }
+            col = pool_column(col.name, *ns, lang, runs, &missed);
+            pre = prestarted_column(pre.name, *ns, lang, runs);
+        }
+        print_column(cold, nullptr);
+        print_column(col, &cold);
+        print_column(pre, &cold);
+        print_column(none_col, &cold);
+        if (missed + none_missed > 0)
+            std::printf("  (%zu of the takes found the pool empty and started cold)\n",
+                        missed + none_missed);
+        const double p50 = col.ok() ? col.d().p50 : -1;
+        const double limit = py ? 2.0 : 3.0;
+        g_targets.push_back(
+            {py ? "pool load->first result, python p50" : "pool load->first result, node p50",
+             py ? "<= 2 ms" : "<= 3 ms", p50 > 0 ? fmt("%.2f ms", p50) : "-",
+             p50 > 0 ? (p50 <= limit ? 1 : 0) : -1});
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// d: the sandbox's overhead on a warm call.
+
+void warm_overhead(const std::vector<Variant>& variants, const std::string& ns_skip) {
+    print_header("d. warm call (trivial actor) against the none backend, interleaved call by call");
+    for (Language lang : {Language::python, Language::javascript}) {
+        const bool py = lang == Language::python;
+        const std::string prefix = py ? "python, " : "node, ";
+        std::vector<Column> cols;
+        std::vector<std::unique_ptr<runtime::Instance>> insts;
+        for (std::size_t v = 0; v < variants.size(); ++v) {
+            cols.push_back({prefix + variants[v].name, {}, v == 0 ? "" : ns_skip});
+            insts.emplace_back();
+            if (!cols[v].skipped.empty()) continue;
+            auto inst = runtime::Instance::create(*variants[v].backend, make_spec(lang));
+            if (inst)
+                insts[v] = std::move(*inst);
+            else
+                cols[v].skipped = inst.error().message;
+        }
+        std::string e;
+        const std::size_t n = variants.size();
+        for (int i = 0; i < kWarmCalls + kWarmup; ++i) {
+            for (std::size_t v : round_order(n)) {
+                if (!insts[v] || !cols[v].skipped.empty()) continue;
+                const auto t0 = Clock::now();
+                if (!call_doubles(*insts[v], i, &e)) {
+                    cols[v].skipped = e;
+                    continue;
+                }
+                const double us = ms_since(t0) * 1000.0;
+                if (i >= kWarmup) cols[v].samples.push_back(us);
+            }
+        }
+        const Column& base = cols[0];
+        for (const auto& c : cols) {
+            if (!c.ok()) {
+                print_column(c, nullptr, "us");
+                continue;
+            }
+            const Dist d = c.d();
+            std::printf("  %-46s p50 %8.1fus  p99 %8.1fus", c.name.c_str(), d.p50, d.p99);
+            if (&c != &base && base.ok())
+                std::printf("  %5.2fx p50, %5.2fx p99", d.p50 / base.d().p50, d.p99 / base.d().p99);
+            std::printf("\n");
+        }
+        const double r = n > 1 ? ratio(cols[1], base) : -1;
+        g_targets.push_back({py ? "warm call overhead, python p50" : "warm call overhead, node p50",
+                             "<= 1.10x", r > 0 ? fmt("%.2fx", r) : "-",
+                             r > 0 ? (r <= 1.10 ? 1 : 0) : -1});
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// e: PSS per idle instance.
+
+struct Memory {
+    double pss_kb = 0, private_kb = 0, root_pss_kb = 0;
+    int processes = 0;
+};
+
+void read_rollup(pid_t pid, Memory& m, bool root) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/smaps_rollup");
+    bool any = false;
+    // The first line names the range ("... [rollup]"); then "Key:   <n> kB" lines.
+    for (std::string line; std::getline(f, line);) {
+        std::istringstream in(line);
+        std::string key;
+        double kb = 0;
+        if (!(in >> key >> kb)) continue;
+        if (key == "Pss:") {
+            m.pss_kb += kb;
+            if (root) m.root_pss_kb += kb;
+            any = true;
+        } else if (key == "Private_Clean:" || key == "Private_Dirty:") {
+            m.private_kb += kb;
+        }
+    }
+    if (any) ++m.processes;
+}
+
+// `pid` and every descendant (each thread lists its own children).
+void add_tree(pid_t pid, Memory& m, bool root = true) {
+    read_rollup(pid, m, root);
+    std::error_code ec;
+    const std::filesystem::path tasks = "/proc/" + std::to_string(pid) + "/task";
+    for (const auto& t : std::filesystem::directory_iterator(tasks, ec)) {
+        std::ifstream c(t.path() / "children");
+        for (pid_t child; c >> child;) add_tree(child, m, false);
+    }
+}
+
+void print_memory(const std::string& name, const Memory& m, int k, const Memory* base) {
+    std::printf("  %-46s PSS %6.2f MB  private %6.2f MB  (%d processes)", name.c_str(),
+                m.pss_kb / 1024.0 / k, m.private_kb / 1024.0 / k, m.processes);
+    if (base && base->pss_kb > 0) std::printf("  %5.2fx PSS", m.pss_kb / base->pss_kb);
+    std::printf("\n");
+}
+
+std::optional<Memory> idle_instances(sandbox::Backend& backend, Language lang, int k,
+                                     std::string* error) {
+    std::vector<std::unique_ptr<runtime::Instance>> insts;
+    for (int i = 0; i < k; ++i) {
+        auto inst = runtime::Instance::create(backend, make_spec(lang));
+        if (!inst) {
+            *error = inst.error().message;
+            return std::nullopt;
+        }
+        if (!call_doubles(**inst, i, error)) return std::nullopt;
+        insts.push_back(std::move(*inst));
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    Memory m;
+    for (auto& inst : insts) add_tree(inst->worker_pid(), m);
+    return m;
+}
+
+std::optional<Memory> idle_bare(const std::vector<std::string>& argv, int k, std::string* error) {
+    std::vector<pid_t> pids;
+    for (int i = 0; i < k; ++i) {
+        auto s = spawn(argv, false, error);
+        if (!s) break;
+        pids.push_back(s->pid);
+    }
+    std::optional<Memory> m;
+    if (static_cast<int>(pids.size()) == k) {
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+        m = Memory{};
+        for (pid_t p : pids) add_tree(p, *m);
+    }
+    for (pid_t p : pids) kill_and_reap(p);
+    return m;
+}
+
+void idle_memory(int k, sandbox::Backend* ns, const std::string& ns_skip, sandbox::Backend& none) {
+    char title[160];
+    std::snprintf(title, sizeof title,
+                  "e. memory per idle instance (%d at once, 1 s idle; sum of Pss over each "
+                  "sandbox's processes, / %d)",
+                  k, k);
+    print_header(title);
+    for (Language lang : {Language::python, Language::javascript}) {
+        const bool py = lang == Language::python;
+        std::string e;
+        const std::string idle_code =
+            py ? "import time; time.sleep(60)" : "setTimeout(() => {}, 60000)";
+        auto bare = idle_bare(bare_argv(lang, idle_code), k, &e);
+        const std::string bare_name =
+            py ? "bare python3 -I -S -c 'sleep(60)'" : "bare node -e 'setTimeout(60 s)'";
+        if (bare)
+            print_memory(bare_name, *bare, k, nullptr);
+        else
+            std::printf("  %-46s skipped: %s\n", bare_name.c_str(), e.c_str());
+        if (py) {
+            // The brief's baseline: the plain command line, with the site module.
+            auto site =
+                idle_bare({std::string(actor::sdk::kPythonInterpreter), "-c", idle_code}, k, &e);
+            if (site) print_memory("bare python3 -c 'sleep(60)' (with site)", *site, k, nullptr);
+        }
+        auto nm = idle_instances(none, lang, k, &e);
+        if (nm)
+            print_memory(py ? "python, none backend" : "node, none backend", *nm, k,
+                         bare ? &*bare : nullptr);
+        else
+            std::printf("  %-46s skipped: %s\n", "none backend", e.c_str());
+        std::optional<Memory> sm;
+        if (!ns_skip.empty()) {
+            std::printf("  %-46s skipped: %s\n", "namespace sandbox", ns_skip.c_str());
+        } else if ((sm = idle_instances(*ns, lang, k, &e))) {
+            print_memory(py ? "python, namespace sandbox" : "node, namespace sandbox", *sm, k,
+                         bare ? &*bare : nullptr);
+            std::printf(
+                "  %-46s PSS %6.2f MB per sandbox (a copy-on-write fork of this process: "
+                "its pages are shared with the runtime, so they scale with the runtime's "
+                "size / (sandboxes + 1))\n",
+                "  of which the sandbox's init", sm->root_pss_kb / 1024.0 / k);
+        } else {
+            std::printf("  %-46s skipped: %s\n", "namespace sandbox", e.c_str());
+        }
+        if (py) {
+            const double mb = sm ? sm->pss_kb / 1024.0 / k : -1;
+            g_targets.push_back({"PSS per idle python instance", "<= 8 MB",
+                                 mb > 0 ? fmt("%.2f MB", mb) : "-",
+                                 mb > 0 ? (mb <= 8.0 ? 1 : 0) : -1});
+        } else {
+            const double mb = sm ? sm->pss_kb / 1024.0 / k : -1;
+            g_targets.push_back(
+                {"PSS per idle node instance", "(none)", mb > 0 ? fmt("%.2f MB", mb) : "-", -1});
+        }
+    }
+    std::printf(
+        "  (PSS divides each shared page among every process mapping it: the K instances and any\n"
+        "   other process of the same binaries on this host; it leaves out kernel memory: page\n"
+        "   tables, namespaces, sockets, tmpfs contents)\n");
+}
+
+// ---------------------------------------------------------------------------------------
+// f: a network namespace per sandbox.
+//
+// All of it runs in a forked child that first unshares its own user namespace, so that it
+// may create and join network namespaces without touching the benchmark's own (or the
+// host's) namespaces. The child neither allocates nor throws: the benchmark may have
+// threads, and only async-signal-safe calls are safe in a fork of a threaded process. It
+// writes its samples into a buffer allocated before the fork and sends them over a pipe.
+
+enum NetnsVariant { kFork, kCloneNewnet, kForkSetns, kUnshareCall, kNetnsVariants };
+
+struct NetnsHeader {
+    int failed_step = 0;  // 0: all measured
+    int err = 0;
+    int same_ns_connect = -1;   // errno of connect() from a process joined to the same netns
+    int fresh_ns_connect = -1;  // the same from a process in a fresh netns
+};
+
+enum NetnsStep {
+    kStepNone,
+    kStepUserns,
+    kStepNetns,
+    kStepOpen,
+    kStepFork,
+    kStepChildFailed,
+    kStepMmap,
+};
+
+bool write_all(int fd, const void* p, std::size_t n) {
+    const char* c = static_cast<const char*>(p);
+    while (n > 0) {
+        const ssize_t w = ::write(fd, c, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return false;
+        c += w;
+        n -= static_cast<std::size_t>(w);
+    }
+    return true;
+}
+
+double now_us() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<double>(ts.tv_sec) * 1e6 + static_cast<double>(ts.tv_nsec) / 1e3;
+}
+
+long raw_clone(unsigned long flags) {
+    return ::syscall(SYS_clone, flags | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
+}
+
+bool reaped_ok(long pid) {
+    int st = 0;
+    while (::waitpid(static_cast<pid_t>(pid), &st, 0) < 0)
+        if (errno != EINTR) return false;
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+// errno of connect() to the abstract unix socket `addr` (0: it connected).
+int try_connect(const sockaddr_un& addr, socklen_t len) {
+    const int s = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return errno;
+    const int r = ::connect(s, reinterpret_cast<const sockaddr*>(&addr), len);
+    const int e = r == 0 ? 0 : errno;
+    ::close(s);
+    return e;
+}
+
+// Reports the header (and, when every step worked, the samples) and ends the child.
+[[noreturn]] void netns_finish(int out, NetnsHeader& h, int step, const double* samples, int runs) {
+    h.failed_step = step;
+    h.err = step ? errno : 0;
+    write_all(out, &h, sizeof h);
+    if (!step)
+        write_all(out, samples, sizeof(double) * static_cast<std::size_t>(runs) * kNetnsVariants);
+    ::_exit(0);
+}
+
+[[noreturn]] void netns_child(int out, double* samples, int runs) {
+    NetnsHeader h;
+    auto finish = [&](int step) { netns_finish(out, h, step, samples, runs); };
+    if (::unshare(CLONE_NEWUSER) != 0) finish(kStepUserns);
+    // The one netns that the "reuse" variant joins; this child lives in it from now on.
+    if (::unshare(CLONE_NEWNET) != 0) finish(kStepNetns);
+    const int shared = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (shared < 0) finish(kStepOpen);
+    auto* slot = static_cast<double*>(
+        ::mmap(nullptr, sizeof(double), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+    if (slot == MAP_FAILED) finish(kStepMmap);
+
+    // A shuffled order each round (as round_order, which allocates): xorshift + Fisher-Yates.
+    unsigned rng = 2463534242u;
+    int order[kNetnsVariants];
+    for (int r = 0; r < runs; ++r) {
+        for (int i = 0; i < kNetnsVariants; ++i) order[i] = i;
+        for (int i = kNetnsVariants - 1; i > 0; --i) {
+            rng ^= rng << 13;
+            rng ^= rng >> 17;
+            rng ^= rng << 5;
+            std::swap(order[i], order[rng % static_cast<unsigned>(i + 1)]);
+        }
+        for (int i = 0; i < kNetnsVariants; ++i) {
+            const int v = order[i];
+            const double t0 = now_us();
+            long pid = -1;
+            switch (v) {
+                case kFork:
+                    pid = raw_clone(0);
+                    if (pid == 0) ::_exit(0);
+                    break;
+                case kCloneNewnet:
+                    pid = raw_clone(CLONE_NEWNET);
+                    if (pid == 0) ::_exit(0);
+                    break;
+                case kForkSetns:
+                    pid = raw_clone(0);
+                    if (pid == 0) ::_exit(::setns(shared, CLONE_NEWNET) == 0 ? 0 : 1);
+                    break;
+                default:
+                    pid = raw_clone(0);
+                    if (pid == 0) {
+                        const double s = now_us();
+                        const int rc = ::unshare(CLONE_NEWNET);
+                        *slot = now_us() - s;
+                        ::_exit(rc == 0 ? 0 : 1);
+                    }
+                    break;
+            }
+            if (pid < 0) finish(kStepFork);
+            if (!reaped_ok(pid)) finish(kStepChildFailed);
+            samples[static_cast<std::size_t>(v) * static_cast<std::size_t>(runs) +
+                    static_cast<std::size_t>(r)] = v == kUnshareCall ? *slot : now_us() - t0;
+        }
+    }
+
+    // Would sharing one be safe? A listener on an abstract unix socket in the shared netns
+    // (abstract names are scoped by network namespace), then a connect from a second
+    // process joined to it and from one in a fresh netns.
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    static constexpr char kName[] = "sandflow-bench-netns-probe";
+    std::memcpy(addr.sun_path + 1, kName, sizeof kName - 1);
+    const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + sizeof kName);
+    const int l = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (l >= 0 && ::bind(l, reinterpret_cast<const sockaddr*>(&addr), len) == 0 &&
+        ::listen(l, 4) == 0) {
+        for (int fresh = 0; fresh < 2; ++fresh) {
+            const long pid = raw_clone(fresh ? CLONE_NEWNET : 0);
+            if (pid == 0) {
+                if (!fresh && ::setns(shared, CLONE_NEWNET) != 0) ::_exit(255);
+                ::_exit(try_connect(addr, len));
+            }
+            int st = 0;
+            if (pid > 0 && ::waitpid(static_cast<pid_t>(pid), &st, 0) > 0 && WIFEXITED(st))
+                (fresh ? h.fresh_ns_connect : h.same_ns_connect) = WEXITSTATUS(st);
+        }
+    }
+    netns_finish(out, h, kStepNone, samples, runs);
+}
+
+void netns_cost() {
+    print_header("f. network namespace per sandbox (forked child with its own user namespace)");
+    const int runs = env_int("SANDFLOW_BENCH_NETNS_RUNS", kNetnsRuns);
+    std::vector<double> samples(static_cast<std::size_t>(runs) * kNetnsVariants, 0.0);
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) {
+        std::printf("  skipped: pipe: %s\n", std::strerror(errno));
+        return;
+    }
+    const pid_t pid = ::fork();
+    if (pid < 0) {
+        std::printf("  skipped: fork: %s\n", std::strerror(errno));
+        return;
+    }
+    if (pid == 0) {
+        ::close(p[0]);
+        netns_child(p[1], samples.data(), runs);
+    }
+    ::close(p[1]);
+    NetnsHeader h;
+    std::string bytes;
+    for (char buf[65536];;) {
+        const ssize_t n = ::read(p[0], buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        bytes.append(buf, static_cast<std::size_t>(n));
+    }
+    ::close(p[0]);
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    if (bytes.size() < sizeof h) {
+        std::printf("  skipped: the measuring child ended without a result (%s)\n",
+                    WIFSIGNALED(st) ? "killed by a signal" : "no output");
+        return;
+    }
+    std::memcpy(&h, bytes.data(), sizeof h);
+    if (h.failed_step != kStepNone) {
+        static const char* steps[] = {"",
+                                      "unshare(CLONE_NEWUSER)",
+                                      "unshare(CLONE_NEWNET)",
+                                      "open /proc/self/ns/net",
+                                      "clone",
+                                      "a measured child failed",
+                                      "mmap"};
+        std::printf("  skipped: %s failed here: %s\n", steps[h.failed_step], std::strerror(h.err));
+        return;
+    }
+    std::memcpy(samples.data(), bytes.data() + sizeof h,
+                std::min(bytes.size() - sizeof h, samples.size() * sizeof(double)));
+    auto slice = [&](int v) {
+        auto b = samples.begin() + static_cast<std::ptrdiff_t>(v) * runs;
+        return dist(std::vector<double>(b, b + runs));
+    };
+    const Dist fork_d = slice(kFork), newnet = slice(kCloneNewnet), join = slice(kForkSetns),
+               call = slice(kUnshareCall);
+    std::printf("  %d runs of each, interleaved; us, from clone to reaped\n", runs);
+    auto row = [](const char* name, const Dist& d, const Dist* base) {
+        std::printf("  %-46s p50 %8.1fus  p99 %8.1fus", name, d.p50, d.p99);
+        if (base)
+            std::printf("  %+8.1fus p50  %+8.1fus p99 vs fork", d.p50 - base->p50,
+                        d.p99 - base->p99);
+        std::printf("\n");
+    };
+    row("fork + exit (baseline)", fork_d, nullptr);
+    row("clone(CLONE_NEWNET) + exit (fresh netns)", newnet, &fork_d);
+    row("fork + setns(shared netns) + exit (reuse)", join, &fork_d);
+    std::printf("  %-46s p50 %8.1fus  p99 %8.1fus  (the syscall alone, timed inside)\n",
+                "unshare(CLONE_NEWNET)", call.p50, call.p99);
+    std::printf(
+        "  (a fresh netns is also torn down later by the kernel's cleanup worker, off this "
+        "path but on a core)\n");
+    std::printf(
+        "  reuse would save %.2f ms p50 of a cold start (p99: fresh %.2f ms, reuse %.2f ms)\n",
+        (newnet.p50 - join.p50) / 1000.0, newnet.p99 / 1000.0, join.p99 / 1000.0);
+    auto said = [](int e) -> std::string {
+        if (e < 0) return "not measured";
+        if (e == 0) return "connected";
+        return std::string("refused: ") + std::strerror(e);
+    };
+    std::printf(
+        "  isolation check: connect to an abstract unix socket bound in the shared netns: "
+        "from a process joined to it: %s; from a fresh netns: %s\n",
+        said(h.same_ns_connect).c_str(), said(h.fresh_ns_connect).c_str());
+    std::printf(
+        "  verdict: reusing one network namespace is NOT safe without per-sandbox isolation: "
+        "sandboxes sharing it share its abstract unix socket names and its loopback "
+        "(127.0.0.1 once lo is up), so they could talk to each other; keep one fresh netns "
+        "per sandbox\n");
+}
+
+// Other work on the machine inflates every figure (2 cores here): the load is printed so a
+// reader can tell a quiet run from a busy one.
+void print_load(const char* what) {
+    std::ifstream f("/proc/loadavg");
+    std::string a, b, c;
+    if (f >> a >> b >> c)
+        std::printf("%s: %s %s %s (%u cores)\n", what, a.c_str(), b.c_str(), c.c_str(),
+                    std::thread::hardware_concurrency());
+}
+
+void print_summary() {
+    std::printf("\nsummary\n  %-44s %-10s %-12s %s\n", "figure", "target", "measured", "met");
+    for (const auto& t : g_targets)
+        std::printf("  %-44s %-10s %-12s %s\n", t.what.c_str(), t.target.c_str(),
+                    t.measured.c_str(), t.met < 0 ? "-" : (t.met ? "yes" : "NO"));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    init_logging("error");
+    int runs = env_int("SANDFLOW_BENCH_RUNS", 15);
+    if (argc > 1 && std::atoi(argv[1]) > 0) runs = std::atoi(argv[1]);
+    const int idle = env_int("SANDFLOW_BENCH_IDLE", 8);
+
+    sandbox::NoneBackend none;
+    std::unique_ptr<sandbox::NamespaceBackend> ns;
+    std::vector<std::unique_ptr<sandbox::NamespaceBackend>> partial;
+    // `none` (the baseline), the namespace sandbox, then that sandbox with one layer off
+    // each, to show where an overhead comes from. The layer switches exist for the escape
+    // suite; nothing in production reaches them.
+    std::vector<Variant> variants = {{"none", &none}};
+    std::string ns_skip;
+    if (auto ok = sandbox::NamespaceBackend::probe(); !ok) {
+        ns_skip = "the namespace backend cannot run here: " + ok.error().message;
+    } else if (auto b = sandbox::NamespaceBackend::create(); !b) {
+        ns_skip = "the namespace backend cannot run here: " + b.error().message;
+    } else {
+        ns = std::move(*b);
+        variants.push_back({"namespace", ns.get()});
+        const std::pair<const char*, void (*)(sandbox::NamespaceOptions&)> off[] = {
+            {"namespace, cgroups off", [](sandbox::NamespaceOptions& o) { o.use_cgroups = false; }},
+            {"namespace, seccomp off",
+             [](sandbox::NamespaceOptions& o) { o.layers.seccomp = false; }},
+            {"namespace, landlock off",
+             [](sandbox::NamespaceOptions& o) { o.layers.landlock = false; }},
+            {"namespace, netns off",
+             [](sandbox::NamespaceOptions& o) { o.layers.network_namespace = false; }},
+        };
+        for (const auto& [name, apply] : off) {
+            sandbox::NamespaceOptions o;
+            apply(o);
+            if (auto c = sandbox::NamespaceBackend::create(o)) {
+                partial.push_back(std::move(*c));
+                variants.push_back({name, partial.back().get()});
+            }
+        }
+    }
+    if (!ns) variants.push_back({"namespace", nullptr});
+
+    std::printf("sandflow sandbox benchmark: %d runs per cold/pool figure, %d idle instances\n",
+                runs, idle);
+    print_load("load average at start");
+    setup_alone(runs, variants, ns_skip);
+    cold_start(Language::python, runs, variants, ns_skip);
+    cold_start(Language::javascript, runs, variants, ns_skip);
+    from_pool(runs, variants, ns_skip);
+    warm_overhead(variants, ns_skip);
+    idle_memory(idle, ns.get(), ns_skip, none);
+    netns_cost();
+    print_summary();
+    print_load("load average at end");
+    return 0;
+}
