@@ -452,9 +452,11 @@ Column pool_column(const std::string& name, sandbox::Backend& backend, Language 
                    std::size_t* missed) {
     const bool py = lang == Language::python;
     Column col{name, {}, {}};
+    // The default sizes, as `serve` runs them: with more than one idle sandbox the refill
+    // waits for the take to settle (limits::kPoolRefillDelay).
     runtime::PoolOptions po;
-    po.python = py ? 1 : 0;
-    po.node = py ? 0 : 1;
+    po.python = py ? limits::kDefaultPythonPool : 0;
+    po.node = py ? 0 : limits::kDefaultNodePool;
     auto pool = runtime::WarmPool::create(backend, po);
     if (!pool) {
         col.skipped = pool.error().message;

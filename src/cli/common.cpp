@@ -9,10 +9,13 @@ namespace sandflow::cli {
 
 int exit_status_for(const Error& e) {
     switch (e.code) {
-        case Errc::script: return kExitScriptError;
+        case Errc::script:
+            return kExitScriptError;
         case Errc::invalid_argument:
-        case Errc::metadata: return kExitUsage;
-        default: return kExitSandbox;
+        case Errc::metadata:
+            return kExitUsage;
+        default:
+            return kExitSandbox;
     }
 }
 
@@ -30,24 +33,27 @@ void add_backend_flags(CLI::App& cmd, BackendFlags& flags) {
                  "(trusted scripts, development only)");
 }
 
-Result<std::unique_ptr<sandbox::Backend>> open_backend(const BackendFlags& flags) {
+Result<std::unique_ptr<sandbox::Backend>> open_backend(const BackendFlags& flags,
+                                                       const sandbox::SandboxLimits& limits) {
     sandbox::BackendOptions opts;
     opts.allow_insecure = flags.insecure_no_sandbox;
+    opts.limits = limits;
     if (flags.name == "auto") {
         // The strongest backend that runs here: the namespace sandbox (probed once, by
         // starting one). `none` only when the user explicitly allowed no isolation.
         auto probe = sandbox::NamespaceBackend::probe();
         if (probe) return sandbox::make_backend("namespace", opts);
         if (!flags.insecure_no_sandbox)
-            return fail(Errc::sandbox_unavailable,
-                        "no isolating sandbox backend can run on this host: " +
-                            probe.error().message +
-                            ". Fix that (see `sandflow doctor`), or pass --insecure-no-sandbox "
-                            "to run trusted scripts without isolation",
-                        {{"backend", "auto"}});
-        spdlog::warn("the namespace sandbox cannot run here ({}); falling back to 'none' as "
-                     "--insecure-no-sandbox allows",
-                     probe.error().message);
+            return fail(
+                Errc::sandbox_unavailable,
+                "no isolating sandbox backend can run on this host: " + probe.error().message +
+                    ". Fix that (see `sandflow doctor`), or pass --insecure-no-sandbox "
+                    "to run trusted scripts without isolation",
+                {{"backend", "auto"}});
+        spdlog::warn(
+            "the namespace sandbox cannot run here ({}); falling back to 'none' as "
+            "--insecure-no-sandbox allows",
+            probe.error().message);
         return sandbox::make_backend("none", opts);
     }
     return sandbox::make_backend(flags.name, opts);

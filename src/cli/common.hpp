@@ -30,7 +30,9 @@ struct BackendFlags {
     bool insecure_no_sandbox = false;
 };
 void add_backend_flags(CLI::App& cmd, BackendFlags& flags);
-Result<std::unique_ptr<sandbox::Backend>> open_backend(const BackendFlags& flags);
+// `limits`: what its sandboxes get by default (and its warm pool holds).
+Result<std::unique_ptr<sandbox::Backend>> open_backend(const BackendFlags& flags,
+                                                       const sandbox::SandboxLimits& limits = {});
 
 // Subcommands: each registers itself and returns the status of its run.
 void register_inspect(CLI::App& app, int& status);

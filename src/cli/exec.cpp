@@ -96,7 +96,8 @@ int run(const ExecOptions& o) {
     runtime::LimitOverrides asked;
     for (const auto& a : o.limits)
         if (auto r = runtime::parse_limit_assignment(a, asked); !r) return report(r.error());
-    auto declared = runtime::limits_for(spec->metadata, {}, runtime::default_maxima());
+    auto declared = runtime::limits_for(spec->metadata, runtime::default_limits(**backend),
+                                        runtime::default_maxima());
     if (!declared) return report(declared.error());
     auto limits = runtime::apply_limits(*declared, asked, runtime::default_maxima(), "--limit");
     if (!limits) return report(limits.error());

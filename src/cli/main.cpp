@@ -12,7 +12,8 @@ int main(int argc, char** argv) {
         "sandflow"};
     app.set_version_flag("--version", "sandflow 0.1.0");
     std::string log_level = "warn";
-    app.add_option("--log-level", log_level, "Log level on stderr: trace, debug, info, warn, error, off")
+    app.add_option("--log-level", log_level,
+                   "Log level on stderr: trace, debug, info, warn, error, off")
         ->default_str("warn");
     app.require_subcommand(1);
     sandflow::init_logging(log_level);

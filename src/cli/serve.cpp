@@ -87,7 +87,14 @@ int run(ServeOptions o) {
         }
         *out = *d;
     }
-    auto backend = open_backend(o.backend);
+    for (const auto& a : o.limit_defaults)
+        if (a.rfind("timeout_ms=", 0) == 0)
+            return report(Error(Errc::invalid_argument,
+                                "--limit timeout_ms: the default call timeout is set with "
+                                "--call-timeout (for example --call-timeout 5s)"));
+    auto policy = runtime::limit_policy(o.limit_defaults, o.limit_maxima);
+    if (!policy) return report(policy.error());
+    auto backend = open_backend(o.backend, policy->defaults.sandbox);
     if (!backend) return report(backend.error());
 
     // A worker that died between calls must fail the next call (EPIPE), not kill the
@@ -112,13 +119,6 @@ int run(ServeOptions o) {
     for (const auto& a : o.actors) so.actor_roots.emplace_back(a);
     so.threads = o.threads;
     so.call_timeout = duration_cast<milliseconds>(call_timeout);
-    for (const auto& a : o.limit_defaults)
-        if (a.rfind("timeout_ms=", 0) == 0)
-            return report(Error(Errc::invalid_argument,
-                                "--limit timeout_ms: the default call timeout is set with "
-                                "--call-timeout (for example --call-timeout 5s)"));
-    auto policy = runtime::limit_policy(o.limit_defaults, o.limit_maxima);
-    if (!policy) return report(policy.error());
     so.limits = policy->defaults;
     so.max_limits = policy->maxima;
     if (so.call_timeout > so.max_limits.timeout)

@@ -134,7 +134,8 @@ class EmbeddedHost final : public ScriptHost {
         };
         // The limits the actor declares; the run's --timeout, when given, replaces its
         // wall clock per call (EmbeddedRunner).
-        auto limits = runtime::limits_for(actor.metadata, {}, runtime::default_maxima());
+        auto limits = runtime::limits_for(actor.metadata, runtime::default_limits(backend_),
+                                          runtime::default_maxima());
         if (!limits) return tl::unexpected(limits.error());
         spec.limits = *limits;
         auto inst = runtime::Instance::create(backend_, std::move(spec));

@@ -68,6 +68,12 @@ ActorLimits default_maxima() {
     return m;
 }
 
+ActorLimits default_limits(const sandbox::Backend& backend) {
+    ActorLimits l;
+    l.sandbox = backend.default_limits();
+    return l;
+}
+
 bool LimitOverrides::empty() const {
     for (const auto& n : kNames)
         if ((this->*n.field).has_value()) return false;

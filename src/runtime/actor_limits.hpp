@@ -22,6 +22,7 @@
 #include "core/error.hpp"
 #include "core/json.hpp"
 #include "core/limits.hpp"
+#include "sandbox/backend.hpp"
 #include "sandbox/sandbox_limits.hpp"
 
 namespace sandflow::limits {
@@ -58,6 +59,10 @@ struct ActorLimits {
 
 // The largest values a request may ask for.
 ActorLimits default_maxima();
+
+// The named defaults, with the sandbox limits `backend` starts its sandboxes with (what
+// its warm pool holds).
+ActorLimits default_limits(const sandbox::Backend& backend);
 
 // Limits a request or a metadata block names; unset ones are inherited.
 struct LimitOverrides {

@@ -15,11 +15,13 @@ Result<InstanceSpec> spec_from_file(const std::filesystem::path& path) {
 }
 
 Instance::Instance(sandbox::Backend& backend, InstanceSpec spec)
-    : backend_(backend), spec_(std::move(spec)), state_(spec_.initial_state) {}
+    : backend_(backend), spec_(std::move(spec)), state_(spec_.initial_state) {
+    if (!spec_.limits) spec_.limits = default_limits(backend_);
+}
 
 Result<std::unique_ptr<Instance>> Instance::create(sandbox::Backend& backend, InstanceSpec spec) {
     std::unique_ptr<Instance> inst(new Instance(backend, std::move(spec)));
-    if (auto ok = inst->ensure_worker(inst->spec_.limits.sandbox); !ok)
+    if (auto ok = inst->ensure_worker(inst->spec_.limits->sandbox); !ok)
         return tl::unexpected(ok.error());
     return inst;
 }
@@ -93,7 +95,7 @@ Result<void> Instance::check_inputs(const json::object& inputs) const {
 Result<CallOutcome> Instance::call(const CallRequest& request, const CallEvents& events) {
     if (auto ok = check_inputs(request.inputs); !ok) return tl::unexpected(ok.error());
     CallOutcome out;
-    const ActorLimits& limits = request.limits ? *request.limits : spec_.limits;
+    const ActorLimits& limits = request.limits ? *request.limits : *spec_.limits;
     const std::size_t starts = worker_starts_;
     if (auto ok = ensure_worker(limits.sandbox); !ok) return tl::unexpected(ok.error());
     out.new_worker = worker_starts_ != starts;

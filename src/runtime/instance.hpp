@@ -30,8 +30,9 @@ struct InstanceSpec {
     // use the instance's backend. Null, empty, or another backend: workers start cold.
     WarmPool* pool = nullptr;
     // The instance's limits (actor_limits.hpp), already checked against the runtime's
-    // maxima; a call may bring its own (CallRequest::limits).
-    ActorLimits limits;
+    // maxima; a call may bring its own (CallRequest::limits). Unset: default_limits() of
+    // the instance's backend.
+    std::optional<ActorLimits> limits;
 };
 
 // Reads a script file into a spec (metadata extracted statically, source kept).
@@ -53,7 +54,7 @@ class Instance {
     Result<CallOutcome> call(const CallRequest& request, const CallEvents& events);
 
     const actor::ActorMetadata& metadata() const { return spec_.metadata; }
-    const ActorLimits& limits() const { return spec_.limits; }
+    const ActorLimits& limits() const { return *spec_.limits; }
     const json::object& state() const { return state_; }
     std::size_t worker_starts() const { return worker_starts_; }
     // Workers of this instance that came from the warm pool.

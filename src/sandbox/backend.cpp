@@ -6,16 +6,21 @@
 
 namespace sandflow::sandbox {
 
-std::vector<std::string_view> backend_names() { return {"namespace", "none"}; }
+std::vector<std::string_view> backend_names() {
+    return {"namespace", "none"};
+}
 
 std::vector<std::string> clean_worker_env() {
     // UTF-8 I/O without depending on installed locales; nothing else.
     return {"PATH=/usr/bin:/bin", "LANG=C.UTF-8", "HOME=/tmp"};
 }
 
-Result<std::unique_ptr<Backend>> make_backend(std::string_view name, const BackendOptions& options) {
+Result<std::unique_ptr<Backend>> make_backend(std::string_view name,
+                                              const BackendOptions& options) {
     if (name == "namespace") {
-        auto b = NamespaceBackend::create();
+        NamespaceOptions ns;
+        ns.limits = options.limits;
+        auto b = NamespaceBackend::create(ns);
         if (!b) return tl::unexpected(b.error());
         return std::unique_ptr<Backend>(std::move(*b));
     }
@@ -30,7 +35,7 @@ Result<std::unique_ptr<Backend>> make_backend(std::string_view name, const Backe
             "INSECURE: backend 'none' runs actor scripts as plain subprocesses with NO "
             "isolation; they can read and write your files, use the network and signal your "
             "processes. Use it for trusted scripts in development only.");
-        return std::make_unique<NoneBackend>();
+        return std::make_unique<NoneBackend>(options.limits);
     }
     std::string known;
     for (auto n : backend_names()) known += (known.empty() ? "" : ", ") + std::string(n);

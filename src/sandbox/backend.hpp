@@ -27,7 +27,7 @@ struct WorkerSpec {
 };
 
 class Backend {
-public:
+  public:
     virtual ~Backend() = default;
     virtual std::string_view name() const = 0;
     // False only for `none`: the worker runs with the runtime's own privileges.
@@ -40,6 +40,8 @@ public:
 struct BackendOptions {
     // `none` refuses to start unless this is set (--insecure-no-sandbox).
     bool allow_insecure = false;
+    // The limits sandboxes get when their WorkerSpec names none (`none` enforces none).
+    SandboxLimits limits;
 };
 
 // Names accepted by make_backend, strongest first.

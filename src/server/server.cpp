@@ -280,6 +280,7 @@ struct Server::Impl {
     runtime::ActorLimits default_limits() const {
         runtime::ActorLimits l = opts.limits;
         l.timeout = opts.call_timeout;
+        l.sandbox = backend.default_limits();
         return l;
     }
 
@@ -673,7 +674,7 @@ struct Server::Impl {
         // The instance's limits: the actor's, with what this load asks for on top.
         std::optional<runtime::ActorLimits> inst_limits;
         if (!limits_asked.empty()) {
-            auto l = runtime::apply_limits((*entry)->spec.limits, limits_asked, opts.max_limits,
+            auto l = runtime::apply_limits(*(*entry)->spec.limits, limits_asked, opts.max_limits,
                                            "params.limits");
             if (!l) return load_failed(reply, l.error());
             inst_limits = *l;

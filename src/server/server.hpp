@@ -38,7 +38,8 @@ struct ServerOptions {
     std::size_t max_actors = limits::kMaxActors;
     std::chrono::milliseconds call_timeout = limits::kDefaultCallTimeout;  // when not given
     // Every instance's limits unless its metadata, its load or its call names others;
-    // `limits.timeout` is replaced by call_timeout. Nothing may ask above `max_limits`.
+    // `limits.timeout` is replaced by call_timeout and `limits.sandbox` by the backend's
+    // default_limits() (set them on the backend). Nothing may ask above `max_limits`.
     runtime::ActorLimits limits;
     runtime::ActorLimits max_limits = runtime::default_maxima();
     bool warm_discovered = true;  // start the default instance of discovered actors

@@ -548,7 +548,8 @@ def process(ctx):
 )"));
     ASSERT_TRUE(spec) << spec.error().message;
     spec->on_log = [](const runtime::LogLine&) {};
-    spec->limits.sandbox.tmpfs_bytes = 8ull << 20;
+    spec->limits = runtime::default_limits(*backend_);
+    spec->limits->sandbox.tmpfs_bytes = 8ull << 20;
     auto inst = runtime::Instance::create(*backend_, std::move(*spec));
     ASSERT_TRUE(inst) << inst.error().message;
     Recorded rec;

@@ -234,6 +234,38 @@ TEST_P(WarmPoolTest, DestroyingThePoolKillsTheIdleWorkers) {
     for (pid_t p : idle) EXPECT_TRUE(gone(p)) << "pooled process " << p << " outlived the pool";
 }
 
+TEST_P(WarmPoolTest, OnlyInstancesOnTheDefaultFixedLimitsTakeFromThePool) {
+    auto pool = make_pool(2, 0);
+    ASSERT_TRUE(pool);
+    auto with = [&](auto change) -> Result<std::unique_ptr<runtime::Instance>> {
+        auto spec = runtime::spec_from_file(
+            sandflow::testing::write_script(dir_, "a.py", sandflow::testing::kDoublePy));
+        if (!spec) return tl::unexpected(spec.error());
+        spec->on_log = [](const runtime::LogLine&) {};
+        spec->pool = pool.get();
+        spec->limits = runtime::default_limits(*backend_);
+        change(spec->limits->sandbox);
+        return runtime::Instance::create(*backend_, std::move(*spec));
+    };
+    // A tmpfs size is fixed when a sandbox starts: this one starts cold.
+    auto tmpfs = with([](sandbox::SandboxLimits& l) { l.tmpfs_bytes = 8u << 20; });
+    ASSERT_TRUE(tmpfs) << tmpfs.error().message;
+    EXPECT_EQ((*tmpfs)->pooled_starts(), 0u);
+    EXPECT_EQ(pool->stats().python.taken, 0u);
+    EXPECT_EQ(call(**tmpfs, {{"input", 2}}), json::value(4));
+
+    // Memory can change in place where a cgroup holds it: the pooled sandbox is used.
+    auto memory = with([](sandbox::SandboxLimits& l) { l.memory_bytes = 200u << 20; });
+    ASSERT_TRUE(memory) << memory.error().message;
+    EXPECT_EQ(call(**memory, {{"input", 3}}), json::value(6));
+    const auto* ns = dynamic_cast<sandbox::NamespaceBackend*>(backend_.get());
+    bool live = !ns;  // `none` enforces nothing, so any limit "fits"
+    if (ns)
+        for (const auto& c : ns->cgroup_support().controllers)
+            live = live || (c.name == "memory" && c.usable());
+    EXPECT_EQ((*memory)->pooled_starts(), live ? 1u : 0u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, WarmPoolTest, ::testing::Values("none", "namespace"),
                          [](const auto& param_info) { return param_info.param; });
 

@@ -334,8 +334,8 @@ class EscapeTest : public ::testing::Test {
         EXPECT_TRUE(spec) << (spec ? "" : spec.error().message);
         if (!spec) return nullptr;
         spec->on_log = [](const runtime::LogLine&) {};
-        // The instance asks for the test backend's (smaller) limits, not the runtime's.
-        spec->limits.sandbox = backend_->default_limits();
+        // No limits of its own: the instance gets the test backend's (smaller) defaults.
+        EXPECT_FALSE(spec->limits.has_value());
         auto inst = runtime::Instance::create(*backend_, std::move(*spec));
         EXPECT_TRUE(inst) << (inst ? "" : inst.error().message);
         return inst ? std::move(*inst) : nullptr;

@@ -11,10 +11,16 @@ namespace sandflow::sandbox {
 class NoneBackend final : public Backend {
   public:
     std::string_view name() const override { return "none"; }
+    NoneBackend() = default;
+    explicit NoneBackend(const SandboxLimits& limits) : limits_(limits) {}
     bool isolates() const override { return false; }
-    // Nothing is enforced: the limits are only what the runtime itself checks.
-    SandboxLimits default_limits() const override { return {}; }
+    // Nothing here is enforced (only the runtime's own limits are); they are kept so that
+    // instances and the warm pool agree on what a default sandbox is.
+    SandboxLimits default_limits() const override { return limits_; }
     Result<std::unique_ptr<Process>> spawn(const WorkerSpec& spec) override;
+
+  private:
+    SandboxLimits limits_;
 };
 
 }  // namespace sandflow::sandbox
