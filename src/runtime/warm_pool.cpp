@@ -1,5 +1,7 @@
 #include "runtime/warm_pool.hpp"
 
+#include <system_error>
+
 #include "core/log.hpp"
 
 namespace sandflow::runtime {
@@ -18,7 +20,13 @@ Result<std::unique_ptr<WarmPool>> WarmPool::create(sandbox::Backend& backend, Po
                         {{"language", name}, {"value", size}, {"max", limits::kMaxPoolSize}});
     }
     std::unique_ptr<WarmPool> pool(new WarmPool(backend, options));
-    pool->thread_ = std::thread([p = pool.get()] { p->refill_loop(); });
+    try {
+        pool->thread_ = std::thread([p = pool.get()] { p->refill_loop(); });
+    } catch (const std::system_error& e) {  // the host is out of threads (EAGAIN)
+        return fail(Errc::io, std::string("cannot start the warm pool's thread: ") + e.what() +
+                                  "; start with --pool-python 0 --pool-node 0, or free "
+                                  "processes on this host");
+    }
     return pool;
 }
 

@@ -29,6 +29,7 @@
 #include "core/json.hpp"
 #include "sandflow/client.hpp"
 #include "sandflow/client_asio.hpp"
+#include "support/test_support.hpp"
 
 using namespace sandflow;
 namespace fs = std::filesystem;
@@ -122,23 +123,8 @@ std::unique_ptr<client::Client> connect(const ServerProcess& s, client::Options 
     return c ? std::move(*c) : nullptr;
 }
 
-// A process is gone once it is reaped or a zombie (PID 1 may not reap in a container).
-bool process_gone(pid_t pid) {
-    if (::kill(pid, 0) != 0) return true;
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string s((std::istreambuf_iterator<char>(stat)), {});
-    const auto close = s.rfind(')');
-    return close == std::string::npos || (close + 2 < s.size() && s[close + 2] == 'Z');
-}
-
-bool wait_gone(pid_t pid, std::chrono::milliseconds timeout) {
-    const auto end = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < end) {
-        if (process_gone(pid)) return true;
-        std::this_thread::sleep_for(10ms);
-    }
-    return process_gone(pid);
-}
+using sandflow::testing::process_gone;
+using sandflow::testing::wait_gone;
 
 // Raw sockets, for peers the client library would never be.
 int tcp_connect(int port, int rcvbuf = 0) {
@@ -432,10 +418,16 @@ void kill9_leaves_no_worker(ServerProcess& srv) {
             static_cast<pid_t>(d->at("instances").as_array().at(0).at("worker_pid").as_int64()));
     }
     for (pid_t w : workers) ASSERT_FALSE(process_gone(w));
+    // Every process the server started: the instances' sandboxes and the warm pool's idle
+    // ones (or plain workers on `none`).
+    const auto started = sandflow::testing::children_of(std::to_string(srv.pid()));
+    EXPECT_GE(started.size(), workers.size());
     ::kill(srv.pid(), SIGKILL);
     EXPECT_EQ(srv.wait_exit(5s), 128 + SIGKILL);
     for (pid_t w : workers)
         EXPECT_TRUE(wait_gone(w, 3s)) << "worker " << w << " outlived the server";
+    for (pid_t p : started)
+        EXPECT_TRUE(wait_gone(p, 3s)) << "process " << p << " outlived the server";
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include "runtime/warm_pool.hpp"
 #include "sandbox/namespace/namespace_backend.hpp"
 #include "sandbox/none/none_backend.hpp"
+#include "support/test_support.hpp"
 #include "support/worker_support.hpp"
 
 using namespace sandflow;
@@ -30,23 +31,11 @@ constexpr auto kFillWait = 30s;  // generous: a loaded CI machine starts node sl
 // Processes this test process started: every thread's children (the pool's refill
 // thread spawns the pooled workers).
 std::set<pid_t> own_children() {
-    std::set<pid_t> out;
-    for (const auto& task : fs::directory_iterator("/proc/self/task")) {
-        std::ifstream in(task.path() / "children");
-        pid_t pid;
-        while (in >> pid) out.insert(pid);
-    }
-    return out;
+    const auto c = sandflow::testing::children_of("self");
+    return {c.begin(), c.end()};
 }
 
-bool gone(pid_t pid) {
-    // Reaped (ESRCH) or at least dead (a zombie has no state other than Z).
-    if (::kill(pid, 0) != 0) return true;
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string s((std::istreambuf_iterator<char>(stat)), {});
-    const auto close = s.rfind(')');
-    return close == std::string::npos || s.substr(close + 2, 1) == "Z";
-}
+using sandflow::testing::process_gone;
 
 class WarmPoolTest : public ::testing::TestWithParam<std::string> {
   protected:
@@ -188,7 +177,7 @@ TEST_P(WarmPoolTest, AWorkerThatDiedWhileIdleIsNeverHandedOut) {
     ASSERT_EQ(idle.size(), 1u) << "expected exactly the one pooled sandbox";
     ASSERT_EQ(::kill(idle[0], SIGKILL), 0);
     // Give the kernel a moment to deliver the signal; the check below is what matters.
-    for (int i = 0; i < 200 && !gone(idle[0]); ++i) std::this_thread::sleep_for(5ms);
+    for (int i = 0; i < 200 && !process_gone(idle[0]); ++i) std::this_thread::sleep_for(5ms);
 
     auto inst = load("a.py", sandflow::testing::kDoublePy, pool.get());
     ASSERT_TRUE(inst) << inst.error().message;
@@ -231,7 +220,8 @@ TEST_P(WarmPoolTest, DestroyingThePoolKillsTheIdleWorkers) {
         if (!before.count(p)) idle.push_back(p);
     ASSERT_EQ(idle.size(), 3u);
     pool.reset();
-    for (pid_t p : idle) EXPECT_TRUE(gone(p)) << "pooled process " << p << " outlived the pool";
+    for (pid_t p : idle)
+        EXPECT_TRUE(process_gone(p)) << "pooled process " << p << " outlived the pool";
 }
 
 TEST_P(WarmPoolTest, OnlyInstancesOnTheDefaultFixedLimitsTakeFromThePool) {

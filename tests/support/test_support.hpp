@@ -3,10 +3,12 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -76,6 +78,36 @@ inline bool wait_for_zombie(pid_t pid) {
         ::usleep(10'000);
     }
     return false;
+}
+
+// A process is gone once it is reaped or a zombie (PID 1 may not reap in a container).
+inline bool process_gone(pid_t pid) {
+    if (::kill(pid, 0) != 0) return true;
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string s((std::istreambuf_iterator<char>(stat)), {});
+    const auto close = s.rfind(')');
+    return close == std::string::npos || (close + 2 < s.size() && s[close + 2] == 'Z');
+}
+
+inline bool wait_gone(pid_t pid, std::chrono::milliseconds timeout) {
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < end) {
+        if (process_gone(pid)) return true;
+        ::usleep(10'000);
+    }
+    return process_gone(pid);
+}
+
+// The children of `pid`, of all its threads ("self" for this process).
+inline std::vector<pid_t> children_of(const std::string& pid) {
+    std::vector<pid_t> out;
+    std::error_code ec;
+    for (const auto& task : std::filesystem::directory_iterator("/proc/" + pid + "/task", ec)) {
+        std::ifstream in(task.path() / "children");
+        pid_t child;
+        while (in >> child) out.push_back(child);
+    }
+    return out;
 }
 
 }  // namespace sandflow::testing
