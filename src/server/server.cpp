@@ -825,29 +825,22 @@ struct Server::Impl {
         events.on_log = [&component](const runtime::LogLine& l) {
             spdlog::debug("[{}] {}", component, l.text);
         };
-        bool stopped_early = false, aborted_early = false;
-        {
-            // A cancel or an abort that came while the sandbox was starting found no
-            // running call to kill: honour it here, or the call would run to its end.
+        // The worker's pid is registered for cancel just before the call is sent, after any
+        // restart inside Instance::call; a cancel or abort that came while a sandbox was
+        // starting found nothing to kill, and stops the call there, unsent.
+        events.on_start = [&call](pid_t pid) {
             std::lock_guard lk(call.mu);
-            stopped_early = call.cancelled || call.aborted;
-            aborted_early = call.aborted;
-            if (!stopped_early) {
-                call.running = true;
-                call.pid = s.inst->worker_pid();
-            }
-        }
-        if (stopped_early)
-            return finish(tl::unexpected(
-                aborted_early ? rpc::app_error(AppCode::shutting_down,
-                                               "the server shut down before the call started")
-                              : rpc::app_error(AppCode::cancelled,
-                                               "the call was cancelled before it started")));
+            if (call.cancelled || call.aborted) return false;
+            call.running = true;
+            call.pid = pid;
+            return true;
+        };
         s.state = static_cast<int>(SlotState::busy);
         auto r = s.inst->call(req, events);
-        bool cancelled, aborted;
+        bool cancelled, aborted, ran;
         {
             std::lock_guard lk(call.mu);
+            ran = call.running;
             call.running = false;
             call.pid = -1;
             cancelled = call.cancelled;
@@ -862,12 +855,14 @@ struct Server::Impl {
         } else if (aborted) {
             r = tl::unexpected(
                 rpc::app_error(AppCode::shutting_down,
-                               "the server shut down during the call; its worker was stopped"));
+                               ran ? "the server shut down during the call; its worker was stopped"
+                                   : "the server shut down before the call started"));
         } else if (cancelled) {
             r = tl::unexpected(rpc::app_error(
                 AppCode::cancelled,
-                "the call was cancelled; its sandbox was stopped and the next call gets a new "
-                "one with the last committed state"));
+                ran ? "the call was cancelled; its sandbox was stopped and the next call "
+                      "gets a new one with the last committed state"
+                    : "the call was cancelled before it started"));
         }
         finish(r);
     }

@@ -710,3 +710,34 @@ TEST(ActorLimits, CommandLineAssignmentsTakeSizeSuffixes) {
         }
     }
 }
+
+TEST_F(WorkerTest, OnStartSeesTheWorkerThatRunsTheCallAndCanStopIt) {
+    auto inst = must_load(write("n.py", kNoisy));
+    ASSERT_TRUE(inst);
+    Recorded rec;
+    ASSERT_TRUE(inst->call(req({{"mode", "none"}, {"n", 0}}), rec.events()));
+    const pid_t first = inst->worker_pid();
+    ASSERT_EQ(::kill(first, SIGKILL), 0);
+    ASSERT_TRUE(sandflow::testing::wait_for_zombie(first));
+
+    // The worker died idle: the call restarts it, and on_start names the new one.
+    pid_t seen = -1;
+    auto events = rec.events();
+    events.on_start = [&](pid_t pid) {
+        seen = pid;
+        return true;
+    };
+    auto r = inst->call(req({{"mode", "none"}, {"n", 0}}), events);
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_NE(seen, first);
+    EXPECT_EQ(seen, inst->worker_pid());
+    EXPECT_EQ(r->state.at("calls"), json::value(2));
+
+    // Stopped there, the call never reaches the script: the state stays as it was.
+    events.on_start = [](pid_t) { return false; };
+    auto stopped = inst->call(req({{"mode", "none"}, {"n", 0}}), events);
+    ASSERT_FALSE(stopped);
+    EXPECT_EQ(stopped.error().data.at("reason"), json::value("cancelled"));
+    EXPECT_EQ(inst->state().at("calls"), json::value(2));
+    EXPECT_EQ(inst->worker_pid(), seen);  // nothing was killed
+}
