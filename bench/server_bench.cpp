@@ -35,6 +35,7 @@
 #include "core/log.hpp"
 #include "rpc/ws_server.hpp"
 #include "runtime/instance.hpp"
+#include "sandbox/namespace/namespace_backend.hpp"
 #include "sandbox/none/none_backend.hpp"
 #include "sandflow/client.hpp"
 #include "sandflow/client_asio.hpp"
@@ -212,7 +213,14 @@ int main() {
     const fs::path dir = tmpl;
     std::ofstream(dir / "trivial.actor.py") << kActor;
 
-    sandbox::NoneBackend backend;
+    // The default backend, as `serve` runs it: the namespace sandbox where it can run here
+    // (the target is a round trip through a sandboxed worker), else `none`.
+    std::unique_ptr<sandbox::Backend> owned;
+    if (sandbox::NamespaceBackend::probe()) {
+        if (auto b = sandbox::NamespaceBackend::create()) owned = std::move(*b);
+    }
+    if (!owned) owned = std::make_unique<sandbox::NoneBackend>();
+    sandbox::Backend& backend = *owned;
     server::ServerOptions so;
     so.actor_roots = {dir};
     so.threads = 16;
@@ -237,9 +245,9 @@ int main() {
     if (!spec) return 1;
 
     std::printf(
-        "sandflow server benchmark (backend: none; trivial Python actor; server: 1 I/O "
+        "sandflow server benchmark (backend: %s; trivial Python actor; server: 1 I/O "
         "thread, %zu call threads; %u cores)\n\n",
-        so.threads, std::thread::hardware_concurrency());
+        std::string(backend.name()).c_str(), so.threads, std::thread::hardware_concurrency());
     std::printf("%-5s %-5s %-10s %10s %8s %8s %8s %7s | %10s %8s %8s %8s | %6s %6s\n", "conns",
                 "inst", "client", "server c/s", "p50", "p99", "cpu/call", "cs/call", "direct c/s",
                 "p50", "p99", "cpu/call", "c/s", "p50");
