@@ -137,8 +137,9 @@ class WsSession : public Connection, public std::enable_shared_from_this<WsSessi
         if (!writing_) {
             writing_ = true;
             lk.unlock();
-            // On a transport thread with this socket's strand idle, the write starts here
-            // and now; elsewhere this queues it on the strand like post().
+            // Called from inside this socket's strand (a reply sent from its own read
+            // handler), the write starts at once; elsewhere it is queued on the strand, as
+            // post() would.
             net::dispatch(ws_.get_executor(), [self = shared_from_this()] { self->do_write(); });
         }
         return true;
