@@ -68,6 +68,7 @@ std::unique_ptr<Worker> WarmPool::take(actor::Language language) {
                 dead.push_back(std::move(w));
         }
         last_take_ = Clock::now();
+        if (q.short_since == Clock::time_point{}) q.short_since = last_take_;
         if (taken)
             ++q.stats.taken;
         else if (q.target > 0)
@@ -108,7 +109,6 @@ void WarmPool::refill_loop() {
         std::size_t most_missing = 0;
         Clock::time_point next_retry = Clock::time_point::max();
         const auto now = Clock::now();
-        const auto settled = last_take_ + limits::kPoolRefillDelay;
         for (int i = 0; i < 2; ++i) {
             const Queue& q = queues_[i];
             if (q.idle.size() >= q.target) continue;
@@ -116,7 +116,9 @@ void WarmPool::refill_loop() {
                 next_retry = std::min(next_retry, retry_at[i]);
                 continue;
             }
-            if (!q.idle.empty() && settled > now) {
+            const auto settled = std::min(last_take_ + limits::kPoolRefillDelay,
+                                          q.short_since + limits::kPoolRefillMaxWait);
+            if (settled > now) {
                 next_retry = std::min(next_retry, settled);
                 continue;
             }
@@ -148,6 +150,7 @@ void WarmPool::refill_loop() {
         ++q.stats.started;
         retry_at[pick] = {};
         q.idle.push_back(std::move(*w));
+        if (q.idle.size() >= q.target) q.short_since = {};
         changed_.notify_all();
     }
 }

@@ -5,8 +5,8 @@
 // its script; the worker then belongs to that instance and is never handed to another.
 // Taking is a queue pop: the cost of a cold start (sandbox set-up, interpreter start-up,
 // SDK import) moves off the load path. One background thread refills each language's
-// queue to its configured size, shortly after the takes stop (limits::kPoolRefillDelay)
-// or at once when a queue is empty; a language of size 0 is not pooled.
+// queue to its configured size, shortly after the takes stop (limits::kPoolRefillDelay,
+// kPoolRefillMaxWait); a language of size 0 is not pooled.
 //
 // Limits: pooled sandboxes are started with the backend's default sandbox limits. Only
 // instances that run on those defaults take from the pool; others start cold.
@@ -39,10 +39,12 @@ inline constexpr std::size_t kDefaultNodePool = 1;
 // After a failed start the refill thread waits this long before trying again, so a host
 // that cannot start sandboxes is not hammered.
 inline constexpr std::chrono::milliseconds kPoolRetryDelay{2'000};
-// After a take the refill waits this long (unless that language's queue ran empty): a new
-// sandbox starting takes both cores of a small host for tens of milliseconds, and the
-// instance that just took a worker is loading its script and making its first call.
+// After a take the refill waits this long: a new sandbox starting takes both cores of a
+// small host for tens of milliseconds, and the instance that just took a worker is loading
+// its script and making its first call. Under a steady stream of takes it waits no longer
+// than kPoolRefillMaxWait after the queue first fell short.
 inline constexpr std::chrono::milliseconds kPoolRefillDelay{50};
+inline constexpr std::chrono::milliseconds kPoolRefillMaxWait{200};
 }  // namespace sandflow::limits
 
 namespace sandflow::runtime {
@@ -91,6 +93,7 @@ class WarmPool {
     struct Queue {
         std::size_t target = 0;
         std::deque<std::unique_ptr<Worker>> idle;
+        Clock::time_point short_since{};  // the first take since the queue was last full
         PoolStats::Language stats;
     };
     Queue& queue(actor::Language language);
