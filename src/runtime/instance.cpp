@@ -50,12 +50,12 @@ Result<void> Instance::ensure_worker(const sandbox::SandboxLimits& want) {
         // A pooled worker that died while idle is replaced by a cold start; a script that
         // fails to load fails the same way in any worker.
         if (!ok && ok.error().code != Errc::worker_crashed) return tl::unexpected(ok.error());
-        if (ok) ++pooled_starts_;
-        if (!ok) pooled.reset();
+        if (ok) {
+            worker_ = std::move(pooled);
+            ++pooled_starts_;
+        }
     }
-    if (pooled) {
-        worker_ = std::move(pooled);
-    } else {
+    if (!worker_) {
         auto w = Worker::start(backend_, load, spec_.start_timeout, want);
         if (!w) return tl::unexpected(w.error());
         worker_ = std::move(*w);
