@@ -721,3 +721,33 @@ TEST(SeccompPolicy, EveryRuleResolvesAndHasAReason) {
     EXPECT_GT(prog->main.size(), sandbox::ns::seccomp_rules().size());
     EXPECT_FALSE(prog->personality.empty());
 }
+
+// A runtime killed with SIGKILL leaves its sandboxes' groups behind; the next runtime
+// removes those of runtimes that are gone, and never a live runtime's.
+TEST_F(NamespaceWorkerTest, GroupsLeftByAGoneRuntimeAreRemoved) {
+    if (!has_cgroup("pids")) GTEST_SKIP() << "no writable pids cgroup here";
+    std::string base;
+    for (const auto& c : backend_->cgroup_support().controllers)
+        if (c.name == "pids") base = c.base;
+    // A pid that runs nothing now: the test's own child, reaped.
+    const pid_t gone = ::fork();
+    if (gone == 0) ::_exit(0);
+    ASSERT_GT(gone, 0);
+    ASSERT_EQ(::waitpid(gone, nullptr, 0), gone);
+    const std::string stale = base + "/" + std::to_string(gone) + "-0000beef-1";
+    const std::string live = base + "/" + std::to_string(::getpid()) + "-0000beef-1";
+    ::mkdir(base.c_str(), 0755);
+    ASSERT_EQ(::mkdir(stale.c_str(), 0755), 0) << std::strerror(errno);
+    ASSERT_EQ(::mkdir(live.c_str(), 0755), 0) << std::strerror(errno);
+
+    EXPECT_GE(sandbox::ns::remove_stale_groups(backend_->cgroup_support()), 1u);
+    EXPECT_NE(::access(stale.c_str(), F_OK), 0) << stale << " was left";
+    EXPECT_EQ(::access(live.c_str(), F_OK), 0) << "a live runtime's group was removed";
+    ::rmdir(live.c_str());
+    ::rmdir(base.c_str());
+
+    // New groups carry a per-process random part: a reused pid cannot collide.
+    const std::string a = sandbox::ns::new_group_id(), b = sandbox::ns::new_group_id();
+    EXPECT_NE(a, b);
+    EXPECT_EQ(a.rfind(std::to_string(::getpid()) + "-", 0), 0u) << a;
+}

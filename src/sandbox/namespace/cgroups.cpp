@@ -1,7 +1,9 @@
 #include "sandbox/namespace/cgroups.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,6 +13,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -168,6 +171,38 @@ std::string CgroupSupport::summary() const {
     }
     if (used.empty()) return "none (rlimits only): " + why;
     return used + " (cgroup v1)" + (why.empty() ? "" : "; not " + why);
+}
+
+std::string new_group_id() {
+    static const std::string prefix = [] {
+        std::uint32_t token = 0;
+        if (::getrandom(&token, sizeof token, 0) != static_cast<ssize_t>(sizeof token))
+            token = static_cast<std::uint32_t>(
+                std::chrono::steady_clock::now().time_since_epoch().count());
+        char hex[9];
+        std::snprintf(hex, sizeof hex, "%08x", token);
+        return std::to_string(::getpid()) + "-" + hex + "-";
+    }();
+    static std::atomic<std::uint64_t> counter{0};
+    return prefix + std::to_string(++counter);
+}
+
+std::size_t remove_stale_groups(const CgroupSupport& support) {
+    std::size_t removed = 0;
+    for (const auto& c : support.controllers) {
+        if (!c.usable()) continue;
+        std::error_code ec;
+        for (const auto& entry : std::filesystem::directory_iterator(c.base, ec)) {
+            const std::string name = entry.path().filename().string();
+            const auto dash = name.find('-');
+            if (dash == std::string::npos || dash == 0) continue;
+            const long pid = std::strtol(name.substr(0, dash).c_str(), nullptr, 10);
+            if (pid <= 0 || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+            if (::rmdir(entry.path().c_str()) == 0) ++removed;
+        }
+        ::rmdir(c.base.c_str());  // the shared parent, when nothing else is left in it
+    }
+    return removed;
 }
 
 CgroupSupport detect_cgroup_support() {

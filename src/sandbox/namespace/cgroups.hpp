@@ -54,6 +54,15 @@ struct CgroupSupport {
 
 CgroupSupport detect_cgroup_support();
 
+// A name for a new sandbox's groups, unique on this host even when pids are reused:
+// "<runtime pid>-<random per runtime process>-<counter>".
+std::string new_group_id();
+
+// Removes the groups that runtimes which are gone left behind (a runtime killed with
+// SIGKILL cannot remove its own): those whose runtime pid no longer runs and that hold no
+// process (rmdir refuses a group with one). Returns how many went.
+std::size_t remove_stale_groups(const CgroupSupport& support);
+
 // How often refused forks are looked for (see above): also the longest a fork bomb runs on
 // at its pids limit before the runtime hears of it.
 inline constexpr std::chrono::milliseconds kPidsScanInterval{100};

@@ -192,8 +192,6 @@ std::string hint_for(int step, int err) {
     return " (run `sandflow doctor` to see which mechanism this host lacks)";
 }
 
-std::atomic<std::uint64_t> g_sandbox_counter{0};
-
 // A zero would not mean "nothing": tmpfs reads size=0 and nr_inodes=0 as unlimited, and the
 // rest would leave no sandbox able to start.
 Result<void> check_limits(const SandboxLimits& l) {
@@ -305,7 +303,11 @@ Result<std::unique_ptr<NamespaceBackend>> NamespaceBackend::create(NamespaceOpti
     if (!seccomp) return tl::unexpected(seccomp.error());
     b->seccomp_ = std::move(*seccomp);
     b->landlock_ = make_landlock_plan();
-    if (b->options_.use_cgroups) b->cgroups_ = detect_cgroup_support();
+    if (b->options_.use_cgroups) {
+        b->cgroups_ = detect_cgroup_support();
+        if (const auto n = remove_stale_groups(b->cgroups_))
+            spdlog::info("removed {} cgroup(s) left behind by runtimes that are gone", n);
+    }
     for (const auto& c : b->cgroups_.controllers) b->pids_cgroup_ |= c.name == "pids" && c.usable();
     b->rlimits_ = make_rlimit_plan(b->options_.limits, b->pids_cgroup_);
     b->last_cap_ = last_capability();
@@ -355,8 +357,7 @@ Result<std::unique_ptr<Process>> NamespaceBackend::spawn(const WorkerSpec& spec)
     envp.push_back(nullptr);
     static const std::string hostname = kSandboxHostname;
 
-    const std::string id = std::to_string(::getpid()) + "-" + std::to_string(++g_sandbox_counter);
-    auto cgroup = SandboxCgroup::create(cgroups_, id, limits);
+    auto cgroup = SandboxCgroup::create(cgroups_, new_group_id(), limits);
     if (!cgroup) return tl::unexpected(cgroup.error());
 
     int chan[2], out[2], err[2], report[2], sync[2], status[2];
