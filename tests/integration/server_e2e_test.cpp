@@ -598,7 +598,8 @@ TEST_F(E2E, HalfOpenAndSlowClientsAreDisconnected) {
     while (std::chrono::steady_clock::now() - t0 < 10s && !disconnected) {
         const auto p0 = std::chrono::steady_clock::now();
         EXPECT_TRUE(c->ping());
-        EXPECT_LT(std::chrono::steady_clock::now() - p0, 1s);
+        // Not held up until the slow reader goes (that takes seconds): a loose bound.
+        EXPECT_LT(std::chrono::steady_clock::now() - p0, 5s);
         const std::string m = http_get(srv.port(), "/metrics");
         disconnected = m.find("event=\"slow_disconnect\"} 1") != std::string::npos;
         std::this_thread::sleep_for(50ms);

@@ -648,7 +648,8 @@ TEST_F(EscapeTest, SpinningAndBlockingInCPastTheDeadline) {
         auto r = probe(name, nullptr, std::chrono::milliseconds(500));
         ASSERT_FALSE(r.outcome) << name;
         EXPECT_EQ(r.outcome.error().code, Errc::timeout) << name;
-        EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3)) << name;
+        // Killed at its deadline, not left to spin: a bound far from any machine's speed.
+        EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20)) << name;
         expect_serves_next_call();
     }
 }

@@ -420,7 +420,6 @@ TEST(PythonExtract, ColumnsCountCodePoints) {
 }
 
 TEST(PythonExtract, DeepNestingFailsCleanly) {
-    const auto t0 = std::chrono::steady_clock::now();
     const std::string deep = "@actor({'component': 'c', 'x': " + std::string(100000, '[') + "})\n";
     // Nesting starts with the dict at depth 1, so the list at column 32 + 63 is one too many.
     const int column = 32 + static_cast<int>(sandflow::limits::kMaxLiteralDepth) - 1;
@@ -439,7 +438,6 @@ TEST(PythonExtract, DeepNestingFailsCleanly) {
     for (int i = 0; i < 1000; ++i) fs += "f'{";
     // Reported at the string whose field is one level too deep: the 65th, 3 columns each.
     EXPECT_TRUE(FailsAt(py("x = " + fs + "\n"), 1, 5 + 3 * 64, "f-string fields nested deeper"));
-    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
 }
 
 TEST(PythonExtract, HugeLiteralFails) {
