@@ -25,7 +25,7 @@
 #include "runtime/instance.hpp"
 #include "sandbox/backend.hpp"
 // Shared with the flow suites; bench/ has no include path into tests/, so relative.
-#include "../tests/support/flow_support.hpp"
+#include "support/flow_support.hpp"
 
 using namespace sandflow;
 using namespace sandflow::flow;
