@@ -85,6 +85,28 @@ Figures summarise(std::vector<double> us, double secs, int errors) {
     return f;
 }
 
+// Wall clock, CPU time and context switches of one timed run, from construction to
+// finish(), which turns the run's latencies into its figures.
+class Meter {
+  public:
+    Meter() : cpu0_(cpu_now_us(&sw0_)), t0_(Clock::now()) {}
+    Figures finish(std::vector<double> us, int errors) const {
+        const double secs = std::chrono::duration<double>(Clock::now() - t0_).count();
+        double sw1 = 0;
+        const double cpu = cpu_now_us(&sw1) - cpu0_;
+        const auto n = static_cast<double>(std::max<std::size_t>(1, us.size()));
+        Figures f = summarise(std::move(us), secs, errors);
+        f.cpu_us = cpu / n;
+        f.switches = (sw1 - sw0_) / n;
+        return f;
+    }
+
+  private:
+    double sw0_ = 0;
+    double cpu0_;
+    Clock::time_point t0_;
+};
+
 // Runs `threads` threads, each calling `one(thread, i)` `calls` times after `warmup`.
 template <class F>
 Figures drive(int threads, int calls, int warmup, F one) {
@@ -97,9 +119,7 @@ Figures drive(int threads, int calls, int warmup, F one) {
         });
     for (auto& t : ts) t.join();
     ts.clear();
-    double sw0 = 0, sw1 = 0;
-    const double cpu0 = cpu_now_us(&sw0);
-    const auto t0 = Clock::now();
+    const Meter meter;
     for (int t = 0; t < threads; ++t)
         ts.emplace_back([&, t] {
             auto& mine = lat[static_cast<std::size_t>(t)];
@@ -111,19 +131,13 @@ Figures drive(int threads, int calls, int warmup, F one) {
             }
         });
     for (auto& t : ts) t.join();
-    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     std::vector<double> all;
     int errors = 0;
     for (std::size_t t = 0; t < lat.size(); ++t) {
         all.insert(all.end(), lat[t].begin(), lat[t].end());
         errors += errs[t];
     }
-    const double cpu = cpu_now_us(&sw1) - cpu0;
-    const auto n = static_cast<double>(std::max<std::size_t>(1, all.size()));
-    Figures f = summarise(std::move(all), secs, errors);
-    f.cpu_us = cpu / n;
-    f.switches = (sw1 - sw0) / n;
-    return f;
+    return meter.finish(std::move(all), errors);
 }
 
 struct Run {
@@ -172,23 +186,15 @@ Figures drive_coroutines(const std::vector<std::unique_ptr<client::Client>>& cli
     };
     round(warmup, nullptr);
     std::vector<std::shared_ptr<Run>> runs;
-    double sw0 = 0, sw1 = 0;
-    const double cpu0 = cpu_now_us(&sw0);
-    const auto t0 = Clock::now();
+    const Meter meter;
     round(calls, &runs);
-    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     std::vector<double> all;
     int errors = 0;
     for (const auto& r : runs) {
         all.insert(all.end(), r->us.begin(), r->us.end());
         errors += r->errors;
     }
-    const double cpu = cpu_now_us(&sw1) - cpu0;
-    const auto n = static_cast<double>(std::max<std::size_t>(1, all.size()));
-    Figures f = summarise(std::move(all), secs, errors);
-    f.cpu_us = cpu / n;
-    f.switches = (sw1 - sw0) / n;
-    return f;
+    return meter.finish(std::move(all), errors);
 }
 
 long rss_kb() {

@@ -35,6 +35,14 @@ std::set<pid_t> own_children() {
     return {c.begin(), c.end()};
 }
 
+// The children started since `before` was taken.
+std::vector<pid_t> children_since(const std::set<pid_t>& before) {
+    std::vector<pid_t> out;
+    for (pid_t p : own_children())
+        if (!before.count(p)) out.push_back(p);
+    return out;
+}
+
 using sandflow::testing::process_gone;
 
 class WarmPoolTest : public ::testing::TestWithParam<std::string> {
@@ -171,9 +179,7 @@ TEST_P(WarmPoolTest, AWorkerThatDiedWhileIdleIsNeverHandedOut) {
     const auto before = own_children();
     auto pool = make_pool(1, 0);
     ASSERT_TRUE(pool);
-    std::vector<pid_t> idle;
-    for (pid_t p : own_children())
-        if (!before.count(p)) idle.push_back(p);
+    const auto idle = children_since(before);
     ASSERT_EQ(idle.size(), 1u) << "expected exactly the one pooled sandbox";
     ASSERT_EQ(::kill(idle[0], SIGKILL), 0);
     // Give the kernel a moment to deliver the signal; the check below is what matters.
@@ -215,9 +221,7 @@ TEST_P(WarmPoolTest, DestroyingThePoolKillsTheIdleWorkers) {
     const auto before = own_children();
     auto pool = make_pool(2, 1);
     ASSERT_TRUE(pool);
-    std::vector<pid_t> idle;
-    for (pid_t p : own_children())
-        if (!before.count(p)) idle.push_back(p);
+    const auto idle = children_since(before);
     ASSERT_EQ(idle.size(), 3u);
     pool.reset();
     for (pid_t p : idle)

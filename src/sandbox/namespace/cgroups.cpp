@@ -19,6 +19,8 @@
 #include <sstream>
 #include <thread>
 
+#include "sandbox/namespace/control_file.hpp"
+
 namespace sandflow::sandbox::ns {
 
 namespace {
@@ -38,18 +40,6 @@ bool has(const std::vector<std::string>& v, const std::string& x) {
     for (const auto& e : v)
         if (e == x) return true;
     return false;
-}
-
-// One write(2): cgroup files take a value per write call.
-Result<void> write_file(const std::string& path, const std::string& text) {
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return tl::unexpected(system_error("open " + path, errno));
-    const ssize_t n = ::write(fd, text.data(), text.size());
-    const int err = errno;
-    ::close(fd);
-    if (n != static_cast<ssize_t>(text.size()))
-        return tl::unexpected(system_error("write '" + text + "' to " + path, n < 0 ? err : EIO));
-    return {};
 }
 
 // "key value" lines (memory.oom_control, pids.events); 0 when absent.
@@ -297,19 +287,20 @@ Result<SandboxCgroup> SandboxCgroup::create(const CgroupSupport& support, const 
         g.dirs_.push_back({c.name, dir});
         Result<void> r;
         if (c.name == "memory") {
-            r = write_file(dir + "/memory.limit_in_bytes", std::to_string(limits.memory_bytes));
+            r = write_control_file(dir + "/memory.limit_in_bytes",
+                                   std::to_string(limits.memory_bytes));
             // With swap accounting, memory+swap gets the same cap: no escape into swap.
             g.memsw_ = ::access((dir + "/memory.memsw.limit_in_bytes").c_str(), F_OK) == 0;
             if (r && g.memsw_)
-                r = write_file(dir + "/memory.memsw.limit_in_bytes",
-                               std::to_string(limits.memory_bytes));
+                r = write_control_file(dir + "/memory.memsw.limit_in_bytes",
+                                       std::to_string(limits.memory_bytes));
         } else if (c.name == "pids") {
-            r = write_file(dir + "/pids.max", std::to_string(limits.pids));
+            r = write_control_file(dir + "/pids.max", std::to_string(limits.pids));
         } else if (c.name == "cpu") {
-            r = write_file(dir + "/cpu.cfs_period_us", std::to_string(kCpuPeriodUs));
+            r = write_control_file(dir + "/cpu.cfs_period_us", std::to_string(kCpuPeriodUs));
             if (r)
-                r = write_file(dir + "/cpu.cfs_quota_us",
-                               std::to_string(kCpuPeriodUs * limits.cpu_milli / 1000));
+                r = write_control_file(dir + "/cpu.cfs_quota_us",
+                                       std::to_string(kCpuPeriodUs * limits.cpu_milli / 1000));
         }
         if (!r) return tl::unexpected(r.error());
     }
@@ -331,7 +322,7 @@ void SandboxCgroup::watch() {
         // group runs out of memory. Without it (a kernel built without v1 events) OOM kills
         // are still counted for crossed() and verdict(), only not announced.
         if (e->oom_control)
-            (void)write_file(
+            (void)write_control_file(
                 memory->path + "/cgroup.event_control",
                 std::to_string(e->notify.get()) + " " + std::to_string(e->oom_control.get()));
     }
@@ -372,17 +363,17 @@ Result<bool> SandboxCgroup::update(const SandboxLimits& to) {
         const std::string v = std::to_string(bytes);
         if (bytes > was) {
             if (memsw_) {
-                if (auto r = write_file(memsw, v); !r) return r;
+                if (auto r = write_control_file(memsw, v); !r) return r;
             }
-            if (auto r = write_file(mem, v); !r) {
-                if (memsw_) (void)write_file(memsw, std::to_string(was));
+            if (auto r = write_control_file(mem, v); !r) {
+                if (memsw_) (void)write_control_file(memsw, std::to_string(was));
                 return r;
             }
         } else {
-            if (auto r = write_file(mem, v); !r) return r;
+            if (auto r = write_control_file(mem, v); !r) return r;
             if (memsw_) {
-                if (auto r = write_file(memsw, v); !r) {
-                    (void)write_file(mem, std::to_string(was));
+                if (auto r = write_control_file(memsw, v); !r) {
+                    (void)write_control_file(mem, std::to_string(was));
                     return r;
                 }
             }
@@ -390,11 +381,11 @@ Result<bool> SandboxCgroup::update(const SandboxLimits& to) {
         return {};
     };
     auto set_pids = [&](std::uint32_t n) {
-        return write_file(dir("pids")->path + "/pids.max", std::to_string(n));
+        return write_control_file(dir("pids")->path + "/pids.max", std::to_string(n));
     };
     auto set_cpu = [&](std::uint32_t milli) {
-        return write_file(dir("cpu")->path + "/cpu.cfs_quota_us",
-                          std::to_string(kCpuPeriodUs * milli / 1000));
+        return write_control_file(dir("cpu")->path + "/cpu.cfs_quota_us",
+                                  std::to_string(kCpuPeriodUs * milli / 1000));
     };
 
     if (memory) {
@@ -454,7 +445,8 @@ std::optional<CgroupVerdict> SandboxCgroup::crossed() {
 
 Result<void> SandboxCgroup::attach(pid_t pid) const {
     for (const auto& d : dirs_)
-        if (auto r = write_file(d.path + "/cgroup.procs", std::to_string(pid)); !r) return r;
+        if (auto r = write_control_file(d.path + "/cgroup.procs", std::to_string(pid)); !r)
+            return r;
     return {};
 }
 

@@ -6,6 +6,8 @@
 
 #include <cerrno>
 
+#include "sandbox/namespace/control_file.hpp"
+
 namespace sandflow::sandbox::ns {
 
 IdMapping make_id_mapping() {
@@ -29,15 +31,7 @@ IdMapping make_id_mapping() {
 namespace {
 
 Result<void> write_proc_file(pid_t pid, const char* name, const std::string& text) {
-    const std::string path = "/proc/" + std::to_string(pid) + "/" + name;
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return tl::unexpected(system_error("open " + path, errno));
-    const ssize_t n = ::write(fd, text.data(), text.size());
-    const int err = errno;
-    ::close(fd);
-    if (n != static_cast<ssize_t>(text.size()))
-        return tl::unexpected(system_error("write " + path, n < 0 ? err : EIO));
-    return {};
+    return write_control_file("/proc/" + std::to_string(pid) + "/" + name, text);
 }
 
 }  // namespace
