@@ -123,6 +123,66 @@ void close_range_fds(unsigned first, unsigned last) {
         ::close(static_cast<int>(fd));
 }
 
+}  // namespace
+
+Result<WorkerFds> WorkerFds::create() {
+    WorkerFds f;
+    int chan[2], out[2], err[2], report[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, chan) != 0)
+        return tl::unexpected(system_error("socketpair for the worker channel", errno));
+    f.chan_parent.reset(chan[0]);
+    f.chan_child.reset(chan[1]);
+    if (::pipe2(out, O_CLOEXEC) != 0) return tl::unexpected(system_error("pipe for stdout", errno));
+    f.out_r.reset(out[0]);
+    f.out_w.reset(out[1]);
+    if (::pipe2(err, O_CLOEXEC) != 0) return tl::unexpected(system_error("pipe for stderr", errno));
+    f.err_r.reset(err[0]);
+    f.err_w.reset(err[1]);
+    if (::pipe2(report, O_CLOEXEC) != 0)
+        return tl::unexpected(system_error("pipe for child errors", errno));
+    f.report_r.reset(report[0]);
+    f.report_w.reset(report[1]);
+    f.devnull.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!f.devnull) return tl::unexpected(system_error("open /dev/null", errno));
+    return f;
+}
+
+void WorkerFds::close_child_ends() {
+    chan_child.reset();
+    out_w.reset();
+    err_w.reset();
+    report_w.reset();
+    devnull.reset();
+}
+
+bool place_descriptors(const int* src, int count, int cloexec_from) {
+    constexpr int kMax = 16;
+    if (count > kMax) {
+        errno = EINVAL;
+        return false;
+    }
+    int high[kMax];
+    for (int i = 0; i < count; ++i) {
+        high[i] = ::fcntl(src[i], F_DUPFD_CLOEXEC, 10);
+        if (high[i] < 0) return false;
+    }
+    for (int i = 0; i < count; ++i)
+        if (::dup3(high[i], i, i >= cloexec_from ? O_CLOEXEC : 0) < 0) return false;
+    close_range_fds(static_cast<unsigned>(count), ~0U);
+    return true;
+}
+
+bool reset_signals() {
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
+    sigset_t none;
+    ::sigemptyset(&none);
+    return ::sigprocmask(SIG_SETMASK, &none, nullptr) == 0;
+}
+
+namespace {
+
 bool set_nonblock_cloexec(int fd) {
     const int fl = ::fcntl(fd, F_GETFL);
     return fl >= 0 && ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0 &&
@@ -143,48 +203,20 @@ Result<std::unique_ptr<Process>> spawn_process(const SpawnSpec& spec, const Chil
     envp.push_back(nullptr);
     const char* workdir = spec.workdir.c_str();
 
-    int chan[2], out[2], err[2], report[2];
-    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, chan) != 0)
-        return tl::unexpected(system_error("socketpair for the worker channel", errno));
-    UniqueFd chan_parent(chan[0]), chan_child(chan[1]);
-    if (::pipe2(out, O_CLOEXEC) != 0) return tl::unexpected(system_error("pipe for stdout", errno));
-    UniqueFd out_r(out[0]), out_w(out[1]);
-    if (::pipe2(err, O_CLOEXEC) != 0) return tl::unexpected(system_error("pipe for stderr", errno));
-    UniqueFd err_r(err[0]), err_w(err[1]);
-    if (::pipe2(report, O_CLOEXEC) != 0)
-        return tl::unexpected(system_error("pipe for child errors", errno));
-    UniqueFd report_r(report[0]), report_w(report[1]);
-    UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-    if (!devnull) return tl::unexpected(system_error("open /dev/null", errno));
+    auto fds = WorkerFds::create();
+    if (!fds) return tl::unexpected(fds.error());
     const pid_t parent = ::getpid();
 
     const pid_t pid = ::fork();
     if (pid < 0) return tl::unexpected(system_error("fork", errno));
     if (pid == 0) {
-        // Child: async-signal-safe calls only. Every source descriptor is first copied
-        // above the targets, so that no dup2 can clobber a source that sits on 0..3 (as in
-        // a parent started with closed standard descriptors).
-        const int rep = ::fcntl(report_w.get(), F_DUPFD_CLOEXEC, 10);
-        if (rep < 0) ::_exit(127);
-        const int src[4] = {devnull.get(), out_w.get(), err_w.get(), chan_child.get()};
-        int high[4];
-        for (int i = 0; i < 4; ++i) {
-            high[i] = ::fcntl(src[i], F_DUPFD_CLOEXEC, 10);
-            if (high[i] < 0) child_fail(rep, kStepDup);
-        }
-        for (int i = 0; i < 4; ++i)
-            if (::dup2(high[i], i) < 0) child_fail(rep, kStepDup);
-        // Every other descriptor goes; the report pipe is close-on-exec.
-        close_range_fds(kChannelFd + 1, rep - 1);
-        close_range_fds(rep + 1, ~0U);
-        // The runtime's ignored and blocked signals (a server blocks SIGTERM and ignores
-        // SIGPIPE) would survive execve.
-        struct sigaction dfl {};
-        dfl.sa_handler = SIG_DFL;
-        for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
-        sigset_t none;
-        ::sigemptyset(&none);
-        ::sigprocmask(SIG_SETMASK, &none, nullptr);
+        // Child: async-signal-safe calls only. Descriptors 0..3 as the worker sees them,
+        // the report pipe on 4 (close-on-exec), nothing else.
+        const int src[5] = {fds->devnull.get(), fds->out_w.get(), fds->err_w.get(),
+                            fds->chan_child.get(), fds->report_w.get()};
+        if (!place_descriptors(src, 5, kReportFdInChild)) child_fail(fds->report_w.get(), kStepDup);
+        const int rep = kReportFdInChild;
+        (void)reset_signals();
         if (setup.new_process_group && ::setpgid(0, 0) != 0) child_fail(rep, kStepSetpgid);
         if (setup.die_with_parent) {
             if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(rep, kStepPdeathsig);
@@ -195,17 +227,14 @@ Result<std::unique_ptr<Process>> spawn_process(const SpawnSpec& spec, const Chil
         child_fail(rep, kStepExec);
     }
 
-    report_w.reset();
-    chan_child.reset();
-    out_w.reset();
-    err_w.reset();
-    auto proc =
-        std::make_unique<Process>(pid, std::move(chan_parent), std::move(out_r), std::move(err_r));
+    fds->close_child_ends();
+    auto proc = std::make_unique<Process>(pid, std::move(fds->chan_parent), std::move(fds->out_r),
+                                          std::move(fds->err_r));
 
     int msg[2] = {0, 0};
     ssize_t n;
     do {
-        n = ::read(report_r.get(), msg, sizeof msg);
+        n = ::read(fds->report_r.get(), msg, sizeof msg);
     } while (n < 0 && errno == EINTR);
     if (n == static_cast<ssize_t>(sizeof msg)) {
         proc->kill_and_wait();

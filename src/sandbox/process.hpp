@@ -126,6 +126,33 @@ struct ChildSetup {
     bool die_with_parent = true;    // PR_SET_PDEATHSIG(SIGKILL)
 };
 
+// The descriptors every worker starts with, made by the parent before it forks: the
+// channel (a socketpair), stdout and stderr pipes, a close-on-exec pipe for the child's
+// {step, errno} report, and /dev/null for stdin. All close-on-exec in the parent.
+struct WorkerFds {
+    UniqueFd chan_parent, chan_child, out_r, out_w, err_r, err_w, report_r, report_w, devnull;
+    static Result<WorkerFds> create();
+    // In the parent, once the child exists: its ends go (the report pipe's read end then
+    // sees EOF when the child's copy closes at execve).
+    void close_child_ends();
+};
+
+// The descriptor number of the child's report pipe after place_descriptors() with
+// WorkerFds' order {devnull, out_w, err_w, chan_child, report_w}.
+inline constexpr int kReportFdInChild = kChannelFd + 1;
+
+// Child side, async-signal-safe (no allocation): puts src[i] on descriptor i for every
+// i < count (close-on-exec from `cloexec_from` on) and closes every other descriptor. The
+// sources are first copied above the targets, so that no dup clobbers a source sitting on
+// a low number (a parent started with closed standard descriptors). False, with errno,
+// when a dup fails.
+bool place_descriptors(const int* src, int count, int cloexec_from);
+
+// Child side, async-signal-safe: every signal to its default action and an empty mask; a
+// runtime's ignored and blocked signals (a server ignores SIGPIPE, blocks SIGTERM) would
+// survive execve. False, with errno, when the mask cannot be set.
+bool reset_signals();
+
 // fork + execve with the channel on kChannelFd, stdin on /dev/null, stdout and stderr on
 // pipes, every other descriptor closed.
 Result<std::unique_ptr<Process>> spawn_process(const SpawnSpec& spec, const ChildSetup& setup);

@@ -751,3 +751,12 @@ TEST_F(NamespaceWorkerTest, GroupsLeftByAGoneRuntimeAreRemoved) {
     EXPECT_NE(a, b);
     EXPECT_EQ(a.rfind(std::to_string(::getpid()) + "-", 0), 0u) << a;
 }
+
+TEST_F(NamespaceWorkerTest, AWorkerSeesOnlyItsStandardDescriptorsAndTheChannel) {
+    auto inst = must_load(write("fds.py", sandflow::testing::kOpenFdsPy));
+    ASSERT_TRUE(inst);
+    Recorded rec;
+    auto r = inst->call(req({}), rec.events());
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->outputs.at("open"), (json::array{0, 1, 2, 3}));
+}

@@ -741,3 +741,12 @@ TEST_F(WorkerTest, OnStartSeesTheWorkerThatRunsTheCallAndCanStopIt) {
     EXPECT_EQ(inst->state().at("calls"), json::value(2));
     EXPECT_EQ(inst->worker_pid(), seen);  // nothing was killed
 }
+
+TEST_F(WorkerTest, AWorkerSeesOnlyItsStandardDescriptorsAndTheChannel) {
+    auto inst = must_load(write("fds.py", sandflow::testing::kOpenFdsPy));
+    ASSERT_TRUE(inst);
+    Recorded rec;
+    auto r = inst->call(req({}), rec.events());
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->outputs.at("open"), (json::array{0, 1, 2, 3}));
+}

@@ -55,4 +55,19 @@ async function process(context) {
 }
 )";
 
+// Lists the descriptors open in the worker (fstat opens none itself): a worker must see
+// exactly stdin, stdout, stderr and its channel.
+inline constexpr const char* kOpenFdsPy = R"(import os
+@actor({"component": "fds", "outports": ["open"]})
+def process(context):
+    found = []
+    for fd in range(1024):
+        try:
+            os.fstat(fd)
+            found.append(fd)
+        except OSError:
+            pass
+    return {"open": found}
+)";
+
 }  // namespace sandflow::testing

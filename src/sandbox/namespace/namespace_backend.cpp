@@ -30,7 +30,8 @@ constexpr int kSetupTimeoutMs = 10'000;
 constexpr int kStatusGraceMs = 200;
 
 // Descriptor numbers in init and the worker: 0-3 stdin, stdout, stderr, channel.
-constexpr int kReportFd = 4;  // {step, errno} on failure; close-on-exec
+constexpr int kReportFd = kReportFdInChild;  // {step, errno} on failure; close-on-exec
+static_assert(kReportFd == kChannelFd + 1, "the pipes above the channel are close-on-exec");
 constexpr int kSyncFd = 5;    // read end: one byte from the parent releases the child
 constexpr int kStatusFd = 6;  // init writes the worker's wait status here
 
@@ -52,21 +53,9 @@ struct ChildContext {
     int src_fds[7];  // devnull, out, err, channel, report, sync, status (parent's numbers)
 };
 
-void close_from(unsigned first) {
-    if (::syscall(SYS_close_range, first, ~0U, 0) == 0) return;
-    for (int fd = static_cast<int>(first); fd < 1024; ++fd) ::close(fd);
-}
-
 [[noreturn]] void run_worker(const ChildContext& c) {
     ::close(kStatusFd);
-    // The runtime's ignored and blocked signals would survive execve.
-    struct sigaction dfl {};
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
-    sigset_t none;
-    ::sigemptyset(&none);
-    if (::sigprocmask(SIG_SETMASK, &none, nullptr) != 0)
-        report_and_exit(kReportFd, failed_at(kStepSignals));
+    if (!reset_signals()) report_and_exit(kReportFd, failed_at(kStepSignals));
     if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
         report_and_exit(kReportFd, failed_at(kStepDeathSignal));
     if (::setsid() < 0) report_and_exit(kReportFd, failed_at(kStepSetsid));
@@ -87,17 +76,9 @@ void close_from(unsigned first) {
 }
 
 [[noreturn]] void run_child(const ChildContext& c) {
-    // Descriptors: every source is first copied above the targets, so that no dup can
-    // clobber a source that sits on a low number; then everything else is closed.
-    int high[7];
-    for (int i = 0; i < 7; ++i) {
-        high[i] = ::fcntl(c.src_fds[i], F_DUPFD_CLOEXEC, 10);
-        if (high[i] < 0) ::_exit(127);  // not even the report pipe is in place
-    }
-    for (int i = 0; i < 7; ++i) {
-        if (::dup3(high[i], i, i > kChannelFd ? O_CLOEXEC : 0) < 0) ::_exit(127);
-    }
-    close_from(7);
+    // Descriptors 0..3 as the worker sees them; the report, sync and status pipes above,
+    // close-on-exec; nothing else.
+    if (!place_descriptors(c.src_fds, 7, kReportFd)) ::_exit(127);  // no report pipe yet
     if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
         report_and_exit(kReportFd, failed_at(kStepDeathSignal));
     // The parent writes our id maps and cgroups, then one byte. EOF: it gave up or died
@@ -360,25 +341,15 @@ Result<std::unique_ptr<Process>> NamespaceBackend::spawn(const WorkerSpec& spec)
     auto cgroup = SandboxCgroup::create(cgroups_, new_group_id(), limits);
     if (!cgroup) return tl::unexpected(cgroup.error());
 
-    int chan[2], out[2], err[2], report[2], sync[2], status[2];
-    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, chan) != 0)
-        return tl::unexpected(system_error("socketpair for the worker channel", errno));
-    UniqueFd chan_parent(chan[0]), chan_child(chan[1]);
-    if (::pipe2(out, O_CLOEXEC) != 0) return tl::unexpected(system_error("pipe for stdout", errno));
-    UniqueFd out_r(out[0]), out_w(out[1]);
-    if (::pipe2(err, O_CLOEXEC) != 0) return tl::unexpected(system_error("pipe for stderr", errno));
-    UniqueFd err_r(err[0]), err_w(err[1]);
-    if (::pipe2(report, O_CLOEXEC) != 0)
-        return tl::unexpected(system_error("pipe for child errors", errno));
-    UniqueFd report_r(report[0]), report_w(report[1]);
+    auto fds = WorkerFds::create();
+    if (!fds) return tl::unexpected(fds.error());
+    int sync[2], status[2];
     if (::pipe2(sync, O_CLOEXEC) != 0)
         return tl::unexpected(system_error("pipe for the start signal", errno));
     UniqueFd sync_r(sync[0]), sync_w(sync[1]);
     if (::pipe2(status, O_CLOEXEC | O_NONBLOCK) != 0)
         return tl::unexpected(system_error("pipe for the worker's status", errno));
     UniqueFd status_r(status[0]), status_w(status[1]);
-    UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-    if (!devnull) return tl::unexpected(system_error("open /dev/null", errno));
 
     ChildContext ctx{&ids_,
                      mounts,
@@ -392,8 +363,8 @@ Result<std::unique_ptr<Process>> NamespaceBackend::spawn(const WorkerSpec& spec)
                      argv.data(),
                      envp.data(),
                      last_cap_,
-                     {devnull.get(), out_w.get(), err_w.get(), chan_child.get(), report_w.get(),
-                      sync_r.get(), status_w.get()}};
+                     {fds->devnull.get(), fds->out_w.get(), fds->err_w.get(), fds->chan_child.get(),
+                      fds->report_w.get(), sync_r.get(), status_w.get()}};
 
     unsigned long flags = kCloneNamespaces;
     if (!options_.layers.network_namespace) flags &= ~static_cast<unsigned long>(CLONE_NEWNET);
@@ -416,21 +387,17 @@ Result<std::unique_ptr<Process>> NamespaceBackend::spawn(const WorkerSpec& spec)
     }
     if (pid == 0) run_child(ctx);
 
-    report_w.reset();
+    fds->close_child_ends();
     sync_r.reset();
     status_w.reset();
-    chan_child.reset();
-    out_w.reset();
-    err_w.reset();
-    devnull.reset();
 
     // The parent's half of the set-up, then the release. The child's cgroups are written
     // before it runs a single instruction of its own, so everything it starts is inside.
     auto maps = write_id_maps(static_cast<pid_t>(pid), ids_);
     auto attached = maps ? cgroup->attach(static_cast<pid_t>(pid)) : Result<void>{};
     auto proc = std::make_unique<NamespaceProcess>(
-        static_cast<pid_t>(pid), std::move(chan_parent), std::move(out_r), std::move(err_r),
-        std::move(status_r), std::move(*cgroup), limits, rlimits->nproc());
+        static_cast<pid_t>(pid), std::move(fds->chan_parent), std::move(fds->out_r),
+        std::move(fds->err_r), std::move(status_r), std::move(*cgroup), limits, rlimits->nproc());
     if (!maps || !attached) {
         proc->kill_and_wait();
         const Error& e = maps ? attached.error() : maps.error();
@@ -454,7 +421,7 @@ Result<std::unique_ptr<Process>> NamespaceBackend::spawn(const WorkerSpec& spec)
     int msg[2] = {0, 0};
     std::size_t got = 0;
     for (;;) {
-        pollfd p{report_r.get(), POLLIN, 0};
+        pollfd p{fds->report_r.get(), POLLIN, 0};
         const int r = ::poll(&p, 1, kSetupTimeoutMs);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
@@ -464,7 +431,7 @@ Result<std::unique_ptr<Process>> NamespaceBackend::spawn(const WorkerSpec& spec)
                                               " s; it was killed"));
         }
         const ssize_t n =
-            ::read(report_r.get(), reinterpret_cast<char*>(msg) + got, sizeof msg - got);
+            ::read(fds->report_r.get(), reinterpret_cast<char*>(msg) + got, sizeof msg - got);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
         got += static_cast<std::size_t>(n);
