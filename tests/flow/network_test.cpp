@@ -152,26 +152,23 @@ TEST(NetworkTest, AwaitAllInportsCollectsOnePacketPerInport) {
 }
 
 TEST(NetworkTest, AwaitAllLeftoversEndTheRunInsteadOfHanging) {
-    const std::string text = R"({"processes": {
-        "ga": {"component": "range", "metadata": {"count": 3}}, "z": {"component": "zip"}},
-      "connections": [)" + iip("ga", "start", "true") +
-                             "," + iip("z", "b", "\"once\"") + "," + conn("ga", "out", "z", "a") +
-                             R"(],
+    auto graph = [](int count) {
+        return R"({"processes": {
+        "ga": {"component": "range", "metadata": {"count": )" +
+               std::to_string(count) + R"(}}, "z": {"component": "zip"}},
+      "connections": [)" +
+               iip("ga", "start", "true") + "," + iip("z", "b", "\"once\"") + "," +
+               conn("ga", "out", "z", "a") + R"(],
       "outports": {"pairs": {"nodeId": "z", "portName": "out"}}})";
-    auto r = run_graph(text);
+    };
+    auto r = run_graph(graph(3));
     ASSERT_TRUE(r.result) << r.result.error().message;
     EXPECT_EQ(r.out["pairs"].size(), 1u);
 
     // The same with a generator paced by the stuck queue: it still runs to its end.
     NetworkOptions opts;
     opts.queue_capacity = 2;
-    const std::string paced = R"({"processes": {
-        "ga": {"component": "range", "metadata": {"count": 1000}}, "z": {"component": "zip"}},
-      "connections": [)" + iip("ga", "start", "true") +
-                              "," + iip("z", "b", "\"once\"") + "," + conn("ga", "out", "z", "a") +
-                              R"(],
-      "outports": {"pairs": {"nodeId": "z", "portName": "out"}}})";
-    r = run_graph(paced, Registry::standard(), opts);
+    r = run_graph(graph(1000), Registry::standard(), opts);
     ASSERT_TRUE(r.result) << r.result.error().message;
     EXPECT_EQ(r.out["pairs"].size(), 1u);
     EXPECT_EQ(stats_of(*r.result, "ga").packets_out, 1000u);
