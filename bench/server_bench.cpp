@@ -164,22 +164,43 @@ boost::asio::awaitable<void> call_loop(client::Client* c, client::ProcessOptions
     }
 }
 
+// One connection's sequential `ping` calls: the transport and the client alone, no worker.
+boost::asio::awaitable<void> ping_loop(client::Client* c, int n, std::shared_ptr<Run> out) {
+    const std::string method = "ping";
+    const client::NotificationCallback none;
+    for (int i = 0; i < n; ++i) {
+        const auto s = Clock::now();
+        json::value params = json::object{};
+        auto r = co_await client::async_call(*c, method, std::move(params), none,
+                                             boost::asio::use_awaitable);
+        if (!out) continue;
+        if (!r) ++out->errors;
+        out->us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - s).count());
+    }
+}
+
 // Every connection runs `calls` calls as a coroutine after `warmup`.
 // With in_flight > 1, each connection runs that many such coroutines at once: calls are
-// pipelined on the connection (the per-connection figures of the issue use 1).
+// pipelined on the connection (the per-connection figures of the issue use 1); with 0,
+// each connection makes `ping` calls instead.
 Figures drive_coroutines(const std::vector<std::unique_ptr<client::Client>>& clients,
                          const std::vector<client::ProcessOptions>& opts, int calls, int warmup,
                          int in_flight = 1) {
     auto round = [&](int n, std::vector<std::shared_ptr<Run>>* runs) {
         std::vector<std::future<void>> done;
         for (std::size_t t = 0; t < clients.size(); ++t) {
-            for (int k = 0; k < in_flight; ++k) {
+            for (int k = 0; k < std::max(in_flight, 1); ++k) {
                 std::shared_ptr<Run> out;
                 if (runs) out = runs->emplace_back(std::make_shared<Run>());
-                done.push_back(boost::asio::co_spawn(
-                    clients[t]->io_context(),
-                    call_loop(clients[t].get(), opts[t % opts.size()], 0, n / in_flight, out),
-                    boost::asio::use_future));
+                done.push_back(
+                    in_flight == 0
+                        ? boost::asio::co_spawn(clients[t]->io_context(),
+                                                ping_loop(clients[t].get(), n, out),
+                                                boost::asio::use_future)
+                        : boost::asio::co_spawn(clients[t]->io_context(),
+                                                call_loop(clients[t].get(), opts[t % opts.size()],
+                                                          0, n / in_flight, out),
+                                                boost::asio::use_future));
             }
         }
         for (auto& f : done) f.get();
@@ -207,7 +228,20 @@ long rss_kb() {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+    // `--coroutines N`: only the coroutine client over N connections, for longer (to run
+    // under a profiler). `--io-threads N`: the server's I/O threads (default: as `serve`).
+    int only = 0;
+    int io_threads = 1;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const std::string_view flag = argv[i];
+        const int value = std::atoi(argv[i + 1]);
+        if (value <= 0 || (flag != "--coroutines" && flag != "--io-threads")) {
+            std::fprintf(stderr, "usage: %s [--coroutines N] [--io-threads N]\n", argv[0]);
+            return 2;
+        }
+        (flag == "--coroutines" ? only : io_threads) = value;
+    }
     init_logging("warn");
     ::signal(SIGPIPE, SIG_IGN);
     sigset_t pipe;
@@ -232,7 +266,6 @@ int main() {
     so.threads = 16;
     so.warm_discovered = false;
     server::Server srv(backend, so, server::make_memory_store());
-    if (!srv.discover()) return 1;
     rpc::WsServerOptions wo;
     wo.port = 0;
     rpc::WsHandler h;
@@ -244,21 +277,24 @@ int main() {
         std::fprintf(stderr, "bench: %s\n", ws.error().message.c_str());
         return 1;
     }
-    (*ws)->start(1);
+    srv.set_event_loop((*ws)->event_loop());
+    if (!srv.discover()) return 1;
+    (*ws)->start(io_threads);
     const std::string url = "ws://127.0.0.1:" + std::to_string((*ws)->port());
 
     auto spec = runtime::spec_from_file(dir / "trivial.actor.py");
     if (!spec) return 1;
 
     std::printf(
-        "sandflow server benchmark (backend: %s; trivial Python actor; server: 1 I/O "
-        "thread, %zu call threads; %u cores)\n\n",
-        std::string(backend.name()).c_str(), so.threads, std::thread::hardware_concurrency());
+        "sandflow server benchmark (backend: %s; trivial Python actor; server: %d I/O "
+        "threads, %zu pool threads; %u cores)\n\n",
+        std::string(backend.name()).c_str(), io_threads, so.threads,
+        std::thread::hardware_concurrency());
     std::printf("%-5s %-5s %-10s %10s %8s %8s %8s %7s | %10s %8s %8s %8s | %6s %6s\n", "conns",
                 "inst", "client", "server c/s", "p50", "p99", "cpu/call", "cs/call", "direct c/s",
                 "p50", "p99", "cpu/call", "c/s", "p50");
     double best_p50 = 0, best_rate = 0;
-    for (int conns : {1, 16, 128}) {
+    for (int conns : only > 0 ? std::vector<int>{only} : std::vector<int>{1, 16, 128}) {
         const int instances = std::min(conns, 16);
         const int calls = conns == 1 ? 4000 : conns == 16 ? 800 : 120;
         // Through the server.
@@ -275,6 +311,13 @@ int main() {
         for (int i = 0; i < instances; ++i)
             opts[static_cast<std::size_t>(i)].instance_id =
                 "b" + std::to_string(conns) + "-" + std::to_string(i);
+        if (only > 0) {
+            const Figures co = drive_coroutines(clients, opts, 20000 / conns * 4, 50);
+            std::printf("%-5d %-5d %-10s %10.0f %6.0fus %6.0fus %6.0fus %7.1f\n", conns, instances,
+                        "coroutines", co.calls_per_s, co.p50_us, co.p99_us, co.cpu_us, co.switches);
+            clients.clear();
+            continue;
+        }
         const Figures s = drive(conns, calls, 50, [&](int t, int i) {
             auto r = clients[static_cast<std::size_t>(t)]->process(
                 "trivial", {{"x", i}}, {}, opts[static_cast<std::size_t>(t % instances)]);
@@ -282,6 +325,7 @@ int main() {
         });
         const Figures co = drive_coroutines(clients, opts, calls, 50);
         const Figures piped = drive_coroutines(clients, opts, calls, 50, 4);
+        const Figures ping = drive_coroutines(clients, opts, calls, 50, 0);
         clients.clear();
         // Directly on the runtime, same shape.
         std::vector<std::unique_ptr<runtime::Instance>> insts;
@@ -301,14 +345,15 @@ int main() {
         });
         insts.clear();
         for (const auto& [mode, f] : {std::pair{"threads", s}, std::pair{"coroutines", co},
-                                      std::pair{"pipelined", piped}}) {
+                                      std::pair{"pipelined", piped}, std::pair{"ping", ping}}) {
             std::printf(
                 "%-5d %-5d %-10s %10.0f %6.0fus %6.0fus %6.0fus %7.1f | %10.0f %6.0fus %6.0fus "
                 "%6.0fus | %5.2fx %5.2fx%s\n",
                 conns, instances, mode, f.calls_per_s, f.p50_us, f.p99_us, f.cpu_us, f.switches,
                 d.calls_per_s, d.p50_us, d.p99_us, d.cpu_us, f.calls_per_s / d.calls_per_s,
                 f.p50_us / d.p50_us, f.errors + d.errors ? "  ERRORS" : "");
-            if (std::string_view(mode) == "pipelined") continue;  // not the issue's shape
+            // Not the issue's shape: several calls in flight, or no worker.
+            if (std::string_view(mode) == "pipelined" || std::string_view(mode) == "ping") continue;
             if (conns == 1 && (best_p50 == 0 || f.p50_us < best_p50)) best_p50 = f.p50_us;
             if (conns == 16) best_rate = std::max(best_rate, f.calls_per_s);
         }
@@ -325,8 +370,8 @@ int main() {
                 best_rate >= 20000 ? "met" : "NOT met");
     std::printf("benchmark process RSS (server + clients, no sandboxes): %ld MB\n",
                 rss_kb() / 1024);
-    (*ws)->stop();
     srv.shutdown();
+    (*ws)->stop();
     fs::remove_all(dir);
     return 0;
 }

@@ -6,6 +6,7 @@
 // --grace, fail what is left with shutting_down, kill every sandbox, exit 0.
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <csignal>
 #include <cstdio>
@@ -106,6 +107,15 @@ int run(ServeOptions o) {
     sigaddset(&pipe, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
 
+    // An instance holds several descriptors (its channel and stdio pipes, its epoll set
+    // and the server's copy of it, cgroup event files): kMaxInstances of them need more
+    // than the usual soft limit of 1024. Sandboxes set their own limit.
+    if (rlimit nofile{};
+        ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        (void)::setrlimit(RLIMIT_NOFILE, &nofile);
+    }
+
     // Every thread started from here on inherits the blocked signals; this one waits.
     sigset_t sigs;
     sigemptyset(&sigs);
@@ -142,8 +152,6 @@ int run(ServeOptions o) {
     }
     server::Server srv(**backend, so, server::make_memory_store());
     probe_backend(**backend, srv);
-    auto found = srv.discover();
-    if (!found) return report(found.error());
 
     rpc::WsServerOptions wo;
     wo.host = hp->host;
@@ -168,6 +176,10 @@ int run(ServeOptions o) {
     auto ws = rpc::WsServer::listen(wo, h);
     if (!ws) return report(ws.error());
     srv.set_transport_counters(&(*ws)->counters());
+    // Before discover(): the instances it starts drive their calls on the I/O threads.
+    srv.set_event_loop((*ws)->event_loop());
+    auto found = srv.discover();
+    if (!found) return report(found.error());
     (*ws)->start(o.io_threads);
 
     const std::string host =
@@ -197,8 +209,9 @@ int run(ServeOptions o) {
     (*ws)->close_all("server shutting down");
     for (int i = 0; i < 200 && (*ws)->counters().open.load() > 0; ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    (*ws)->stop();
+    // The server first: calls still on the I/O threads need them to end.
     srv.shutdown();
+    (*ws)->stop();
     spdlog::info("stopped");
     return kExitOk;
 }
@@ -230,10 +243,12 @@ void register_serve(CLI::App& app, int& status) {
                     "Requests with any other Origin header are refused");
     add_backend_flags(*cmd, o->backend);
     cmd->add_option("--threads", o->threads,
-                    "Threads running calls: instances served at the same time")
+                    "Threads for what blocks: starting sandboxes, load, unload (calls to "
+                    "running sandboxes use the I/O threads)")
         ->default_str("8")
         ->check(CLI::Range(1, 1024));
-    cmd->add_option("--io-threads", o->io_threads, "Threads for the sockets")
+    cmd->add_option("--io-threads", o->io_threads,
+                    "Threads for the sockets and for calls to running sandboxes")
         ->default_str("1")
         ->check(CLI::Range(1, 64));
     cmd->add_option("--call-timeout", o->call_timeout,

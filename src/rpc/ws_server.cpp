@@ -22,6 +22,7 @@
 #include <boost/beast/websocket.hpp>
 
 #include "core/log.hpp"
+#include "rpc/asio_event_loop.hpp"
 
 namespace sandflow::rpc {
 
@@ -50,6 +51,7 @@ struct WsServer::Impl {
     net::steady_timer retry_timer{acceptor.get_executor()};
     std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
     std::vector<std::thread> threads;
+    std::shared_ptr<EventLoop> loop = make_event_loop(ioc);
 
     void do_accept();
     void add(std::uint64_t id, const std::shared_ptr<WsSession>& s) {
@@ -497,6 +499,10 @@ void WsServer::stop() {
 
 const WsCounters& WsServer::counters() const {
     return impl_->counters;
+}
+
+std::shared_ptr<EventLoop> WsServer::event_loop() {
+    return impl_->loop;
 }
 
 }  // namespace sandflow::rpc

@@ -25,6 +25,7 @@
 
 #include "core/error.hpp"
 #include "core/limits.hpp"
+#include "rpc/event_loop.hpp"
 #include "rpc/transport.hpp"
 
 namespace sandflow::rpc {
@@ -78,6 +79,10 @@ class WsServer {
     // Stops the I/O threads (open sockets are dropped) and joins them.
     void stop();
     const WsCounters& counters() const;
+    // The loop that runs on the server's I/O threads (the same one on every call), for work
+    // that should stay on the thread of the connection it serves. It refers to the server:
+    // its strands and watches must be gone before the server is destroyed.
+    std::shared_ptr<EventLoop> event_loop();
 
     struct Impl;
 

@@ -2,6 +2,8 @@
 
 #include "runtime/warm_pool.hpp"
 
+#include <algorithm>
+
 namespace sandflow::runtime {
 
 Result<InstanceSpec> spec_from_file(const std::filesystem::path& path) {
@@ -26,12 +28,18 @@ Result<std::unique_ptr<Instance>> Instance::create(sandbox::Backend& backend, In
     return inst;
 }
 
+Result<bool> Instance::reuse_worker(const sandbox::SandboxLimits& want) {
+    if (!worker_ || !worker_->alive()) return false;
+    return worker_->update_sandbox_limits(want);
+}
+
 Result<void> Instance::ensure_worker(const sandbox::SandboxLimits& want) {
-    if (worker_ && worker_->alive()) {
-        auto same = worker_->update_sandbox_limits(want);
-        if (!same) return tl::unexpected(same.error());
-        if (*same) return {};
-    }
+    auto same = reuse_worker(want);
+    if (!same) return tl::unexpected(same.error());
+    return *same ? Result<void>{} : start_worker(want);
+}
+
+Result<void> Instance::start_worker(const sandbox::SandboxLimits& want) {
     worker_.reset();
     LoadSpec load{spec_.metadata, spec_.source, spec_.filename,
                   spec_.actor_id, state_,       spec_.on_log};
@@ -92,40 +100,96 @@ Result<void> Instance::check_inputs(const json::object& inputs) const {
     return {};
 }
 
-Result<CallOutcome> Instance::call(const CallRequest& request, const CallEvents& events) {
+Result<bool> Instance::begin(CallRequest&& request, CallEvents&& events, bool may_block) {
+    if (pending_) return fail(Errc::internal, "a call is already running on this instance");
     if (auto ok = check_inputs(request.inputs); !ok) return tl::unexpected(ok.error());
-    CallOutcome out;
-    const ActorLimits& limits = request.limits ? *request.limits : *spec_.limits;
+    if (!request.limits) request.limits = *spec_.limits;
+    const sandbox::SandboxLimits& want = request.limits->sandbox;
     const std::size_t starts = worker_starts_;
-    if (auto ok = ensure_worker(limits.sandbox); !ok) return tl::unexpected(ok.error());
-    out.new_worker = worker_starts_ != starts;
+    auto same = reuse_worker(want);
+    if (!same) return tl::unexpected(same.error());
+    if (!*same) {
+        if (!may_block) return false;
+        if (auto ok = start_worker(want); !ok) return tl::unexpected(ok.error());
+    }
 
     // The state this call runs on: the caller's, or the committed one (sent only when the
     // worker might hold something else).
-    CallRequest req = request;
-    req.limits = limits;
-    json::object base = request.state ? *request.state : state_;
-    if (!request.state && !worker_in_sync_) req.state = state_;
+    Pending p;
+    if (request.state) p.caller_state = *request.state;
+    p.new_worker = worker_starts_ != starts;
+    if (!request.state && !worker_in_sync_) request.state = state_;
 
     if (events.on_start && !events.on_start(worker_->pid()))
         return fail(Errc::worker_crashed, "the call was cancelled before it started",
                     {{"reason", "cancelled"}});
-    auto r = worker_->call(req, events);
+    if (auto ok = worker_->begin_call(std::move(request), std::move(events)); !ok) {
+        if (!worker_->alive()) worker_.reset();
+        return tl::unexpected(ok.error());
+    }
+    pending_ = std::move(p);
+    return true;
+}
+
+std::optional<Result<CallOutcome>> Instance::advance(int timeout_ms) {
+    if (!pending_) return Result<CallOutcome>(fail(Errc::internal, "no call is running"));
+    auto r = worker_->advance(timeout_ms);
+    if (!r) return std::nullopt;
+    return finish(std::move(*r));
+}
+
+Result<CallOutcome> Instance::expire() {
+    if (!pending_) return fail(Errc::internal, "no call is running");
+    return finish(worker_->expire());
+}
+
+Result<CallOutcome> Instance::finish(Result<CallResult> r) {
+    Pending p = std::move(*pending_);
+    pending_.reset();
     if (!r) {
         // A script error leaves the worker alive, but with the caller's state if one was
         // given: resend the committed state next time.
-        if (request.state) worker_in_sync_ = false;
+        if (p.caller_state) worker_in_sync_ = false;
         if (!worker_->alive()) worker_.reset();
         return tl::unexpected(r.error());
     }
-    for (auto& [k, v] : r->state_set) base[k] = std::move(v);
-    for (const auto& k : r->state_deleted) base.erase(k);
-    state_ = std::move(base);
+    if (p.caller_state) state_ = std::move(*p.caller_state);
+    for (auto& [k, v] : r->state_set) state_[k] = std::move(v);
+    for (const auto& k : r->state_deleted) state_.erase(k);
     worker_in_sync_ = true;
+    CallOutcome out;
     out.outputs = std::move(r->outputs);
     out.state = state_;
     out.duration = r->duration;
+    out.new_worker = p.new_worker;
     return out;
+}
+
+int Instance::wait_fd() const {
+    return worker_ ? worker_->wait_fd() : -1;
+}
+
+Clock::time_point Instance::deadline() const {
+    return pending_ && worker_ ? worker_->call_deadline() : Clock::time_point::max();
+}
+
+Result<CallOutcome> Instance::call(const CallRequest& request, const CallEvents& events) {
+    CallRequest req = request;
+    CallEvents ev = events;
+    auto began = begin(std::move(req), std::move(ev), true);
+    if (!began) return tl::unexpected(began.error());
+    return wait();
+}
+
+Result<CallOutcome> Instance::wait() {
+    for (;;) {
+        const auto until = deadline();
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - Clock::now());
+        const int wait_ms =
+            static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, std::int64_t{60'000}));
+        if (auto r = advance(wait_ms)) return std::move(*r);
+        if (Clock::now() >= until) return expire();
+    }
 }
 
 }  // namespace sandflow::runtime

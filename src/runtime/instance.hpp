@@ -50,8 +50,25 @@ class Instance {
     static Result<std::unique_ptr<Instance>> create(sandbox::Backend& backend, InstanceSpec spec);
 
     // Validates the inputs against the declared inports, then calls the worker under the
-    // request's limits, or the instance's when it has none.
+    // request's limits, or the instance's when it has none. Blocks until the call ends;
+    // it is begin() and advance() in a loop.
     Result<CallOutcome> call(const CallRequest& request, const CallEvents& events);
+
+    // The same call without blocking, for an event loop (as Worker::begin_call). begin()
+    // returns false, having done nothing, when the call would first have to start a
+    // worker and `may_block` is false (starting one blocks: use call() on a thread that
+    // may). Then advance() whenever wait_fd() polls readable, and expire() at deadline().
+    // One call at a time; errors as for call().
+    // The request and events are moved from only when the call begins.
+    Result<bool> begin(CallRequest&& request, CallEvents&& events, bool may_block);
+    std::optional<Result<CallOutcome>> advance(int timeout_ms = 0);
+    Result<CallOutcome> expire();
+    // Blocks until the call begun ends.
+    Result<CallOutcome> wait();
+    // The worker's (Worker::wait_fd); it changes when a new worker starts (worker_serial()
+    // tells), -1 without one.
+    int wait_fd() const;
+    Clock::time_point deadline() const;
 
     const actor::ActorMetadata& metadata() const { return spec_.metadata; }
     const ActorLimits& limits() const { return *spec_.limits; }
@@ -60,12 +77,19 @@ class Instance {
     // Workers of this instance that came from the warm pool.
     std::size_t pooled_starts() const { return pooled_starts_; }
     pid_t worker_pid() const { return worker_ ? worker_->pid() : -1; }
+    // Worker::serial of the current worker; 0 without one.
+    std::uint64_t worker_serial() const { return worker_ ? worker_->serial() : 0; }
 
   private:
     Instance(sandbox::Backend& backend, InstanceSpec spec);
     // A live worker whose sandbox enforces `want`: the current one, its limits changed
     // live where the backend can, else a new one (from the pool when `want` fits it).
     Result<void> ensure_worker(const sandbox::SandboxLimits& want);
+    // True when the current worker is alive and now enforces `want`; false when a new
+    // one is needed (start_worker, which blocks).
+    Result<bool> reuse_worker(const sandbox::SandboxLimits& want);
+    Result<void> start_worker(const sandbox::SandboxLimits& want);
+    Result<CallOutcome> finish(Result<CallResult> r);
     Result<void> check_inputs(const json::object& inputs) const;
 
     sandbox::Backend& backend_;
@@ -75,6 +99,11 @@ class Instance {
     bool worker_in_sync_ = false;  // the worker's committed state equals state_
     std::size_t worker_starts_ = 0;
     std::size_t pooled_starts_ = 0;
+    struct Pending {
+        std::optional<json::object> caller_state;  // the call runs on it, not on state_
+        bool new_worker = false;
+    };
+    std::optional<Pending> pending_;  // the call running
 };
 
 }  // namespace sandflow::runtime

@@ -1,9 +1,10 @@
 #include "runtime/worker.hpp"
 
-#include <poll.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <mutex>
 
@@ -82,10 +83,15 @@ PythonCode& python_code() {
     return cache;
 }
 
+std::uint64_t next_worker_serial() {
+    static std::atomic<std::uint64_t> next{1};
+    return next++;
+}
+
 }  // namespace
 
 Worker::Worker(std::unique_ptr<sandbox::Process> proc, std::function<void(const LogLine&)> on_log)
-    : proc_(std::move(proc)), default_log_(std::move(on_log)) {
+    : proc_(std::move(proc)), serial_(next_worker_serial()), default_log_(std::move(on_log)) {
     if (!default_log_) default_log_ = [](const LogLine&) {};
 }
 
@@ -149,11 +155,9 @@ Result<std::unique_ptr<Worker>> Worker::spawn(sandbox::Backend& backend, actor::
         return fail(Errc::sandbox_unavailable,
                     "the worker did not start within " + format_duration(start_timeout));
     };
+    if (auto ok = w->watch_descriptors(); !ok) return tl::unexpected(ok.error());
     if (!code.empty()) {
-        if (auto s = w->send_bytes(encode_raw_frame(code), deadline); !s) {
-            if (s.error().code == Errc::timeout) return not_started();
-            return tl::unexpected(s.error());
-        }
+        if (auto s = w->queue_send(encode_raw_frame(code)); !s) return tl::unexpected(s.error());
     }
 
     auto hello = w->pump(
@@ -202,7 +206,7 @@ Result<void> Worker::load(const LoadSpec& spec, std::chrono::milliseconds timeou
                       {"metadata", spec.metadata.raw},
                       {"actor_id", spec.actor_id},
                       {"state", spec.state}};
-    auto sent = send(load, deadline);
+    auto sent = queue_frame(load);
     std::optional<Error> load_error;
     Result<void> loaded = sent;
     if (sent)
@@ -249,112 +253,155 @@ Result<std::unique_ptr<Worker>> Worker::start(sandbox::Backend& backend, const L
     return w;
 }
 
-Result<void> Worker::send(const json::value& frame, Clock::time_point deadline) {
-    const std::string bytes = encode_frame(frame);
+Result<void> Worker::watch_descriptors() {
+    epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
+    if (!epoll_) return tl::unexpected(system_error("epoll_create1", errno));
+    const std::pair<int, std::uint32_t> fds[] = {{proc_->channel_fd(), kChannelTag},
+                                                 {proc_->stdout_fd(), kStdoutTag},
+                                                 {proc_->stderr_fd(), kStderrTag},
+                                                 {proc_->limit_event_fd(), kLimitTag}};
+    for (const auto& [fd, tag] : fds) {
+        if (fd < 0) continue;
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.u32 = tag;
+        if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0)
+            return tl::unexpected(system_error("epoll_ctl", errno));
+    }
+    return {};
+}
+
+void Worker::watch_channel_writable(bool on) {
+    if (on == watching_writable_ || !proc_) return;
+    epoll_event ev{};
+    ev.events = EPOLLIN | (on ? EPOLLOUT : 0u);
+    ev.data.u32 = kChannelTag;
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, proc_->channel_fd(), &ev) == 0)
+        watching_writable_ = on;
+}
+
+Result<void> Worker::queue_frame(const json::value& frame) {
+    std::string bytes = encode_frame(frame);
     if (bytes.size() - limits::kFrameHeaderBytes > limits::kMaxFrameBytes)
         return fail(Errc::limit_exceeded,
                     "the request is " + std::to_string(bytes.size()) +
                         " bytes, over the frame size limit of " +
                         std::to_string(limits::kMaxFrameBytes) + " bytes",
                     {{"limit", "frame_bytes"}, {"value", limits::kMaxFrameBytes}});
-    return send_bytes(bytes, deadline);
+    return queue_send(std::move(bytes));
 }
 
-Result<void> Worker::send_bytes(std::string_view bytes, Clock::time_point deadline) {
+Result<void> Worker::queue_send(std::string bytes) {
     if (!proc_) return fail(Errc::worker_crashed, "the worker is not running");
-    std::size_t off = 0;
-    while (off < bytes.size()) {
+    if (out_off_ == out_.size()) {
+        out_ = std::move(bytes);
+        out_off_ = 0;
+    } else {
+        out_ += bytes;
+    }
+    return flush();
+}
+
+Result<void> Worker::flush() {
+    while (out_off_ < out_.size()) {
         // MSG_NOSIGNAL: a worker that died must fail this call, not SIGPIPE the runtime.
-        const ssize_t n =
-            ::send(proc_->channel_fd(), bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+        const ssize_t n = ::send(proc_->channel_fd(), out_.data() + out_off_,
+                                 out_.size() - out_off_, MSG_NOSIGNAL);
         if (n > 0) {
-            off += static_cast<std::size_t>(n);
+            out_off_ += static_cast<std::size_t>(n);
             continue;
         }
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && errno == EAGAIN) {
-            if (Clock::now() >= deadline) return fail(Errc::timeout, "deadline");
-            // The worker is slow to read: keep its stdio flowing while waiting.
-            pollfd fds[3] = {{proc_->channel_fd(), POLLOUT, 0},
-                             {proc_->stdout_fd(), POLLIN, 0},
-                             {proc_->stderr_fd(), POLLIN, 0}};
-            if (::poll(fds, 3, poll_timeout_ms(deadline)) < 0 && errno != EINTR)
-                return tl::unexpected(system_error("poll", errno));
-            if (fds[1].revents) read_stdio(0, default_log_);
-            if (fds[2].revents) read_stdio(1, default_log_);
-            continue;
+            // The worker is slow to read: the rest goes when the channel polls writable.
+            watch_channel_writable(true);
+            return {};
         }
         return tl::unexpected(died("sending a request"));
     }
+    out_.clear();
+    out_off_ = 0;
+    watch_channel_writable(false);
     return {};
 }
 
-Result<void> Worker::pump(Clock::time_point deadline,
-                          const std::function<Result<bool>(json::object&)>& on_frame,
-                          const std::function<void(const LogLine&)>& on_log,
+Result<bool> Worker::deliver_frames(const FrameHandler& on_frame, std::string_view during) {
+    while (auto frame = decoder_.next()) {
+        if (!*frame) {
+            Error e = frame->error();
+            if (e.code == Errc::limit_exceeded)
+                return tl::unexpected(limit_kill(
+                    "frame_bytes", e.data.at("value").to_number<std::uint64_t>(), during));
+            kill();
+            return tl::unexpected(protocol_violation(e.message));
+        }
+        auto done = on_frame(**frame);
+        if (!done) {
+            if (proc_) kill();
+            return tl::unexpected(done.error());
+        }
+        if (*done) return true;
+    }
+    if (output_bytes_ > output_limit_)
+        return tl::unexpected(limit_kill("output_bytes", output_limit_, during));
+    return false;
+}
+
+Result<bool> Worker::turn(int timeout_ms, const FrameHandler& on_frame, const LogSink& on_log,
                           std::string_view during) {
-    char buf[kReadChunk];
+    // Frames already decoded go first: they arrived before anything still to be read.
+    if (auto done = deliver_frames(on_frame, during); !done || *done) return done;
+    if (!proc_) return fail(Errc::worker_crashed, "the worker is not running");
+    epoll_event evs[4];
+    int n = ::epoll_wait(epoll_.get(), evs, 4, timeout_ms);
+    if (n < 0) {
+        if (errno != EINTR) return tl::unexpected(system_error("epoll_wait", errno));
+        n = 0;
+    }
+    std::uint32_t ready = 0;
+    for (int i = 0; i < n; ++i) {
+        const std::uint32_t tag = evs[i].data.u32;
+        if (tag == kChannelTag && (evs[i].events & EPOLLOUT)) {
+            if (auto ok = flush(); !ok) return tl::unexpected(ok.error());
+        }
+        if (tag != kChannelTag || (evs[i].events & ~static_cast<std::uint32_t>(EPOLLOUT)))
+            ready |= 1u << tag;
+    }
+    // A limit crossed before the script answered is seen in the same turn as the answer,
+    // and wins.
+    if ((ready & (1u << kLimitTag)) && proc_) {
+        if (auto hit = proc_->limit_crossed())
+            return tl::unexpected(limit_kill(hit->limit, hit->value, during));
+    }
+    if (ready & (1u << kStdoutTag)) read_stdio(0, on_log);
+    if (ready & (1u << kStderrTag)) read_stdio(1, on_log);
+    if ((ready & (1u << kChannelTag)) && proc_) {
+        char buf[kReadChunk];
+        for (;;) {
+            const ssize_t r = ::read(proc_->channel_fd(), buf, sizeof buf);
+            if (r > 0) {
+                decoder_.feed(std::string_view(buf, static_cast<std::size_t>(r)));
+                if (static_cast<std::size_t>(r) < sizeof buf) break;
+                continue;
+            }
+            if (r < 0 && errno == EINTR) continue;
+            if (r < 0 && errno == EAGAIN) break;
+            // EOF or a reset: the worker is gone (or closed its channel, which is as good
+            // as gone). Frames already received are still delivered first.
+            if (auto done = deliver_frames(on_frame, during); !done || *done) return done;
+            return tl::unexpected(died(during));
+        }
+    }
+    return deliver_frames(on_frame, during);
+}
+
+Result<void> Worker::pump(Clock::time_point deadline, const FrameHandler& on_frame,
+                          const LogSink& on_log, std::string_view during) {
     for (;;) {
-        while (auto frame = decoder_.next()) {
-            if (!*frame) {
-                Error e = frame->error();
-                if (e.code == Errc::limit_exceeded)
-                    return tl::unexpected(limit_kill(
-                        "frame_bytes", e.data.at("value").to_number<std::uint64_t>(), during));
-                kill();
-                return tl::unexpected(protocol_violation(e.message));
-            }
-            auto done = on_frame(**frame);
-            if (!done) {
-                kill();
-                return tl::unexpected(done.error());
-            }
-            if (*done) return {};
-        }
-        if (output_bytes_ > output_limit_)
-            return tl::unexpected(limit_kill("output_bytes", output_limit_, during));
-        if (!proc_) return fail(Errc::worker_crashed, "the worker is not running");
+        auto done = turn(poll_timeout_ms(deadline), on_frame, on_log, during);
+        if (!done) return tl::unexpected(done.error());
+        if (*done) return {};
         if (Clock::now() >= deadline) return fail(Errc::timeout, "deadline");
-        // The limit descriptor is polled with the channel: a limit crossed before the
-        // script answered is seen in the same poll as the answer, and wins.
-        pollfd fds[4] = {{proc_->channel_fd(), POLLIN, 0},
-                         {proc_->stdout_fd(), POLLIN, 0},
-                         {proc_->stderr_fd(), POLLIN, 0},
-                         {proc_->limit_event_fd(), POLLIN, 0}};
-        const int r = ::poll(fds, fds[3].fd >= 0 ? 4 : 3, poll_timeout_ms(deadline));
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            return tl::unexpected(system_error("poll", errno));
-        }
-        if (fds[3].fd >= 0 && fds[3].revents) {
-            if (auto hit = proc_->limit_crossed())
-                return tl::unexpected(limit_kill(hit->limit, hit->value, during));
-        }
-        if (fds[1].revents) read_stdio(0, on_log);
-        if (fds[2].revents) read_stdio(1, on_log);
-        if (fds[0].revents) {
-            for (;;) {
-                const ssize_t n = ::read(proc_->channel_fd(), buf, sizeof buf);
-                if (n > 0) {
-                    decoder_.feed(std::string_view(buf, static_cast<std::size_t>(n)));
-                    if (static_cast<std::size_t>(n) < sizeof buf) break;
-                    continue;
-                }
-                if (n < 0 && errno == EINTR) continue;
-                if (n < 0 && errno == EAGAIN) break;
-                // EOF or a reset: the worker is gone (or closed its channel, which is
-                // as good as gone). Frames already received are still delivered first.
-                if (decoder_.buffered() > 0) {
-                    while (auto frame = decoder_.next()) {
-                        if (!*frame) break;
-                        auto done = on_frame(**frame);
-                        if (done && *done) return {};
-                        if (!done) break;
-                    }
-                }
-                return tl::unexpected(died(during));
-            }
-        }
     }
 }
 
@@ -379,6 +426,7 @@ void Worker::read_stdio(int which, const std::function<void(const LogLine&)>& on
         if (n < 0) return;  // EAGAIN
         if (n == 0) {
             if (!pending.empty()) emit(std::exchange(pending, {}));
+            if (epoll_) (void)::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
             which == 0 ? proc_->close_stdout() : proc_->close_stderr();
             return;
         }
@@ -416,6 +464,16 @@ void Worker::emit_log(LogLine line, const std::function<void(const LogLine&)>& o
                        "warn"};
     }
     on_log(line);
+}
+
+void Worker::read_ready_stdio(const LogSink& on_log) {
+    if (!proc_) return;
+    epoll_event evs[4];
+    const int n = ::epoll_wait(epoll_.get(), evs, 4, 0);
+    for (int i = 0; i < n; ++i) {
+        if (evs[i].data.u32 == kStdoutTag) read_stdio(0, on_log);
+        if (evs[i].data.u32 == kStderrTag) read_stdio(1, on_log);
+    }
 }
 
 void Worker::drain_stdio(const std::function<void(const LogLine&)>& on_log) {
@@ -460,113 +518,136 @@ Error Worker::died(std::string_view during) {
                  {{"exit", status.describe()}, {"stderr_tail", std::move(tail)}});
 }
 
-Result<CallResult> Worker::call(const CallRequest& request, const CallEvents& events) {
+Result<void> Worker::begin_call(CallRequest request, CallEvents events) {
     if (!loaded_) return fail(Errc::internal, "call on a worker that has no script loaded");
+    if (call_) return fail(Errc::internal, "a call is already running on this worker");
     if (!proc_) return fail(Errc::worker_crashed, "the worker is not running");
     const ActorLimits call_limits = request.limits.value_or(ActorLimits{});
-    const auto timeout =
-        request.timeout.count() > 0
-            ? request.timeout
-            : std::chrono::duration_cast<std::chrono::microseconds>(call_limits.timeout);
-    const auto start = Clock::now();
-    const auto deadline = start + timeout;
-    const std::int64_t id = next_call_id_++;
+    ActiveCall c;
+    c.timeout = request.timeout.count() > 0
+                    ? request.timeout
+                    : std::chrono::duration_cast<std::chrono::microseconds>(call_limits.timeout);
+    c.start = Clock::now();
+    c.deadline = c.start + c.timeout;
+    c.id = next_call_id_++;
+    c.events = std::move(events);
+    if (!c.events.on_log) c.events.on_log = default_log_;
     log_bytes_ = 0;
     log_capped_ = false;
     output_bytes_ = 0;
     output_limit_ = call_limits.output_bytes;
     decoder_.set_max(static_cast<std::size_t>(call_limits.frame_bytes));
-    const auto& on_log = events.on_log ? events.on_log : default_log_;
 
     json::object frame{{"t", "call"},
-                       {"id", id},
-                       {"inputs", request.inputs},
-                       {"config", request.config},
+                       {"id", c.id},
+                       {"inputs", std::move(request.inputs)},
+                       {"config", std::move(request.config)},
                        {"actor_id", actor_id_},
                        {"timestamp", request.timestamp ? request.timestamp : now_ms()}};
-    if (request.state) frame["state"] = *request.state;
-    auto sent = send(frame, deadline);
-
-    CallResult result;
-    std::optional<Error> script_failure;
-    Result<void> done = sent;
-    if (sent)
-        done = pump(
-            deadline,
-            [&](json::object& f) -> Result<bool> {
-                const auto* t = string_field(f, "t");
-                if (!t) return tl::unexpected(protocol_violation("frame without a type"));
-                const auto* fid = f.if_contains("id");
-                if (!fid || !fid->is_int64() || fid->get_int64() != id)
-                    return tl::unexpected(protocol_violation("frame for another call"));
-                if (*t == "output") {
-                    const auto* port = string_field(f, "port");
-                    const auto* data = f.if_contains("data");
-                    if (!port || !data)
-                        return tl::unexpected(protocol_violation("output without port or data"));
-                    // The frame's size stands for the output's: no re-serialisation.
-                    if (!count_output(decoder_.last_frame_bytes()))
-                        return tl::unexpected(
-                            limit_kill("output_bytes", output_limit_, "the call"));
-                    if (events.on_output) events.on_output(*port, *data);
-                    return false;
-                }
-                if (*t == "log") {
-                    const auto* msg = string_field(f, "message");
-                    const auto* level = string_field(f, "level");
-                    if (!msg) return tl::unexpected(protocol_violation("log without message"));
-                    emit_log(LogLine{LogLine::Source::context, std::string(*msg),
-                                     level ? std::string(*level) : "info"},
-                             on_log);
-                    return false;
-                }
-                if (*t == "result") {
-                    if (!count_output(decoder_.last_frame_bytes()))
-                        return tl::unexpected(
-                            limit_kill("output_bytes", output_limit_, "the call"));
-                    auto* outputs = f.if_contains("outputs");
-                    auto* set = f.if_contains("state_set");
-                    auto* deleted = f.if_contains("state_deleted");
-                    if (!outputs || !outputs->is_object() || !set || !set->is_object() ||
-                        !deleted || !deleted->is_array())
-                        return tl::unexpected(protocol_violation("malformed result"));
-                    for (const auto& k : deleted->get_array()) {
-                        if (!k.is_string())
-                            return tl::unexpected(protocol_violation("malformed result"));
-                        result.state_deleted.emplace_back(k.get_string());
-                    }
-                    result.outputs = std::move(outputs->get_object());
-                    result.state_set = std::move(set->get_object());
-                    return true;
-                }
-                if (*t == "error") {
-                    auto* e = f.if_contains("error");
-                    script_failure = script_error(
-                        e && e->is_object() ? std::move(e->get_object()) : json::object{},
-                        "the script raised");
-                    return true;
-                }
-                return tl::unexpected(protocol_violation("unknown frame type during a call"));
-            },
-            on_log, "the call");
-    if (!done) {
-        if (done.error().code == Errc::timeout) {
-            drain_stdio(on_log);
-            kill();
-            return fail(Errc::timeout,
-                        "the call exceeded its wall-clock limit of " + format_duration(timeout) +
-                            "; the worker was killed and the next call starts a new one with the "
-                            "last committed state",
-                        {{"limit", "timeout"},
-                         {"value_ms",
-                          std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count()}});
-        }
-        return tl::unexpected(done.error());
+    if (request.state) frame["state"] = std::move(*request.state);
+    call_ = std::move(c);
+    if (auto sent = queue_frame(frame); !sent) {
+        call_.reset();
+        return sent;
     }
-    drain_stdio(on_log);
-    if (script_failure) return tl::unexpected(std::move(*script_failure));
-    result.duration = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start);
-    return result;
+    return {};
+}
+
+Result<bool> Worker::call_frame(json::object& f) {
+    ActiveCall& c = *call_;
+    const auto* t = string_field(f, "t");
+    if (!t) return tl::unexpected(protocol_violation("frame without a type"));
+    const auto* fid = f.if_contains("id");
+    if (!fid || !fid->is_int64() || fid->get_int64() != c.id)
+        return tl::unexpected(protocol_violation("frame for another call"));
+    if (*t == "output") {
+        const auto* port = string_field(f, "port");
+        const auto* data = f.if_contains("data");
+        if (!port || !data)
+            return tl::unexpected(protocol_violation("output without port or data"));
+        // The frame's size stands for the output's: no re-serialisation.
+        if (!count_output(decoder_.last_frame_bytes()))
+            return tl::unexpected(limit_kill("output_bytes", output_limit_, "the call"));
+        if (c.events.on_output) c.events.on_output(*port, *data);
+        return false;
+    }
+    if (*t == "log") {
+        const auto* msg = string_field(f, "message");
+        const auto* level = string_field(f, "level");
+        if (!msg) return tl::unexpected(protocol_violation("log without message"));
+        emit_log(LogLine{LogLine::Source::context, std::string(*msg),
+                         level ? std::string(*level) : "info"},
+                 c.events.on_log);
+        return false;
+    }
+    if (*t == "result") {
+        if (!count_output(decoder_.last_frame_bytes()))
+            return tl::unexpected(limit_kill("output_bytes", output_limit_, "the call"));
+        auto* outputs = f.if_contains("outputs");
+        auto* set = f.if_contains("state_set");
+        auto* deleted = f.if_contains("state_deleted");
+        if (!outputs || !outputs->is_object() || !set || !set->is_object() || !deleted ||
+            !deleted->is_array())
+            return tl::unexpected(protocol_violation("malformed result"));
+        for (const auto& k : deleted->get_array()) {
+            if (!k.is_string()) return tl::unexpected(protocol_violation("malformed result"));
+            c.result.state_deleted.emplace_back(k.get_string());
+        }
+        c.result.outputs = std::move(outputs->get_object());
+        c.result.state_set = std::move(set->get_object());
+        return true;
+    }
+    if (*t == "error") {
+        auto* e = f.if_contains("error");
+        c.script_failure = script_error(
+            e && e->is_object() ? std::move(e->get_object()) : json::object{}, "the script raised");
+        return true;
+    }
+    return tl::unexpected(protocol_violation("unknown frame type during a call"));
+}
+
+std::optional<Result<CallResult>> Worker::advance(int timeout_ms) {
+    if (!call_) return Result<CallResult>(fail(Errc::internal, "no call is running"));
+    auto done = turn(
+        timeout_ms, [this](json::object& f) { return call_frame(f); }, call_->events.on_log,
+        "the call");
+    if (done && !*done) return std::nullopt;
+    ActiveCall c = std::move(*call_);
+    call_.reset();
+    if (!done) return Result<CallResult>(tl::unexpected(done.error()));
+    read_ready_stdio(c.events.on_log);
+    if (c.script_failure) return Result<CallResult>(tl::unexpected(std::move(*c.script_failure)));
+    c.result.duration =
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - c.start);
+    return Result<CallResult>(std::move(c.result));
+}
+
+Result<CallResult> Worker::expire() {
+    if (!call_) return fail(Errc::internal, "no call is running");
+    ActiveCall c = std::move(*call_);
+    call_.reset();
+    drain_stdio(c.events.on_log);
+    kill();
+    return fail(
+        Errc::timeout,
+        "the call exceeded its wall-clock limit of " + format_duration(c.timeout) +
+            "; the worker was killed and the next call starts a new one with the "
+            "last committed state",
+        {{"limit", "timeout"},
+         {"value_ms", std::chrono::duration_cast<std::chrono::milliseconds>(c.timeout).count()}});
+}
+
+Clock::time_point Worker::call_deadline() const {
+    return call_ ? call_->deadline : Clock::time_point::max();
+}
+
+Result<CallResult> Worker::call(const CallRequest& request, const CallEvents& events) {
+    if (auto ok = begin_call(request, events); !ok) return tl::unexpected(ok.error());
+    for (;;) {
+        const auto deadline = call_->deadline;
+        if (auto r = advance(poll_timeout_ms(deadline))) return std::move(*r);
+        if (Clock::now() >= deadline) return expire();
+    }
 }
 
 }  // namespace sandflow::runtime

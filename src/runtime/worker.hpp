@@ -2,7 +2,8 @@
 // a sandbox backend, loads one script into it, and drives calls over the frame channel
 // while capturing the script's stdout/stderr as log lines.
 //
-// A Worker is used by one thread at a time; calls are strictly sequential. Any protocol
+// A Worker is used by one thread at a time; calls are strictly sequential, driven either
+// by call(), which blocks, or by an event loop through begin_call() and advance(). Any protocol
 // violation, death or deadline kills the worker: after that every call fails and the
 // owner (runtime::Instance) starts a new one.
 #pragma once
@@ -95,11 +96,32 @@ class Worker {
 
     // One call. Errc::script when the script raised (the worker lives on); Errc::timeout,
     // Errc::worker_crashed or Errc::limit_exceeded when the worker had to be killed.
+    // Blocks until the call ends; it is begin_call() and advance() in a loop.
     Result<CallResult> call(const CallRequest& request, const CallEvents& events);
+
+    // The same call without blocking, for an event loop. begin_call() sends the request
+    // (what the channel does not take at once goes as the worker reads). Then, whenever
+    // wait_fd() polls readable, advance() takes in what is there and hands it to the
+    // events; it returns the call's result once the call has ended, nullopt while it runs.
+    // At call_deadline(), expire() kills the worker and returns Errc::timeout. One call at
+    // a time; the events run on the thread that calls advance().
+    Result<void> begin_call(CallRequest request, CallEvents events);
+    // Waits up to `timeout_ms` (0: not at all) for the worker first.
+    std::optional<Result<CallResult>> advance(int timeout_ms = 0);
+    Result<CallResult> expire();
+    // Polls readable when the worker has something for advance(): a level-triggered epoll
+    // set of the channel, stdout, stderr and the sandbox's limit events, owned by the
+    // worker and valid until it is destroyed (it stays valid, and silent, after a kill).
+    int wait_fd() const { return epoll_.get(); }
+    // The running call's deadline; time_point::max() when none runs.
+    Clock::time_point call_deadline() const;
 
     // False once the worker has been killed or has exited, even while idle between calls.
     bool alive();
     pid_t pid() const;
+    // Unique among the workers this process has made: tells a new worker from an old one
+    // even where a descriptor number or an address was reused.
+    std::uint64_t serial() const { return serial_; }
     const std::string& runtime_version() const { return runtime_version_; }
     actor::Language language() const { return language_; }
     // The limits the worker's sandbox enforces; nullptr when it enforces none.
@@ -112,18 +134,45 @@ class Worker {
   private:
     Worker(std::unique_ptr<sandbox::Process> proc, std::function<void(const LogLine&)> on_log);
 
-    // Reads the channel and stdio until `on_frame` returns true, the deadline passes, or
-    // the worker dies. Returns the error that ended the wait.
-    Result<void> pump(Clock::time_point deadline,
-                      const std::function<Result<bool>(json::object&)>& on_frame,
-                      const std::function<void(const LogLine&)>& on_log, std::string_view during);
-    // Writes a whole frame; Errc::timeout when the worker does not read it by `deadline`.
-    Result<void> send(const json::value& frame, Clock::time_point deadline);
-    Result<void> send_bytes(std::string_view bytes, Clock::time_point deadline);
-    void drain_stdio(const std::function<void(const LogLine&)>& on_log);
-    void read_stdio(int which, const std::function<void(const LogLine&)>& on_log);
+    using FrameHandler = std::function<Result<bool>(json::object&)>;
+    using LogSink = std::function<void(const LogLine&)>;
+    struct ActiveCall {
+        std::int64_t id = 0;
+        CallEvents events;
+        CallResult result;
+        std::optional<Error> script_failure;
+        Clock::time_point start, deadline;
+        std::chrono::microseconds timeout{0};
+    };
+    // epoll_event.data of the descriptors in epoll_.
+    static constexpr std::uint32_t kChannelTag = 0, kStdoutTag = 1, kStderrTag = 2, kLimitTag = 3;
+
+    Result<void> watch_descriptors();
+    void watch_channel_writable(bool on);
+    // One step of an exchange: waits up to `timeout_ms` for the worker, sends what is
+    // queued as the channel takes it, reads what is ready, and hands whole frames to
+    // `on_frame` until it returns true (the exchange is over: returns true). An error
+    // ends the exchange; the worker was killed unless it was a script's own error.
+    Result<bool> turn(int timeout_ms, const FrameHandler& on_frame, const LogSink& on_log,
+                      std::string_view during);
+    // Turns until `on_frame` ends the exchange or the deadline passes (Errc::timeout).
+    Result<void> pump(Clock::time_point deadline, const FrameHandler& on_frame,
+                      const LogSink& on_log, std::string_view during);
+    Result<bool> deliver_frames(const FrameHandler& on_frame, std::string_view during);
+    Result<bool> call_frame(json::object& frame);
+    // Queues a frame (checked against the frame size limit) or raw bytes and sends what
+    // the channel takes now; turn() sends the rest.
+    Result<void> queue_frame(const json::value& frame);
+    Result<void> queue_send(std::string bytes);
+    Result<void> flush();
+    void drain_stdio(const LogSink& on_log);
+    // The same for a worker that lives on: one look at epoll_ instead of a read per pipe.
+    // What the script wrote before its last frame has arrived by then (the pipes are
+    // written first).
+    void read_ready_stdio(const LogSink& on_log);
+    void read_stdio(int which, const LogSink& on_log);
     // Every log line of a call passes here: the per-call byte cap applies to all sources.
-    void emit_log(LogLine line, const std::function<void(const LogLine&)>& on_log);
+    void emit_log(LogLine line, const LogSink& on_log);
     // Counts a call's output toward its output_bytes limit; false once it is crossed.
     bool count_output(std::size_t bytes);
     Error died(std::string_view during);
@@ -131,6 +180,12 @@ class Worker {
     Error limit_kill(std::string_view limit, std::uint64_t value, std::string_view during);
 
     std::unique_ptr<sandbox::Process> proc_;
+    sandbox::UniqueFd epoll_;
+    bool watching_writable_ = false;
+    std::string out_;  // queued request bytes; those before out_off_ are sent
+    std::size_t out_off_ = 0;
+    std::optional<ActiveCall> call_;
+    const std::uint64_t serial_;
     std::string actor_id_, filename_, runtime_version_;
     std::function<void(const LogLine&)> default_log_;
     FrameDecoder decoder_;

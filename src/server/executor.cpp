@@ -1,5 +1,7 @@
 #include "server/executor.hpp"
 
+#include <atomic>
+
 #include "core/log.hpp"
 
 namespace sandflow::server {
@@ -61,11 +63,33 @@ void ThreadPool::loop() {
 }
 
 void SerialQueue::post(std::function<void()> job) {
+    push(Job{[job = std::move(job)](const Done& done) {
+                 job();
+                 done();
+             },
+             false});
+}
+
+void SerialQueue::post_async(std::function<void(Done)> job) {
+    push(Job{std::move(job), strand_ != nullptr});
+}
+
+void SerialQueue::push(Job job) {
     std::lock_guard lk(mu_);
     jobs_.push_back(std::move(job));
     if (!running_) {
         running_ = true;
-        pool_.submit([self = shared_from_this()] { self->run_one(); });
+        start_front_locked();
+    }
+}
+
+// One job per turn, then back of the line: a busy instance cannot starve others.
+void SerialQueue::start_front_locked() {
+    auto run = [self = shared_from_this()] { self->run_front(); };
+    if (jobs_.front().on_strand) {
+        strand_->post(std::move(run));
+    } else {
+        pool_.submit(std::move(run));
     }
 }
 
@@ -74,24 +98,33 @@ std::size_t SerialQueue::pending() const {
     return jobs_.size();
 }
 
-void SerialQueue::run_one() {
-    std::function<void()> job;
+void SerialQueue::run_front() {
+    Job job;
     {
         std::lock_guard lk(mu_);
         job = std::move(jobs_.front());
         jobs_.pop_front();
     }
+    auto finished = std::make_shared<std::atomic<bool>>(false);
+    Done done = [self = shared_from_this(), finished] {
+        if (!finished->exchange(true)) self->job_done();
+    };
     try {
-        job();
+        job.run(done);
     } catch (const std::exception& e) {
+        // Jobs report errors as values; an exception here is a bug, not a reason to stop
+        // the instance's queue.
         spdlog::error("internal error in an instance job: {}", e.what());
+        done();
     }
-    // One job per turn, then back of the pool's line: a busy instance cannot starve others.
+}
+
+void SerialQueue::job_done() {
     std::lock_guard lk(mu_);
     if (jobs_.empty()) {
         running_ = false;
     } else {
-        pool_.submit([self = shared_from_this()] { self->run_one(); });
+        start_front_locked();
     }
 }
 

@@ -66,6 +66,10 @@ struct Slot {
     std::atomic<int> state{static_cast<int>(SlotState::down)};
     std::atomic<std::uint64_t> calls{0}, errors{0}, worker_starts{0};
     std::optional<runtime::ActorLimits> limits;  // from load's params.limits (jobs only)
+    // Watches inst's worker for calls run on the strand (jobs only); watch_serial is the
+    // worker it watches (Worker::serial).
+    std::unique_ptr<rpc::FdWatch> watch;
+    std::uint64_t watch_serial = 0;
 };
 
 // A call that may be cancelled: by id on its connection, or by a shutdown.
@@ -239,7 +243,13 @@ struct Server::Impl {
     std::map<std::pair<std::string_view, std::string>, std::uint64_t> calls_by;
     std::map<std::string, std::uint64_t> limit_kills;
     std::atomic<std::uint64_t> connections_total{0};
+    // `process` calls that ran on the event loop, and those that blocked a pool thread.
+    std::atomic<std::uint64_t> process_on_loop{0}, process_on_pool{0};
     Histogram latency;
+
+    // Where calls to running workers are driven (set before the first message); null:
+    // on the pool.
+    std::shared_ptr<rpc::EventLoop> loop;
 
     ThreadPool pool;  // last: its threads stop before anything above is destroyed
 
@@ -330,7 +340,7 @@ struct Server::Impl {
         s->instance_id = instance_id;
         s->key = key;
         s->actor = a->second;
-        s->queue = std::make_shared<SerialQueue>(pool);
+        s->queue = std::make_shared<SerialQueue>(pool, loop ? loop->make_strand() : nullptr);
         slots[key] = s;
         return s;
     }
@@ -368,6 +378,7 @@ struct Server::Impl {
     void drop_slot(const std::shared_ptr<Slot>& s) {
         s->removed = true;
         s->queue->post([s] {
+            s->watch.reset();
             s->inst.reset();  // kills and reaps the worker
             s->pid = -1;
             s->state = static_cast<int>(SlotState::down);
@@ -476,6 +487,8 @@ struct Server::Impl {
         }
         o["sandboxes"] = {{"busy", busy}, {"idle", idle}, {"starting", starting}, {"down", down}};
         o["calls_in_flight"] = inflight.load();
+        o["process_driven"] =
+            json::object{{"event_loop", process_on_loop.load()}, {"pool", process_on_pool.load()}};
         o["pool_threads"] = pool.threads();
         o["pool_busy"] = pool.busy();
         o["pool_queued"] = pool.queued();
@@ -757,86 +770,169 @@ struct Server::Impl {
         }
         auto slot = slot_for(*component, *instance_id, true);
         if (!slot) return bad(slot.error());
-        auto call = std::make_shared<CallState>();
-        const std::string key = track(reply, call);
-        auto s = *slot;
-        s->queue->post([this, reply, s, call, key, req = std::move(req), start,
-                        lim = std::move(*limits_asked)]() mutable {
-            process_job(reply, *s, *call, key, std::move(req), lim, start);
+        auto pc = std::make_shared<ProcessCall>();
+        pc->reply = reply;
+        pc->slot = *slot;
+        pc->call = std::make_shared<CallState>();
+        pc->key = track(reply, pc->call);
+        pc->req = std::move(req);
+        pc->limits_asked = std::move(*limits_asked);
+        pc->start = start;
+        (*slot)->queue->post_async([this, pc](SerialQueue::Done done) {
+            pc->done = std::move(done);
+            start_process(pc);
         });
     }
 
-    // On the instance's queue.
-    void process_job(const Reply& reply, Slot& s, CallState& call, const std::string& key,
-                     runtime::CallRequest req, const runtime::LimitOverrides& limits_asked,
-                     Clock::time_point start) {
-        auto finish = [&](const Result<runtime::CallOutcome>& r) {
-            const double secs = std::chrono::duration<double>(Clock::now() - start).count();
-            latency.observe(secs);
-            s.calls++;
-            if (r) {
-                count("process", "ok");
-                reply.ok(json::object{{"outputs", r->outputs},
-                                      {"state", r->state},
-                                      {"duration_us", r->duration.count()},
-                                      {"instance_id", s.instance_id}});
-            } else {
-                s.errors++;
-                count_error("process", r.error());
-                reply.err(r.error());
-            }
-            call_done(reply.cs, key);
-        };
-        {
-            std::lock_guard lk(call.mu);
-            if (call.cancelled)
-                return finish(tl::unexpected(rpc::app_error(
-                    AppCode::cancelled, "the call was cancelled before it started")));
-        }
-        if (aborting)
-            return finish(tl::unexpected(rpc::app_error(
-                AppCode::shutting_down, "the server shut down before the call started")));
-        if (s.removed) return finish(tl::unexpected(not_found(s.component, s.instance_id)));
-        if (!reply.cs->conn->is_open()) {  // nobody to answer: do not run it
-            count("process", "dropped");
-            return call_done(reply.cs, key);
-        }
-        if (auto ok = ensure_instance(s); !ok) return finish(tl::unexpected(ok.error()));
-        if (!limits_asked.empty()) {  // this call's own, on top of the instance's
-            auto l = runtime::apply_limits(s.inst->limits(), limits_asked, opts.max_limits,
-                                           "params.limits");
-            if (!l) return finish(tl::unexpected(l.error()));
-            req.limits = *l;
-        }
-
+    // A `process` call on its way through the instance's queue.
+    struct ProcessCall {
+        Reply reply;
+        std::shared_ptr<Slot> slot;
+        std::shared_ptr<CallState> call;
+        std::string key;  // in the connection's calls
+        runtime::CallRequest req;
+        runtime::LimitOverrides limits_asked;
+        Clock::time_point start;
         runtime::CallEvents events;
-        const auto& conn = reply.cs->conn;
-        const json::value call_id = reply.id;
-        events.on_output = [&](std::string_view port, const json::value& data) {
-            conn->send(
-                rpc::encode(rpc::make_notification("script_output", {{"actor_id", s.component},
-                                                                     {"instance_id", s.instance_id},
-                                                                     {"port", port},
-                                                                     {"data", data},
-                                                                     {"timestamp", now_ms()},
-                                                                     {"call_id", call_id}})));
+        SerialQueue::Done done;  // the queue's next job may start
+    };
+
+    // The call's turn on the instance's queue: on the slot's strand (an I/O thread), or on
+    // a pool thread when the queue has no strand. A call to a live worker runs there
+    // without blocking; one that needs a sandbox started first goes to the pool.
+    void start_process(const std::shared_ptr<ProcessCall>& pc) {
+        Slot& s = *pc->slot;
+        const bool on_loop = s.queue->strand() != nullptr;
+        if (!on_loop || !s.inst) {
+            if (!on_loop) return run_blocking(pc);
+            s.queue->pool().submit([this, pc] { run_blocking(pc); });
+            return;
+        }
+        if (!prepare(pc)) return;
+        auto began = s.inst->begin(std::move(pc->req), std::move(pc->events), false);
+        if (!began) return complete(pc, tl::unexpected(began.error()));
+        if (!*began) {  // a new sandbox first: that blocks
+            s.queue->pool().submit([this, pc] { run_blocking(pc); });
+            return;
+        }
+        if (!s.watch || s.watch_serial != s.inst->worker_serial()) {
+            s.watch.reset();
+            auto w = s.queue->strand()->watch(s.inst->wait_fd());
+            if (!w) {  // cannot watch it here: wait on a pool thread instead
+                spdlog::warn("{}: {}; the call waits on a pool thread", s.key, w.error().message);
+                process_on_pool++;
+                s.queue->pool().submit([this, pc] { complete(pc, pc->slot->inst->wait()); });
+                return;
+            }
+            s.watch = std::move(*w);
+            s.watch_serial = s.inst->worker_serial();
+        }
+        process_on_loop++;
+        arm(pc);
+    }
+
+    // On the slot's strand, with a call running: wait for the worker (a wait also sees
+    // what the worker sent before it was armed).
+    void arm(const std::shared_ptr<ProcessCall>& pc) {
+        Slot& s = *pc->slot;
+        s.watch->wait(s.inst->deadline(), [this, pc](bool expired) {
+            Slot& slot = *pc->slot;
+            auto r = expired ? std::optional(slot.inst->expire()) : slot.inst->advance();
+            if (!r) return arm(pc);
+            complete(pc, std::move(*r));
+        });
+    }
+
+    // On a pool thread: the whole call, starting a sandbox first if needed.
+    void run_blocking(const std::shared_ptr<ProcessCall>& pc) {
+        Slot& s = *pc->slot;
+        if (!s.inst) {
+            if (!runnable(pc)) return;
+            if (auto ok = ensure_instance(s); !ok) return complete(pc, tl::unexpected(ok.error()));
+        }
+        if (!prepare(pc)) return;
+        auto began = s.inst->begin(std::move(pc->req), std::move(pc->events), true);
+        if (!began) return complete(pc, tl::unexpected(began.error()));
+        process_on_pool++;
+        complete(pc, s.inst->wait());
+    }
+
+    // False when the call must not run (it was answered or dropped).
+    bool runnable(const std::shared_ptr<ProcessCall>& pc) {
+        Slot& s = *pc->slot;
+        {
+            std::lock_guard lk(pc->call->mu);
+            if (pc->call->cancelled) {
+                finish(pc, tl::unexpected(rpc::app_error(
+                               AppCode::cancelled, "the call was cancelled before it started")));
+                return false;
+            }
+        }
+        if (aborting) {
+            finish(pc,
+                   tl::unexpected(rpc::app_error(AppCode::shutting_down,
+                                                 "the server shut down before the call started")));
+            return false;
+        }
+        if (s.removed) {
+            finish(pc, tl::unexpected(not_found(s.component, s.instance_id)));
+            return false;
+        }
+        if (!pc->reply.cs->conn->is_open()) {  // nobody to answer: do not run it
+            count("process", "dropped");
+            call_done(pc->reply.cs, pc->key);
+            pc->done();
+            return false;
+        }
+        return true;
+    }
+
+    // The call's limits and events, once the instance exists; false when it was answered.
+    bool prepare(const std::shared_ptr<ProcessCall>& pc) {
+        if (!runnable(pc)) return false;
+        Slot& s = *pc->slot;
+        if (!pc->limits_asked.empty()) {  // this call's own, on top of the instance's
+            auto l = runtime::apply_limits(s.inst->limits(), pc->limits_asked, opts.max_limits,
+                                           "params.limits");
+            if (!l) {
+                finish(pc, tl::unexpected(l.error()));
+                return false;
+            }
+            pc->req.limits = *l;
+        }
+        // The events hold what they use: on the I/O thread they outlive this function.
+        runtime::CallEvents& events = pc->events;
+        events.on_output = [conn = pc->reply.cs->conn, slot = pc->slot, call_id = pc->reply.id](
+                               std::string_view port, const json::value& data) {
+            conn->send(rpc::encode(
+                rpc::make_notification("script_output", {{"actor_id", slot->component},
+                                                         {"instance_id", slot->instance_id},
+                                                         {"port", port},
+                                                         {"data", data},
+                                                         {"timestamp", now_ms()},
+                                                         {"call_id", call_id}})));
         };
-        const std::string& component = s.component;
-        events.on_log = [&component](const runtime::LogLine& l) {
-            spdlog::debug("[{}] {}", component, l.text);
+        events.on_log = [slot = pc->slot](const runtime::LogLine& l) {
+            spdlog::debug("[{}] {}", slot->component, l.text);
         };
         // The worker's pid is registered for cancel just before the call is sent, after any
-        // restart inside Instance::call; a cancel or abort that came while a sandbox was
+        // restart inside Instance::begin; a cancel or abort that came while a sandbox was
         // starting found nothing to kill, and stops the call there, unsent.
-        events.on_start = [&call](pid_t pid) {
-            std::lock_guard lk(call.mu);
-            if (call.cancelled || call.aborted) return false;
-            call.running = true;
-            call.pid = pid;
+        events.on_start = [call = pc->call](pid_t pid) {
+            std::lock_guard lk(call->mu);
+            if (call->cancelled || call->aborted) return false;
+            call->running = true;
+            call->pid = pid;
             return true;
         };
         s.state = static_cast<int>(SlotState::busy);
-        auto r = s.inst->call(req, events);
+        return true;
+    }
+
+    // The call has ended (it ran, or failed to begin).
+    void complete(const std::shared_ptr<ProcessCall>& pc, Result<runtime::CallOutcome> r) {
+        Slot& s = *pc->slot;
+        CallState& call = *pc->call;
         bool cancelled, aborted, ran;
         {
             std::lock_guard lk(call.mu);
@@ -847,7 +943,7 @@ struct Server::Impl {
             aborted = call.aborted;
         }
         if (r && r->new_worker) s.worker_starts++;
-        s.pid = s.inst->worker_pid();
+        if (s.inst) s.pid = s.inst->worker_pid();
         s.state = static_cast<int>(SlotState::idle);
         if (r) {
             if (auto ok = store->put(s.key, r->state); !ok)
@@ -864,7 +960,28 @@ struct Server::Impl {
                       "gets a new one with the last committed state"
                     : "the call was cancelled before it started"));
         }
-        finish(r);
+        finish(pc, r);
+    }
+
+    // Answers the call and lets the instance's next job start.
+    void finish(const std::shared_ptr<ProcessCall>& pc, const Result<runtime::CallOutcome>& r) {
+        Slot& s = *pc->slot;
+        const double secs = std::chrono::duration<double>(Clock::now() - pc->start).count();
+        latency.observe(secs);
+        s.calls++;
+        if (r) {
+            count("process", "ok");
+            pc->reply.ok(json::object{{"outputs", r->outputs},
+                                      {"state", r->state},
+                                      {"duration_us", r->duration.count()},
+                                      {"instance_id", s.instance_id}});
+        } else {
+            s.errors++;
+            count_error("process", r.error());
+            pc->reply.err(r.error());
+        }
+        call_done(pc->reply.cs, pc->key);
+        pc->done();
     }
 
     void do_unload(const Reply& reply, const Params& p) {
@@ -986,6 +1103,10 @@ void Server::set_backend_health(bool ok, std::string hint) {
 
 void Server::set_transport_counters(const rpc::WsCounters* counters) {
     impl_->transport = counters;
+}
+
+void Server::set_event_loop(std::shared_ptr<rpc::EventLoop> loop) {
+    impl_->loop = std::move(loop);
 }
 
 void Server::on_open(const std::shared_ptr<rpc::Connection>& conn) {
@@ -1117,6 +1238,13 @@ std::string Server::metrics_text() const {
     gauge("sandflow_actors", "Registered actor components.", st.at("actors").as_uint64());
     gauge("sandflow_calls_in_flight", "Calls queued or running.",
           st.at("calls_in_flight").as_uint64());
+    out +=
+        "# HELP sandflow_process_driven_total process calls by where they ran: on the event "
+        "loop (a running worker) or blocking a pool thread (a sandbox started first).\n"
+        "# TYPE sandflow_process_driven_total counter\n";
+    for (const auto& [k, v] : st.at("process_driven").as_object())
+        out += fmt::format("sandflow_process_driven_total{{on=\"{}\"}} {}\n", std::string_view(k),
+                           v.as_uint64());
     gauge("sandflow_pool_threads", "Threads that run calls.", st.at("pool_threads").as_uint64());
     gauge("sandflow_pool_busy", "Pool threads running a call now.", st.at("pool_busy").as_uint64());
     gauge("sandflow_pool_queued", "Instance turns waiting for a pool thread.",

@@ -4,8 +4,11 @@
 // Threads: the transport calls on_message() on its I/O thread; quick methods (list,
 // describe, ping, stats, cancel) answer there. load / process / unload run as jobs on the
 // instance's serial queue (server/executor.hpp): calls to one instance run in order,
-// calls to different instances in parallel. A call's script_output notifications are
-// sent from the job's thread on the caller's connection, before its response.
+// calls to different instances in parallel. A `process` to a running worker is driven on
+// the event loop (set_event_loop) without blocking it: the request is sent, the worker's
+// descriptors are watched, and outputs and the response leave from there. Anything that
+// blocks (starting a sandbox, load, unload) runs on the pool. A call's script_output
+// notifications are sent on the caller's connection before its response.
 #pragma once
 
 #include <chrono>
@@ -22,7 +25,8 @@
 
 namespace sandflow::rpc {
 struct WsCounters;
-}
+class EventLoop;
+}  // namespace sandflow::rpc
 namespace sandflow::runtime {
 class WarmPool;
 }
@@ -65,6 +69,10 @@ class Server {
     // /healthz answers 503 with the hint while the backend cannot start sandboxes.
     void set_backend_health(bool ok, std::string hint);
     void set_transport_counters(const rpc::WsCounters* counters);
+    // Calls to running workers are then driven on this loop (the transport's, so that a
+    // call needs no thread hand-off); without one they block a pool thread. Set it before
+    // the first message; the loop must keep running until shutdown() has returned.
+    void set_event_loop(std::shared_ptr<rpc::EventLoop> loop);
 
     // Transport entry points (rpc::WsHandler).
     void on_open(const std::shared_ptr<rpc::Connection>& conn);

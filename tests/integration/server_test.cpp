@@ -10,6 +10,7 @@
 #include <fstream>
 #include <mutex>
 
+#include "rpc/event_loop.hpp"
 #include "rpc/jsonrpc.hpp"
 #include "sandbox/none/none_backend.hpp"
 #include "server/server.hpp"
@@ -99,7 +100,9 @@ def process(context):
     return {"n": n}
 )";
 
-class ServerTest : public ::testing::Test {
+// Every test runs twice: calls driven on an event loop, as `serve` drives them on its I/O
+// threads, and calls on the pool, as an embedder without a loop gets them.
+class ServerTest : public ::testing::TestWithParam<bool> {
   protected:
     void SetUp() override {
         // As `sandflow serve` does: writing to a dead worker's channel gives EPIPE.
@@ -128,6 +131,7 @@ class ServerTest : public ::testing::Test {
         o.actor_roots = {dir_};
         o.warm_discovered = false;
         srv_ = std::make_unique<server::Server>(backend_, o, server::make_memory_store());
+        if (GetParam()) srv_->set_event_loop(loop_->loop());
         ASSERT_TRUE(srv_->discover());
         conn_ = open();
     }
@@ -172,6 +176,7 @@ class ServerTest : public ::testing::Test {
 
     sandbox::NoneBackend backend_;
     fs::path dir_;
+    const std::unique_ptr<rpc::LoopThread> loop_ = rpc::LoopThread::start();  // outlives srv_
     std::unique_ptr<server::Server> srv_;
     std::shared_ptr<MemoryConnection> conn_;
     std::map<int, std::shared_ptr<MemoryConnection>> conns_;
@@ -180,7 +185,10 @@ class ServerTest : public ::testing::Test {
 
 }  // namespace
 
-TEST_F(ServerTest, ReflowExchangeWithStringIds) {
+INSTANTIATE_TEST_SUITE_P(Calls, ServerTest, ::testing::Values(true, false),
+                         [](const auto& p) { return p.param ? "OnEventLoop" : "OnPool"; });
+
+TEST_P(ServerTest, ReflowExchangeWithStringIds) {
     auto l = result_of(call("req-1", "list", {}));
     EXPECT_EQ(l.at("actors"), (json::array{"counter", "double"}));
 
@@ -208,9 +216,14 @@ TEST_F(ServerTest, ReflowExchangeWithStringIds) {
     EXPECT_EQ(msgs[1].at("id"), "req-3");
     EXPECT_EQ(msgs[1].at("jsonrpc"), "2.0");
     EXPECT_EQ(msgs[1].at("result").at("outputs"), (json::object{{"status", "completed"}}));
+
+    // Where it ran: the sandbox was up after the load, so on the loop when there is one.
+    auto driven = result_of(call("req-4", "stats", {})).at("process_driven");
+    EXPECT_EQ(driven,
+              (json::object{{"event_loop", GetParam() ? 1 : 0}, {"pool", GetParam() ? 0 : 1}}));
 }
 
-TEST_F(ServerTest, StandardErrors) {
+TEST_P(ServerTest, StandardErrors) {
     send_text("{not json");
     auto e = conn_->next();
     EXPECT_EQ(e.at("error").at("code"), -32700);
@@ -234,7 +247,7 @@ TEST_F(ServerTest, StandardErrors) {
     EXPECT_TRUE(conn_->idle_for(200ms));
 }
 
-TEST_F(ServerTest, BatchesAnswerInOneMessage) {
+TEST_P(ServerTest, BatchesAnswerInOneMessage) {
     send_text(R"([{"jsonrpc":"2.0","id":1,"method":"ping"},
                   {"jsonrpc":"2.0","method":"ping"},
                   {"jsonrpc":"2.0","id":"p","method":"process","params":{"actor_id":"double","payload":{"input":2}}},
@@ -262,7 +275,7 @@ TEST_F(ServerTest, BatchesAnswerInOneMessage) {
     EXPECT_EQ(seen, 7);
 }
 
-TEST_F(ServerTest, LoadRulesAndInlineSource) {
+TEST_P(ServerTest, LoadRulesAndInlineSource) {
     auto r = result_of(call(1, "load", {{"file_path", "/etc/passwd"}}));
     EXPECT_EQ(r.at("success"), false);
     EXPECT_EQ(r.at("data").at("reason"), "outside_roots");
@@ -285,7 +298,7 @@ TEST_F(ServerTest, LoadRulesAndInlineSource) {
     EXPECT_EQ(r.at("code"), -32010);  // metadata error
 }
 
-TEST_F(ServerTest, InstancesHaveTheirOwnStateAndErrorsDoNotCommit) {
+TEST_P(ServerTest, InstancesHaveTheirOwnStateAndErrorsDoNotCommit) {
     auto p = [&](int id, std::string_view inst, json::object payload) {
         return call(id, "process",
                     {{"actor_id", "counter"}, {"instance_id", inst}, {"payload", payload}});
@@ -330,7 +343,7 @@ TEST_F(ServerTest, InstancesHaveTheirOwnStateAndErrorsDoNotCommit) {
     EXPECT_EQ(error_code(p(12, "b", {})), -32001);
 }
 
-TEST_F(ServerTest, CallsToOneInstanceRunInOrderOthersInParallel) {
+TEST_P(ServerTest, CallsToOneInstanceRunInOrderOthersInParallel) {
     const auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < 3; ++i)
         send(request(i, "process",
@@ -350,7 +363,7 @@ TEST_F(ServerTest, CallsToOneInstanceRunInOrderOthersInParallel) {
     }
 }
 
-TEST_F(ServerTest, CancelTimeoutAndOverload) {
+TEST_P(ServerTest, CancelTimeoutAndOverload) {
     server::ServerOptions o;
     o.max_calls_per_connection = 2;
     start(o);
@@ -387,7 +400,7 @@ TEST_F(ServerTest, CancelTimeoutAndOverload) {
     EXPECT_NE(m.find("sandflow_sandboxes{state=\"idle\"}"), std::string::npos);
 }
 
-TEST_F(ServerTest, HealthAndDrain) {
+TEST_P(ServerTest, HealthAndDrain) {
     auto h = srv_->on_http("/healthz", true);
     EXPECT_EQ(h.status, 200);
     EXPECT_NE(h.body.find("\"status\":\"ok\""), std::string::npos);
@@ -413,7 +426,7 @@ TEST_F(ServerTest, HealthAndDrain) {
 
 // Limits (runtime/actor_limits.hpp) declared by an actor, asked for by a load and by a
 // call: each applies on top of the one before, and nothing may pass the server's maxima.
-TEST_F(ServerTest, LimitsFromMetadataLoadAndCallWithinTheMaxima) {
+TEST_P(ServerTest, LimitsFromMetadataLoadAndCallWithinTheMaxima) {
     server::ServerOptions o;
     o.max_limits.output_bytes = 1u << 20;
     start(o);
@@ -482,7 +495,7 @@ def process(context):
 
 // A cancel that arrives while the call's sandbox is still starting (here: a script that
 // takes 0.8 s to import) stops the call before it runs instead of being lost.
-TEST_F(ServerTest, CancelWhileTheSandboxStartsStopsTheCall) {
+TEST_P(ServerTest, CancelWhileTheSandboxStartsStopsTheCall) {
     std::ofstream(dir_ / "slow_start.actor.py")
         << "import time\ntime.sleep(0.8)\n"
            "@actor({\"component\": \"slow_start\", \"inports\": [\"x\"], \"outports\": [\"y\"]})\n"

@@ -1,6 +1,7 @@
 // Persistent workers with the real /usr/bin/python3 and /usr/bin/node, driven through
 // runtime::Instance on the `none` backend (the only one in this build).
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -749,4 +750,72 @@ TEST_F(WorkerTest, AWorkerSeesOnlyItsStandardDescriptorsAndTheChannel) {
     auto r = inst->call(req({}), rec.events());
     ASSERT_TRUE(r) << r.error().message;
     EXPECT_EQ(r->outputs.at("open"), (json::array{0, 1, 2, 3}));
+}
+
+// The non-blocking form an event loop uses: begin(), then advance() each time the wait
+// descriptor polls readable, and expire() at the deadline.
+TEST_F(WorkerTest, ACallCanBeDrivenStepByStepFromTheWaitDescriptor) {
+    auto inst = must_load(write(
+        "steps.py",
+        R"(@actor({"component": "steps", "inports": ["text", "spin"], "outports": ["tick", "n"]})
+async def process(ctx):
+    for i in range(3):
+        await ctx.send_output("tick", i)
+    while ctx.get_input("spin"):
+        pass
+    return {"n": len(ctx.get_input("text"))}
+)"));
+    ASSERT_TRUE(inst);
+    // Polls the descriptor and steps until the call ends; counts the steps that found it
+    // still running.
+    auto drive = [&](int* pending_steps) -> Result<runtime::CallOutcome> {
+        for (;;) {
+            pollfd p{inst->wait_fd(), POLLIN, 0};
+            EXPECT_GE(::poll(&p, 1, 20'000), 0);
+            if (auto r = inst->advance()) return std::move(*r);
+            ++*pending_steps;
+        }
+    };
+    for (const std::size_t size : {std::size_t{5}, std::size_t{4} << 20}) {
+        Recorded rec;
+        // 4 MiB is more than a socket buffer takes at once: the rest goes as the worker reads.
+        auto rq = req({{"text", std::string(size, 'x')}, {"spin", false}});
+        auto ev = rec.events();
+        auto began = inst->begin(std::move(rq), std::move(ev), false);
+        ASSERT_TRUE(began) << began.error().message;
+        ASSERT_TRUE(*began);
+        int pending_steps = 0;
+        auto r = drive(&pending_steps);
+        ASSERT_TRUE(r) << r.error().message;
+        EXPECT_EQ(r->outputs.at("n"), json::value(size));
+        ASSERT_EQ(rec.outputs.size(), 3u);
+        for (int i = 0; i < 3; ++i) EXPECT_EQ(rec.outputs[static_cast<std::size_t>(i)].second, i);
+        EXPECT_FALSE(r->new_worker);
+    }
+    EXPECT_EQ(inst->worker_starts(), 1u);
+
+    // The deadline: the owner of the loop calls expire(); the worker is killed.
+    Recorded rec;
+    auto rq = req({{"text", "x"}, {"spin", true}});
+    rq.timeout = std::chrono::milliseconds(200);
+    auto ev = rec.events();
+    ASSERT_TRUE(*inst->begin(std::move(rq), std::move(ev), false));
+    EXPECT_LE(inst->deadline(), runtime::Clock::now() + std::chrono::milliseconds(200));
+    EXPECT_FALSE(inst->advance());  // still spinning
+    auto timed_out = inst->expire();
+    ASSERT_FALSE(timed_out);
+    EXPECT_EQ(timed_out.error().code, Errc::timeout);
+
+    // With its worker gone, a non-blocking begin does nothing and leaves the request as
+    // it was; the blocking path starts a new worker.
+    auto again = req({{"text", "abc"}, {"spin", false}});
+    auto ev2 = rec.events();
+    auto began = inst->begin(std::move(again), std::move(ev2), false);
+    ASSERT_TRUE(began) << began.error().message;
+    EXPECT_FALSE(*began);
+    EXPECT_EQ(again.inputs.at("text"), "abc");
+    auto ok = inst->call(again, rec.events());
+    ASSERT_TRUE(ok) << ok.error().message;
+    EXPECT_EQ(ok->outputs.at("n"), 3);
+    EXPECT_TRUE(ok->new_worker);
 }
