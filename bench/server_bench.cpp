@@ -232,7 +232,7 @@ int main(int argc, char** argv) {
     // `--coroutines N`: only the coroutine client over N connections, for longer (to run
     // under a profiler). `--io-threads N`: the server's I/O threads (default: as `serve`).
     int only = 0;
-    int io_threads = 1;
+    int io_threads = 2;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string_view flag = argv[i];
         const int value = std::atoi(argv[i + 1]);

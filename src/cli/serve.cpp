@@ -33,7 +33,9 @@ struct ServeOptions {
     std::vector<std::string> origins;
     BackendFlags backend;
     std::size_t threads = 8;
-    int io_threads = 1;
+    // Two, so that a large message being parsed or encoded for one connection (calls run
+    // on these threads) leaves another thread for the rest.
+    int io_threads = 2;
     std::string call_timeout = "30s";
     std::string idle_timeout = "60s";
     std::string handshake_timeout = "10s";
@@ -249,7 +251,7 @@ void register_serve(CLI::App& app, int& status) {
         ->check(CLI::Range(1, 1024));
     cmd->add_option("--io-threads", o->io_threads,
                     "Threads for the sockets and for calls to running sandboxes")
-        ->default_str("1")
+        ->default_str("2")
         ->check(CLI::Range(1, 64));
     cmd->add_option("--call-timeout", o->call_timeout,
                     "Wall-clock limit of a process call unless it sets timeout_ms")

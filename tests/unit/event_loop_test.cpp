@@ -108,6 +108,10 @@ class EventLoopTest : public ::testing::Test {
         EXPECT_TRUE(w.has_value()) << (w ? "" : w.error().message);
         return w ? std::move(*w) : nullptr;
     }
+    // Starts a wait from the strand, as the watch's users must.
+    void arm(rpc::FdWatch& w, Clock::time_point deadline, std::function<void(bool)> ready) {
+        on_strand(*strand_, [&] { w.wait(deadline, std::move(ready)); });
+    }
     // Lets what is already queued on the strand run.
     void drain() {
         on_strand(*strand_, [] {});
@@ -119,7 +123,7 @@ TEST_F(EventLoopTest, ReadableCompletesTheWaitNotExpired) {
     auto w = watch(p.read_end);
     ASSERT_TRUE(w);
     Outcomes out;
-    on_strand(*strand_, [&] { w->wait(Clock::now() + 60s, out.callback()); });
+    arm(*w, Clock::now() + 60s, out.callback());
     p.write_byte();
     EXPECT_EQ(out.wait_for(1), std::vector<bool>{false});
 }
@@ -132,16 +136,16 @@ TEST_F(EventLoopTest, ADescriptorReadableBeforeTheWaitCompletesIt) {
     Outcomes out;
     // Data before the first wait, then again between a wait that completed and the next.
     p.write_byte();
-    on_strand(*strand_, [&] { w->wait(Clock::now() + 60s, out.callback()); });
+    arm(*w, Clock::now() + 60s, out.callback());
     EXPECT_EQ(out.wait_for(1), std::vector<bool>{false});
     char c;
     ASSERT_EQ(::read(p.read_end, &c, 1), 1);
     p.write_byte();
     drain();
-    on_strand(*strand_, [&] { w->wait(Clock::now() + 60s, out.callback()); });
+    arm(*w, Clock::now() + 60s, out.callback());
     EXPECT_EQ(out.wait_for(2), (std::vector<bool>{false, false}));
     // Still unread: a third wait completes too (readiness, not a new event, decides).
-    on_strand(*strand_, [&] { w->wait(Clock::now() + 60s, out.callback()); });
+    arm(*w, Clock::now() + 60s, out.callback());
     EXPECT_EQ(out.wait_for(3), (std::vector<bool>{false, false, false}));
 }
 
@@ -150,7 +154,7 @@ TEST_F(EventLoopTest, DeadlineCompletesTheWaitExpired) {
     auto w = watch(p.read_end);
     ASSERT_TRUE(w);
     Outcomes out;
-    on_strand(*strand_, [&] { w->wait(Clock::now() + 20ms, out.callback()); });
+    arm(*w, Clock::now() + 20ms, out.callback());
     EXPECT_EQ(out.wait_for(1), std::vector<bool>{true});
 }
 
@@ -163,16 +167,16 @@ TEST_F(EventLoopTest, RepeatedWaitsWithOneDeadline) {
     Outcomes out;
     const auto far = Clock::now() + 60s;
     for (std::size_t i = 1; i <= 3; ++i) {
-        on_strand(*strand_, [&] { w->wait(far, out.callback()); });
+        arm(*w, far, out.callback());
         p.write_byte();
         ASSERT_EQ(out.wait_for(i).size(), i);
         char buf[8];
         EXPECT_EQ(::read(p.read_end, buf, sizeof buf), 1);
     }
     const auto soon = Clock::now() + 20ms;
-    on_strand(*strand_, [&] { w->wait(soon, out.callback()); });
+    arm(*w, soon, out.callback());
     out.wait_for(4);
-    on_strand(*strand_, [&] { w->wait(soon, out.callback()); });
+    arm(*w, soon, out.callback());
     EXPECT_EQ(out.wait_for(5), (std::vector<bool>{false, false, false, true, true}));
 }
 
@@ -209,7 +213,7 @@ TEST_F(EventLoopTest, ACancelledWaitNeverRuns) {
     drain();
     // The watch still works after a cancel; the operations it left pending are reused.
     Outcomes out;
-    on_strand(*strand_, [&] { w->wait(Clock::now() - 1s, out.callback()); });
+    arm(*w, Clock::now() - 1s, out.callback());
     EXPECT_EQ(out.wait_for(1).size(), 1u);
     drain();
     EXPECT_EQ(cancelled.runs, 0);
@@ -221,7 +225,7 @@ TEST_F(EventLoopTest, WatchesADuplicateTheCallerMayClose) {
     ASSERT_TRUE(w);
     p.close_read_end();
     Outcomes out;
-    on_strand(*strand_, [&] { w->wait(Clock::now() + 60s, out.callback()); });
+    arm(*w, Clock::now() + 60s, out.callback());
     p.write_byte();  // would fail with EPIPE if the watch held no read end
     EXPECT_EQ(out.wait_for(1), std::vector<bool>{false});
 }
@@ -240,7 +244,7 @@ TEST_F(EventLoopTest, DestroyingAWatchWithAWaitPendingNeverRunsIt) {
     {
         auto w = watch(p.read_end);
         ASSERT_TRUE(w);
-        on_strand(*strand_, [&] { w->wait(Clock::now() + 60s, pending.callback()); });
+        arm(*w, Clock::now() + 60s, pending.callback());
         w.reset();
         EXPECT_FALSE(pending.alive());
     }
