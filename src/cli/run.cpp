@@ -28,7 +28,7 @@ struct RunOptions {
     std::vector<std::string> inputs;
     std::string runtime;
     std::string token;
-    std::string timeout = "30s";
+    std::string timeout;  // empty: each actor's declared timeout_ms, else 30 s
     std::size_t queue_capacity = limits::kDefaultFlowQueueCapacity;
     bool trace = false;
     bool no_summary = false;
@@ -64,7 +64,8 @@ void print_summary(const flow::Graph& g, const flow::RunReport& r, bool ok) {
 int run(const RunOptions& o) {
     auto graph = flow::load_graph_file(o.graph);
     if (!graph) return report(graph.error());
-    auto timeout = parse_duration(o.timeout);
+    Result<std::chrono::microseconds> timeout = std::chrono::microseconds(0);
+    if (!o.timeout.empty()) timeout = parse_duration(o.timeout);
     if (!timeout) return report(timeout.error());
 
     std::vector<fs::path> dirs;
@@ -173,8 +174,9 @@ void register_run(CLI::App& app, int& status) {
                     "Run script actors on this runtime server (ws://HOST:PORT) instead of "
                     "in-process");
     cmd->add_option("--token", o->token, "Bearer token for --runtime");
-    cmd->add_option("--timeout", o->timeout, "Wall-clock limit per script call")
-        ->default_str("30s");
+    cmd->add_option("--timeout", o->timeout,
+                    "Wall-clock limit per script call, for every script actor (default: the "
+                    "timeout_ms each actor declares in its limits, else 30s)");
     cmd->add_option("--queue-capacity", o->queue_capacity, "Packets queued per node inport")
         ->default_str(std::to_string(limits::kDefaultFlowQueueCapacity))
         ->check(CLI::Range(std::size_t{1}, limits::kMaxFlowQueueCapacity));

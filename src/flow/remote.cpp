@@ -1,5 +1,7 @@
 #include "flow/remote.hpp"
 
+#include "runtime/actor_limits.hpp"
+
 #include "sandflow/client.hpp"
 
 namespace sandflow::flow {
@@ -47,8 +49,17 @@ class RemoteHost final : public ScriptHost {
                                                LogSink) override {
         client::Options co;
         co.token = opt_.token;
-        if (opt_.call_timeout.count() > 0)
-            co.call_timeout = opt_.call_timeout + std::chrono::seconds(5);
+        // The server enforces the call's wall clock: this run's, else the one the actor
+        // declares. The client waits a little longer, so that the server's answer (a
+        // timeout that names the limit) is what the node sees.
+        std::chrono::milliseconds server_side = opt_.call_timeout;
+        if (server_side.count() == 0) {
+            auto declared = runtime::limits_for(actor.metadata, runtime::ActorLimits{},
+                                                runtime::default_maxima());
+            if (!declared) return tl::unexpected(declared.error());
+            server_side = declared->timeout;
+        }
+        co.call_timeout = server_side + std::chrono::seconds(5);
         auto c = client::Client::connect(opt_.url, co);
         if (!c) return tl::unexpected(c.error());
         auto loaded = (*c)->load_source(actor.source, actor::language_name(actor.metadata.language),

@@ -13,9 +13,11 @@
 namespace sandflow::flow {
 
 struct RemoteOptions {
-    std::string url;                            // ws://HOST:PORT
-    std::string token;                          // sent as a bearer token when not empty
-    std::chrono::milliseconds call_timeout{0};  // 0: the client's default
+    std::string url;    // ws://HOST:PORT
+    std::string token;  // sent as a bearer token when not empty
+    // Wall clock per call; 0: the one each actor declares (limits.timeout_ms), else the
+    // server's default.
+    std::chrono::milliseconds call_timeout{0};
 };
 
 std::unique_ptr<ScriptHost> remote_host(RemoteOptions options);

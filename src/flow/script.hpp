@@ -75,7 +75,7 @@ class ScriptHost {
 };
 
 // Runs every node in this process on `backend` (which must outlive the host).
-// `call_timeout` 0 = the runtime's default.
+// `call_timeout` 0: each actor's declared timeout_ms, else the default (30 s).
 std::unique_ptr<ScriptHost> embedded_host(sandbox::Backend& backend,
                                           std::chrono::milliseconds call_timeout = {});
 

@@ -67,3 +67,45 @@ TEST(RunCliTest, GraphErrorsExitWithStatusTwo) {
     EXPECT_TRUE(r.out.empty());
     fs::remove_all(tmpl);
 }
+
+// Without --timeout each script actor runs under the timeout_ms it declares; --timeout
+// replaces it for every actor.
+TEST(RunCliTest, AnActorsDeclaredTimeoutAppliesUnlessTimeoutIsGiven) {
+    char tmpl[] = "/tmp/sandflow-run-timeout-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    const fs::path dir = tmpl;
+    std::ofstream(dir / "slow.actor.py") << R"(import time
+@actor({"component": "slow", "inports": ["in"], "outports": ["out"], "limits": {"timeout_ms": 200}})
+def process(ctx):
+    time.sleep(ctx.get_input("in"))
+    return {"out": "done"}
+)";
+    std::ofstream(dir / "slow.graph.json") << R"({
+  "processes": {"s": {"component": "slow"}},
+  "connections": [{"data": 1.0, "to": {"nodeId": "s", "portName": "in"}}],
+  "outports": {"out": {"nodeId": "s", "portName": "out"},
+               "errors": {"nodeId": "s", "portName": "error"}}
+})";
+    auto ports = [](const std::string& out) {
+        std::map<std::string, std::vector<json::value>> by_port;
+        for (const auto& l : sandflow::testing::json_lines(out, false))
+            by_port[json::value_to<std::string>(l.at("port"))].push_back(l.at("data"));
+        return by_port;
+    };
+    const std::string graph = (dir / "slow.graph.json").string();
+    auto declared = run_cli({"run", graph, "--backend", "none", "--insecure-no-sandbox"});
+    auto by_port = ports(declared.out);
+    EXPECT_TRUE(by_port["out"].empty()) << declared.out << declared.err;
+    ASSERT_EQ(by_port["errors"].size(), 1u) << declared.out << declared.err;
+    EXPECT_NE(json::serialize(by_port["errors"][0]).find("200ms"), std::string::npos)
+        << json::serialize(by_port["errors"][0]);
+
+    auto given =
+        run_cli({"run", graph, "--backend", "none", "--insecure-no-sandbox", "--timeout", "20s"});
+    ASSERT_EQ(given.status, 0) << given.err;
+    by_port = ports(given.out);
+    ASSERT_EQ(by_port["out"].size(), 1u) << given.out << given.err;
+    EXPECT_EQ(by_port["out"][0], "done");
+    EXPECT_TRUE(by_port["errors"].empty());
+    fs::remove_all(dir);
+}
