@@ -26,6 +26,7 @@
 #include <thread>
 #include <utility>
 
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
@@ -172,6 +173,9 @@ class AsioStrand final : public Strand {
     explicit AsioStrand(StrandExecutor strand) : strand_(std::move(strand)) {}
 
     void post(std::function<void()> fn) override { net::post(strand_, std::move(fn)); }
+    // An idle strand dispatches its queue on the io_context's executor, which runs it at
+    // once on a thread that runs the io_context.
+    void dispatch(std::function<void()> fn) override { net::dispatch(strand_, std::move(fn)); }
 
     Result<std::unique_ptr<FdWatch>> watch(int fd) override {
         const std::string what = "cannot watch descriptor " + std::to_string(fd);

@@ -39,6 +39,10 @@ class Strand {
     virtual ~Strand() = default;
     // Runs `fn` on this strand, later (never inside post()).
     virtual void post(std::function<void()> fn) = 0;
+    // Runs `fn` on this strand: inside this call when it is made on one of the loop's
+    // threads and the strand has nothing queued or running (no hand-off to another
+    // thread), else later, as post(). The caller must hold no lock that `fn` takes.
+    virtual void dispatch(std::function<void()> fn) = 0;
     // Watches a duplicate of `fd`, so the caller may close its own at any time; the
     // callbacks run on this strand. Errors: Errc::io when the descriptor cannot be
     // duplicated or registered.

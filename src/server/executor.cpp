@@ -75,15 +75,25 @@ void SerialQueue::post_async(std::function<void(Done)> job) {
 }
 
 void SerialQueue::push(Job job) {
-    std::lock_guard lk(mu_);
-    jobs_.push_back(std::move(job));
-    if (!running_) {
+    bool on_strand;
+    {
+        std::lock_guard lk(mu_);
+        jobs_.push_back(std::move(job));
+        if (running_) return;
         running_ = true;
-        start_front_locked();
+        on_strand = jobs_.front().on_strand;
+    }
+    // An idle queue's first job: from an I/O thread it starts right here when the strand
+    // is free, with no hand-off to another thread (the lock is released: it may end at once).
+    if (on_strand) {
+        strand_->dispatch([self = shared_from_this()] { self->run_front(); });
+    } else {
+        pool_.submit([self = shared_from_this()] { self->run_front(); });
     }
 }
 
-// One job per turn, then back of the line: a busy instance cannot starve others.
+// One job per turn, then back of the line: a busy instance cannot starve others. Posted,
+// never run inside: a job that ends at once must not start the next one on its own stack.
 void SerialQueue::start_front_locked() {
     auto run = [self = shared_from_this()] { self->run_front(); };
     if (jobs_.front().on_strand) {

@@ -326,6 +326,34 @@ TEST_F(EventLoopTest, PostsRunInOrderAndNeverInsidePost) {
     for (int i = 0; i < kPosts; ++i) EXPECT_EQ(order[static_cast<std::size_t>(i)], i);
 }
 
+// The server starts an idle instance's call this way from the connection's handler.
+TEST_F(EventLoopTest, DispatchRunsAtOnceOnlyOnALoopThreadWithTheStrandIdle) {
+    auto other = thread_->loop()->make_strand();
+    // On a loop thread (inside another strand's work), the idle strand runs it inside.
+    bool ran_inside = false;
+    on_strand(*strand_, [&] {
+        bool ran = false;
+        other->dispatch([&] { ran = true; });
+        ran_inside = ran;
+    });
+    EXPECT_TRUE(ran_inside);
+    // Work already queued on the strand goes first: then it waits its turn.
+    std::vector<int> order;
+    on_strand(*strand_, [&] {
+        other->post([&] { order.push_back(1); });
+        other->dispatch([&] { order.push_back(2); });
+        EXPECT_TRUE(order.empty());
+    });
+    on_strand(*other, [] {});
+    EXPECT_EQ(order, (std::vector<int>{1, 2}));
+    // Off the loop's threads it never runs inside.
+    std::promise<std::thread::id> ran_on;
+    other->dispatch([&] { ran_on.set_value(std::this_thread::get_id()); });
+    auto f = ran_on.get_future();
+    ASSERT_EQ(f.wait_for(kGenerous), std::future_status::ready);
+    EXPECT_NE(f.get(), std::this_thread::get_id());
+}
+
 TEST(EventLoopStrand, PostsFromManyThreadsRunOneAtATime) {
     boost::asio::io_context ioc;
     auto work = boost::asio::make_work_guard(ioc);
