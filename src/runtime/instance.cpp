@@ -2,8 +2,6 @@
 
 #include "runtime/warm_pool.hpp"
 
-#include <algorithm>
-
 namespace sandflow::runtime {
 
 Result<InstanceSpec> spec_from_file(const std::filesystem::path& path) {
@@ -23,7 +21,7 @@ Instance::Instance(sandbox::Backend& backend, InstanceSpec spec)
 
 Result<std::unique_ptr<Instance>> Instance::create(sandbox::Backend& backend, InstanceSpec spec) {
     std::unique_ptr<Instance> inst(new Instance(backend, std::move(spec)));
-    if (auto ok = inst->ensure_worker(inst->spec_.limits->sandbox); !ok)
+    if (auto ok = inst->start_worker(inst->spec_.limits->sandbox); !ok)
         return tl::unexpected(ok.error());
     return inst;
 }
@@ -31,12 +29,6 @@ Result<std::unique_ptr<Instance>> Instance::create(sandbox::Backend& backend, In
 Result<bool> Instance::reuse_worker(const sandbox::SandboxLimits& want) {
     if (!worker_ || !worker_->alive()) return false;
     return worker_->update_sandbox_limits(want);
-}
-
-Result<void> Instance::ensure_worker(const sandbox::SandboxLimits& want) {
-    auto same = reuse_worker(want);
-    if (!same) return tl::unexpected(same.error());
-    return *same ? Result<void>{} : start_worker(want);
 }
 
 Result<void> Instance::start_worker(const sandbox::SandboxLimits& want) {
@@ -182,14 +174,8 @@ Result<CallOutcome> Instance::call(const CallRequest& request, const CallEvents&
 }
 
 Result<CallOutcome> Instance::wait() {
-    for (;;) {
-        const auto until = deadline();
-        const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - Clock::now());
-        const int wait_ms =
-            static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, std::int64_t{60'000}));
-        if (auto r = advance(wait_ms)) return std::move(*r);
-        if (Clock::now() >= until) return expire();
-    }
+    if (!pending_) return fail(Errc::internal, "no call is running");
+    return finish(worker_->wait());
 }
 
 }  // namespace sandflow::runtime

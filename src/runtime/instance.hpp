@@ -51,7 +51,7 @@ class Instance {
 
     // Validates the inputs against the declared inports, then calls the worker under the
     // request's limits, or the instance's when it has none. Blocks until the call ends;
-    // it is begin() and advance() in a loop.
+    // it is begin(), then wait().
     Result<CallOutcome> call(const CallRequest& request, const CallEvents& events);
 
     // The same call without blocking, for an event loop (as Worker::begin_call). begin()
@@ -82,12 +82,10 @@ class Instance {
 
   private:
     Instance(sandbox::Backend& backend, InstanceSpec spec);
-    // A live worker whose sandbox enforces `want`: the current one, its limits changed
-    // live where the backend can, else a new one (from the pool when `want` fits it).
-    Result<void> ensure_worker(const sandbox::SandboxLimits& want);
-    // True when the current worker is alive and now enforces `want`; false when a new
-    // one is needed (start_worker, which blocks).
+    // True when the current worker is alive and now enforces `want` (its limits changed
+    // live where the backend can); false when a new one is needed.
     Result<bool> reuse_worker(const sandbox::SandboxLimits& want);
+    // A new worker whose sandbox enforces `want`, from the pool when `want` fits it. Blocks.
     Result<void> start_worker(const sandbox::SandboxLimits& want);
     Result<CallOutcome> finish(Result<CallResult> r);
     Result<void> check_inputs(const json::object& inputs) const;

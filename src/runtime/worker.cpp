@@ -643,6 +643,11 @@ Clock::time_point Worker::call_deadline() const {
 
 Result<CallResult> Worker::call(const CallRequest& request, const CallEvents& events) {
     if (auto ok = begin_call(request, events); !ok) return tl::unexpected(ok.error());
+    return wait();
+}
+
+Result<CallResult> Worker::wait() {
+    if (!call_) return fail(Errc::internal, "no call is running");
     for (;;) {
         const auto deadline = call_->deadline;
         if (auto r = advance(poll_timeout_ms(deadline))) return std::move(*r);

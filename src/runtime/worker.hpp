@@ -96,7 +96,7 @@ class Worker {
 
     // One call. Errc::script when the script raised (the worker lives on); Errc::timeout,
     // Errc::worker_crashed or Errc::limit_exceeded when the worker had to be killed.
-    // Blocks until the call ends; it is begin_call() and advance() in a loop.
+    // Blocks until the call ends: begin_call(), then wait().
     Result<CallResult> call(const CallRequest& request, const CallEvents& events);
 
     // The same call without blocking, for an event loop. begin_call() sends the request
@@ -109,6 +109,8 @@ class Worker {
     // Waits up to `timeout_ms` (0: not at all) for the worker first.
     std::optional<Result<CallResult>> advance(int timeout_ms = 0);
     Result<CallResult> expire();
+    // Blocks until the call begun ends (advance and expire in a loop).
+    Result<CallResult> wait();
     // Polls readable when the worker has something for advance(): a level-triggered epoll
     // set of the channel, stdout, stderr and the sandbox's limit events, owned by the
     // worker and valid until it is destroyed (it stays valid, and silent, after a kill).
