@@ -8,6 +8,8 @@
 //                          pipelined   4 such coroutines per connection: 4 calls in flight
 //                                      per connection, shown apart and not counted for
 //                                      the targets;
+//                          ping        the coroutines calling `ping`: the transport and the
+//                                      client alone, no worker (not counted either);
 //   direct               the same calls made by N threads directly on runtime::Instance,
 //                        in process (no server, no socket);
 // for a trivial Python actor at 1, 16 and 128 connections, over min(N, 16) instances.
