@@ -85,21 +85,17 @@ void SerialQueue::push(Job job) {
     }
     // An idle queue's first job: from an I/O thread it starts right here when the strand
     // is free, with no hand-off to another thread (the lock is released: it may end at once).
-    if (on_strand) {
-        strand_->dispatch([self = shared_from_this()] { self->run_front(); });
-    } else {
-        pool_.submit([self = shared_from_this()] { self->run_front(); });
-    }
+    start(on_strand, true);
 }
 
-// One job per turn, then back of the line: a busy instance cannot starve others. Posted,
-// never run inside: a job that ends at once must not start the next one on its own stack.
-void SerialQueue::start_front_locked() {
+void SerialQueue::start(bool on_strand, bool may_run_here) {
     auto run = [self = shared_from_this()] { self->run_front(); };
-    if (jobs_.front().on_strand) {
-        strand_->post(std::move(run));
-    } else {
+    if (!on_strand) {
         pool_.submit(std::move(run));
+    } else if (may_run_here) {
+        strand_->dispatch(std::move(run));
+    } else {
+        strand_->post(std::move(run));
     }
 }
 
@@ -129,13 +125,19 @@ void SerialQueue::run_front() {
     }
 }
 
+// One job per turn, then back of the line: a busy instance cannot starve others. Posted,
+// never run here: a job that ends at once must not start the next one on its own stack.
 void SerialQueue::job_done() {
-    std::lock_guard lk(mu_);
-    if (jobs_.empty()) {
-        running_ = false;
-    } else {
-        start_front_locked();
+    bool on_strand;
+    {
+        std::lock_guard lk(mu_);
+        if (jobs_.empty()) {
+            running_ = false;
+            return;
+        }
+        on_strand = jobs_.front().on_strand;
     }
+    start(on_strand, false);
 }
 
 }  // namespace sandflow::server

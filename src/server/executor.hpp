@@ -67,7 +67,9 @@ class SerialQueue : public std::enable_shared_from_this<SerialQueue> {
         bool on_strand = false;
     };
     void push(Job job);
-    void start_front_locked();
+    // Runs the front job on the pool or the strand; `may_run_here`: inside this call when
+    // the strand allows (Strand::dispatch).
+    void start(bool on_strand, bool may_run_here);
     void run_front();
     void job_done();
     ThreadPool& pool_;
