@@ -8,6 +8,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "runtime/instance.hpp"
 #include "sandbox/none/none_backend.hpp"
@@ -425,6 +426,59 @@ TEST_F(WorkerTest, AThousandCallsOnOneWorker) {
         }
         EXPECT_EQ(inst->worker_pid(), pid);
         EXPECT_EQ(inst->worker_starts(), 1u);
+    }
+}
+
+// /proc/PID/stat's state letter and /proc/PID/status's voluntary context switches (how
+// often the process's main thread went to sleep).
+char process_state(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto paren = text.rfind(')');
+    return paren != std::string::npos && paren + 2 < text.size() ? text[paren + 2] : '?';
+}
+
+long voluntary_switches(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind("voluntary_ctxt_switches:", 0) == 0) return std::stol(line.substr(24));
+    return -1;
+}
+
+// A Python worker waiting for its next call sleeps until that call's request arrives, and
+// nothing else wakes it. (Blocked in read() on its channel socket, it was also woken, for
+// nothing, when the host took in the result it had written: two context switches more per
+// call.) Each result here is read only once the worker sleeps. Limit: the JavaScript
+// worker blocks in readSync() and is still woken this way; Node has no poll() outside its
+// event loop.
+TEST_F(WorkerTest, AWaitingPythonWorkerIsNotWokenWhenTheHostReadsWhatItWrote) {
+    constexpr int kCalls = 20;
+    {
+        auto inst = must_load(write("d.py", kDouble));
+        ASSERT_TRUE(inst);
+        const pid_t pid = inst->worker_pid();
+        long woken = 0;
+        for (int i = 0; i < kCalls; ++i) {
+            auto began = inst->begin(req({{"input", i}}), {}, false);
+            ASSERT_TRUE(began && *began);
+            // The result is there and the worker has gone back to waiting.
+            pollfd p{inst->wait_fd(), POLLIN, 0};
+            ASSERT_EQ(::poll(&p, 1, 20'000), 1);
+            for (int tries = 0; process_state(pid) != 'S' && tries < 10'000; ++tries)
+                std::this_thread::sleep_for(std::chrono::microseconds(100));
+            ASSERT_EQ(process_state(pid), 'S');
+            const long before = voluntary_switches(pid);
+            std::optional<Result<runtime::CallOutcome>> r;
+            while (!(r = inst->advance(20'000))) {
+            }
+            ASSERT_TRUE(*r) << (*r).error().message;
+            // A worker woken by that read runs, finds nothing, and sleeps again at once.
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+            woken += voluntary_switches(pid) - before;
+        }
+        EXPECT_EQ(woken, 0) << "the waiting worker was woken " << woken << " times in " << kCalls
+                            << " calls";
     }
 }
 

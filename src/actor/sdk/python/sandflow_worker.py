@@ -9,6 +9,7 @@
 # `_json` is used directly. asyncio (~40 ms to import) is used only when the script itself
 # imported it; otherwise coroutines are driven by hand.
 import os
+import select
 import sys
 import builtins
 import binascii
@@ -53,7 +54,10 @@ _scan_bytes = _json.make_scanner(_BytesScanContext)
 
 
 def _decode(raw):
-    text = raw.decode("utf-8")
+    return _decode_text(raw.decode("utf-8"))
+
+
+def _decode_text(text):
     scanner = _scan_bytes if '"$bytes"' in text else _scan
     value, end = scanner(text, 0)
     if text[end:].strip():
@@ -69,34 +73,49 @@ def _default(obj):
         "float, bool, None or bytes" % type(obj).__name__)
 
 
+# No circular-reference check (markers None), so one encoder serves every call, nested
+# ones included.
+_encoder = _json.make_encoder(None, _default, _json.encode_basestring, None, ":", ",",
+                              False, False, False)
+
+
 def _encode(value):
-    encoder = _json.make_encoder({}, _default, _json.encode_basestring, None, ":", ",",
-                                 False, False, False)
-    return "".join(encoder(value, 0))
+    return "".join(_encoder(value, 0))
 
 
 # ----- frames -----
 
 _rbuf = bytearray()
+# Waiting in poll() rather than in read(): a unix socket wakes a task blocked in read() on
+# it whenever the host consumes what this worker wrote (the socket's write space returns),
+# so a blocking read would wake, find nothing and sleep again once per call. poll() wakes
+# for input only.
+_poller = select.poll()
+_poller.register(_fd, select.POLLIN)
 
 
-def _read_exact(n):
-    while len(_rbuf) < n:
-        chunk = os.read(_fd, max(65536, n - len(_rbuf)))
+def _fill(size):
+    """Reads until the buffer holds at least `size` bytes."""
+    while len(_rbuf) < size:
+        _poller.poll()
+        chunk = os.read(_fd, max(65536, size - len(_rbuf)))
         if not chunk:
             raise EOFError
         _rbuf.extend(chunk)
-    data = bytes(_rbuf[:n])
-    del _rbuf[:n]
-    return data
 
 
 def _read_frame():
-    header = _read_exact(4)
-    n = int.from_bytes(header, "big")
+    if len(_rbuf) < 4:
+        _fill(4)
+    n = int.from_bytes(_rbuf[:4], "big")
     if n > MAX_FRAME_BYTES:
         raise ValueError("frame of %d bytes from host exceeds the limit" % n)
-    return _decode(_read_exact(n))
+    end = 4 + n
+    if len(_rbuf) < end:
+        _fill(end)
+    text = _rbuf[4:end].decode("utf-8")
+    del _rbuf[:end]
+    return _decode_text(text)
 
 
 def _write_raw(payload):
@@ -104,10 +123,12 @@ def _write_raw(payload):
     if len(data) > MAX_FRAME_BYTES:
         raise ValueError("message of %d bytes exceeds the frame size limit of %d bytes"
                          % (len(data), MAX_FRAME_BYTES))
-    view = memoryview(len(data).to_bytes(4, "big") + data)
-    while view:
-        n = os.write(_fd, view)
-        view = view[n:]
+    data = len(data).to_bytes(4, "big") + data
+    n = os.write(_fd, data)
+    if n < len(data):  # the channel is full: the rest as the host reads
+        view = memoryview(data)[n:]
+        while view:
+            view = view[os.write(_fd, view):]
 
 
 def _send(msg):
@@ -402,7 +423,7 @@ def _call(msg):
             sets.append("%s:%s" % (_encode(k), raw.decode("utf-8")))
     _flush_std()
     _write_raw('{"t":"result","id":%d,"outputs":%s,"state_set":{%s},"state_deleted":%s}'
-               % (call_id, outputs, ",".join(sets), _encode(deleted)))
+               % (call_id, outputs, ",".join(sets), _encode(deleted) if deleted else "[]"))
 
 
 def _flush_std():
