@@ -373,6 +373,7 @@ int main(int argc, char** argv) {
     server::Server srv(backend, so, server::make_memory_store());
     rpc::WsServerOptions wo;
     wo.port = 0;
+    wo.io_threads = io_threads;
     rpc::WsHandler h;
     h.on_open = [&srv](const auto& c) { srv.on_open(c); };
     h.on_message = [&srv](const auto& c, std::string_view t, bool b) { srv.on_message(c, t, b); };
@@ -384,7 +385,7 @@ int main(int argc, char** argv) {
     }
     srv.set_event_loop((*ws)->event_loop());
     if (!srv.discover()) return 1;
-    (*ws)->start(io_threads);
+    (*ws)->start();
     const std::string url = "ws://127.0.0.1:" + std::to_string((*ws)->port());
 
     auto spec = runtime::spec_from_file(dir / "trivial.actor.py");

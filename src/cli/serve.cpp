@@ -166,6 +166,7 @@ int run(ServeOptions o) {
     wo.handshake_timeout = duration_cast<milliseconds>(handshake);
     wo.idle_timeout = duration_cast<milliseconds>(idle);
     wo.deflate = !o.no_deflate;
+    wo.io_threads = o.io_threads;
     rpc::WsHandler h;
     h.on_open = [&srv](const auto& c) { srv.on_open(c); };
     h.on_message = [&srv](const auto& c, std::string_view text, bool binary) {
@@ -182,7 +183,7 @@ int run(ServeOptions o) {
     srv.set_event_loop((*ws)->event_loop());
     auto found = srv.discover();
     if (!found) return report(found.error());
-    (*ws)->start(o.io_threads);
+    (*ws)->start();
 
     const std::string host =
         hp->host.find(':') != std::string::npos ? "[" + hp->host + "]" : hp->host;
@@ -250,7 +251,8 @@ void register_serve(CLI::App& app, int& status) {
         ->default_str("8")
         ->check(CLI::Range(1, 1024));
     cmd->add_option("--io-threads", o->io_threads,
-                    "Threads for the sockets and for calls to running sandboxes")
+                    "Threads for the sockets and for calls to running sandboxes, each with "
+                    "its own connections")
         ->default_str("2")
         ->check(CLI::Range(1, 64));
     cmd->add_option("--call-timeout", o->call_timeout,

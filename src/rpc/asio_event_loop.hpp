@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 
@@ -10,8 +11,10 @@
 
 namespace sandflow::rpc {
 
-// An EventLoop over `ioc`, whose strands run on the threads that run `ioc`. It keeps a
-// reference: `ioc` must outlive the loop, its strands and their watches.
-std::shared_ptr<EventLoop> make_event_loop(boost::asio::io_context& ioc);
+// An EventLoop over `contexts` (at least one), each run by its own thread(s). A strand
+// lives on one context: the one whose thread calls make_strand(), so work for it stays on
+// that thread; from any other thread, the next context in turn. It keeps references: the
+// contexts must outlive the loop, its strands and their watches.
+std::shared_ptr<EventLoop> make_event_loop(std::vector<boost::asio::io_context*> contexts);
 
 }  // namespace sandflow::rpc

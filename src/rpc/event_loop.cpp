@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <cstdint>
@@ -200,19 +201,25 @@ class AsioStrand final : public Strand {
 
 class AsioEventLoop final : public EventLoop {
   public:
-    explicit AsioEventLoop(net::io_context& ioc) : ioc_(ioc) {}
+    explicit AsioEventLoop(std::vector<net::io_context*> contexts)
+        : contexts_(std::move(contexts)) {}
 
     std::shared_ptr<Strand> make_strand() override {
-        return std::make_shared<AsioStrand>(net::make_strand(ioc_));
+        for (auto* ioc : contexts_)
+            if (ioc->get_executor().running_in_this_thread())
+                return std::make_shared<AsioStrand>(net::make_strand(*ioc));
+        const std::size_t i = next_++ % contexts_.size();
+        return std::make_shared<AsioStrand>(net::make_strand(*contexts_[i]));
     }
 
   private:
-    net::io_context& ioc_;
+    const std::vector<net::io_context*> contexts_;
+    std::atomic<std::size_t> next_{0};
 };
 
 class AsioLoopThread final : public LoopThread {
   public:
-    AsioLoopThread() : work_(ioc_.get_executor()), loop_(make_event_loop(ioc_)) {
+    AsioLoopThread() : work_(ioc_.get_executor()), loop_(make_event_loop({&ioc_})) {
         thread_ = std::thread([this] { ioc_.run(); });
     }
 
@@ -236,8 +243,8 @@ class AsioLoopThread final : public LoopThread {
 
 }  // namespace
 
-std::shared_ptr<EventLoop> make_event_loop(net::io_context& ioc) {
-    return std::make_shared<AsioEventLoop>(ioc);
+std::shared_ptr<EventLoop> make_event_loop(std::vector<net::io_context*> contexts) {
+    return std::make_shared<AsioEventLoop>(std::move(contexts));
 }
 
 std::unique_ptr<LoopThread> LoopThread::start() {

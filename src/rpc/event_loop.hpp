@@ -39,8 +39,8 @@ class Strand {
     virtual ~Strand() = default;
     // Runs `fn` on this strand, later (never inside post()).
     virtual void post(std::function<void()> fn) = 0;
-    // Runs `fn` on this strand: inside this call when it is made on one of the loop's
-    // threads and the strand has nothing queued or running (no hand-off to another
+    // Runs `fn` on this strand: inside this call when it is made on the thread that runs
+    // this strand and the strand has nothing queued or running (no hand-off to another
     // thread), else later, as post(). The caller must hold no lock that `fn` takes.
     virtual void dispatch(std::function<void()> fn) = 0;
     // Watches a duplicate of `fd`, so the caller may close its own at any time; the
@@ -52,6 +52,8 @@ class Strand {
 class EventLoop {
   public:
     virtual ~EventLoop() = default;
+    // A strand that runs on the calling thread when that is one of the loop's threads
+    // (work made for a connection stays on its thread), else on one the loop picks.
     virtual std::shared_ptr<Strand> make_strand() = 0;
 };
 

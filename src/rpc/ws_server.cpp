@@ -46,12 +46,29 @@ struct WsServer::Impl {
     std::unordered_map<std::uint64_t, std::weak_ptr<WsSession>> sessions;
     std::atomic<std::uint64_t> next_id{1};
 
-    net::io_context ioc;
-    tcp::acceptor acceptor{net::make_strand(ioc)};
+    // One io_context per I/O thread, hint 1: a connection, and the strands made on its
+    // thread (the instances it creates), stay on that thread, so serving a call hands
+    // nothing to another thread (docs/decisions.md, "One event loop per I/O thread").
+    std::vector<std::unique_ptr<net::io_context>> contexts = make_contexts(opts.io_threads);
+    std::size_t next_context = 0;  // the acceptor's strand only
+    tcp::acceptor acceptor{net::make_strand(*contexts.front())};
     net::steady_timer retry_timer{acceptor.get_executor()};
-    std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
+    std::vector<net::executor_work_guard<net::io_context::executor_type>> work;
     std::vector<std::thread> threads;
-    std::shared_ptr<EventLoop> loop = make_event_loop(ioc);
+    std::shared_ptr<EventLoop> loop = make_event_loop(raw(contexts));
+
+    static std::vector<std::unique_ptr<net::io_context>> make_contexts(int n) {
+        std::vector<std::unique_ptr<net::io_context>> v;
+        for (int i = 0; i < std::max(1, n); ++i)
+            v.push_back(std::make_unique<net::io_context>(1));  // hint: one thread runs it
+        return v;
+    }
+    static std::vector<net::io_context*> raw(
+        const std::vector<std::unique_ptr<net::io_context>>& v) {
+        std::vector<net::io_context*> r;
+        for (const auto& c : v) r.push_back(c.get());
+        return r;
+    }
 
     void do_accept();
     void add(std::uint64_t id, const std::shared_ptr<WsSession>& s) {
@@ -414,6 +431,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 };
 
 void WsServer::Impl::do_accept() {
+    auto& ioc = *contexts[next_context++ % contexts.size()];  // connections in turn
     acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket s) {
         if (!acceptor.is_open()) return;
         if (ec) {
@@ -460,11 +478,11 @@ std::uint16_t WsServer::port() const {
     return impl_->acceptor.local_endpoint(ec).port();
 }
 
-void WsServer::start(int io_threads) {
-    impl_->work.emplace(impl_->ioc.get_executor());
+void WsServer::start() {
+    for (auto& ioc : impl_->contexts) impl_->work.emplace_back(ioc->get_executor());
     net::post(impl_->acceptor.get_executor(), [impl = impl_.get()] { impl->do_accept(); });
-    for (int i = 0; i < std::max(1, io_threads); ++i)
-        impl_->threads.emplace_back([impl = impl_.get()] { impl->ioc.run(); });
+    for (auto& ioc : impl_->contexts)
+        impl_->threads.emplace_back([ioc = ioc.get()] { ioc->run(); });
 }
 
 void WsServer::stop_accepting() {
@@ -490,8 +508,8 @@ void WsServer::close_all(std::string_view reason) {
 
 void WsServer::stop() {
     if (!impl_) return;
-    impl_->work.reset();
-    impl_->ioc.stop();
+    impl_->work.clear();
+    for (auto& ioc : impl_->contexts) ioc->stop();
     for (auto& t : impl_->threads)
         if (t.joinable()) t.join();
     impl_->threads.clear();

@@ -41,6 +41,9 @@ struct WsServerOptions {
     std::chrono::milliseconds handshake_timeout = limits::kHandshakeTimeout;
     std::chrono::milliseconds idle_timeout = limits::kIdleTimeout;
     bool deflate = true;
+    // Threads serving connections, each with its own event loop; connections are spread
+    // over them in turn as they are accepted.
+    int io_threads = 1;
 };
 
 struct WsHandler {
@@ -72,7 +75,7 @@ class WsServer {
     ~WsServer();
 
     std::uint16_t port() const;
-    void start(int io_threads);
+    void start();
     void stop_accepting();
     // Closes every open connection after its queued messages (close 1001 + reason).
     void close_all(std::string_view reason);

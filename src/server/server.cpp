@@ -340,6 +340,8 @@ struct Server::Impl {
         s->instance_id = instance_id;
         s->key = key;
         s->actor = a->second;
+        // Made on the I/O thread of the connection whose request creates the slot, the
+        // strand keeps that connection's calls to it on that thread.
         s->queue = std::make_shared<SerialQueue>(pool, loop ? loop->make_strand() : nullptr);
         slots[key] = s;
         return s;

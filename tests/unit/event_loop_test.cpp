@@ -16,6 +16,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 
 #include "rpc/asio_event_loop.hpp"
 #include "rpc/event_loop.hpp"
@@ -360,7 +361,7 @@ TEST(EventLoopStrand, PostsFromManyThreadsRunOneAtATime) {
     std::vector<std::thread> runners;
     for (int i = 0; i < 2; ++i) runners.emplace_back([&] { ioc.run(); });
 
-    auto loop = rpc::make_event_loop(ioc);
+    auto loop = rpc::make_event_loop({&ioc});
     auto strand = loop->make_strand();
     constexpr int kThreads = 4;
     constexpr int kPostsEach = 500;
@@ -391,3 +392,58 @@ TEST(EventLoopStrand, PostsFromManyThreadsRunOneAtATime) {
 }
 
 }  // namespace
+
+namespace {
+
+// The thread `strand`'s work runs on.
+std::thread::id thread_of(rpc::Strand& strand) {
+    std::promise<std::thread::id> ran_on;
+    strand.post([&] { ran_on.set_value(std::this_thread::get_id()); });
+    auto f = ran_on.get_future();
+    EXPECT_EQ(f.wait_for(kGenerous), std::future_status::ready);
+    return f.get();
+}
+
+}  // namespace
+
+// A loop over one context per thread (as the transport runs): a strand made on one of its
+// threads stays there (the server makes an instance's strand on the thread of the
+// connection that calls it first); strands made elsewhere go to the contexts in turn.
+TEST(EventLoopContexts, AStrandLivesOnTheThreadThatMadeItOrOnTheContextsInTurn) {
+    boost::asio::io_context a(1), b(1);
+    auto work_a = boost::asio::make_work_guard(a);
+    auto work_b = boost::asio::make_work_guard(b);
+    std::thread run_a([&] { a.run(); });
+    std::thread run_b([&] { b.run(); });
+    auto loop = rpc::make_event_loop({&a, &b});
+
+    const auto first = thread_of(*loop->make_strand());
+    const auto second = thread_of(*loop->make_strand());
+    EXPECT_NE(first, second);
+    EXPECT_TRUE(first == run_a.get_id() || first == run_b.get_id());
+    EXPECT_TRUE(second == run_a.get_id() || second == run_b.get_id());
+
+    for (auto* ioc : {&a, &b}) {
+        const auto runner = ioc == &a ? run_a.get_id() : run_b.get_id();
+        for (int i = 0; i < 3; ++i) {  // whatever the turn
+            std::promise<std::shared_ptr<rpc::Strand>> made;
+            boost::asio::post(*ioc, [&] { made.set_value(loop->make_strand()); });
+            auto strand = made.get_future().get();
+            EXPECT_EQ(thread_of(*strand), runner);
+            // And dispatch from its own thread runs inline.
+            std::promise<bool> inline_run;
+            boost::asio::post(*ioc, [&] {
+                bool ran = false;
+                strand->dispatch([&] { ran = true; });
+                inline_run.set_value(ran);
+            });
+            EXPECT_TRUE(inline_run.get_future().get());
+        }
+    }
+    work_a.reset();
+    work_b.reset();
+    a.stop();
+    b.stop();
+    run_a.join();
+    run_b.join();
+}
