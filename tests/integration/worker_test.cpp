@@ -523,16 +523,24 @@ def process(ctx):
         ctx.send_output("out", float("nan"))
     if what == "return":
         return [1, 2]
+    if what == "circular":
+        loop = {}
+        loop["self"] = loop
+        return {"out": loop}
     if what == "exit":
         raise SystemExit(3)
     return {"out": what}
 )"));
     ASSERT_TRUE(inst);
     Recorded rec;
-    for (const char* what : {"port", "value", "nan", "return", "exit"}) {
+    for (const char* what : {"port", "value", "nan", "return", "circular", "exit"}) {
         auto r = inst->call(req({{"what", what}}), rec.events());
         ASSERT_FALSE(r) << what;
         EXPECT_EQ(r.error().code, Errc::script) << what << ": " << r.error().message;
+        if (std::string_view(what) == "circular") {
+            EXPECT_NE(r.error().message.find("Circular reference"), std::string::npos)
+                << r.error().message;
+        }
     }
     auto r = inst->call(req({{"what", "fine"}}), rec.events());
     ASSERT_TRUE(r);

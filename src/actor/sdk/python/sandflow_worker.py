@@ -73,14 +73,12 @@ def _default(obj):
         "float, bool, None or bytes" % type(obj).__name__)
 
 
-# No circular-reference check (markers None), so one encoder serves every call, nested
-# ones included.
-_encoder = _json.make_encoder(None, _default, _json.encode_basestring, None, ":", ",",
-                              False, False, False)
-
-
 def _encode(value):
-    return "".join(_encoder(value, 0))
+    # A new encoder each time: its markers dict, which turns a circular structure into a
+    # clear error, must start empty (an exception mid-encode leaves entries behind).
+    encoder = _json.make_encoder({}, _default, _json.encode_basestring, None, ":", ",",
+                                 False, False, False)
+    return "".join(encoder(value, 0))
 
 
 # ----- frames -----
