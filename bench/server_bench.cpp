@@ -514,16 +514,24 @@ long rss_kb() {
 int main(int argc, char** argv) {
     // `--coroutines N`: only the coroutine client over N connections, for longer (to run
     // under a profiler). `--io-threads N`: the server's I/O threads (default: as `serve`).
+    // `--client-threads N`: the I/O threads the C++ clients share (0: one per client).
     int only = 0;
     int io_threads = 2;
+    int client_threads = 1;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string_view flag = argv[i];
         const int value = std::atoi(argv[i + 1]);
-        if (value <= 0 || (flag != "--coroutines" && flag != "--io-threads")) {
-            std::fprintf(stderr, "usage: %s [--coroutines N] [--io-threads N]\n", argv[0]);
+        int* target = flag == "--coroutines"       ? &only
+                      : flag == "--io-threads"     ? &io_threads
+                      : flag == "--client-threads" ? &client_threads
+                                                   : nullptr;
+        if (!target || value < (target == &client_threads ? 0 : 1)) {
+            std::fprintf(stderr,
+                         "usage: %s [--coroutines N] [--io-threads N] [--client-threads N]\n",
+                         argv[0]);
             return 2;
         }
-        (flag == "--coroutines" ? only : io_threads) = value;
+        *target = value;
     }
     init_logging("warn");
     ::signal(SIGPIPE, SIG_IGN);
@@ -571,8 +579,10 @@ int main(int argc, char** argv) {
 
     std::printf(
         "sandflow server benchmark (backend: %s; trivial Python actor; server: %d I/O "
-        "threads, %zu pool threads; %u cores)\n\n",
+        "threads, %zu pool threads; C++ clients: %s; %u cores)\n\n",
         std::string(backend.name()).c_str(), io_threads, so.threads,
+        client_threads > 0 ? (std::to_string(client_threads) + " shared I/O threads").c_str()
+                           : "an I/O thread each",
         std::thread::hardware_concurrency());
     std::printf("%-5s %-5s %-10s %10s %8s %8s %8s %7s | %10s %8s %8s %8s | %6s %6s\n", "conns",
                 "inst", "client", "server c/s", "p50", "p99", "cpu/call", "cs/call", "direct c/s",
@@ -580,11 +590,13 @@ int main(int argc, char** argv) {
     double best_p50 = 0, best_rate = 0, library_rate = 0, relay_rate = 0;
     for (int conns : only > 0 ? std::vector<int>{only} : std::vector<int>{1, 16, 128}) {
         const int instances = std::min(conns, 16);
-        const int calls = conns == 1 ? 4000 : conns == 16 ? 800 : 120;
+        const int calls = conns == 1 ? 4000 : conns == 16 ? 2500 : 120;
         // Through the server.
         std::vector<std::unique_ptr<client::Client>> clients;
+        client::Options co_opts;
+        if (client_threads > 0) co_opts.io = client::IoThreads::start(client_threads);
         for (int i = 0; i < conns; ++i) {
-            auto c = client::Client::connect(url);
+            auto c = client::Client::connect(url, co_opts);
             if (!c) {
                 std::fprintf(stderr, "bench: %s\n", c.error().message.c_str());
                 return 1;

@@ -8,7 +8,9 @@
 // Thread-safe: any number of threads may call at once; each call waits for its own
 // response. Streamed outputs reach the call's callback, in order, before the call
 // returns. Callbacks run on the client's I/O thread: they must not make blocking calls on
-// the client (start_call / start_process are fine there).
+// the client, nor on another client served by the same thread (start_call / start_process
+// are fine there). Each client runs an I/O thread of its own unless Options::io names
+// threads that several clients share.
 // Without blocking a thread: start_call / start_process take a completion callback, and
 // include/sandflow/client_asio.hpp turns them into Boost.Asio operations
 // (co_await async_process(client, ..., asio::use_awaitable)).
@@ -39,6 +41,25 @@ namespace sandflow::client {
 
 namespace json = boost::json;
 
+// I/O threads that several clients share: each client is served by one of them, dealt in
+// turn as clients connect. A host with many connections then runs a few threads instead of
+// one per connection, and responses that arrive together wake one thread, not one each.
+// Clients hold it: it stops, and joins its threads, once the last of them is gone.
+class IoThreads {
+  public:
+    static std::shared_ptr<IoThreads> start(int threads = 1);
+    ~IoThreads();
+    IoThreads(const IoThreads&) = delete;
+    IoThreads& operator=(const IoThreads&) = delete;
+
+    struct Impl;
+
+  private:
+    explicit IoThreads(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+    friend class Client;
+};
+
 struct Options {
     std::string token;  // sent as "Authorization: Bearer TOKEN"
     std::chrono::milliseconds connect_timeout{5'000};
@@ -49,6 +70,7 @@ struct Options {
     int reconnect_attempts = 3;
     bool deflate = false;  // permessage-deflate (worth it for large messages only)
     std::size_t max_message_bytes = limits::kMaxRpcMessageBytes;
+    std::shared_ptr<IoThreads> io;  // empty: the client runs an I/O thread of its own
 };
 
 // A streamed `script_output` notification.
@@ -119,9 +141,10 @@ class Client {
     void start_process(std::string_view actor_id, json::object payload, OutputCallback on_output,
                        const ProcessOptions& opts, DoneCallback<ProcessResult> on_done,
                        std::int64_t* id_out = nullptr);
-    // The context the client's I/O thread runs: run coroutines there (co_spawn) and their
-    // calls cost no thread switch. The client must outlive what runs on it, and must not
-    // be destroyed from that thread.
+    // The context the client's I/O thread runs (shared with the other clients of the same
+    // IoThreads thread): run coroutines there (co_spawn) and their calls cost no thread
+    // switch. The client must outlive what runs on it for it, and must not be destroyed
+    // from that thread.
     boost::asio::io_context& io_context();
 
     Result<std::vector<std::string>> list();
@@ -143,6 +166,8 @@ class Client {
     // Notifications that belong to no call.
     void on_notification(NotificationCallback cb);
     bool connected() const;
+    // Closes the connection; calls in flight fail, and later ones fail at once. When it
+    // returns, nothing of this client runs or waits on its I/O thread.
     void close();
 
     struct Impl;

@@ -1,8 +1,12 @@
-// The client library (include/sandflow/client.hpp) over Boost.Beast. One I/O thread per
-// client owns the socket; callers' threads post to it and wait on futures, while calls
-// started on the I/O thread itself (callbacks, coroutines there) write at once.
+// The client library (include/sandflow/client.hpp) over Boost.Beast. An I/O thread (the
+// client's own, or one of an IoThreads several clients share) owns the socket; callers'
+// threads post to it and wait on futures, while calls started on the I/O thread itself
+// (callbacks, coroutines there) write at once. Every handler of a client's operations holds
+// a token, and closing waits until none is left: on a shared thread nothing of a closed
+// client may run after it is gone.
 #include "sandflow/client.hpp"
 
+#include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <thread>
@@ -40,22 +44,81 @@ std::string str_or(const json::object& o, std::string_view k) {
 
 }  // namespace
 
+struct IoThreads::Impl {
+    explicit Impl(int n) {
+        for (int i = 0; i < std::max(1, n); ++i) {
+            contexts.push_back(std::make_unique<net::io_context>(1));  // one thread runs it
+            work.emplace_back(contexts.back()->get_executor());
+        }
+        for (auto& c : contexts) threads.emplace_back([ioc = c.get()] { ioc->run(); });
+    }
+    ~Impl() {
+        work.clear();
+        for (auto& c : contexts) c->stop();
+        for (auto& t : threads) t.join();
+    }
+    net::io_context& next() { return *contexts[turn++ % contexts.size()]; }
+
+    std::vector<std::unique_ptr<net::io_context>> contexts;
+    std::vector<net::executor_work_guard<net::io_context::executor_type>> work;
+    std::vector<std::thread> threads;
+    std::atomic<std::size_t> turn{0};
+};
+
+IoThreads::IoThreads(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+IoThreads::~IoThreads() = default;
+
+std::shared_ptr<IoThreads> IoThreads::start(int threads) {
+    return std::shared_ptr<IoThreads>(new IoThreads(std::make_unique<Impl>(threads)));
+}
+
 struct Client::Impl {
     struct Pending {
         DoneCallback<json::value> done;
         NotificationCallback on_notification;
     };
 
+    // Handlers still to run or be destroyed; a handler's token leaves with it.
+    struct Outstanding {
+        std::mutex mu;
+        std::condition_variable none_left;
+        int count = 0;
+    };
+    class Token {
+      public:
+        explicit Token(std::shared_ptr<Outstanding> o) : o_(std::move(o)) {
+            std::lock_guard lk(o_->mu);
+            ++o_->count;
+        }
+        Token(Token&&) = default;
+        Token& operator=(Token&&) = delete;
+        ~Token() {
+            if (!o_) return;  // moved from
+            std::lock_guard lk(o_->mu);
+            if (--o_->count == 0) o_->none_left.notify_all();
+        }
+
+      private:
+        std::shared_ptr<Outstanding> o_;
+    };
+
     Impl(std::string u, rpc::WsUrl parsed, Options o)
-        : url(std::move(u)), where(std::move(parsed)), opts(std::move(o)) {
-        work.emplace(ioc.get_executor());
-        thread = std::thread([this] { ioc.run(); });
-    }
+        : url(std::move(u)),
+          where(std::move(parsed)),
+          opts(std::move(o)),
+          io(opts.io ? opts.io : IoThreads::start(1)),
+          ioc(io->impl_->next()) {}
     ~Impl() { stop(); }
 
     const std::string url;
     const rpc::WsUrl where;
     const Options opts;
+    // Before the socket: a private IoThreads is joined only after the socket is gone.
+    const std::shared_ptr<IoThreads> io;
+    net::io_context& ioc;
+    const std::shared_ptr<Outstanding> outstanding = std::make_shared<Outstanding>();
+    Token track() { return Token(outstanding); }
+    std::atomic<bool> closing{false};  // close() began: no new connection, no new call
 
     std::mutex mu;  // pending, connected, global
     std::unordered_map<std::int64_t, std::shared_ptr<Pending>> pending;
@@ -64,7 +127,6 @@ struct Client::Impl {
     std::atomic<std::int64_t> next_id{1};
     std::mutex connect_mu;  // one (re)connect at a time
 
-    net::io_context ioc;  // before the socket: destroyed after it
     tcp::resolver resolver{ioc};
     std::unique_ptr<websocket::stream<beast::tcp_stream>> ws;  // I/O thread only
     beast::flat_buffer buffer;
@@ -73,25 +135,33 @@ struct Client::Impl {
     // Bumped by every (re)connect: completions of an older stream's reads and writes
     // must not touch the current connection's state.
     std::uint64_t generation = 0;  // I/O thread only
-    std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
-    std::thread thread;
 
+    // Not on the I/O thread (it waits for that thread's handlers).
     void stop() {
-        if (!thread.joinable()) return;
-        std::promise<void> closed;
-        net::post(ioc, [this, &closed] {
+        if (closing.exchange(true)) return;
+        // A clean close handshake, briefly; then the socket is closed whatever its state,
+        // which ends every operation still pending on it.
+        auto closed = std::make_shared<std::promise<void>>();
+        net::post(ioc, [this, closed, tok = track()] {
             if (ws && ws->is_open()) {
                 beast::get_lowest_layer(*ws).expires_after(std::chrono::milliseconds(500));
-                ws->async_close(websocket::close_code::normal,
-                                [&closed](beast::error_code) { closed.set_value(); });
+                ws->async_close(
+                    websocket::close_code::normal,
+                    [closed, tok2 = track()](beast::error_code) { closed->set_value(); });
             } else {
-                closed.set_value();
+                closed->set_value();
             }
         });
-        closed.get_future().wait_for(std::chrono::seconds(1));
-        work.reset();
-        ioc.stop();
-        thread.join();
+        closed->get_future().wait_for(std::chrono::seconds(1));
+        net::post(ioc, [this, tok = track()] {
+            beast::error_code ignored;
+            if (ws) beast::get_lowest_layer(*ws).socket().close(ignored);
+            resolver.cancel();
+        });
+        {
+            std::unique_lock lk(outstanding->mu);
+            outstanding->none_left.wait(lk, [&] { return outstanding->count == 0; });
+        }
         fail_all("the client was closed");
     }
 
@@ -114,13 +184,14 @@ struct Client::Impl {
         writing = false;
         resolver.async_resolve(
             where.host, std::to_string(where.port),
-            [this, done](beast::error_code ec, tcp::resolver::results_type results) {
+            [this, done, tok = track()](beast::error_code ec, tcp::resolver::results_type results) {
                 if (ec)
                     return done->set_value(
                         fail(Errc::io, "cannot resolve " + where.host + ": " + ec.message()));
                 beast::get_lowest_layer(*ws).expires_after(opts.connect_timeout);
                 beast::get_lowest_layer(*ws).async_connect(
-                    results, [this, done](beast::error_code ec2, const tcp::endpoint&) {
+                    results,
+                    [this, done, tok2 = track()](beast::error_code ec2, const tcp::endpoint&) {
                         if (ec2)
                             return done->set_value(
                                 fail(Errc::io, "cannot connect to " + url + ": " + ec2.message()));
@@ -150,7 +221,7 @@ struct Client::Impl {
         }
         ws->read_message_max(opts.max_message_bytes);
         const std::string host = where.host + ":" + std::to_string(where.port);
-        ws->async_handshake(host, where.target, [this, done](beast::error_code ec) {
+        ws->async_handshake(host, where.target, [this, done, tok = track()](beast::error_code ec) {
             if (ec) {
                 const bool auth = ec == websocket::error::upgrade_declined;
                 return done->set_value(
@@ -169,20 +240,21 @@ struct Client::Impl {
     }
 
     void do_read() {
-        ws->async_read(buffer, [this, gen = generation](beast::error_code ec, std::size_t) {
-            if (gen != generation) return;  // a stream replaced by a reconnect
-            if (ec) {
-                fail_all("connection to " + url + " lost: " + ec.message());
-                return;
-            }
-            // The message in place (a flat_buffer is contiguous): dispatch() parses it
-            // first, and the callbacks it runs cannot touch the read buffer (a reconnect
-            // is never started from this thread).
-            const auto data = buffer.data();
-            dispatch(std::string_view(static_cast<const char*>(data.data()), data.size()));
-            buffer.consume(buffer.size());
-            do_read();
-        });
+        ws->async_read(
+            buffer, [this, gen = generation, tok = track()](beast::error_code ec, std::size_t) {
+                if (gen != generation || closing) return;  // replaced by a reconnect, or closed
+                if (ec) {
+                    fail_all("connection to " + url + " lost: " + ec.message());
+                    return;
+                }
+                // The message in place (a flat_buffer is contiguous): dispatch() parses it
+                // first, and the callbacks it runs cannot touch the read buffer (a reconnect
+                // is never started from this thread).
+                const auto data = buffer.data();
+                dispatch(std::string_view(static_cast<const char*>(data.data()), data.size()));
+                buffer.consume(buffer.size());
+                do_read();
+            });
     }
 
     void dispatch(std::string_view text) {
@@ -232,23 +304,25 @@ struct Client::Impl {
         }
         writing = true;
         ws->text(true);
-        ws->async_write(
-            net::buffer(outq.front()), [this, gen = generation](beast::error_code ec, std::size_t) {
-                if (gen != generation) return;  // a stream replaced by a reconnect
-                if (ec) {
-                    outq.clear();
-                    writing = false;
-                    beast::error_code ignored;
-                    beast::get_lowest_layer(*ws).socket().close(ignored);  // the read fails all
-                    return;
-                }
-                outq.pop_front();
-                do_write();
-            });
+        ws->async_write(net::buffer(outq.front()), [this, gen = generation, tok = track()](
+                                                       beast::error_code ec, std::size_t) {
+            if (gen != generation) return;  // a stream replaced by a reconnect
+            if (ec) {
+                outq.clear();
+                writing = false;
+                beast::error_code ignored;
+                beast::get_lowest_layer(*ws).socket().close(ignored);  // the read fails all
+                return;
+            }
+            outq.pop_front();
+            do_write();
+        });
     }
 
     Result<void> ensure_connected(bool first) {
         std::lock_guard lk(connect_mu);
+        if (closing)
+            return fail(Errc::io, "the client was closed", {{"reason", "connection_lost"}});
         {
             std::lock_guard lk2(mu);
             if (connected) return {};
@@ -262,7 +336,7 @@ struct Client::Impl {
             if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
             auto done = std::make_shared<std::promise<Result<void>>>();
             auto fut = done->get_future();
-            net::post(ioc, [this, done] { start_connect(done); });
+            net::post(ioc, [this, done, tok = track()] { start_connect(done); });
             if (fut.wait_for(opts.connect_timeout + std::chrono::seconds(1)) !=
                 std::future_status::ready)
                 return fail(Errc::timeout, "connecting to " + url + " timed out");
@@ -310,7 +384,7 @@ struct Client::Impl {
         }
         std::string text = rpc::encode(rpc::make_request(id, method, std::move(params)));
         // On the I/O thread this writes at once; elsewhere it wakes the I/O thread.
-        net::dispatch(ioc, [this, text = std::move(text)]() mutable {
+        net::dispatch(ioc, [this, text = std::move(text), tok = track()]() mutable {
             outq.push_back(std::move(text));
             if (!writing) do_write();
         });

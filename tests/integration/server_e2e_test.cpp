@@ -387,6 +387,55 @@ TEST_F(E2E, CppClientAwaitableCallsStreamOutputsBeforeTheirResult) {
     EXPECT_TRUE(c->process("double", {{"input", 1}}));
 }
 
+// Clients sharing IoThreads: dealt over its threads in turn; coroutines of two clients at
+// once on one thread; closing one with a call in flight fails that call and the client's
+// later ones at once, and leaves the others working.
+TEST_F(E2E, ClientsSharingIoThreadsRunTogetherAndCloseOneAtATime) {
+    ServerProcess srv({"--actors", kExamples.string()});
+    client::Options o;
+    o.io = client::IoThreads::start(2);
+    std::vector<std::unique_ptr<client::Client>> cs;
+    for (int i = 0; i < 4; ++i) {
+        cs.push_back(connect(srv, o));
+        ASSERT_TRUE(cs.back());
+    }
+    EXPECT_EQ(&cs[0]->io_context(), &cs[2]->io_context());
+    EXPECT_EQ(&cs[1]->io_context(), &cs[3]->io_context());
+    EXPECT_NE(&cs[0]->io_context(), &cs[1]->io_context());
+    auto l = cs[0]->load_file("python/double.actor.py");
+    ASSERT_TRUE(l && l->success);
+    auto first = asio::co_spawn(cs[0]->io_context(), await_calls(cs[0].get()), asio::use_future);
+    auto third = asio::co_spawn(cs[2]->io_context(), await_calls(cs[2].get()), asio::use_future);
+    ASSERT_EQ(first.wait_for(30s), std::future_status::ready);
+    ASSERT_EQ(third.wait_for(30s), std::future_status::ready);
+    expect_awaited(first.get());
+    expect_awaited(third.get());
+
+    auto slow = cs[1]->load_source(R"(import time
+@actor({"component": "slow", "inports": ["s"], "outports": ["out"]})
+def process(ctx):
+    time.sleep(ctx.get_input("s"))
+    return {"out": 1}
+)",
+                                   "python");
+    ASSERT_TRUE(slow && slow->success) << (slow ? slow->error : slow.error().message);
+    auto in_flight = cs[1]->call_async(
+        "process", json::object{{"actor_id", "slow"}, {"payload", json::object{{"s", 3}}}});
+    cs[1]->close();
+    ASSERT_EQ(in_flight.wait_for(10s), std::future_status::ready);
+    auto r = in_flight.get();
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("closed"), std::string::npos) << r.error().message;
+    auto later = cs[1]->ping();
+    ASSERT_FALSE(later);
+    EXPECT_NE(later.error().message.find("closed"), std::string::npos) << later.error().message;
+    // The other client on the closed one's thread, and the rest, carry on.
+    EXPECT_TRUE(cs[3]->ping());
+    auto d = cs[0]->process("double", {{"input", 4}});
+    ASSERT_TRUE(d) << d.error().message;
+    cs.clear();  // the threads stop with the last client
+}
+
 namespace {
 
 // Replays Reflow's exchange with an independent client (Python `websockets`).
