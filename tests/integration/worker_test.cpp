@@ -446,16 +446,15 @@ long voluntary_switches(pid_t pid) {
     return -1;
 }
 
-// A Python worker waiting for its next call sleeps until that call's request arrives, and
-// nothing else wakes it. (Blocked in read() on its channel socket, it was also woken, for
+// A worker waiting for its next call sleeps until that call's request arrives, and nothing
+// else wakes it. (Blocked in read() on its channel socket, a worker was also woken, for
 // nothing, when the host took in the result it had written: two context switches more per
-// call.) Each result here is read only once the worker sleeps. Limit: the JavaScript
-// worker blocks in readSync() and is still woken this way; Node has no poll() outside its
-// event loop.
-TEST_F(WorkerTest, AWaitingPythonWorkerIsNotWokenWhenTheHostReadsWhatItWrote) {
+// call.) Each result here is read only once the worker sleeps.
+TEST_F(WorkerTest, AWaitingWorkerIsNotWokenWhenTheHostReadsWhatItWrote) {
     constexpr int kCalls = 20;
-    {
-        auto inst = must_load(write("d.py", kDouble));
+    for (auto [name, text] : {std::pair{"d.py", kDouble}, std::pair{"d.js", kDoubleJs}}) {
+        SCOPED_TRACE(name);
+        auto inst = must_load(write(name, text));
         ASSERT_TRUE(inst);
         const pid_t pid = inst->worker_pid();
         long woken = 0;
@@ -599,6 +598,60 @@ async def process(ctx):
     auto r2 = py->call(req({}), rec2.events());
     ASSERT_TRUE(r2) << r2.error().message;
     EXPECT_EQ(r2->outputs.at("done"), json::value(true));
+}
+
+// The JavaScript worker reads its channel on Node's event loop: frames larger than a
+// socket buffer arrive in pieces both ways, and between calls the loop runs, so timers a
+// call left behind fire while the worker waits.
+TEST_F(WorkerTest, JsLargeFramesBothWaysAndTimersBetweenCalls) {
+    auto js = must_load(write(
+        "big.js",
+        R"(const metadata = {component: 'big', inports: ['text'], outports: ['echo', 'ticks']};
+let ticks = 0;
+async function process(context) {
+    const text = context.getInput('text');
+    context.sendOutput('echo', text);
+    setTimeout(() => { ticks += 1; }, 0);
+    context.sendOutput('ticks', ticks);
+    return {n: text.length};
+}
+)"));
+    ASSERT_TRUE(js);
+    for (const std::size_t size : {std::size_t{3}, std::size_t{4} << 20, std::size_t{5}}) {
+        Recorded rec;
+        const std::string text(size, 'y');
+        auto r = js->call(req({{"text", text}}), rec.events());
+        ASSERT_TRUE(r) << r.error().message;
+        EXPECT_EQ(r->outputs.at("n"), json::value(size));
+        ASSERT_EQ(rec.outputs.size(), 2u);
+        EXPECT_EQ(rec.outputs[0].second.as_string().size(), size);
+    }
+    // Idle for a moment: each earlier call's timer (due after 1 ms) fires meanwhile.
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    Recorded rec;
+    auto r = js->call(req({{"text", "z"}}), rec.events());
+    ASSERT_TRUE(r) << r.error().message;
+    ASSERT_EQ(rec.outputs.size(), 2u);
+    EXPECT_EQ(rec.outputs[1].second, json::value(3));
+    EXPECT_EQ(js->worker_starts(), 1u);
+
+    // An output sent after its call has ended reaches the host with the next call, which
+    // fails; the call after that gets a new worker.
+    auto late =
+        must_load(write("late.js", R"(const metadata = {component: 'late', outports: ['out']};
+async function process(context) {
+    setTimeout(() => context.sendOutput('out', 'late'), 0);
+    return {};
+}
+)"));
+    ASSERT_TRUE(late);
+    ASSERT_TRUE(late->call(req({}), {}));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto second = late->call(req({}), {});
+    ASSERT_FALSE(second);
+    EXPECT_EQ(second.error().code, Errc::worker_crashed) << second.error().message;
+    EXPECT_TRUE(late->call(req({}), {}));
+    EXPECT_EQ(late->worker_starts(), 2u);
 }
 
 TEST_F(WorkerTest, AWorkerThatDiedWhileIdleIsReplacedBeforeTheNextCall) {

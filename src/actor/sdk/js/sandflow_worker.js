@@ -4,11 +4,15 @@
 // length-prefixed JSON frames with the host over the inherited channel descriptor; the
 // script's console output goes to stdout/stderr, which the host captures as log lines.
 //
-// Between calls the worker blocks in a synchronous read, so timers a script leaves
-// running after its call has ended only fire during later calls.
+// The channel is read on Node's event loop (epoll), not with a blocking readSync(): a task
+// blocked in read() on a unix socket is also woken, for nothing, whenever the host takes
+// in what it wrote, which cost two context switches per call. Writes stay synchronous, so
+// an output has reached the channel when sendOutput() returns. Between calls the event
+// loop runs, timers a script left running included.
 'use strict';
 
 const fs = require('fs');
+const net = require('net');
 const vm = require('vm');
 const path = require('path');
 const { createRequire } = require('module');
@@ -52,41 +56,65 @@ function encode(value) {
 
 // ----- frames -----
 
-let rbuf = Buffer.alloc(65536);
-let rlen = 0;
+// Received bytes are kept as chunks and joined once `need` bytes are there (a whole
+// header, then a whole frame), so a large frame is copied once. Whole frames wait in
+// `frames`; `readError` ends the stream (a frame over the limit, or the channel failing);
+// `ended`: the host closed it.
+let chunks = [];
+let buffered = 0;
+let need = 4;
+const frames = [];
+let readError = null;
+let ended = false;
+let wake = null;
+let channel = null;
 
-function readExact(n) {
-    if (rbuf.length < n) {
-        const bigger = Buffer.alloc(Math.max(n, rbuf.length * 2));
-        rbuf.copy(bigger, 0, 0, rlen);
-        rbuf = bigger;
-    }
-    while (rlen < n) {
-        let got;
-        try {
-            got = fs.readSync(FD, rbuf, rlen, rbuf.length - rlen, null);
-        } catch (e) {
-            if (e.code === 'EAGAIN' || e.code === 'EINTR') continue;
-            throw e;
+function onData(chunk) {
+    chunks.push(chunk);
+    buffered += chunk.length;
+    if (buffered >= need) splitFrames();
+    if (wake) wake();
+}
+
+function splitFrames() {
+    let buf = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, buffered);
+    need = 4;
+    while (buf.length >= 4) {
+        const n = buf.readUInt32BE(0);
+        if (n > MAX_FRAME_BYTES) {
+            readError = new Error(`frame of ${n} bytes from host exceeds the limit`);
+            break;
         }
-        if (got === 0) return null;
-        rlen += got;
+        if (buf.length < 4 + n) {
+            need = 4 + n;
+            break;
+        }
+        frames.push(buf.toString('utf8', 4, 4 + n));
+        buf = buf.subarray(4 + n);
     }
-    const out = Buffer.from(rbuf.subarray(0, n));
-    rbuf.copy(rbuf, 0, n, rlen);
-    rlen -= n;
-    return out;
+    chunks = buf.length > 0 ? [buf] : [];
+    buffered = buf.length;
 }
 
-function readFrame() {
-    const header = readExact(4);
-    if (header === null) return null;
-    const n = header.readUInt32BE(0);
-    if (n > MAX_FRAME_BYTES) throw new Error(`frame of ${n} bytes from host exceeds the limit`);
-    const body = readExact(n);
-    if (body === null) return null;
-    return decode(body.toString('utf8'));
+function openChannel() {
+    channel = new net.Socket({ fd: FD, readable: true, writable: false });
+    channel.on('data', onData);
+    channel.on('end', () => { ended = true; if (wake) wake(); });
+    channel.on('error', (err) => { readError = readError || err; if (wake) wake(); });
 }
+
+// The next frame, decoded; null once the host has closed the channel.
+async function readFrame() {
+    while (frames.length === 0 && readError === null && !ended) {
+        await new Promise((resolve) => { wake = resolve; });
+        wake = null;
+    }
+    if (frames.length > 0) return decode(frames.shift());
+    if (readError !== null) throw readError;
+    return null;
+}
+
+const PAUSE = new Int32Array(new SharedArrayBuffer(4));  // for Atomics.wait in writeRaw
 
 function writeRaw(text) {
     const body = Buffer.from(text, 'utf8');
@@ -102,6 +130,9 @@ function writeRaw(text) {
             off += fs.writeSync(FD, frame, off, frame.length - off);
         } catch (e) {
             if (e.code !== 'EAGAIN' && e.code !== 'EINTR') throw e;
+            // The event loop made the descriptor non-blocking: a full channel waits for the
+            // host to read, a millisecond at a time, without spinning.
+            if (e.code === 'EAGAIN') Atomics.wait(PAUSE, 0, 0, 1);
         }
     }
 }
@@ -298,7 +329,8 @@ async function call(msg) {
 
 async function main() {
     send({ t: 'hello', v: PROTOCOL_VERSION, lang: 'javascript', runtime: process.versions.node, pid: process.pid });
-    const first = readFrame();
+    openChannel();
+    const first = await readFrame();
     if (first === null) return;
     if (first.t !== 'load') {
         send({ t: 'load_error', error: { type: 'ProtocolError', message: 'expected a load frame first' } });
@@ -312,7 +344,7 @@ async function main() {
     }
     send({ t: 'loaded' });
     for (;;) {
-        const msg = readFrame();
+        const msg = await readFrame();
         if (msg === null || msg.t === 'exit') return;
         if (msg.t === 'call') {
             await call(msg);
