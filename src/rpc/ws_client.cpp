@@ -139,11 +139,12 @@ struct Client::Impl {
     // Not on the I/O thread (it waits for that thread's handlers).
     void stop() {
         if (closing.exchange(true)) return;
-        // A clean close handshake, briefly; then the socket is closed whatever its state,
-        // which ends every operation still pending on it.
+        // A clean close handshake, briefly, unless a write is under way (a close frame is a
+        // write, and Beast allows one at a time); then the socket is closed whatever its
+        // state, which ends every operation still pending on it.
         auto closed = std::make_shared<std::promise<void>>();
         net::post(ioc, [this, closed, tok = track()] {
-            if (ws && ws->is_open()) {
+            if (ws && ws->is_open() && !writing) {
                 beast::get_lowest_layer(*ws).expires_after(std::chrono::milliseconds(500));
                 ws->async_close(
                     websocket::close_code::normal,
