@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
@@ -219,26 +220,17 @@ class AsioEventLoop final : public EventLoop {
 
 class AsioLoopThread final : public LoopThread {
   public:
-    AsioLoopThread() : work_(ioc_.get_executor()), loop_(make_event_loop({&ioc_})) {
-        thread_ = std::thread([this] { ioc_.run(); });
-    }
-
-    ~AsioLoopThread() override {
-        work_.reset();
-        ioc_.stop();
-        if (thread_.joinable()) thread_.join();
-        // ~io_context (the last member to go) destroys the handlers that have not run, and
-        // the watch state they hold. Watches, strands and loops handed out must be gone by
-        // then: they refer to the io_context.
-    }
+    AsioLoopThread() { pool_.start(); }
+    // The pool (the last member to go) destroys the handlers that have not run, and the
+    // watch state they hold. Watches, strands and loops handed out must be gone by then:
+    // they refer to the io_context.
+    ~AsioLoopThread() override { pool_.stop(); }
 
     std::shared_ptr<EventLoop> loop() override { return loop_; }
 
   private:
-    net::io_context ioc_;
-    net::executor_work_guard<net::io_context::executor_type> work_;
-    std::shared_ptr<EventLoop> loop_;
-    std::thread thread_;
+    ContextPool pool_{1};
+    std::shared_ptr<EventLoop> loop_ = make_event_loop(pool_.contexts());
 };
 
 }  // namespace
@@ -249,6 +241,38 @@ std::shared_ptr<EventLoop> make_event_loop(std::vector<net::io_context*> context
 
 std::unique_ptr<LoopThread> LoopThread::start() {
     return std::make_unique<AsioLoopThread>();
+}
+
+ContextPool::ContextPool(int threads) {
+    for (int i = 0; i < std::max(1, threads); ++i)
+        contexts_.push_back(std::make_unique<net::io_context>(1));  // hint: one thread runs it
+}
+
+ContextPool::~ContextPool() {
+    stop();
+}
+
+void ContextPool::start() {
+    for (auto& c : contexts_) work_.emplace_back(c->get_executor());
+    for (auto& c : contexts_) threads_.emplace_back([ioc = c.get()] { ioc->run(); });
+}
+
+void ContextPool::stop() {
+    work_.clear();
+    for (auto& c : contexts_) c->stop();
+    for (auto& t : threads_)
+        if (t.joinable()) t.join();
+    threads_.clear();
+}
+
+net::io_context& ContextPool::next() {
+    return *contexts_[turn_++ % contexts_.size()];
+}
+
+std::vector<net::io_context*> ContextPool::contexts() const {
+    std::vector<net::io_context*> v;
+    for (const auto& c : contexts_) v.push_back(c.get());
+    return v;
 }
 
 }  // namespace sandflow::rpc

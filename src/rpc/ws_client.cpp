@@ -13,13 +13,13 @@
 #include <unordered_map>
 
 #include <boost/asio/dispatch.hpp>
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
 
+#include "rpc/asio_event_loop.hpp"
 #include "rpc/jsonrpc.hpp"
 #include "rpc/transport.hpp"
 
@@ -45,24 +45,8 @@ std::string str_or(const json::object& o, std::string_view k) {
 }  // namespace
 
 struct IoThreads::Impl {
-    explicit Impl(int n) {
-        for (int i = 0; i < std::max(1, n); ++i) {
-            contexts.push_back(std::make_unique<net::io_context>(1));  // one thread runs it
-            work.emplace_back(contexts.back()->get_executor());
-        }
-        for (auto& c : contexts) threads.emplace_back([ioc = c.get()] { ioc->run(); });
-    }
-    ~Impl() {
-        work.clear();
-        for (auto& c : contexts) c->stop();
-        for (auto& t : threads) t.join();
-    }
-    net::io_context& next() { return *contexts[turn++ % contexts.size()]; }
-
-    std::vector<std::unique_ptr<net::io_context>> contexts;
-    std::vector<net::executor_work_guard<net::io_context::executor_type>> work;
-    std::vector<std::thread> threads;
-    std::atomic<std::size_t> turn{0};
+    explicit Impl(int threads) : pool(threads) { pool.start(); }
+    rpc::ContextPool pool;
 };
 
 IoThreads::IoThreads(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -107,7 +91,7 @@ struct Client::Impl {
           where(std::move(parsed)),
           opts(std::move(o)),
           io(opts.io ? opts.io : IoThreads::start(1)),
-          ioc(io->impl_->next()) {}
+          ioc(io->impl_->pool.next()) {}
     ~Impl() { stop(); }
 
     const std::string url;

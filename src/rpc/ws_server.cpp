@@ -7,11 +7,9 @@
 #include <future>
 #include <mutex>
 #include <optional>
-#include <thread>
 #include <unordered_map>
 
 #include <boost/asio/dispatch.hpp>
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -46,29 +44,13 @@ struct WsServer::Impl {
     std::unordered_map<std::uint64_t, std::weak_ptr<WsSession>> sessions;
     std::atomic<std::uint64_t> next_id{1};
 
-    // One io_context per I/O thread, hint 1: a connection, and the strands made on its
-    // thread (the instances it creates), stay on that thread, so serving a call hands
-    // nothing to another thread (docs/decisions.md, "One event loop per I/O thread").
-    std::vector<std::unique_ptr<net::io_context>> contexts = make_contexts(opts.io_threads);
-    std::size_t next_context = 0;  // the acceptor's strand only
-    tcp::acceptor acceptor{net::make_strand(*contexts.front())};
+    // One io_context per I/O thread: a connection, and the strands made on its thread (the
+    // instances it creates), stay on that thread, so serving a call hands nothing to
+    // another thread (docs/decisions.md, "One event loop per I/O thread").
+    ContextPool pool{opts.io_threads};
+    tcp::acceptor acceptor{net::make_strand(pool.front())};
     net::steady_timer retry_timer{acceptor.get_executor()};
-    std::vector<net::executor_work_guard<net::io_context::executor_type>> work;
-    std::vector<std::thread> threads;
-    std::shared_ptr<EventLoop> loop = make_event_loop(raw(contexts));
-
-    static std::vector<std::unique_ptr<net::io_context>> make_contexts(int n) {
-        std::vector<std::unique_ptr<net::io_context>> v;
-        for (int i = 0; i < std::max(1, n); ++i)
-            v.push_back(std::make_unique<net::io_context>(1));  // hint: one thread runs it
-        return v;
-    }
-    static std::vector<net::io_context*> raw(
-        const std::vector<std::unique_ptr<net::io_context>>& v) {
-        std::vector<net::io_context*> r;
-        for (const auto& c : v) r.push_back(c.get());
-        return r;
-    }
+    std::shared_ptr<EventLoop> loop = make_event_loop(pool.contexts());
 
     void do_accept();
     void add(std::uint64_t id, const std::shared_ptr<WsSession>& s) {
@@ -431,21 +413,22 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 };
 
 void WsServer::Impl::do_accept() {
-    auto& ioc = *contexts[next_context++ % contexts.size()];  // connections in turn
-    acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket s) {
-        if (!acceptor.is_open()) return;
-        if (ec) {
-            // EMFILE and friends: wait a little instead of spinning.
-            spdlog::warn("accept failed: {}", ec.message());
-            retry_timer.expires_after(std::chrono::milliseconds(50));
-            retry_timer.async_wait([this](beast::error_code e) {
-                if (!e && acceptor.is_open()) do_accept();
-            });
-            return;
-        }
-        std::make_shared<HttpSession>(*this, std::move(s))->run();
-        do_accept();
-    });
+    // Each connection on the next I/O thread in turn.
+    acceptor.async_accept(net::make_strand(pool.next()),
+                          [this](beast::error_code ec, tcp::socket s) {
+                              if (!acceptor.is_open()) return;
+                              if (ec) {
+                                  // EMFILE and friends: wait a little instead of spinning.
+                                  spdlog::warn("accept failed: {}", ec.message());
+                                  retry_timer.expires_after(std::chrono::milliseconds(50));
+                                  retry_timer.async_wait([this](beast::error_code e) {
+                                      if (!e && acceptor.is_open()) do_accept();
+                                  });
+                                  return;
+                              }
+                              std::make_shared<HttpSession>(*this, std::move(s))->run();
+                              do_accept();
+                          });
 }
 
 WsServer::WsServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -479,10 +462,8 @@ std::uint16_t WsServer::port() const {
 }
 
 void WsServer::start() {
-    for (auto& ioc : impl_->contexts) impl_->work.emplace_back(ioc->get_executor());
     net::post(impl_->acceptor.get_executor(), [impl = impl_.get()] { impl->do_accept(); });
-    for (auto& ioc : impl_->contexts)
-        impl_->threads.emplace_back([ioc = ioc.get()] { ioc->run(); });
+    impl_->pool.start();
 }
 
 void WsServer::stop_accepting() {
@@ -493,7 +474,7 @@ void WsServer::stop_accepting() {
         impl->retry_timer.cancel();
         done.set_value();
     });
-    if (!impl_->threads.empty()) done.get_future().wait();
+    if (impl_->pool.running()) done.get_future().wait();
 }
 
 void WsServer::close_all(std::string_view reason) {
@@ -507,12 +488,7 @@ void WsServer::close_all(std::string_view reason) {
 }
 
 void WsServer::stop() {
-    if (!impl_) return;
-    impl_->work.clear();
-    for (auto& ioc : impl_->contexts) ioc->stop();
-    for (auto& t : impl_->threads)
-        if (t.joinable()) t.join();
-    impl_->threads.clear();
+    if (impl_) impl_->pool.stop();
 }
 
 const WsCounters& WsServer::counters() const {
