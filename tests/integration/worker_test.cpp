@@ -1,5 +1,7 @@
 // Persistent workers with the real /usr/bin/python3 and /usr/bin/node, driven through
-// runtime::Instance on the `none` backend (the only one in this build).
+// runtime::Instance, every test on both backends: `none` and the namespace sandbox (skipped,
+// with the reason, where it cannot run). What only the sandbox has is in
+// namespace_worker_test.
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
@@ -11,6 +13,7 @@
 #include <thread>
 
 #include "runtime/instance.hpp"
+#include "sandbox/namespace/namespace_backend.hpp"
 #include "sandbox/none/none_backend.hpp"
 #include "support/test_support.hpp"
 #include "support/worker_support.hpp"
@@ -20,14 +23,27 @@ namespace fs = std::filesystem;
 
 namespace {
 
-class WorkerTest : public ::testing::Test {
+enum class Backend { none, ns };
+
+class WorkerTest : public ::testing::TestWithParam<Backend> {
   protected:
     void SetUp() override {
+        if (GetParam() == Backend::ns) {
+            if (auto p = sandbox::NamespaceBackend::probe(); !p)
+                GTEST_SKIP() << "the namespace sandbox cannot run here: " << p.error().message;
+            auto b = sandbox::NamespaceBackend::create();
+            ASSERT_TRUE(b) << b.error().message;
+            owned_ = std::move(*b);
+        } else {
+            owned_ = std::make_unique<sandbox::NoneBackend>();
+        }
         char tmpl[] = "/tmp/sandflow-worker-test-XXXXXX";
         ASSERT_NE(::mkdtemp(tmpl), nullptr);
         dir_ = tmpl;
     }
-    void TearDown() override { fs::remove_all(dir_); }
+    void TearDown() override {
+        if (!dir_.empty()) fs::remove_all(dir_);
+    }
 
     fs::path write(const std::string& name, const std::string& text) {
         return sandflow::testing::write_script(dir_, name, text);
@@ -39,7 +55,7 @@ class WorkerTest : public ::testing::Test {
         if (!spec) return tl::unexpected(spec.error());
         spec->initial_state = std::move(state);
         spec->on_log = [this](const runtime::LogLine& l) { load_logs_.push_back(l.text); };
-        return runtime::Instance::create(backend_, std::move(*spec));
+        return runtime::Instance::create(*owned_, std::move(*spec));
     }
 
     std::unique_ptr<runtime::Instance> must_load(const fs::path& script, json::object state = {}) {
@@ -54,10 +70,15 @@ class WorkerTest : public ::testing::Test {
         return sandflow::testing::call_request(std::move(inputs), std::move(config));
     }
 
-    sandbox::NoneBackend backend_;
+    std::unique_ptr<sandbox::Backend> owned_;
     fs::path dir_;
     std::vector<std::string> load_logs_;
 };
+
+// Tests that reach into the worker from the host, through files it reads or the pid it
+// reports: on `none` only, where host and worker share both. (The namespace sandbox's own
+// kill and streaming scenarios are in namespace_worker_test.)
+class HostWorkerTest : public WorkerTest {};
 
 const char* const kDouble = sandflow::testing::kDoublePy;
 
@@ -65,7 +86,7 @@ const char* const kDoubleJs = sandflow::testing::kDoubleJs;
 
 }  // namespace
 
-TEST_F(WorkerTest, SeedDoublingActorStreamsThenReturns) {
+TEST_P(WorkerTest, SeedDoublingActorStreamsThenReturns) {
     for (auto [name, text] : {std::pair{"d.py", kDouble}, std::pair{"d.js", kDoubleJs}}) {
         auto inst = must_load(write(name, text));
         ASSERT_TRUE(inst);
@@ -80,7 +101,7 @@ TEST_F(WorkerTest, SeedDoublingActorStreamsThenReturns) {
     }
 }
 
-TEST_F(WorkerTest, StreamedOutputsArriveInOrderAndBeforeTheCallEnds) {
+TEST_P(HostWorkerTest, StreamedOutputsArriveInOrderAndBeforeTheCallEnds) {
     // The script blocks after each output until the host has seen it (the host creates a
     // file from its output callback): if outputs were held back until the end of the
     // call, the call could not finish and would time out.
@@ -125,7 +146,7 @@ async function process(ctx) {
     }
 }
 
-TEST_F(WorkerTest, StateCommitsOnlyOnSuccessAndAwaitFormsWork) {
+TEST_P(WorkerTest, StateCommitsOnlyOnSuccessAndAwaitFormsWork) {
     auto py = write("c.py",
                     R"(@actor({"component": "counter", "inports": ["fail"], "outports": ["count"]})
 async def process(context):
@@ -172,7 +193,7 @@ async function process(context) {
     }
 }
 
-TEST_F(WorkerTest, CallerSuppliedStateIsUsedAndCommittedStateRestoredAfterAFailure) {
+TEST_P(WorkerTest, CallerSuppliedStateIsUsedAndCommittedStateRestoredAfterAFailure) {
     auto inst = must_load(
         write("c.py", R"(@actor({"component": "c", "inports": ["fail"], "outports": ["v"]})
 def process(ctx):
@@ -199,7 +220,7 @@ def process(ctx):
     EXPECT_EQ(inst->state().at("v"), json::value(101));
 }
 
-TEST_F(WorkerTest, ExceptionsCarryTheScriptsLineNumbersAndTheWorkerLivesOn) {
+TEST_P(WorkerTest, ExceptionsCarryTheScriptsLineNumbersAndTheWorkerLivesOn) {
     auto py = write("e.py", R"(@actor({"component": "e", "inports": ["x"], "outports": ["y"]})
 def process(context):
     return {"y": helper(context.get_input("x"))}
@@ -253,7 +274,7 @@ async function process(context) {
     }
 }
 
-TEST_F(WorkerTest, LoadErrorsAreReportedWithLocations) {
+TEST_P(WorkerTest, LoadErrorsAreReportedWithLocations) {
     auto syntax =
         load(write("bad.py", "@actor({\"component\": \"x\"})\ndef process(c):\n    return {\n"));
     ASSERT_FALSE(syntax);
@@ -275,7 +296,7 @@ TEST_F(WorkerTest, LoadErrorsAreReportedWithLocations) {
     EXPECT_EQ(at_import.error().data.at("traceback").as_array().back().at("line").as_int64(), 5);
 }
 
-TEST_F(WorkerTest, RuntimeMetadataMustMatchTheStaticDeclaration) {
+TEST_P(WorkerTest, RuntimeMetadataMustMatchTheStaticDeclaration) {
     // The literal says one thing, the code then changes it: the worker refuses.
     auto py = load(write("m.py", R"(__actor_metadata__ = {"component": "m", "outports": ["a"]}
 __actor_metadata__["outports"].append("b")
@@ -294,7 +315,7 @@ def process(ctx):
         << js.error().message;
 }
 
-TEST_F(WorkerTest, PrintsAreCapturedAsLogsAndDoNotCorruptTheChannel) {
+TEST_P(WorkerTest, PrintsAreCapturedAsLogsAndDoNotCorruptTheChannel) {
     auto py = write("p.py", R"(import sys
 @actor({"component": "p", "inports": ["n"], "outports": ["out"]})
 def process(ctx):
@@ -330,7 +351,7 @@ def process(ctx):
     EXPECT_NE(big.logs.back().find("the rest is dropped"), std::string::npos);
 }
 
-TEST_F(WorkerTest, JsConsoleOutputIsCaptured) {
+TEST_P(WorkerTest, JsConsoleOutputIsCaptured) {
     auto inst = must_load(write("p.js", R"(const metadata = {component: 'p', outports: ['out']};
 async function process(ctx) {
     console.log('hello', 42);
@@ -346,7 +367,7 @@ async function process(ctx) {
     EXPECT_NE(std::find(rec.logs.begin(), rec.logs.end(), "warned"), rec.logs.end());
 }
 
-TEST_F(WorkerTest, WorkerKilledMidCallFailsTheCallAndTheNextCallGetsANewWorker) {
+TEST_P(HostWorkerTest, WorkerKilledMidCallFailsTheCallAndTheNextCallGetsANewWorker) {
     auto py = write("k.py", R"(import os, time
 @actor({"component": "k", "inports": ["hang"], "outports": ["pid", "n"]})
 def process(ctx):
@@ -390,7 +411,7 @@ async function process(ctx) {
     }
 }
 
-TEST_F(WorkerTest, DeadlineKillsTheWorkerAndTheNextCallWorks) {
+TEST_P(WorkerTest, DeadlineKillsTheWorkerAndTheNextCallWorks) {
     auto inst = must_load(
         write("t.py", R"(@actor({"component": "t", "inports": ["spin"], "outports": ["ok"]})
 def process(ctx):
@@ -412,7 +433,7 @@ def process(ctx):
     EXPECT_EQ(inst->worker_starts(), 2u);
 }
 
-TEST_F(WorkerTest, AThousandCallsOnOneWorker) {
+TEST_P(WorkerTest, AThousandCallsOnOneWorker) {
     for (auto [name, text] : {std::pair{"d.py", kDouble}, std::pair{"d.js", kDoubleJs}}) {
         auto inst = must_load(write(name, text));
         ASSERT_TRUE(inst);
@@ -438,6 +459,14 @@ char process_state(pid_t pid) {
     return paren != std::string::npos && paren + 2 < text.size() ? text[paren + 2] : '?';
 }
 
+// The interpreter's pid: the instance's process itself, or, in a namespace sandbox, the
+// child of the sandbox's init.
+pid_t interpreter_pid(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+    pid_t child = 0;
+    return in >> child ? child : pid;
+}
+
 long voluntary_switches(pid_t pid) {
     std::ifstream in("/proc/" + std::to_string(pid) + "/status");
     std::string line;
@@ -450,13 +479,13 @@ long voluntary_switches(pid_t pid) {
 // else wakes it. (Blocked in read() on its channel socket, a worker was also woken, for
 // nothing, when the host took in the result it had written: two context switches more per
 // call.) Each result here is read only once the worker sleeps.
-TEST_F(WorkerTest, AWaitingWorkerIsNotWokenWhenTheHostReadsWhatItWrote) {
+TEST_P(WorkerTest, AWaitingWorkerIsNotWokenWhenTheHostReadsWhatItWrote) {
     constexpr int kCalls = 20;
     for (auto [name, text] : {std::pair{"d.py", kDouble}, std::pair{"d.js", kDoubleJs}}) {
         SCOPED_TRACE(name);
         auto inst = must_load(write(name, text));
         ASSERT_TRUE(inst);
-        const pid_t pid = inst->worker_pid();
+        const pid_t pid = interpreter_pid(inst->worker_pid());
         long woken = 0;
         for (int i = 0; i < kCalls; ++i) {
             auto began = inst->begin(req({{"input", i}}), {}, false);
@@ -483,7 +512,7 @@ TEST_F(WorkerTest, AWaitingWorkerIsNotWokenWhenTheHostReadsWhatItWrote) {
     }
 }
 
-TEST_F(WorkerTest, PlainDefKeywordFormBytesAndReturnedPorts) {
+TEST_P(WorkerTest, PlainDefKeywordFormBytesAndReturnedPorts) {
     auto inst = must_load(
         write("b.py", R"(@actor(name="bytes_echo", inports=["data"], outports=["raw", "size"])
 def process(ctx):
@@ -511,7 +540,7 @@ def process(ctx):
     EXPECT_EQ(r2->outputs.at("raw"), (json::object{{"$bytes", "AgEA"}}));
 }
 
-TEST_F(WorkerTest, BadValuesAndPortsAreScriptErrors) {
+TEST_P(WorkerTest, BadValuesAndPortsAreScriptErrors) {
     auto inst = must_load(
         write("v.py", R"(@actor({"component": "v", "inports": ["what"], "outports": ["out"]})
 def process(ctx):
@@ -553,7 +582,7 @@ def process(ctx):
     EXPECT_NE(unknown.error().message.find("declares inports [what]"), std::string::npos);
 }
 
-TEST_F(WorkerTest, ProtocolViolationKillsTheWorker) {
+TEST_P(WorkerTest, ProtocolViolationKillsTheWorker) {
     auto inst = must_load(write("x.py", R"(import os
 @actor({"component": "x", "inports": ["evil"], "outports": ["ok"]})
 def process(ctx):
@@ -572,7 +601,7 @@ def process(ctx):
     EXPECT_EQ(inst->worker_starts(), 2u);
 }
 
-TEST_F(WorkerTest, JsProcessShadowingAndAsyncioScripts) {
+TEST_P(WorkerTest, JsProcessShadowingAndAsyncioScripts) {
     // `process` shadows Node's global inside the script; `require('process')` still works.
     auto js = must_load(write("sh.js", R"(const metadata = {component: 'sh', outports: ['pid']};
 async function process(context) {
@@ -605,7 +634,7 @@ async def process(ctx):
 // The JavaScript worker reads its channel on Node's event loop: frames larger than a
 // socket buffer arrive in pieces both ways, and between calls the loop runs, so timers a
 // call left behind fire while the worker waits.
-TEST_F(WorkerTest, JsLargeFramesBothWaysAndTimersBetweenCalls) {
+TEST_P(WorkerTest, JsLargeFramesBothWaysAndTimersBetweenCalls) {
     auto js = must_load(write(
         "big.js",
         R"(const metadata = {component: 'big', inports: ['text'], outports: ['echo', 'ticks']};
@@ -656,7 +685,7 @@ async function process(context) {
     EXPECT_EQ(late->worker_starts(), 2u);
 }
 
-TEST_F(WorkerTest, AWorkerThatDiedWhileIdleIsReplacedBeforeTheNextCall) {
+TEST_P(WorkerTest, AWorkerThatDiedWhileIdleIsReplacedBeforeTheNextCall) {
     auto inst = must_load(write("d.py", kDouble));
     ASSERT_TRUE(inst);
     Recorded rec;
@@ -708,7 +737,7 @@ void expect_limit(const Result<runtime::CallOutcome>& r, std::string_view limit,
     EXPECT_NE(r.error().message.find(std::string(limit)), std::string::npos);
 }
 
-TEST_F(WorkerTest, OutputBytesPerCallCountLogsAndStreamedOutputs) {
+TEST_P(WorkerTest, OutputBytesPerCallCountLogsAndStreamedOutputs) {
     auto inst = must_load(write("n.py", kNoisy));
     ASSERT_TRUE(inst);
     Recorded rec;
@@ -734,7 +763,7 @@ TEST_F(WorkerTest, OutputBytesPerCallCountLogsAndStreamedOutputs) {
     EXPECT_NE(inst->worker_pid(), first);
 }
 
-TEST_F(WorkerTest, AFrameOverItsLimitIsALimitNotAProtocolViolation) {
+TEST_P(WorkerTest, AFrameOverItsLimitIsALimitNotAProtocolViolation) {
     auto inst = must_load(write("n.py", kNoisy));
     ASSERT_TRUE(inst);
     runtime::LimitOverrides o;
@@ -747,13 +776,13 @@ TEST_F(WorkerTest, AFrameOverItsLimitIsALimitNotAProtocolViolation) {
     EXPECT_TRUE(inst->call(req({{"mode", "big"}, {"n", 200'000}}), next.events()));
 }
 
-TEST_F(WorkerTest, TheInstancesLimitsApplyWhenACallBringsNone) {
+TEST_P(WorkerTest, TheInstancesLimitsApplyWhenACallBringsNone) {
     auto spec = runtime::spec_from_file(write("n.py", kNoisy));
     ASSERT_TRUE(spec);
     runtime::LimitOverrides o;
     o.timeout_ms = 300;
     spec->limits = limits_with(o);
-    auto inst = runtime::Instance::create(backend_, std::move(*spec));
+    auto inst = runtime::Instance::create(*owned_, std::move(*spec));
     ASSERT_TRUE(inst) << inst.error().message;
     Recorded rec;
     const auto start = std::chrono::steady_clock::now();
@@ -829,7 +858,7 @@ TEST(ActorLimits, CommandLineAssignmentsTakeSizeSuffixes) {
     }
 }
 
-TEST_F(WorkerTest, OnStartSeesTheWorkerThatRunsTheCallAndCanStopIt) {
+TEST_P(WorkerTest, OnStartSeesTheWorkerThatRunsTheCallAndCanStopIt) {
     auto inst = must_load(write("n.py", kNoisy));
     ASSERT_TRUE(inst);
     Recorded rec;
@@ -860,7 +889,7 @@ TEST_F(WorkerTest, OnStartSeesTheWorkerThatRunsTheCallAndCanStopIt) {
     EXPECT_EQ(inst->worker_pid(), seen);  // nothing was killed
 }
 
-TEST_F(WorkerTest, AWorkerSeesOnlyItsStandardDescriptorsAndTheChannel) {
+TEST_P(WorkerTest, AWorkerSeesOnlyItsStandardDescriptorsAndTheChannel) {
     auto inst = must_load(write("fds.py", sandflow::testing::kOpenFdsPy));
     ASSERT_TRUE(inst);
     Recorded rec;
@@ -871,7 +900,7 @@ TEST_F(WorkerTest, AWorkerSeesOnlyItsStandardDescriptorsAndTheChannel) {
 
 // The non-blocking form an event loop uses: begin(), then advance() each time the wait
 // descriptor polls readable, and expire() at the deadline.
-TEST_F(WorkerTest, ACallCanBeDrivenStepByStepFromTheWaitDescriptor) {
+TEST_P(WorkerTest, ACallCanBeDrivenStepByStepFromTheWaitDescriptor) {
     auto inst = must_load(write(
         "steps.py",
         R"(@actor({"component": "steps", "inports": ["text", "spin"], "outports": ["tick", "n"]})
@@ -933,3 +962,13 @@ async def process(ctx):
     EXPECT_EQ(ok->outputs.at("n"), 3);
     EXPECT_TRUE(ok->new_worker);
 }
+
+namespace {
+std::string backend_name(const ::testing::TestParamInfo<Backend>& i) {
+    return i.param == Backend::none ? "None" : "Namespace";
+}
+}  // namespace
+
+INSTANTIATE_TEST_SUITE_P(Backends, WorkerTest, ::testing::Values(Backend::none, Backend::ns),
+                         backend_name);
+INSTANTIATE_TEST_SUITE_P(Backends, HostWorkerTest, ::testing::Values(Backend::none), backend_name);
