@@ -48,15 +48,9 @@ using sandflow::testing::process_gone;
 class WarmPoolTest : public ::testing::TestWithParam<std::string> {
   protected:
     void SetUp() override {
-        if (GetParam() == "namespace") {
-            if (auto p = sandbox::NamespaceBackend::probe(); !p)
-                GTEST_SKIP() << "the namespace sandbox cannot run here: " << p.error().message;
-            auto b = sandbox::NamespaceBackend::create();
-            ASSERT_TRUE(b) << b.error().message;
-            backend_ = std::move(*b);
-        } else {
-            backend_ = std::make_unique<sandbox::NoneBackend>();
-        }
+        backend_ = sandflow::testing::backend_for_test(GetParam());
+        if (IsSkipped()) return;
+        ASSERT_TRUE(backend_);
         char tmpl[] = "/tmp/sandflow-pool-test-XXXXXX";
         ASSERT_NE(::mkdtemp(tmpl), nullptr);
         dir_ = tmpl;
@@ -261,7 +255,7 @@ TEST_P(WarmPoolTest, OnlyInstancesOnTheDefaultFixedLimitsTakeFromThePool) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, WarmPoolTest, ::testing::Values("none", "namespace"),
-                         [](const auto& param_info) { return param_info.param; });
+                         sandflow::testing::backend_test_name);
 
 TEST(WarmPoolLimits, AnOversizedPoolIsRejected) {
     sandbox::NoneBackend backend;

@@ -13,8 +13,6 @@
 #include <thread>
 
 #include "runtime/instance.hpp"
-#include "sandbox/namespace/namespace_backend.hpp"
-#include "sandbox/none/none_backend.hpp"
 #include "support/test_support.hpp"
 #include "support/worker_support.hpp"
 
@@ -23,20 +21,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-enum class Backend { none, ns };
-
-class WorkerTest : public ::testing::TestWithParam<Backend> {
+class WorkerTest : public ::testing::TestWithParam<std::string> {
   protected:
     void SetUp() override {
-        if (GetParam() == Backend::ns) {
-            if (auto p = sandbox::NamespaceBackend::probe(); !p)
-                GTEST_SKIP() << "the namespace sandbox cannot run here: " << p.error().message;
-            auto b = sandbox::NamespaceBackend::create();
-            ASSERT_TRUE(b) << b.error().message;
-            owned_ = std::move(*b);
-        } else {
-            owned_ = std::make_unique<sandbox::NoneBackend>();
-        }
+        owned_ = sandflow::testing::backend_for_test(GetParam());
+        if (IsSkipped()) return;
+        ASSERT_TRUE(owned_);
         char tmpl[] = "/tmp/sandflow-worker-test-XXXXXX";
         ASSERT_NE(::mkdtemp(tmpl), nullptr);
         dir_ = tmpl;
@@ -963,12 +953,7 @@ async def process(ctx):
     EXPECT_TRUE(ok->new_worker);
 }
 
-namespace {
-std::string backend_name(const ::testing::TestParamInfo<Backend>& i) {
-    return i.param == Backend::none ? "None" : "Namespace";
-}
-}  // namespace
-
-INSTANTIATE_TEST_SUITE_P(Backends, WorkerTest, ::testing::Values(Backend::none, Backend::ns),
-                         backend_name);
-INSTANTIATE_TEST_SUITE_P(Backends, HostWorkerTest, ::testing::Values(Backend::none), backend_name);
+INSTANTIATE_TEST_SUITE_P(Backends, WorkerTest, ::testing::Values("none", "namespace"),
+                         sandflow::testing::backend_test_name);
+INSTANTIATE_TEST_SUITE_P(Backends, HostWorkerTest, ::testing::Values("none"),
+                         sandflow::testing::backend_test_name);

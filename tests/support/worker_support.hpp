@@ -3,14 +3,41 @@
 
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "runtime/worker.hpp"
+#include "sandbox/namespace/namespace_backend.hpp"
+#include "sandbox/none/none_backend.hpp"
 
 namespace sandflow::testing {
+
+// For suites parameterised over backends ("none", "namespace"): the backend to run on, or
+// null with the test marked skipped, and why, when the namespace sandbox cannot run here
+// (the caller returns when IsSkipped()).
+inline std::unique_ptr<sandbox::Backend> backend_for_test(const std::string& name) {
+    if (name != "namespace") return std::make_unique<sandbox::NoneBackend>();
+    auto probe = sandbox::NamespaceBackend::probe();
+    if (!probe) {
+        [&] {
+            GTEST_SKIP() << "the namespace sandbox cannot run here: " << probe.error().message;
+        }();
+        return nullptr;
+    }
+    auto b = sandbox::NamespaceBackend::create();
+    EXPECT_TRUE(b) << b.error().message;
+    return b ? std::move(*b) : nullptr;
+}
+
+// Test names for such suites: the parameter itself.
+inline std::string backend_test_name(const ::testing::TestParamInfo<std::string>& i) {
+    return i.param;
+}
 
 // Records what a call streams: outputs in order, and every log line's text.
 struct RecordedEvents {
