@@ -272,26 +272,28 @@ std::string client_frame(std::string_view payload, std::uint32_t mask) {
 // Connects and upgrades; -1 on failure.
 int raw_connect(std::uint16_t port) {
     const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     const int one = 1;
-    if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return -1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     const std::string upgrade =
         "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         "Sec-WebSocket-Key: c2FuZGZsb3ctYmVuY2gtMQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
     std::string reply;
+    bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+              ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0 &&
+              send_all(fd, upgrade);
     char buf[1024];
-    if (!send_all(fd, upgrade)) return -1;
-    while (reply.find("\r\n\r\n") == std::string::npos) {
+    while (ok && reply.find("\r\n\r\n") == std::string::npos) {
         const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-        if (n <= 0) return -1;
-        reply.append(buf, static_cast<std::size_t>(n));
+        ok = n > 0;
+        if (ok) reply.append(buf, static_cast<std::size_t>(n));
     }
-    if (reply.rfind("HTTP/1.1 101", 0) != 0) return -1;
-    return fd;
+    if (ok && reply.rfind("HTTP/1.1 101", 0) == 0) return fd;
+    ::close(fd);
+    return -1;
 }
 
 // The shape without the client library: `conns` raw-socket WebSocket connections
@@ -303,10 +305,20 @@ int raw_connect(std::uint16_t port) {
 Figures drive_raw(std::uint16_t port, int conns, int instances, int calls, int warmup) {
     std::vector<RawConn> cs(static_cast<std::size_t>(conns));
     const int ep = ::epoll_create1(EPOLL_CLOEXEC);
+    auto close_all = [&] {
+        ::close(ep);
+        for (auto& c : cs)
+            if (c.fd >= 0) ::close(c.fd);
+    };
     for (int i = 0; i < conns; ++i) {
         auto& c = cs[static_cast<std::size_t>(i)];
         c.fd = raw_connect(port);
-        if (c.fd < 0) return {};
+        if (c.fd < 0) {
+            close_all();
+            Figures failed;
+            failed.errors = 1;
+            return failed;
+        }
         c.instance = "r" + std::to_string(conns) + "-" + std::to_string(i % instances);
         epoll_event e{};
         e.events = EPOLLIN;
@@ -401,8 +413,7 @@ Figures drive_raw(std::uint16_t port, int conns, int instances, int calls, int w
     } else {
         f.errors = 1;
     }
-    ::close(ep);
-    for (auto& c : cs) ::close(c.fd);
+    close_all();
     return f;
 }
 
