@@ -35,8 +35,8 @@ class WsSession;
 struct WsServer::Impl {
     Impl(WsServerOptions o, WsHandler h) : opts(std::move(o)), handler(std::move(h)) {}
 
-    // Declared before the io_context: its destruction destroys pending handlers, and with
-    // them sessions whose destructors touch these.
+    // Declared before the context pool: its destruction destroys pending handlers, and
+    // with them sessions whose destructors touch these.
     WsServerOptions opts;
     WsHandler handler;
     WsCounters counters;

@@ -452,9 +452,8 @@ char process_state(pid_t pid) {
 // The interpreter's pid: the instance's process itself, or, in a namespace sandbox, the
 // child of the sandbox's init.
 pid_t interpreter_pid(pid_t pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
-    pid_t child = 0;
-    return in >> child ? child : pid;
+    const auto children = sandflow::testing::children_of(std::to_string(pid));
+    return children.empty() ? pid : children.front();
 }
 
 long voluntary_switches(pid_t pid) {
