@@ -11,7 +11,7 @@
 // about one reactor operation: the descriptor's async_wait and the timer are left pending
 // across waits and cancels and reused by the next wait (a completion serves whichever wait
 // is pending when it runs, or nobody), and the timer is re-armed only for a new deadline or
-// after it has fired.
+// after it has fired; a wait without a deadline leaves it alone.
 #include "rpc/asio_event_loop.hpp"
 
 #include <fcntl.h>
@@ -125,7 +125,13 @@ class AsioFdWatch final : public FdWatch {
                     net::posix::stream_descriptor::wait_read,
                     [st = state_](const boost::system::error_code& ec) { on_readable(st, ec); });
             }
-            if (!s.timer_pending || s.armed_deadline != deadline) {
+            if (deadline == Clock::time_point::max()) {
+                // No deadline: a pending arm is left to run out, its completion ignored,
+                // rather than cancelled and re-armed (a server watches every idle worker
+                // this way between its calls).
+                ++s.timer_generation;
+                s.armed_deadline = deadline;
+            } else if (!s.timer_pending || s.armed_deadline != deadline) {
                 // expires_at cancels the earlier arm, if pending; its completion is stale.
                 s.timer.expires_at(deadline);
                 s.armed_deadline = deadline;

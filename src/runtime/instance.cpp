@@ -161,6 +161,14 @@ int Instance::wait_fd() const {
     return worker_ ? worker_->wait_fd() : -1;
 }
 
+Result<void> Instance::poll_idle() {
+    if (pending_) return fail(Errc::internal, "poll_idle while a call is running");
+    if (!worker_) return {};
+    auto ok = worker_->poll_idle();
+    if (!ok) worker_.reset();  // killed or dead; reaped here
+    return ok;
+}
+
 Clock::time_point Instance::deadline() const {
     return pending_ && worker_ ? worker_->call_deadline() : Clock::time_point::max();
 }

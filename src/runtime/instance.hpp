@@ -69,6 +69,10 @@ class Instance {
     // tells), -1 without one.
     int wait_fd() const;
     Clock::time_point deadline() const;
+    // Between calls, when wait_fd() polls readable: Worker::poll_idle. On an error the
+    // worker is gone and the next call starts a new one from the committed state; without
+    // a worker there is nothing to do.
+    Result<void> poll_idle();
 
     const actor::ActorMetadata& metadata() const { return spec_.metadata; }
     const ActorLimits& limits() const { return *spec_.limits; }

@@ -237,6 +237,7 @@ Result<void> Worker::load(const LoadSpec& spec, std::chrono::milliseconds timeou
         return tl::unexpected(loaded.error());
     }
     if (load_error) return tl::unexpected(std::move(*load_error));
+    reset_budget(limits::kDefaultOutputBytes);  // until the first call
     return {};
 }
 
@@ -447,6 +448,13 @@ void Worker::read_stdio(int which, const std::function<void(const LogLine&)>& on
     }
 }
 
+void Worker::reset_budget(std::uint64_t output_limit) {
+    log_bytes_ = 0;
+    log_capped_ = false;
+    output_bytes_ = 0;
+    output_limit_ = output_limit;
+}
+
 bool Worker::count_output(std::size_t bytes) {
     output_bytes_ += bytes;
     return output_bytes_ <= output_limit_;
@@ -532,10 +540,7 @@ Result<void> Worker::begin_call(CallRequest request, CallEvents events) {
     c.id = next_call_id_++;
     c.events = std::move(events);
     if (!c.events.on_log) c.events.on_log = default_log_;
-    log_bytes_ = 0;
-    log_capped_ = false;
-    output_bytes_ = 0;
-    output_limit_ = call_limits.output_bytes;
+    reset_budget(call_limits.output_bytes);
     decoder_.set_max(static_cast<std::size_t>(call_limits.frame_bytes));
 
     json::object frame{{"t", "call"},
@@ -616,6 +621,7 @@ std::optional<Result<CallResult>> Worker::advance(int timeout_ms) {
     call_.reset();
     if (!done) return Result<CallResult>(tl::unexpected(done.error()));
     read_ready_stdio(c.events.on_log);
+    reset_budget(output_limit_);  // the time until the next call has its own
     if (c.script_failure) return Result<CallResult>(tl::unexpected(std::move(*c.script_failure)));
     c.result.duration =
         std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - c.start);
@@ -635,6 +641,20 @@ Result<CallResult> Worker::expire() {
             "last committed state",
         {{"limit", "timeout"},
          {"value_ms", std::chrono::duration_cast<std::chrono::milliseconds>(c.timeout).count()}});
+}
+
+Result<void> Worker::poll_idle() {
+    if (call_) return fail(Errc::internal, "poll_idle while a call is running");
+    if (!proc_) return fail(Errc::worker_crashed, "the worker is not running");
+    auto done = turn(
+        0,
+        [](json::object&) -> Result<bool> {
+            return tl::unexpected(protocol_violation(
+                "a frame between calls, such as an output sent after its call ended"));
+        },
+        default_log_, "the time between calls");
+    if (!done) return tl::unexpected(done.error());
+    return {};
 }
 
 Clock::time_point Worker::call_deadline() const {

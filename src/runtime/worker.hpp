@@ -118,6 +118,14 @@ class Worker {
     // The running call's deadline; time_point::max() when none runs.
     Clock::time_point call_deadline() const;
 
+    // Between calls, when wait_fd() polls readable: takes in what the worker did since its
+    // last call (or its load) ended, without waiting. What it printed goes to the load's log
+    // sink, under a budget of its own for each time between calls: the log cap and the
+    // output_bytes limit of the call before (the default before the first call). A frame
+    // (the protocol allows none between calls), a crossed limit, or the budget spent kills
+    // the worker and is the error; so is finding it dead (Errc::worker_crashed).
+    Result<void> poll_idle();
+
     // False once the worker has been killed or has exited, even while idle between calls.
     bool alive();
     pid_t pid() const;
@@ -177,6 +185,8 @@ class Worker {
     void emit_log(LogLine line, const LogSink& on_log);
     // Counts a call's output toward its output_bytes limit; false once it is crossed.
     bool count_output(std::size_t bytes);
+    // Starts the output and log budget of a call, or of the time between calls.
+    void reset_budget(std::uint64_t output_limit);
     Error died(std::string_view during);
     // Kills the sandbox for crossing `limit` and says so.
     Error limit_kill(std::string_view limit, std::uint64_t value, std::string_view during);

@@ -66,10 +66,15 @@ struct Slot {
     std::atomic<int> state{static_cast<int>(SlotState::down)};
     std::atomic<std::uint64_t> calls{0}, errors{0}, worker_starts{0};
     std::optional<runtime::ActorLimits> limits;  // from load's params.limits (jobs only)
-    // Watches inst's worker for calls run on the strand (jobs only); watch_serial is the
-    // worker it watches (Worker::serial).
+    // Watches inst's worker, during calls run on the strand and between calls (jobs only);
+    // watch_serial is the worker it watches (Worker::serial).
     std::unique_ptr<rpc::FdWatch> watch;
     std::uint64_t watch_serial = 0;
+    // Workers lost between calls (killed for what they did then, or found dead), and why
+    // the last one was.
+    std::atomic<std::uint64_t> lost_between_calls{0};
+    std::mutex loss_mu;
+    std::string last_loss;  // under loss_mu
 };
 
 // A call that may be cancelled: by id on its connection, or by a shutdown.
@@ -242,7 +247,10 @@ struct Server::Impl {
     mutable std::mutex metrics_mu;
     std::map<std::pair<std::string_view, std::string>, std::uint64_t> calls_by;
     std::map<std::string, std::uint64_t> limit_kills;
+    std::map<std::string, std::uint64_t> idle_losses;  // by reason
     std::atomic<std::uint64_t> connections_total{0};
+    // Looks at idle workers that polled readable (watch_idle).
+    std::atomic<std::uint64_t> idle_checks{0};
     // `process` calls that ran on the event loop, and those that blocked a pool thread.
     std::atomic<std::uint64_t> process_on_loop{0}, process_on_pool{0};
     Histogram latency;
@@ -491,6 +499,12 @@ struct Server::Impl {
         o["calls_in_flight"] = inflight.load();
         o["process_driven"] =
             json::object{{"event_loop", process_on_loop.load()}, {"pool", process_on_pool.load()}};
+        std::uint64_t lost = 0;
+        {
+            std::lock_guard lk(metrics_mu);
+            for (const auto& [k, n] : idle_losses) lost += n;
+        }
+        o["between_calls"] = json::object{{"checks", idle_checks.load()}, {"workers_lost", lost}};
         o["pool_threads"] = pool.threads();
         o["pool_busy"] = pool.busy();
         o["pool_queued"] = pool.queued();
@@ -549,7 +563,12 @@ struct Server::Impl {
                            {"calls", s->calls.load()},
                            {"errors", s->errors.load()},
                            {"worker_starts", s->worker_starts.load()},
-                           {"worker_pid", s->pid.load()}};
+                           {"worker_pid", s->pid.load()},
+                           {"lost_between_calls", s->lost_between_calls.load()}};
+            {
+                std::lock_guard lk(s->loss_mu);
+                if (!s->last_loss.empty()) i["last_loss"] = s->last_loss;
+            }
             static constexpr std::string_view kStates[] = {"starting", "idle", "busy", "down"};
             i["sandbox"] = kStates[s->state.load()];
             if (auto st = store->get(s->key); st && *st) i["state"] = std::move(**st);
@@ -715,6 +734,7 @@ struct Server::Impl {
                 if (auto ok = ensure_instance(*s, std::move(initial)); !ok)
                     return load_failed(reply, ok.error());
                 if (has_state) (void)store->put(s->key, s->inst->state());
+                watch_idle_later(s);
                 count("load", "ok");
                 reply.ok(json::object{{"success", true},
                                       {"actor_id", s->component},
@@ -797,6 +817,7 @@ struct Server::Impl {
         Clock::time_point start;
         runtime::CallEvents events;
         SerialQueue::Done done;  // the queue's next job may start
+        bool on_strand = false;  // the call runs on the slot's strand (else on the pool)
     };
 
     // The call's turn on the instance's queue: on the slot's strand (an I/O thread), or on
@@ -805,6 +826,7 @@ struct Server::Impl {
     void start_process(const std::shared_ptr<ProcessCall>& pc) {
         Slot& s = *pc->slot;
         const bool on_loop = s.queue->strand() != nullptr;
+        pc->on_strand = on_loop;
         if (!on_loop || !s.inst) {
             if (!on_loop) return run_blocking(pc);
             s.queue->pool().submit([this, pc] { run_blocking(pc); });
@@ -817,20 +839,89 @@ struct Server::Impl {
             s.queue->pool().submit([this, pc] { run_blocking(pc); });
             return;
         }
-        if (!s.watch || s.watch_serial != s.inst->worker_serial()) {
-            s.watch.reset();
-            auto w = s.queue->strand()->watch(s.inst->wait_fd());
-            if (!w) {  // cannot watch it here: wait on a pool thread instead
-                spdlog::warn("{}: {}; the call waits on a pool thread", s.key, w.error().message);
-                process_on_pool++;
-                s.queue->pool().submit([this, pc] { complete(pc, pc->slot->inst->wait()); });
-                return;
-            }
-            s.watch = std::move(*w);
-            s.watch_serial = s.inst->worker_serial();
+        if (auto w = watch_worker(s); !w) {  // cannot watch it here: wait on a pool thread
+            spdlog::warn("{}: {}; the call waits on a pool thread", s.key, w.error().message);
+            process_on_pool++;
+            pc->on_strand = false;
+            s.queue->pool().submit([this, pc] { complete(pc, pc->slot->inst->wait()); });
+            return;
         }
         process_on_loop++;
         arm(pc);
+    }
+
+    // On the slot's strand, inside one of its jobs, with a worker: s.watch watches it.
+    Result<void> watch_worker(Slot& s) {
+        if (s.watch && s.watch_serial == s.inst->worker_serial()) return {};
+        s.watch.reset();
+        auto w = s.queue->strand()->watch(s.inst->wait_fd());
+        if (!w) return tl::unexpected(w.error());
+        s.watch = std::move(*w);
+        s.watch_serial = s.inst->worker_serial();
+        return {};
+    }
+
+    // Between calls the worker is watched too, so that what it does then is dealt with when
+    // it happens instead of by the next call: what it prints is logged (the pipe never
+    // fills), and a frame, a crossed limit or its death costs it the worker at once
+    // (check_idle). The wait is armed inside a job on the slot's strand before it ends;
+    // the slot's next call replaces it with its own. A job on the pool posts it instead
+    // (watch_idle_later). Without a strand, the next call sees all of it.
+    void watch_idle(const std::shared_ptr<Slot>& sp) {
+        Slot& s = *sp;
+        if (!s.queue->strand() || !s.inst || s.inst->wait_fd() < 0 || s.removed) return;
+        if (auto w = watch_worker(s); !w) {
+            spdlog::warn("{}: {}; the worker is not watched between calls", s.key,
+                         w.error().message);
+            return;
+        }
+        // The callback only posts a job: it may run while a job of the slot runs on the pool.
+        // It holds the slot weakly, as the slot holds the watch.
+        s.watch->wait(Clock::time_point::max(), [this, weak = std::weak_ptr<Slot>(sp)](bool) {
+            auto slot = weak.lock();
+            if (!slot || slot->removed) return;
+            slot->queue->post_async([this, slot](SerialQueue::Done done) {
+                // A removed slot's jobs may outlive the server: `this` is not touched then.
+                if (!slot->removed) check_idle(slot);
+                done();
+            });
+        });
+    }
+
+    void watch_idle_later(const std::shared_ptr<Slot>& sp) {
+        if (!sp->queue->strand()) return;
+        sp->queue->post_async([this, sp](SerialQueue::Done done) {
+            if (!sp->removed) watch_idle(sp);
+            done();
+        });
+    }
+
+    // A job: the idle worker polled readable.
+    void check_idle(const std::shared_ptr<Slot>& sp) {
+        Slot& s = *sp;
+        idle_checks++;
+        if (!s.inst) return;
+        if (auto ok = s.inst->poll_idle(); !ok) {
+            const Error& e = ok.error();
+            const auto* limit = e.data.if_contains("limit");
+            const auto* reason = e.data.if_contains("reason");
+            std::string why = limit && limit->is_string()     ? std::string(limit->get_string())
+                              : reason && reason->is_string() ? std::string(reason->get_string())
+                                                              : "crashed";
+            {
+                std::lock_guard lk(metrics_mu);
+                ++idle_losses[why];
+            }
+            s.lost_between_calls++;
+            {
+                std::lock_guard lk(s.loss_mu);
+                s.last_loss = e.message;
+            }
+            s.pid = -1;
+            s.state = static_cast<int>(SlotState::down);
+            spdlog::warn("{}: worker lost between calls: {}", s.key, e.message);
+        }
+        watch_idle(sp);
     }
 
     // On the slot's strand, with a call running: wait for the worker (a wait also sees
@@ -848,6 +939,7 @@ struct Server::Impl {
     // On a pool thread: the whole call, starting a sandbox first if needed.
     void run_blocking(const std::shared_ptr<ProcessCall>& pc) {
         Slot& s = *pc->slot;
+        pc->on_strand = false;
         if (!s.inst) {
             if (!runnable(pc)) return;
             if (auto ok = ensure_instance(s); !ok) return complete(pc, tl::unexpected(ok.error()));
@@ -983,6 +1075,10 @@ struct Server::Impl {
             pc->reply.err(r.error());
         }
         call_done(pc->reply.cs, pc->key);
+        if (pc->on_strand)
+            watch_idle(pc->slot);
+        else
+            watch_idle_later(pc->slot);
         pc->done();
     }
 
@@ -1091,8 +1187,9 @@ Result<std::size_t> Server::discover() {
             s->queue->post([impl, s] {
                 if (s->removed || impl->aborting) return;
                 if (auto ok = impl->ensure_instance(*s); !ok)
-                    spdlog::warn("--actors: '{}' did not start: {}", s->component,
-                                 ok.error().message);
+                    return spdlog::warn("--actors: '{}' did not start: {}", s->component,
+                                        ok.error().message);
+                impl->watch_idle_later(s);
             });
         }
     }
@@ -1226,6 +1323,13 @@ std::string Server::metrics_text() const {
             "or cancel.\n# TYPE sandflow_limit_kills_total counter\n";
         for (const auto& [k, n] : impl_->limit_kills)
             out += fmt::format("sandflow_limit_kills_total{{reason=\"{}\"}} {}\n", k, n);
+        out +=
+            "# HELP sandflow_workers_lost_between_calls_total Workers killed for what they did "
+            "between calls (a limit, a frame) or found dead then.\n"
+            "# TYPE sandflow_workers_lost_between_calls_total counter\n";
+        for (const auto& [k, n] : impl_->idle_losses)
+            out += fmt::format("sandflow_workers_lost_between_calls_total{{reason=\"{}\"}} {}\n", k,
+                               n);
     }
     out +=
         "# HELP sandflow_call_duration_seconds process calls, request to response.\n"

@@ -19,6 +19,7 @@
 #include "runtime/instance.hpp"
 #include "sandbox/namespace/namespace_backend.hpp"
 #include "sandbox/namespace/seccomp_policy.hpp"
+#include "support/test_support.hpp"
 #include "support/worker_support.hpp"
 
 using namespace sandflow;
@@ -643,6 +644,46 @@ time.sleep(60)
     // The sandbox lives on until its owner kills it; the answer stays the same.
     EXPECT_FALSE(p->try_wait());
     EXPECT_EQ(p->limit_crossed()->limit, "pids");
+}
+
+// A limit crossed between calls is acted on when it is seen, not by the next call: here a
+// thread left running forks past the pids limit after its call has ended.
+TEST_F(NamespaceWorkerTest, APidsLimitCrossedBetweenCallsCostsTheWorkerThen) {
+    if (!has_cgroup("pids"))
+        GTEST_SKIP() << "no writable pids cgroup here: refused forks are not counted ("
+                     << backend_->cgroup_support().summary() << ")";
+    auto spec = runtime::spec_from_file(write("forker.py", R"(import os, threading, time
+@actor({"component": "forker"})
+def process(ctx):
+    def fork_many():
+        time.sleep(0.2)  # after the call has ended
+        for i in range(200):
+            try:
+                if os.fork() == 0:
+                    time.sleep(60)
+                    os._exit(0)
+            except OSError:
+                pass
+    threading.Thread(target=fork_many, daemon=True).start()
+    return {}
+)"));
+    ASSERT_TRUE(spec) << spec.error().message;
+    spec->on_log = [](const runtime::LogLine&) {};
+    spec->limits = runtime::default_limits(*backend_);
+    spec->limits->sandbox.pids = 64;
+    auto inst = runtime::Instance::create(*backend_, std::move(*spec));
+    ASSERT_TRUE(inst) << inst.error().message;
+    ASSERT_TRUE((*inst)->call(req({}), {}));
+    const pid_t pid = (*inst)->worker_pid();
+    auto lost = sandflow::testing::poll_idle_until(**inst, [] { return false; });
+    ASSERT_FALSE(lost) << "the crossed limit was not seen between calls";
+    EXPECT_EQ(lost.error().code, Errc::limit_exceeded) << lost.error().message;
+    EXPECT_EQ(lost.error().data.at("limit"), "pids");
+    EXPECT_NE(lost.error().message.find("between calls"), std::string::npos)
+        << lost.error().message;
+    EXPECT_TRUE(sandflow::testing::process_gone(pid));
+    EXPECT_TRUE((*inst)->call(req({}), {}));
+    EXPECT_EQ((*inst)->worker_starts(), 2u);
 }
 
 TEST_F(NamespaceWorkerTest, AnOomKillInsideIsAnnounced) {

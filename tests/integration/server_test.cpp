@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <thread>
 
 #include "rpc/event_loop.hpp"
 #include "rpc/jsonrpc.hpp"
@@ -322,7 +323,20 @@ TEST_P(ServerTest, InstancesHaveTheirOwnStateAndErrorsDoNotCommit) {
         if (i.at("instance_id") == "a") pid = static_cast<pid_t>(i.at("worker_pid").as_int64());
     ASSERT_GT(pid, 0);
     ::kill(pid, SIGKILL);
-    ASSERT_TRUE(sandflow::testing::wait_for_zombie(pid)) << "worker " << pid << " did not die";
+    // On the event loop the server sees the death at once and reaps the worker.
+    ASSERT_TRUE(sandflow::testing::wait_gone(pid, 5s)) << "worker " << pid << " did not die";
+    if (GetParam()) {  // and says so
+        json::value a;
+        for (int tries = 0; tries < 500 && a.is_null(); ++tries) {
+            const auto desc = result_of(call(60, "describe", {{"actor_id", "counter"}}));
+            for (const auto& i : desc.at("instances").as_array())
+                if (i.at("instance_id") == "a" && i.at("lost_between_calls") == 1) a = i;
+            std::this_thread::sleep_for(10ms);
+        }
+        ASSERT_FALSE(a.is_null()) << "the death was not reported";
+        EXPECT_NE(a.at("last_loss").as_string().find("SIGKILL"), std::string::npos)
+            << rpc::encode(a);
+    }
     // A sandbox that died while idle is replaced before the next call, which runs on the
     // committed state and is not lost.
     ok = result_of(p(7, "a", {{"by", 1}}));
@@ -341,6 +355,49 @@ TEST_P(ServerTest, InstancesHaveTheirOwnStateAndErrorsDoNotCommit) {
     EXPECT_EQ(result_of(p(10, "a", {{"by", 1}})).at("outputs").at("n"), 1);  // fresh state
     result_of(call(11, "unload", {{"actor_id", "counter"}}));
     EXPECT_EQ(error_code(p(12, "b", {})), -32001);
+}
+
+// On an event loop the server watches each worker between calls too: a worker that sends a
+// frame then (an output after its call ended) is replaced when that is seen, the host can
+// read why, and the next call is not failed for it.
+TEST_P(ServerTest, AWorkerLostBetweenCallsIsReportedAndTheNextCallRuns) {
+    if (!GetParam())
+        GTEST_SKIP() << "without an event loop the server does not watch workers between "
+                        "calls: the next call finds what they did (worker_test covers it)";
+    std::ofstream(dir_ / "late.actor.js")
+        << R"(const metadata = {component: 'late', outports: ['out']};
+async function process(context) {
+    setTimeout(() => context.sendOutput('out', 'late'), 50);
+    return {};
+}
+)";
+    start({});
+    auto first = result_of(call(1, "process", {{"actor_id", "late"}}));
+    EXPECT_EQ(first.at("outputs"), json::object{});
+    json::value inst;
+    for (int i = 0; i < 500; ++i) {
+        inst = result_of(call(100 + i, "describe", {{"actor_id", "late"}})).at("instances").at(0);
+        if (inst.at("lost_between_calls") != 0) break;
+        std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_EQ(inst.at("lost_between_calls"), 1) << rpc::encode(inst);
+    EXPECT_EQ(inst.at("sandbox"), "down");
+    EXPECT_EQ(inst.at("worker_pid"), -1);
+    ASSERT_TRUE(inst.as_object().contains("last_loss")) << rpc::encode(inst);
+    EXPECT_NE(inst.at("last_loss").as_string().find("a frame between calls"), std::string::npos)
+        << rpc::encode(inst);
+    EXPECT_EQ(result_of(call(2, "stats", {})).at("between_calls").at("workers_lost"), 1);
+    EXPECT_NE(srv_->metrics_text().find(
+                  "sandflow_workers_lost_between_calls_total{reason=\"protocol_violation\"} 1"),
+              std::string::npos)
+        << srv_->metrics_text();
+
+    auto next = call(3, "process", {{"actor_id", "late"}});
+    EXPECT_EQ(next.size(), 1u);  // no stray output of the call before
+    EXPECT_EQ(result_of(next).at("outputs"), json::object{});
+    inst = result_of(call(4, "describe", {{"actor_id", "late"}})).at("instances").at(0);
+    EXPECT_EQ(inst.at("worker_starts"), 2);
+    EXPECT_EQ(inst.at("sandbox"), "idle");
 }
 
 TEST_P(ServerTest, CallsToOneInstanceRunInOrderOthersInParallel) {

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -672,6 +673,67 @@ async function process(context) {
     EXPECT_EQ(second.error().code, Errc::worker_crashed) << second.error().message;
     EXPECT_TRUE(late->call(req({}), {}));
     EXPECT_EQ(late->worker_starts(), 2u);
+}
+
+// What a worker prints between calls is read then, under a budget of its own, so a script
+// that prints more than a pipe holds is not stopped until the next call.
+TEST_P(WorkerTest, BetweenCallsWhatTheWorkerPrintsIsRead) {
+    auto inst = must_load(write("chatty.py", R"(import threading, time
+@actor({"component": "chatty"})
+def process(context):
+    def talk():
+        time.sleep(0.2)  # after the call has ended
+        for i in range(300):
+            print("x" * 1000)
+        print("END", flush=True)
+    threading.Thread(target=talk, daemon=True).start()
+    return {}
+)"));
+    ASSERT_TRUE(inst);
+    ASSERT_TRUE(inst->call(req({}), {}));
+    auto seen_end = [&] {
+        return std::find(load_logs_.begin(), load_logs_.end(), "END") != load_logs_.end();
+    };
+    auto ok = sandflow::testing::poll_idle_until(*inst, seen_end);
+    ASSERT_TRUE(ok) << ok.error().message;
+    ASSERT_TRUE(seen_end()) << load_logs_.size() << " lines read between calls";
+    EXPECT_EQ(std::count(load_logs_.begin(), load_logs_.end(), std::string(1000, 'x')), 300);
+    // The same worker serves the next call.
+    EXPECT_TRUE(inst->call(req({}), {}));
+    EXPECT_EQ(inst->worker_starts(), 1u);
+}
+
+// A frame between calls (here an output sent after its call ended) breaks the protocol: the
+// worker is killed when it is seen, and the next call, which gets a new one, is not failed.
+TEST_P(WorkerTest, BetweenCallsAFrameOrADeathCostsOnlyTheWorker) {
+    auto late =
+        must_load(write("late.js", R"(const metadata = {component: 'late', outports: ['out']};
+async function process(context) {
+    setTimeout(() => context.sendOutput('out', 'late'), 50);
+    return {};
+}
+)"));
+    ASSERT_TRUE(late);
+    ASSERT_TRUE(late->call(req({}), {}));
+    auto lost = sandflow::testing::poll_idle_until(*late, [] { return false; });
+    ASSERT_FALSE(lost) << "no frame seen between calls";
+    EXPECT_EQ(lost.error().code, Errc::worker_crashed) << lost.error().message;
+    EXPECT_EQ(lost.error().data.at("reason"), "protocol_violation");
+    EXPECT_NE(lost.error().message.find("between calls"), std::string::npos)
+        << lost.error().message;
+    EXPECT_EQ(late->worker_pid(), -1);
+    EXPECT_TRUE(late->call(req({}), {}));
+    EXPECT_EQ(late->worker_starts(), 2u);
+
+    // A worker that dies between calls is reaped when that is seen.
+    const pid_t pid = late->worker_pid();
+    ASSERT_EQ(::kill(pid, SIGKILL), 0);
+    lost = sandflow::testing::poll_idle_until(*late, [] { return false; });
+    ASSERT_FALSE(lost) << "the death was not seen between calls";
+    EXPECT_EQ(lost.error().code, Errc::worker_crashed) << lost.error().message;
+    EXPECT_TRUE(sandflow::testing::process_gone(pid));
+    EXPECT_TRUE(late->call(req({}), {}));
+    EXPECT_EQ(late->worker_starts(), 3u);
 }
 
 TEST_P(WorkerTest, AWorkerThatDiedWhileIdleIsReplacedBeforeTheNextCall) {

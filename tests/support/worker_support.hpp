@@ -1,6 +1,8 @@
 // Helpers shared by the suites that drive workers through runtime::Instance.
 #pragma once
 
+#include <poll.h>
+
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -11,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include "runtime/instance.hpp"
 #include "runtime/worker.hpp"
 #include "sandbox/namespace/namespace_backend.hpp"
 #include "sandbox/none/none_backend.hpp"
@@ -37,6 +40,19 @@ inline std::unique_ptr<sandbox::Backend> backend_for_test(const std::string& nam
 // Test names for such suites: the parameter itself.
 inline std::string backend_test_name(const ::testing::TestParamInfo<std::string>& i) {
     return i.param;
+}
+
+// Looks at an idle instance as its owner would (the server does it on its event loop):
+// poll_idle() each time wait_fd() polls readable, until `done` or an error (10 s at most).
+template <class Done>
+Result<void> poll_idle_until(runtime::Instance& inst, Done done) {
+    for (int i = 0; i < 500 && !done(); ++i) {
+        if (inst.wait_fd() < 0) return {};
+        pollfd f{inst.wait_fd(), POLLIN, 0};
+        if (::poll(&f, 1, 20) == 1)
+            if (auto ok = inst.poll_idle(); !ok) return ok;
+    }
+    return {};
 }
 
 // Records what a call streams: outputs in order, and every log line's text.

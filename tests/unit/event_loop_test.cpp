@@ -181,6 +181,30 @@ TEST_F(EventLoopTest, RepeatedWaitsWithOneDeadline) {
     EXPECT_EQ(out.wait_for(5), (std::vector<bool>{false, false, false, true, true}));
 }
 
+TEST_F(EventLoopTest, AWaitWithoutDeadlineIsNotEndedByAnEarlierOne) {
+    // The server's pattern: a call's wait (deadline D) ends readable, then the worker is
+    // watched with no deadline until the next call. D passing must not end that wait.
+    Pipe p;
+    auto w = watch(p.read_end);
+    ASSERT_TRUE(w);
+    Outcomes out;
+    arm(*w, Clock::now() + 50ms, out.callback());
+    p.write_byte();
+    ASSERT_EQ(out.wait_for(1), std::vector<bool>{false});
+    char buf[8];
+    EXPECT_EQ(::read(p.read_end, buf, sizeof buf), 1);
+    arm(*w, Clock::time_point::max(), out.callback());
+    std::this_thread::sleep_for(150ms);  // D has passed
+    drain();
+    EXPECT_EQ(out.now().size(), 1u);
+    p.write_byte();
+    EXPECT_EQ(out.wait_for(2), (std::vector<bool>{false, false}));
+    EXPECT_EQ(::read(p.read_end, buf, sizeof buf), 1);
+    // The next call's deadline still fires.
+    arm(*w, Clock::now() + 20ms, out.callback());
+    EXPECT_EQ(out.wait_for(3), (std::vector<bool>{false, false, true}));
+}
+
 TEST_F(EventLoopTest, AReplacedWaitNeverRuns) {
     Pipe p;
     auto w = watch(p.read_end);
