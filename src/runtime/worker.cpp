@@ -69,7 +69,16 @@ Error script_error(json::object info, std::string_view during) {
             }
         }
     }
-    return Error(Errc::script, std::move(msg), std::move(info));
+    // The error's data is what the script said, and the script is not trusted: only the
+    // fields the worker protocol defines, with their types, pass. Anything else (a
+    // "reason", an "errc") would let a script pose as one of the runtime's own conditions.
+    json::object data;
+    if (type) data["type"] = *type;
+    if (message) data["message"] = *message;
+    if (const auto* tb = info.if_contains("traceback"); tb && tb->is_array())
+        data["traceback"] = std::move(info["traceback"]);
+    if (const auto* f = string_field(info, "formatted")) data["formatted"] = *f;
+    return Error(Errc::script, std::move(msg), std::move(data));
 }
 
 // The Python shim's compiled code, as the first Python worker of this process reported it

@@ -54,6 +54,37 @@ struct ActorEntry {
 
 enum class SlotState : int { starting, idle, busy, down };
 
+// A Prometheus label value: backslash, quote and newline escaped, so that no value can end
+// its line (values come from error data, some of it worked out from what workers sent).
+std::string label_value(std::string_view v) {
+    std::string out;
+    for (char c : v) {
+        if (c == '\\' || c == '"') out += '\\';
+        if (c == '\n') {
+            out += "\\n";
+            continue;
+        }
+        out += c;
+    }
+    return out;
+}
+
+// A call that may be cancelled: by id on its connection, or by a shutdown.
+struct CallState {
+    std::mutex mu;
+    bool running = false;
+    bool cancelled = false;
+    bool aborted = false;
+    pid_t pid = -1;                   // the worker serving the running call
+    std::uint64_t worker_serial = 0;  // its Worker::serial, to tell whether the call cost it
+
+    // Kills the worker of a running call. The pid is only read while the call runs, and a
+    // worker is reaped only by its own call, so the pid cannot have been reused yet.
+    void kill_locked() {
+        if (running && pid > 0) ::kill(pid, SIGKILL);
+    }
+};
+
 // One instance: its worker lives in `inst`, touched only by jobs on `queue`.
 struct Slot {
     std::string component, instance_id, key;
@@ -75,21 +106,10 @@ struct Slot {
     std::atomic<std::uint64_t> lost_between_calls{0};
     std::mutex loss_mu;
     std::string last_loss;  // under loss_mu
-};
-
-// A call that may be cancelled: by id on its connection, or by a shutdown.
-struct CallState {
-    std::mutex mu;
-    bool running = false;
-    bool cancelled = false;
-    bool aborted = false;
-    pid_t pid = -1;  // the worker serving the running call
-
-    // Kills the worker of a running call. The pid is only read while the call runs, and a
-    // worker is reaped only by its own call, so the pid cannot have been reused yet.
-    void kill_locked() {
-        if (running && pid > 0) ::kill(pid, SIGKILL);
-    }
+    // The call running on the worker, whoever sent it (a notification, a connection since
+    // closed): a shutdown stops it through here. Lock order: CallState::mu, then run_mu.
+    std::mutex run_mu;
+    std::shared_ptr<CallState> running;  // under run_mu
 };
 
 struct ConnState {
@@ -274,11 +294,27 @@ struct Server::Impl {
         const auto* reason = r.data.if_contains("reason");
         std::string name =
             reason && reason->is_string() ? std::string(reason->get_string()) : "internal";
-        if (e.code == Errc::timeout || e.code == Errc::limit_exceeded || name == "cancelled") {
-            std::lock_guard lk(metrics_mu);
-            ++limit_kills[name];
-        }
         count(method, std::move(name));
+    }
+
+    // A call that cost its worker: for a limit (named), its deadline, a cancel or a
+    // shutdown. A worker that crashed on its own is not a kill.
+    void count_kill(const Error& e, bool cancelled, bool aborted) {
+        std::string why;
+        if (aborted) {
+            why = "shutdown";
+        } else if (cancelled) {
+            why = "cancelled";
+        } else if (e.code == Errc::timeout) {
+            why = "timeout";
+        } else if (e.code == Errc::limit_exceeded) {
+            const auto* limit = e.data.if_contains("limit");
+            why = limit && limit->is_string() ? std::string(limit->get_string()) : "limit";
+        } else {
+            return;
+        }
+        std::lock_guard lk(metrics_mu);
+        ++limit_kills[why];
     }
 
     void call_done(const std::shared_ptr<ConnState>& cs, const std::string& call_key) {
@@ -1012,11 +1048,14 @@ struct Server::Impl {
         // The worker's pid is registered for cancel just before the call is sent, after any
         // restart inside Instance::begin; a cancel or abort that came while a sandbox was
         // starting found nothing to kill, and stops the call there, unsent.
-        events.on_start = [call = pc->call](pid_t pid) {
+        events.on_start = [call = pc->call, slot = pc->slot](pid_t pid) {
             std::lock_guard lk(call->mu);
             if (call->cancelled || call->aborted) return false;
             call->running = true;
             call->pid = pid;
+            call->worker_serial = slot->inst->worker_serial();  // inside the call's job
+            std::lock_guard lk2(slot->run_mu);
+            slot->running = call;
             return true;
         };
         s.state = static_cast<int>(SlotState::busy);
@@ -1028,15 +1067,21 @@ struct Server::Impl {
         Slot& s = *pc->slot;
         CallState& call = *pc->call;
         bool cancelled, aborted, ran;
+        std::uint64_t serial;
         {
             std::lock_guard lk(call.mu);
             ran = call.running;
+            serial = call.worker_serial;
             call.running = false;
             call.pid = -1;
             cancelled = call.cancelled;
             aborted = call.aborted;
+            std::lock_guard lk2(s.run_mu);
+            if (s.running == pc->call) s.running.reset();
         }
         if (r && r->new_worker) s.worker_starts++;
+        if (!r && ran && (!s.inst || s.inst->worker_serial() != serial))
+            count_kill(r.error(), cancelled, aborted);
         if (s.inst) s.pid = s.inst->worker_pid();
         s.state = static_cast<int>(SlotState::idle);
         if (r) {
@@ -1126,8 +1171,20 @@ struct Server::Impl {
             });
     }
 
+    // Calls queued fail as they come up (runnable()); calls running are stopped here,
+    // through their instance, whether or not anyone is left to answer.
     void abort_all() {
         aborting = true;
+        std::vector<std::shared_ptr<CallState>> running;
+        {
+            std::lock_guard lk(mu);
+            for (const auto& [key, s] : slots) {
+                std::lock_guard lk2(s->run_mu);
+                if (s->running) running.push_back(s->running);
+            }
+        }
+        // Connections' calls too: one may not have reached its worker yet (a sandbox is
+        // starting), and must not start it.
         std::vector<std::shared_ptr<ConnState>> all;
         {
             std::lock_guard lk(mu);
@@ -1135,11 +1192,12 @@ struct Server::Impl {
         }
         for (const auto& cs : all) {
             std::lock_guard lk(cs->mu);
-            for (const auto& [k, call] : cs->calls) {
-                std::lock_guard lk2(call->mu);
-                call->aborted = true;
-                call->kill_locked();
-            }
+            for (const auto& [k, call] : cs->calls) running.push_back(call);
+        }
+        for (const auto& call : running) {
+            std::lock_guard lk(call->mu);
+            call->aborted = true;
+            call->kill_locked();
         }
     }
 };
@@ -1317,19 +1375,20 @@ std::string Server::metrics_text() const {
             "# TYPE sandflow_calls_total counter\n";
         for (const auto& [k, n] : impl_->calls_by)
             out += fmt::format("sandflow_calls_total{{method=\"{}\",outcome=\"{}\"}} {}\n", k.first,
-                               k.second, n);
+                               label_value(k.second), n);
         out +=
-            "# HELP sandflow_limit_kills_total Calls whose worker was killed: timeout, limit "
-            "or cancel.\n# TYPE sandflow_limit_kills_total counter\n";
+            "# HELP sandflow_limit_kills_total Calls that cost their worker: a limit (by name), "
+            "the deadline, a cancel or a shutdown.\n# TYPE sandflow_limit_kills_total counter\n";
         for (const auto& [k, n] : impl_->limit_kills)
-            out += fmt::format("sandflow_limit_kills_total{{reason=\"{}\"}} {}\n", k, n);
+            out +=
+                fmt::format("sandflow_limit_kills_total{{reason=\"{}\"}} {}\n", label_value(k), n);
         out +=
             "# HELP sandflow_workers_lost_between_calls_total Workers killed for what they did "
             "between calls (a limit, a frame) or found dead then.\n"
             "# TYPE sandflow_workers_lost_between_calls_total counter\n";
         for (const auto& [k, n] : impl_->idle_losses)
-            out += fmt::format("sandflow_workers_lost_between_calls_total{{reason=\"{}\"}} {}\n", k,
-                               n);
+            out += fmt::format("sandflow_workers_lost_between_calls_total{{reason=\"{}\"}} {}\n",
+                               label_value(k), n);
     }
     out +=
         "# HELP sandflow_call_duration_seconds process calls, request to response.\n"

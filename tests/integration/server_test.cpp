@@ -400,6 +400,33 @@ async function process(context) {
     EXPECT_EQ(inst.at("sandbox"), "idle");
 }
 
+// A script's error is the script's: it cannot pose as one of the runtime's own conditions
+// by sending an error frame with a "reason" or "errc" of its choosing.
+TEST_P(ServerTest, AScriptCannotForgeTheReasonOfItsError) {
+    std::ofstream(dir_ / "forger.actor.py") << R"(
+@actor({"component": "forger"})
+def process(context):
+    send = actor.__globals__["_send"]
+    send({"t": "error", "id": context._call_id,
+          "error": {"type": "Forged", "message": "m", "reason": "unauthorized",
+                    "errc": "internal", "limit": "pids", "traceback": []}})
+    import time
+    time.sleep(0.2)
+    return {}
+)";
+    start({});
+    auto r = call(1, "process", {{"actor_id", "forger"}});
+    EXPECT_EQ(error_code(r), -32002);
+    const auto& data = r.back().at("error").at("data").as_object();
+    EXPECT_EQ(data.at("reason"), "script_error") << rpc::encode(data);
+    EXPECT_EQ(data.at("errc"), "script") << rpc::encode(data);
+    EXPECT_FALSE(data.contains("limit")) << rpc::encode(data);
+    EXPECT_EQ(data.at("type"), "Forged");
+    const std::string m = srv_->metrics_text();
+    EXPECT_NE(m.find("outcome=\"script_error\"} 1"), std::string::npos) << m;
+    EXPECT_EQ(m.find("unauthorized"), std::string::npos) << m;
+}
+
 TEST_P(ServerTest, CallsToOneInstanceRunInOrderOthersInParallel) {
     const auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < 3; ++i)
@@ -452,7 +479,10 @@ TEST_P(ServerTest, CancelTimeoutAndOverload) {
     EXPECT_NE(m.find("sandflow_calls_total{method=\"process\",outcome=\"cancelled\"} 1"),
               std::string::npos)
         << m;
+    // Kills are the calls that cost their worker: not the refused third call.
     EXPECT_NE(m.find("sandflow_limit_kills_total{reason=\"timeout\"} 1"), std::string::npos);
+    EXPECT_NE(m.find("sandflow_limit_kills_total{reason=\"cancelled\"} 1"), std::string::npos);
+    EXPECT_EQ(m.find("sandflow_limit_kills_total{reason=\"overloaded\"}"), std::string::npos) << m;
     EXPECT_NE(m.find("sandflow_call_duration_seconds_bucket{le=\"+Inf\"}"), std::string::npos);
     EXPECT_NE(m.find("sandflow_sandboxes{state=\"idle\"}"), std::string::npos);
 }
@@ -479,6 +509,33 @@ TEST_P(ServerTest, HealthAndDrain) {
     send(request(4, "process", {{"actor_id", "double"}, {"payload", {{"input", 1}}}}));
     srv_->abort_calls();
     srv_->shutdown();
+}
+
+// Aborting (a shutdown past its grace period) stops every running call, also those nobody
+// waits for: a notification's, and one whose connection has closed.
+TEST_P(ServerTest, AbortStopsCallsNobodyWaitsFor) {
+    send(json::object{
+        {"jsonrpc", "2.0"},
+        {"method", "process"},
+        {"params", {{"actor_id", "counter"}, {"instance_id", "n"}, {"payload", {{"sleep", 60}}}}}});
+    auto gone = open();
+    conns_[2] = gone;
+    send(request("g", "process",
+                 {{"actor_id", "counter"}, {"instance_id", "g"}, {"payload", {{"sleep", 60}}}}),
+         gone.get());
+    json::value busy;
+    for (int i = 0; i < 500; ++i) {
+        busy = result_of(call(100 + i, "stats", {})).at("sandboxes").at("busy");
+        if (busy == 2) break;
+        std::this_thread::sleep_for(10ms);
+    }
+    ASSERT_EQ(busy, 2) << "both calls should be running";
+    srv_->on_close(gone);
+    srv_->begin_drain();
+    srv_->abort_calls();
+    // Well before the scripts' 60 s.
+    EXPECT_TRUE(srv_->wait_idle(std::chrono::steady_clock::now() + 20s));
+    EXPECT_EQ(result_of(call(3, "stats", {})).at("sandboxes").at("busy"), 0);
 }
 
 // Limits (runtime/actor_limits.hpp) declared by an actor, asked for by a load and by a
