@@ -261,6 +261,7 @@ struct Server::Impl {
     std::mutex health_mu;
     bool healthy = true;
     std::string health_hint;
+    std::atomic<bool> unhealthy{false};  // !healthy, read without the lock
     const rpc::WsCounters* transport = nullptr;
 
     // Metrics.
@@ -408,10 +409,9 @@ struct Server::Impl {
         if (s.limits) spec.limits = *s.limits;
         s.state = static_cast<int>(SlotState::starting);
         auto inst = runtime::Instance::create(backend, std::move(spec));
+        note_start(inst ? nullptr : &inst.error());
         if (!inst) {
             s.state = static_cast<int>(SlotState::down);
-            if (inst.error().code == Errc::sandbox_unavailable)
-                set_health(false, inst.error().message);
             return tl::unexpected(inst.error());
         }
         s.inst = std::move(*inst);
@@ -436,6 +436,18 @@ struct Server::Impl {
         std::lock_guard lk(health_mu);
         healthy = ok;
         health_hint = std::move(hint);
+        unhealthy = !ok;
+    }
+
+    // /healthz follows sandbox starts: one that fails for want of a sandbox makes it 503
+    // with why, the next one that succeeds makes it 200 again. `e`: null on success; other
+    // errors (a script that does not load) say nothing about the backend.
+    void note_start(const Error* e) {
+        if (!e) {
+            if (unhealthy.load(std::memory_order_relaxed)) set_health(true, {});
+        } else if (e->code == Errc::sandbox_unavailable) {
+            set_health(false, e->message);
+        }
     }
 
     // --- dispatch -------------------------------------------------------------------
@@ -1079,7 +1091,12 @@ struct Server::Impl {
             std::lock_guard lk2(s.run_mu);
             if (s.running == pc->call) s.running.reset();
         }
-        if (r && r->new_worker) s.worker_starts++;
+        if (r && r->new_worker) {
+            s.worker_starts++;
+            note_start(nullptr);
+        } else if (!r) {
+            note_start(&r.error());
+        }
         if (!r && ran && (!s.inst || s.inst->worker_serial() != serial))
             count_kill(r.error(), cancelled, aborted);
         if (s.inst) s.pid = s.inst->worker_pid();

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -101,6 +102,28 @@ def process(context):
     return {"n": n}
 )";
 
+// The `none` backend, with sandbox starts that fail on demand (as when the host stops
+// allowing namespaces): a fault no real backend produces when asked.
+class FailingBackend final : public sandbox::Backend {
+  public:
+    std::string_view name() const override { return real_.name(); }
+    bool isolates() const override { return real_.isolates(); }
+    sandbox::SandboxLimits default_limits() const override { return real_.default_limits(); }
+    Result<std::unique_ptr<sandbox::Process>> spawn(const sandbox::WorkerSpec& spec) override {
+        if (fail)
+            return fail_with(Errc::sandbox_unavailable,
+                             "clone(CLONE_NEWUSER) failed: operation not permitted (injected)");
+        return real_.spawn(spec);
+    }
+    std::atomic<bool> fail{false};
+
+  private:
+    static Result<std::unique_ptr<sandbox::Process>> fail_with(Errc c, std::string m) {
+        return tl::unexpected(Error(c, std::move(m)));
+    }
+    sandbox::NoneBackend real_;
+};
+
 // Every test runs twice: calls driven on an event loop, as `serve` drives them on its I/O
 // threads, and calls on the pool, as an embedder without a loop gets them.
 class ServerTest : public ::testing::TestWithParam<bool> {
@@ -175,7 +198,7 @@ class ServerTest : public ::testing::TestWithParam<bool> {
         return last.contains("error") ? last.at("error").at("code").as_int64() : 0;
     }
 
-    sandbox::NoneBackend backend_;
+    FailingBackend backend_;
     fs::path dir_;
     const std::unique_ptr<rpc::LoopThread> loop_ = rpc::LoopThread::start();  // outlives srv_
     std::unique_ptr<server::Server> srv_;
@@ -497,6 +520,28 @@ TEST_P(ServerTest, HealthAndDrain) {
     h = srv_->on_http("/healthz", true);
     EXPECT_EQ(h.status, 503);
     EXPECT_NE(h.body.find("user namespaces"), std::string::npos);
+
+    // A sandbox that starts says the backend can run again.
+    EXPECT_EQ(result_of(call(10, "process", {{"actor_id", "double"}, {"payload", {{"input", 1}}}}))
+                  .at("outputs")
+                  .at("status"),
+              "completed");
+    EXPECT_EQ(srv_->on_http("/healthz", true).status, 200);
+    // One that cannot start for want of a sandbox says it cannot, with why.
+    backend_.fail = true;
+    auto failed = call(11, "process",
+                       {{"actor_id", "counter"}, {"instance_id", "x"}, {"payload", {{"by", 1}}}});
+    EXPECT_EQ(error_code(failed), -32005);
+    h = srv_->on_http("/healthz", true);
+    EXPECT_EQ(h.status, 503);
+    EXPECT_NE(h.body.find("(injected)"), std::string::npos) << h.body;
+    backend_.fail = false;
+    EXPECT_EQ(result_of(call(12, "process",
+                             {{"actor_id", "counter"}, {"instance_id", "x"}, {"payload", {}}}))
+                  .at("outputs")
+                  .at("n"),
+              1);
+    EXPECT_EQ(srv_->on_http("/healthz", true).status, 200);
 
     send(request(1, "process", {{"actor_id", "counter"}, {"payload", {{"sleep", 0.3}}}}));
     std::this_thread::sleep_for(100ms);
