@@ -82,6 +82,41 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
     return diff == 0;
 }
 
+std::optional<std::string> query_param(std::string_view target, std::string_view name) {
+    const auto q = target.find('?');
+    if (q == std::string_view::npos) return std::nullopt;
+    std::string_view rest = target.substr(q + 1);
+    for (;;) {
+        const auto amp = rest.find('&');
+        const std::string_view item = rest.substr(0, amp);
+        if (item.size() > name.size() && item.substr(0, name.size()) == name &&
+            item[name.size()] == '=') {
+            const std::string_view raw = item.substr(name.size() + 1);
+            std::string out;
+            for (std::size_t i = 0; i < raw.size(); ++i) {
+                if (raw[i] != '%') {
+                    out += raw[i];
+                    continue;
+                }
+                auto hex = [](char c) {
+                    return c >= '0' && c <= '9'   ? c - '0'
+                           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                                  : -1;
+                };
+                if (i + 2 >= raw.size()) return std::nullopt;
+                const int hi = hex(raw[i + 1]), lo = hex(raw[i + 2]);
+                if (hi < 0 || lo < 0) return std::nullopt;
+                out += static_cast<char>(hi * 16 + lo);
+                i += 2;
+            }
+            return out;
+        }
+        if (amp == std::string_view::npos) return std::nullopt;
+        rest = rest.substr(amp + 1);
+    }
+}
+
 Result<WsUrl> parse_ws_url(std::string_view url) {
     constexpr std::string_view kScheme = "ws://";
     if (url.substr(0, kScheme.size()) != kScheme)

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -45,6 +46,9 @@ Result<HostPort> parse_listen(std::string_view text);
 bool is_loopback_host(std::string_view host);
 // Compares in time that depends only on the lengths, not on where the texts differ.
 bool constant_time_equal(std::string_view a, std::string_view b);
+// The value of `name` in the query of a request target ("/path?a=1&token=x%2By"),
+// percent-decoded ("+" stays "+", as in a path); nullopt when absent or badly encoded.
+std::optional<std::string> query_param(std::string_view target, std::string_view name);
 
 struct WsUrl {
     std::string host;

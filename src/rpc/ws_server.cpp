@@ -74,22 +74,6 @@ std::string endpoint_text(const tcp::socket& s) {
            std::to_string(ep.port());
 }
 
-std::string_view query_param(std::string_view target, std::string_view name) {
-    const auto q = target.find('?');
-    if (q == std::string_view::npos) return {};
-    std::string_view rest = target.substr(q + 1);
-    while (!rest.empty()) {
-        const auto amp = rest.find('&');
-        const std::string_view item = rest.substr(0, amp);
-        if (item.size() > name.size() && item.substr(0, name.size()) == name &&
-            item[name.size()] == '=')
-            return item.substr(name.size() + 1);
-        if (amp == std::string_view::npos) break;
-        rest = rest.substr(amp + 1);
-    }
-    return {};
-}
-
 }  // namespace
 
 class WsSession : public Connection, public std::enable_shared_from_this<WsSession> {
@@ -363,14 +347,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
     bool check_token(const http::request<http::string_body>& req) const {
         if (srv_.opts.token.empty()) return true;
-        std::string_view given;
+        std::string given;
         const auto auth = req[http::field::authorization];
         constexpr std::string_view kBearer = "Bearer ";
         if (auth.size() > kBearer.size() && auth.substr(0, kBearer.size()) == kBearer) {
-            given = std::string_view(auth.data() + kBearer.size(), auth.size() - kBearer.size());
-        } else {
-            given =
-                query_param(std::string_view(req.target().data(), req.target().size()), "token");
+            given.assign(auth.data() + kBearer.size(), auth.size() - kBearer.size());
+        } else if (auto q = query_param(std::string_view(req.target().data(), req.target().size()),
+                                        "token")) {
+            given = std::move(*q);
         }
         return !given.empty() && constant_time_equal(given, srv_.opts.token);
     }

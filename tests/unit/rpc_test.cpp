@@ -187,6 +187,15 @@ TEST(Transport, ConstantTimeCompareAndUrls) {
     EXPECT_FALSE(rpc::constant_time_equal("", "x"));
     EXPECT_TRUE(rpc::constant_time_equal("", ""));
 
+    // ?token= as a browser sends it: percent-encoded.
+    EXPECT_EQ(rpc::query_param("/?token=a%2Bb%2fc+d", "token"), "a+b/c+d");
+    EXPECT_EQ(rpc::query_param("/x?a=1&token=s3cret&b=2", "token"), "s3cret");
+    EXPECT_EQ(rpc::query_param("/x?tokens=1&token=", "token"), "");
+    EXPECT_FALSE(rpc::query_param("/x?tokens=1", "token"));
+    EXPECT_FALSE(rpc::query_param("/token=1", "token"));
+    EXPECT_FALSE(rpc::query_param("/?token=ab%2", "token"));   // cut short
+    EXPECT_FALSE(rpc::query_param("/?token=ab%zz", "token"));  // not hex
+
     auto u = rpc::parse_ws_url("ws://127.0.0.1:7777");
     ASSERT_TRUE(u);
     EXPECT_EQ(u->host, "127.0.0.1");
