@@ -90,6 +90,8 @@ async def hostile(url):
 
     # 2 MB that deflate to a few KB: the limit applies to the decompressed size.
     async with websockets.connect(url, compression="deflate", max_size=2**24) as ws:
+        names = [type(e).__name__ for e in ws.extensions]
+        check(names == ["PerMessageDeflate"], f"permessage-deflate negotiated: {names}")
         await ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping",
                                   "params": {"pad": "a" * 2_000_000}}))
         try:
