@@ -119,7 +119,9 @@ class Client {
     Client& operator=(const Client&) = delete;
 
     // Any method. JSON-RPC errors come back as sandflow::Error: the Errc from the server's
-    // data.errc, data.rpc_code the JSON-RPC code, data.reason the stable name.
+    // data.errc, data.rpc_code the JSON-RPC code, data.reason the stable name. A call that
+    // gets no response within `timeout` fails with Errc::timeout, and the client asks the
+    // server to cancel it (on the same connection, without waiting for the answer).
     // Notifications tagged with this call's id (params.call_id) go to on_notification.
     Result<json::value> call(std::string_view method, json::value params,
                              NotificationCallback on_notification = {},
@@ -166,6 +168,11 @@ class Client {
     // Notifications that belong to no call.
     void on_notification(NotificationCallback cb);
     bool connected() const;
+    // Messages from the server that matched nothing: a response, or a notification tagged
+    // with a call id, for no call waiting here (a call that timed out here, a duplicate),
+    // or text that is not JSON-RPC. They are dropped; this counts them. A server that
+    // answers each call once, on calls that did not time out, leaves it at 0.
+    std::uint64_t unmatched_messages() const;
     // Closes the connection; calls in flight fail, and later ones fail at once. When it
     // returns, nothing of this client runs or waits on its I/O thread.
     void close();

@@ -19,6 +19,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
 
+#include "core/json.hpp"
 #include "rpc/asio_event_loop.hpp"
 #include "rpc/jsonrpc.hpp"
 #include "rpc/transport.hpp"
@@ -109,7 +110,8 @@ struct Client::Impl {
     bool connected = false;
     NotificationCallback global;
     std::atomic<std::int64_t> next_id{1};
-    std::mutex connect_mu;  // one (re)connect at a time
+    std::atomic<std::uint64_t> unmatched{0};  // Client::unmatched_messages()
+    std::mutex connect_mu;                    // one (re)connect at a time
 
     tcp::resolver resolver{ioc};
     std::unique_ptr<websocket::stream<beast::tcp_stream>> ws;  // I/O thread only
@@ -206,22 +208,48 @@ struct Client::Impl {
         }
         ws->read_message_max(opts.max_message_bytes);
         const std::string host = where.host + ":" + std::to_string(where.port);
-        ws->async_handshake(host, where.target, [this, done, tok = track()](beast::error_code ec) {
-            if (ec) {
-                const bool auth = ec == websocket::error::upgrade_declined;
-                return done->set_value(
-                    fail(Errc::io,
-                         "WebSocket handshake with " + url + " failed: " + ec.message() +
-                             (auth ? " (wrong or missing token, or origin not allowed?)" : ""),
-                         {{"reason", auth ? "unauthorized" : "handshake_failed"}}));
+        auto res = std::make_shared<websocket::response_type>();
+        ws->async_handshake(
+            *res, host, where.target, [this, done, res, tok = track()](beast::error_code ec) {
+                if (ec == websocket::error::upgrade_declined)
+                    return done->set_value(tl::unexpected(declined(*res)));
+                if (ec) {
+                    return done->set_value(fail(
+                        Errc::io, "WebSocket handshake with " + url + " failed: " + ec.message(),
+                        {{"reason", "handshake_failed"}}));
+                }
+                {
+                    std::lock_guard lk(mu);
+                    connected = true;
+                }
+                done->set_value({});
+                do_read();
+            });
+    }
+
+    // The server answered the upgrade with an HTTP error: its status, and the error its
+    // JSON body carries (docs/protocol.md), else the start of the body.
+    Error declined(const websocket::response_type& res) const {
+        const int status = static_cast<int>(res.result_int());
+        std::string why(res.body().substr(0, 200));
+        std::string reason = status == 401 || status == 403 ? "unauthorized"
+                             : status == 503                ? "overloaded"
+                                                            : "handshake_failed";
+        if (auto body = parse_json(res.body(), "the server's refusal"); body && body->is_object()) {
+            const auto* e = body->get_object().if_contains("error");
+            if (e && e->is_object()) {
+                if (const auto* m = e->get_object().if_contains("message"); m && m->is_string())
+                    why = m->get_string();
+                const auto* d = e->get_object().if_contains("data");
+                const auto* r =
+                    d && d->is_object() ? d->get_object().if_contains("reason") : nullptr;
+                if (r && r->is_string()) reason = r->get_string();
             }
-            {
-                std::lock_guard lk(mu);
-                connected = true;
-            }
-            done->set_value({});
-            do_read();
-        });
+        }
+        return Error(Errc::io,
+                     "the server at " + url + " refused the WebSocket upgrade with HTTP " +
+                         std::to_string(status) + (why.empty() ? "" : ": " + why),
+                     {{"reason", reason}, {"http_status", status}});
     }
 
     void do_read() {
@@ -244,7 +272,10 @@ struct Client::Impl {
 
     void dispatch(std::string_view text) {
         auto msgs = rpc::decode_incoming(text, opts.max_message_bytes);
-        if (!msgs) return;  // nothing to match it to; the server's problem
+        if (!msgs) {  // nothing to match it to; the server's problem
+            unmatched++;
+            return;
+        }
         for (auto& m : *msgs) {
             if (auto* n = std::get_if<rpc::Notification>(&m)) {
                 NotificationCallback cb;
@@ -255,7 +286,10 @@ struct Client::Impl {
                                                  : nullptr;
                     if (cid && cid->is_int64()) {
                         auto it = pending.find(cid->get_int64());
-                        if (it != pending.end()) cb = it->second->on_notification;
+                        if (it != pending.end())
+                            cb = it->second->on_notification;
+                        else
+                            unmatched++;
                     } else {
                         cb = global;
                     }
@@ -264,12 +298,18 @@ struct Client::Impl {
                 continue;
             }
             auto& r = std::get<rpc::Response>(m);
-            if (!r.id.is_int64()) continue;
+            if (!r.id.is_int64()) {
+                unmatched++;
+                continue;
+            }
             std::shared_ptr<Pending> p;
             {
                 std::lock_guard lk(mu);
                 auto it = pending.find(r.id.get_int64());
-                if (it == pending.end()) continue;  // timed out already
+                if (it == pending.end()) {  // timed out here already, or not ours
+                    unmatched++;
+                    continue;
+                }
                 p = std::move(it->second);
                 pending.erase(it);
             }
@@ -407,6 +447,11 @@ Result<json::value> Client::call(std::string_view method, json::value params,
     if (timeout.count() > 0 && fut.wait_for(timeout) != std::future_status::ready) {
         // Forgetting drops the promise: the future must not be read after this.
         impl_->forget(id);
+        // The server would go on with it: ask it to stop (on this connection only, where
+        // the id means this call; the answer to either is not waited for).
+        if (method != "cancel" && connected())
+            impl_->start_call(
+                "cancel", json::object{{"id", id}}, {}, [](Result<json::value>) {}, nullptr);
         return fail(Errc::timeout,
                     "no response to '" + std::string(method) + "' within " +
                         std::to_string(timeout.count()) + " ms",
@@ -568,6 +613,10 @@ Result<bool> Client::cancel(std::int64_t call_id) {
 void Client::on_notification(NotificationCallback cb) {
     std::lock_guard lk(impl_->mu);
     impl_->global = std::move(cb);
+}
+
+std::uint64_t Client::unmatched_messages() const {
+    return impl_->unmatched.load();
 }
 
 bool Client::connected() const {

@@ -485,6 +485,7 @@ TEST_F(ServerErrors, UnauthorizedUpgradesAreRefusedWithAJsonBody) {
         EXPECT_EQ(err.at("code"), -32008);
         EXPECT_TRUE(err.at("message").is_string());
         EXPECT_EQ(err.at("data").at("reason"), "unauthorized");
+        EXPECT_EQ(err.at("data").at("errc"), "invalid_argument");
     }
     // The right token (and an allowed origin) is served, over a raw socket and the client.
     const int fd =
