@@ -556,6 +556,38 @@ TEST_F(E2E, GraceOverFailsCallsWithAClearError) {
     EXPECT_EQ(srv.wait_exit(10s), 0);
 }
 
+// Calls nobody waits for do not hold a shutdown past its grace period either: a
+// notification's, and one whose client has gone.
+TEST_F(E2E, GraceOverStopsCallsNobodyWaitsFor) {
+    write("seq.actor.py", kSeq);
+    ServerProcess srv({"--actors", dir_.string(), "--grace", "300ms"});
+    const int raw = ws_open(srv.port());
+    ASSERT_GE(raw, 0);
+    write_all(raw, ws_frame(R"({"jsonrpc":"2.0","method":"process","params":)"
+                            R"({"actor_id":"seq","instance_id":"n","payload":{"sleep":60}}})"));
+    {
+        auto gone = connect(srv);
+        ASSERT_TRUE(gone);
+        (void)gone->call_async(
+            "process",
+            json::object{{"actor_id", "seq"}, {"instance_id", "g"}, {"payload", {{"sleep", 60}}}});
+        auto c = connect(srv);
+        ASSERT_TRUE(c);
+        json::value busy;
+        for (int i = 0; i < 500 && busy != 2; ++i) {
+            auto st = c->stats();
+            ASSERT_TRUE(st);
+            busy = st->at("sandboxes").at("busy");
+            std::this_thread::sleep_for(10ms);
+        }
+        ASSERT_EQ(busy, 2) << "both calls should be running";
+    }  // the clients go
+    ::close(raw);
+    ::kill(srv.pid(), SIGTERM);
+    // Well before the scripts' 60 s.
+    EXPECT_EQ(srv.wait_exit(20s), 0) << srv.stderr_text();
+}
+
 TEST_F(E2E, KillDashNineLeavesNoSandboxBehind) {
     ServerProcess srv({"--actors", kExamples.string()});
     kill9_leaves_no_worker(srv);
