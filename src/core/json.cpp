@@ -2,6 +2,7 @@
 
 #include "core/limits.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 
@@ -10,13 +11,21 @@ namespace sandflow {
 Result<json::value> parse_json(std::string_view text, std::string_view what) {
     json::parse_options opts;
     opts.max_depth = limits::kMaxJsonDepth;
-    std::error_code ec;
-    json::value v = json::parse(text, ec, {}, opts);
-    if (ec) {
-        std::string msg = "invalid JSON in " + std::string(what) + ": " + ec.message();
-        return fail(Errc::invalid_argument, std::move(msg));
-    }
-    return v;
+    json::stream_parser p({}, opts);
+    boost::system::error_code ec;
+    std::size_t used = p.write(text.data(), text.size(), ec);
+    if (!ec) p.finish(ec);
+    if (!ec) return p.release();
+    // Where it went wrong: line and column (1-based) of the first byte not taken.
+    if (ec == json::error::incomplete || used > text.size()) used = text.size();
+    const std::string_view before = text.substr(0, used);
+    const auto line = 1 + std::count(before.begin(), before.end(), '\n');
+    const auto nl = before.rfind('\n');
+    const auto column = used - (nl == std::string_view::npos ? 0 : nl + 1) + 1;
+    return fail(Errc::invalid_argument,
+                "invalid JSON in " + std::string(what) + " at line " + std::to_string(line) +
+                    ", column " + std::to_string(column) + ": " + ec.message(),
+                {{"line", line}, {"column", column}});
 }
 
 namespace {

@@ -83,7 +83,8 @@ TEST(CallCli, UnknownMethodOrBadParamsExitTwoWithAMessage) {
     auto bad_json = call(srv, {"process", R"({"actor_id": "double",)"});
     EXPECT_EQ(bad_json.status, 2);
     EXPECT_TRUE(bad_json.out.empty()) << bad_json.out;
-    EXPECT_NE(bad_json.err.find("invalid JSON in PARAMS"), std::string::npos) << bad_json.err;
+    EXPECT_NE(bad_json.err.find("invalid JSON in PARAMS at line 1, column 23"), std::string::npos)
+        << bad_json.err;
     auto scalar = call(srv, {"process", "42"});
     EXPECT_EQ(scalar.status, 2);
     EXPECT_TRUE(scalar.out.empty()) << scalar.out;

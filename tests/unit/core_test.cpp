@@ -66,6 +66,22 @@ TEST(Json, DepthIsLimited) {
     EXPECT_TRUE(parse_json(ok, "x"));
 }
 
+TEST(Json, ErrorsSayWhere) {
+    auto r = parse_json("{\"a\": 1,\n  \"b\": }", "PARAMS");
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("invalid JSON in PARAMS at line 2, column 8"),
+              std::string::npos)
+        << r.error().message;
+    EXPECT_EQ(r.error().data.at("line"), 2);
+    EXPECT_EQ(r.error().data.at("column"), 8);
+    auto cut = parse_json("{\"a\"", "x");  // ends early: where it ended
+    ASSERT_FALSE(cut);
+    EXPECT_EQ(cut.error().data.at("column"), 5);
+    auto extra = parse_json("{} x", "x");
+    ASSERT_FALSE(extra);
+    EXPECT_EQ(extra.error().data.at("column"), 4);
+}
+
 TEST(Json, Pretty) {
     auto v = parse_json(R"({"a":[1,{"b":null}],"c":{}})", "x");
     ASSERT_TRUE(v);
