@@ -29,6 +29,13 @@ void print_line(const json::value& v) {
 }
 
 int run(CallOptions o) {
+    // `cancel` names a call in flight on the same connection; each `sandflow call` opens
+    // its own, where no other call can be in flight.
+    if (o.method == "cancel")
+        return report(Error(Errc::invalid_argument,
+                            "`sandflow call cancel` cannot work: cancel stops a call sent on the "
+                            "same connection, and each `sandflow call` opens a new one. Give the "
+                            "call itself a --timeout: past it, it is cancelled on the server"));
     auto params = parse_json(o.params, "PARAMS");
     if (!params) return report(params.error());
     if (!params->is_object() && !params->is_array())
@@ -77,7 +84,9 @@ void register_call(CLI::App& app, int& status) {
     cmd->add_option("PARAMS", o->params, "Params, a JSON object")->default_str("{}");
     cmd->add_option("--url", o->url, "Server URL")->default_str("ws://127.0.0.1:7777");
     cmd->add_option("--token", o->token, "Bearer token; default: $SANDFLOW_TOKEN");
-    cmd->add_option("--timeout", o->timeout, "How long to wait for the response")
+    cmd->add_option(
+           "--timeout", o->timeout,
+           "How long to wait for the response; past it the call is cancelled on the server")
         ->default_str("60s");
     cmd->callback([o, &status] { status = run(*o); });
 }

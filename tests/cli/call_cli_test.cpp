@@ -85,6 +85,10 @@ TEST(CallCli, UnknownMethodOrBadParamsExitTwoWithAMessage) {
     EXPECT_TRUE(bad_json.out.empty()) << bad_json.out;
     EXPECT_NE(bad_json.err.find("invalid JSON in PARAMS at line 1, column 23"), std::string::npos)
         << bad_json.err;
+    // cancel needs the connection that sent the call: refused, with what to do instead.
+    auto cancel = call(srv, {"cancel", R"({"id": 1})"});
+    EXPECT_EQ(cancel.status, 2);
+    EXPECT_NE(cancel.err.find("--timeout"), std::string::npos) << cancel.err;
     auto scalar = call(srv, {"process", "42"});
     EXPECT_EQ(scalar.status, 2);
     EXPECT_TRUE(scalar.out.empty()) << scalar.out;
