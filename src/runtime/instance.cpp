@@ -14,6 +14,18 @@ Result<InstanceSpec> spec_from_file(const std::filesystem::path& path) {
     return spec;
 }
 
+Result<InstanceSpec> spec_from_source(std::string source, std::string filename,
+                                      actor::Language language) {
+    auto meta = actor::extract_metadata(source, filename, language);
+    if (!meta) return tl::unexpected(meta.error());
+    InstanceSpec spec;
+    spec.metadata = std::move(*meta);
+    spec.source = std::move(source);
+    spec.filename = std::move(filename);
+    spec.actor_id = spec.metadata.component;
+    return spec;
+}
+
 Instance::Instance(sandbox::Backend& backend, InstanceSpec spec)
     : backend_(backend), spec_(std::move(spec)), state_(spec_.initial_state) {
     if (!spec_.limits) spec_.limits = default_limits(backend_);

@@ -37,6 +37,9 @@ struct InstanceSpec {
 
 // Reads a script file into a spec (metadata extracted statically, source kept).
 Result<InstanceSpec> spec_from_file(const std::filesystem::path& path);
+// The same from a script already read; `filename` names it in errors and tracebacks.
+Result<InstanceSpec> spec_from_source(std::string source, std::string filename,
+                                      actor::Language language);
 
 struct CallOutcome {
     json::object outputs;

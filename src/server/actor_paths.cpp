@@ -1,6 +1,12 @@
 #include "server/actor_paths.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include "core/limits.hpp"
 #include "core/log.hpp"
@@ -101,6 +107,69 @@ Result<fs::path> resolve_actor_path(const std::vector<fs::path>& roots, std::str
             given));
     return tl::unexpected(path_error(
         "not_found", "file_path '" + std::string(given) + "' was not found under --actors", given));
+}
+
+Result<ActorFile> read_actor_file(const std::vector<fs::path>& roots, std::string_view given) {
+    auto real = resolve_actor_path(roots, given);
+    if (!real) return tl::unexpected(real.error());
+    return open_actor_file(roots, *real, given);
+}
+
+Result<ActorFile> open_actor_file(const std::vector<fs::path>& roots, const fs::path& real,
+                                  std::string_view given) {
+    const std::string name = "file_path '" + std::string(given) + "'";
+    const int fd = ::open(real.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        const int err = errno;
+        if (err == ELOOP)
+            return tl::unexpected(path_error(
+                "outside_roots", name + " became a symlink while it was being loaded", given));
+        return tl::unexpected(
+            path_error("not_found", name + " could not be opened: " + std::strerror(err), given));
+    }
+    struct Closer {
+        int fd;
+        ~Closer() { ::close(fd); }
+    } closer{fd};
+    char link[4096];
+    const std::string self = "/proc/self/fd/" + std::to_string(fd);
+    const ssize_t n = ::readlink(self.c_str(), link, sizeof link);
+    if (n <= 0 || static_cast<std::size_t>(n) >= sizeof link)
+        return fail(Errc::io, "cannot tell which file " + name + " opened (" + self + ")",
+                    {{"file_path", given}});
+    const fs::path opened(std::string(link, static_cast<std::size_t>(n)));
+    if (opened != real || !under_any(opened, roots))
+        return tl::unexpected(path_error(
+            "outside_roots",
+            name + " changed while it was being loaded and now leads outside the server's "
+                   "--actors folders",
+            given));
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        return tl::unexpected(path_error("not_a_file", name + " is not a regular file", given));
+    const auto size = static_cast<std::uint64_t>(st.st_size);
+    if (size > limits::kMaxScriptBytes)
+        return fail(Errc::limit_exceeded,
+                    name + " is " + std::to_string(size) + " bytes; the limit is " +
+                        std::to_string(limits::kMaxScriptBytes) + " (limits::kMaxScriptBytes)",
+                    {{"limit", "max_script_bytes"},
+                     {"max", limits::kMaxScriptBytes},
+                     {"value", size},
+                     {"file_path", given}});
+    ActorFile out{real, {}};
+    out.source.resize(static_cast<std::size_t>(size));
+    std::size_t got = 0;
+    while (got < out.source.size()) {
+        const ssize_t r = ::read(fd, out.source.data() + got, out.source.size() - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0)
+            return fail(Errc::io, "cannot read " + name + ": " + std::strerror(errno),
+                        {{"file_path", given}});
+        if (r == 0) break;  // shorter than it was: what is there
+        got += static_cast<std::size_t>(r);
+    }
+    out.source.resize(got);
+    return out;
 }
 
 std::vector<fs::path> discover_actor_files(const std::vector<fs::path>& roots) {

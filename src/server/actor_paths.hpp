@@ -7,6 +7,7 @@
 #pragma once
 
 #include <filesystem>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -25,6 +26,22 @@ Result<std::vector<std::filesystem::path>> canonical_roots(
 // bad_extension).
 Result<std::filesystem::path> resolve_actor_path(const std::vector<std::filesystem::path>& roots,
                                                  std::string_view given);
+
+// The script `given` names, read: resolve_actor_path(), then open_actor_file() on its
+// result, so that the rules hold for the file actually read.
+struct ActorFile {
+    std::filesystem::path path;  // real
+    std::string source;
+};
+Result<ActorFile> read_actor_file(const std::vector<std::filesystem::path>& roots,
+                                  std::string_view given);
+// Opens `real` (a path resolve_actor_path() returned) and reads it, checking the rules
+// again on the file opened, through its /proc/self/fd link: a folder on the path swapped
+// for a symlink between the check and the open would otherwise lead out of the roots. A
+// final symlink is not followed, a FIFO does not block, and the size is checked against
+// limits::kMaxScriptBytes before reading. `given` names the file in errors.
+Result<ActorFile> open_actor_file(const std::vector<std::filesystem::path>& roots,
+                                  const std::filesystem::path& real, std::string_view given);
 
 // Actor scripts found under the roots: *.actor.py and *.actor.js at any depth, and every
 // .py / .js file directly in a folder named `actors`. Symlinked folders are not entered;

@@ -725,10 +725,16 @@ struct Server::Impl {
         Result<runtime::InstanceSpec> spec;
         std::string origin;
         if (!file_path.empty()) {
-            auto real = resolve_actor_path(roots, file_path);
-            if (!real) return load_failed(reply, real.error());
-            spec = runtime::spec_from_file(*real);
-            origin = real->string();
+            // Read here, once: the rules hold for the file read (actor_paths.hpp).
+            auto file = read_actor_file(roots, file_path);
+            if (!file) return load_failed(reply, file.error());
+            auto lang = actor::language_from_path(file->path);
+            if (!lang)
+                return load_failed(
+                    reply, Error(Errc::invalid_argument, "file_path must name a .py or .js script",
+                                 {{"param", "file_path"}}));
+            origin = file->path.string();
+            spec = runtime::spec_from_source(std::move(file->source), origin, *lang);
         } else {
             auto lang = actor::language_from_name(language);
             if (!lang)
@@ -740,14 +746,7 @@ struct Server::Impl {
                 filename.empty()
                     ? std::string(*lang == actor::Language::python ? "inline.py" : "inline.js")
                     : filename;
-            auto md = actor::extract_metadata(source, name, *lang);
-            if (!md) return load_failed(reply, md.error());
-            runtime::InstanceSpec s;
-            s.metadata = std::move(*md);
-            s.source = source;
-            s.filename = name;
-            s.actor_id = s.metadata.component;
-            spec = std::move(s);
+            spec = runtime::spec_from_source(source, name, *lang);
             origin = "inline";
         }
         if (!spec) return load_failed(reply, spec.error());

@@ -1,11 +1,13 @@
 // The JSON-RPC 2.0 codec, the transport's pure helpers and the --actors path rules. No
 // sockets, no processes.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 
+#include "core/limits.hpp"
 #include "rpc/jsonrpc.hpp"
 #include "rpc/transport.hpp"
 #include "server/actor_paths.hpp"
@@ -260,6 +262,40 @@ TEST_F(ActorPaths, ResolvesOnlyInsideTheRoots) {
         std::string(
             server::resolve_actor_path({}, "a.actor.py").error().data.at("reason").as_string()),
         "no_roots");
+}
+
+// The rules hold for the file read, not only for the path checked: what a path leads to can
+// change between the check and the open. The opened-file check is fed here what such a
+// change produces (no race needs to be won).
+TEST_F(ActorPaths, TheFileReadIsCheckedNotOnlyThePath) {
+    auto a = server::read_actor_file(roots_, "a.actor.py");
+    ASSERT_TRUE(a) << a.error().message;
+    EXPECT_EQ(a->path, fs::canonical(dir_ / "root/a.actor.py"));
+    EXPECT_EQ(a->source, "# x\n");
+    EXPECT_EQ(std::string(server::read_actor_file(roots_, "escape.actor.py")
+                              .error()
+                              .data.at("reason")
+                              .as_string()),
+              "outside_roots");
+
+    auto why = [&](const fs::path& real) {
+        auto r = server::open_actor_file(roots_, real, real.string());
+        EXPECT_FALSE(r) << real;
+        return r ? std::string() : std::string(r.error().data.at("reason").as_string());
+    };
+    // A folder on the checked path became a symlink leading out.
+    fs::create_symlink(dir_ / "outside", dir_ / "root/swapped");
+    EXPECT_EQ(why(fs::canonical(dir_ / "root") / "swapped/x.actor.py"), "outside_roots");
+    // The file itself became a symlink (even one staying inside).
+    EXPECT_EQ(why(fs::canonical(dir_ / "root") / "inside.py"), "outside_roots");
+    // The file became a FIFO: refused without blocking on it.
+    ASSERT_EQ(::mkfifo((dir_ / "root/fifo.py").c_str(), 0600), 0);
+    EXPECT_EQ(why(fs::canonical(dir_ / "root") / "fifo.py"), "not_a_file");
+    // It grew past the limit.
+    std::ofstream(dir_ / "root/big.py") << std::string(limits::kMaxScriptBytes + 1, '#');
+    auto big = server::open_actor_file(roots_, fs::canonical(dir_ / "root/big.py"), "big.py");
+    ASSERT_FALSE(big);
+    EXPECT_EQ(big.error().code, Errc::limit_exceeded);
 }
 
 TEST_F(ActorPaths, DiscoversTaggedScriptsAndActorsFolders) {
