@@ -227,6 +227,8 @@ json::array ports_json(const std::vector<Port>& ports) {
     return a;
 }
 
+}  // namespace
+
 Error script_too_large(std::string_view file, std::size_t size) {
     return Error(Errc::limit_exceeded,
                  std::string(file) + ": the script is " + std::to_string(size) +
@@ -237,8 +239,6 @@ Error script_too_large(std::string_view file, std::size_t size) {
                   {"actual", size},
                   {"file", file}});
 }
-
-}  // namespace
 
 std::string_view language_name(Language lang) {
     return lang == Language::python ? "python" : "javascript";
@@ -319,8 +319,10 @@ Result<ActorMetadata> inspect_file(const std::filesystem::path& path, std::strin
     }
     std::error_code ec;
     const auto status = std::filesystem::status(path, ec);
-    if (ec == std::errc::no_such_file_or_directory || status.type() == std::filesystem::file_type::not_found)
-        return fail(Errc::invalid_argument, file + " does not exist: check the path", {{"file", file}});
+    if (ec == std::errc::no_such_file_or_directory ||
+        status.type() == std::filesystem::file_type::not_found)
+        return fail(Errc::invalid_argument, file + " does not exist: check the path",
+                    {{"file", file}});
     if (ec) return fail(Errc::io, "cannot read " + file + ": " + ec.message(), {{"file", file}});
     if (!std::filesystem::is_regular_file(status)) {
         return fail(Errc::invalid_argument, file + " is not a regular file", {{"file", file}});

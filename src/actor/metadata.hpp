@@ -61,6 +61,9 @@ struct ActorMetadata {
 Result<ActorMetadata> extract_metadata(std::string_view source, std::string_view filename,
                                        Language lang);
 
+// A script of `size` bytes is over limits::kMaxScriptBytes: Errc::limit_exceeded naming it.
+Error script_too_large(std::string_view file, std::size_t size);
+
 // Reads the file (size-capped by limits::kMaxScriptBytes, must be valid UTF-8), picks the
 // language from its extension, and extracts. `source_out` receives the text when given.
 Result<ActorMetadata> inspect_file(const std::filesystem::path& path,

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "actor/metadata.hpp"
 #include "core/limits.hpp"
 #include "core/log.hpp"
 
@@ -149,13 +150,7 @@ Result<ActorFile> open_actor_file(const std::vector<fs::path>& roots, const fs::
         return tl::unexpected(path_error("not_a_file", name + " is not a regular file", given));
     const auto size = static_cast<std::uint64_t>(st.st_size);
     if (size > limits::kMaxScriptBytes)
-        return fail(Errc::limit_exceeded,
-                    name + " is " + std::to_string(size) + " bytes; the limit is " +
-                        std::to_string(limits::kMaxScriptBytes) + " (limits::kMaxScriptBytes)",
-                    {{"limit", "max_script_bytes"},
-                     {"max", limits::kMaxScriptBytes},
-                     {"value", size},
-                     {"file_path", given}});
+        return tl::unexpected(actor::script_too_large(real.string(), size));
     ActorFile out{real, {}};
     out.source.resize(static_cast<std::size_t>(size));
     std::size_t got = 0;
