@@ -20,9 +20,9 @@
 #include <optional>
 
 #include "cli/common.hpp"
-#include "sandbox/namespace/capabilities.hpp"
+#include "sandbox/mechanisms/capabilities.hpp"
 #include "sandbox/namespace/namespace_backend.hpp"
-#include "sandbox/namespace/seccomp_policy.hpp"
+#include "sandbox/mechanisms/seccomp_policy.hpp"
 
 namespace sandflow::cli {
 
@@ -84,7 +84,7 @@ Check namespace_check(const char* name, const char* what, int flag) {
 
 Check seccomp_check() {
     Check c{"seccomp-bpf (libseccomp policy)"};
-    auto prog = sandbox::ns::build_seccomp_program();
+    auto prog = sandbox::mech::build_seccomp_program();
     if (!prog) {
         c.state = State::fails;
         c.detail = prog.error().message;
@@ -92,12 +92,12 @@ Check seccomp_check() {
         return c;
     }
     const int e = in_child([&] {
-        if (auto f = sandbox::ns::set_no_new_privs()) return f.err;
-        if (auto f = sandbox::ns::install_seccomp(*prog)) return f.err;
+        if (auto f = sandbox::mech::set_no_new_privs()) return f.err;
+        if (auto f = sandbox::mech::install_seccomp(*prog)) return f.err;
         return ::syscall(SYS_keyctl, 0, -3, 0) == -1 && errno == EPERM ? 0 : 200;
     });
     if (e == 0) {
-        c.detail = std::to_string(sandbox::ns::seccomp_rules().size()) + " rules, " +
+        c.detail = std::to_string(sandbox::mech::seccomp_rules().size()) + " rules, " +
                    std::to_string(prog->main.size()) + " BPF instructions; installs and denies";
     } else {
         c.state = State::fails;
@@ -110,10 +110,10 @@ Check seccomp_check() {
 
 Check capabilities_check() {
     Check c{"capabilities dropped (bounding set too)"};
-    const int last = sandbox::ns::last_capability();
+    const int last = sandbox::mech::last_capability();
     const int e = in_child([last] {
         if (::unshare(CLONE_NEWUSER) != 0) return errno;
-        if (auto f = sandbox::ns::drop_all_capabilities(last)) return f.err;
+        if (auto f = sandbox::mech::drop_all_capabilities(last)) return f.err;
         return 0;
     });
     if (e == 0) {
@@ -142,7 +142,7 @@ Check landlock_check() {
     return c;
 }
 
-std::vector<Check> cgroup_checks(const sandbox::ns::CgroupSupport& s) {
+std::vector<Check> cgroup_checks(const sandbox::mech::CgroupSupport& s) {
     std::vector<Check> out;
     for (const auto& ctl : s.controllers) {
         Check c{"cgroup " + ctl.name + " limit"};

@@ -18,7 +18,7 @@
 
 #include "runtime/instance.hpp"
 #include "sandbox/namespace/namespace_backend.hpp"
-#include "sandbox/namespace/seccomp_policy.hpp"
+#include "sandbox/mechanisms/seccomp_policy.hpp"
 #include "support/test_support.hpp"
 #include "support/worker_support.hpp"
 
@@ -723,14 +723,14 @@ time.sleep(60)
 }
 
 TEST(SeccompPolicy, EveryRuleResolvesAndHasAReason) {
-    for (const auto& r : sandbox::ns::seccomp_rules()) {
+    for (const auto& r : sandbox::mech::seccomp_rules()) {
         EXPECT_GT(std::strlen(r.reason), 10u) << r.syscall;
         EXPECT_TRUE(r.errno_value == EPERM || r.errno_value == ENOSYS) << r.syscall;
         EXPECT_LT(r.arg, 6) << r.syscall;
     }
-    auto prog = sandbox::ns::build_seccomp_program();
+    auto prog = sandbox::mech::build_seccomp_program();
     ASSERT_TRUE(prog) << prog.error().message;
-    EXPECT_GT(prog->main.size(), sandbox::ns::seccomp_rules().size());
+    EXPECT_GT(prog->main.size(), sandbox::mech::seccomp_rules().size());
     EXPECT_FALSE(prog->personality.empty());
 }
 
@@ -752,14 +752,14 @@ TEST_F(NamespaceWorkerTest, GroupsLeftByAGoneRuntimeAreRemoved) {
     ASSERT_EQ(::mkdir(stale.c_str(), 0755), 0) << std::strerror(errno);
     ASSERT_EQ(::mkdir(live.c_str(), 0755), 0) << std::strerror(errno);
 
-    EXPECT_GE(sandbox::ns::remove_stale_groups(backend_->cgroup_support()), 1u);
+    EXPECT_GE(sandbox::mech::remove_stale_groups(backend_->cgroup_support()), 1u);
     EXPECT_NE(::access(stale.c_str(), F_OK), 0) << stale << " was left";
     EXPECT_EQ(::access(live.c_str(), F_OK), 0) << "a live runtime's group was removed";
     ::rmdir(live.c_str());
     ::rmdir(base.c_str());
 
     // New groups carry a per-process random part: a reused pid cannot collide.
-    const std::string a = sandbox::ns::new_group_id(), b = sandbox::ns::new_group_id();
+    const std::string a = sandbox::mech::new_group_id(), b = sandbox::mech::new_group_id();
     EXPECT_NE(a, b);
     EXPECT_EQ(a.rfind(std::to_string(::getpid()) + "-", 0), 0u) << a;
 }

@@ -11,6 +11,8 @@
 
 namespace sandflow::sandbox::ns {
 
+using namespace mech;
+
 namespace {
 
 // Where the new root is assembled before pivot_root: any folder that exists on every host

@@ -28,9 +28,11 @@
 #include <vector>
 
 #include "core/error.hpp"
-#include "sandbox/namespace/child_report.hpp"
+#include "sandbox/mechanisms/child_report.hpp"
 
 namespace sandflow::sandbox::ns {
+
+using mech::ChildFailure;
 
 struct MountOptions {
     std::uint64_t tmpfs_bytes = 0;

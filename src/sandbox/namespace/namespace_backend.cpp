@@ -14,12 +14,13 @@
 #include <cstring>
 
 #include "core/log.hpp"
-#include "sandbox/namespace/capabilities.hpp"
+#include "sandbox/mechanisms/capabilities.hpp"
 #include "sandbox/namespace/namespaces.hpp"
 
 namespace sandflow::sandbox {
 
 using namespace ns;
+using namespace mech;
 
 namespace {
 

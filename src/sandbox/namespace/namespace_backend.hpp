@@ -26,12 +26,12 @@
 #include <string>
 
 #include "sandbox/backend.hpp"
-#include "sandbox/namespace/cgroups.hpp"
-#include "sandbox/namespace/landlock.hpp"
+#include "sandbox/mechanisms/cgroups.hpp"
+#include "sandbox/mechanisms/landlock.hpp"
 #include "sandbox/namespace/mount_ns.hpp"
 #include "sandbox/namespace/pid_init.hpp"
-#include "sandbox/namespace/rlimits.hpp"
-#include "sandbox/namespace/seccomp_policy.hpp"
+#include "sandbox/mechanisms/rlimits.hpp"
+#include "sandbox/mechanisms/seccomp_policy.hpp"
 #include "sandbox/namespace/user_ns.hpp"
 #include "sandbox/sandbox_limits.hpp"
 
@@ -65,7 +65,7 @@ class NamespaceBackend final : public Backend {
     // once per process. Errc::sandbox_unavailable with how to fix it when it cannot run.
     static Result<void> probe();
 
-    const ns::CgroupSupport& cgroup_support() const { return cgroups_; }
+    const mech::CgroupSupport& cgroup_support() const { return cgroups_; }
     const NamespaceOptions& options() const { return options_; }
     // The kernel's Landlock ABI version; 0 when Landlock is not available.
     int landlock_abi() const { return landlock_.abi; }
@@ -75,10 +75,10 @@ class NamespaceBackend final : public Backend {
 
     NamespaceOptions options_;
     ns::IdMapping ids_;
-    ns::SeccompProgram seccomp_;
-    ns::RlimitPlan rlimits_;  // for options_.limits
-    ns::LandlockPlan landlock_;
-    ns::CgroupSupport cgroups_;
+    mech::SeccompProgram seccomp_;
+    mech::RlimitPlan rlimits_;  // for options_.limits
+    mech::LandlockPlan landlock_;
+    mech::CgroupSupport cgroups_;
     bool pids_cgroup_ = false;      // a pids group can be made (rlimits.hpp: effective_nproc)
     ns::MountPlan default_mounts_;  // for options_.limits and the default working directory
     ns::RuntimeImage image_;

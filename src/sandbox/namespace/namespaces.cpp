@@ -4,6 +4,8 @@
 
 namespace sandflow::sandbox::ns {
 
+using namespace mech;
+
 ChildFailure enter_cgroup_namespace() {
     if (::unshare(CLONE_NEWCGROUP) != 0) return failed_at(kStepCgroupNamespace);
     return {};

@@ -14,9 +14,11 @@
 
 #include <string>
 
-#include "sandbox/namespace/child_report.hpp"
+#include "sandbox/mechanisms/child_report.hpp"
 
 namespace sandflow::sandbox::ns {
+
+using mech::ChildFailure;
 
 // Namespaces created by the clone() that starts a sandbox; the cgroup one comes later.
 inline constexpr unsigned long kCloneNamespaces =

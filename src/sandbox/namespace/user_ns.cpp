@@ -6,9 +6,11 @@
 
 #include <cerrno>
 
-#include "sandbox/namespace/control_file.hpp"
+#include "sandbox/mechanisms/control_file.hpp"
 
 namespace sandflow::sandbox::ns {
+
+using namespace mech;
 
 IdMapping make_id_mapping() {
     IdMapping m;

@@ -17,9 +17,11 @@
 #include <string>
 
 #include "core/error.hpp"
-#include "sandbox/namespace/child_report.hpp"
+#include "sandbox/mechanisms/child_report.hpp"
 
 namespace sandflow::sandbox::ns {
+
+using mech::ChildFailure;
 
 // Host id for the sandbox's root when the runtime is root.
 inline constexpr uid_t kUnprivilegedHostId = 65534;  // nobody / nogroup on Debian

@@ -1,4 +1,4 @@
-#include "sandbox/namespace/cgroups.hpp"
+#include "sandbox/mechanisms/cgroups.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -19,9 +19,9 @@
 #include <sstream>
 #include <thread>
 
-#include "sandbox/namespace/control_file.hpp"
+#include "sandbox/mechanisms/control_file.hpp"
 
-namespace sandflow::sandbox::ns {
+namespace sandflow::sandbox::mech {
 
 namespace {
 
@@ -481,4 +481,4 @@ void SandboxCgroup::remove() {
     dirs_.clear();
 }
 
-}  // namespace sandflow::sandbox::ns
+}  // namespace sandflow::sandbox::mech

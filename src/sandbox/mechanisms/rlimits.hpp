@@ -15,10 +15,10 @@
 #include <array>
 #include <cstdint>
 
-#include "sandbox/namespace/child_report.hpp"
+#include "sandbox/mechanisms/child_report.hpp"
 #include "sandbox/sandbox_limits.hpp"
 
-namespace sandflow::sandbox::ns {
+namespace sandflow::sandbox::mech {
 
 struct RlimitPlan {
     struct Entry {
@@ -47,4 +47,4 @@ RlimitPlan make_rlimit_plan(const SandboxLimits& limits, bool pids_cgroup);
 // Child side.
 ChildFailure apply_rlimits(const RlimitPlan& plan);
 
-}  // namespace sandflow::sandbox::ns
+}  // namespace sandflow::sandbox::mech

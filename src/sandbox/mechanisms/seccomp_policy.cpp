@@ -1,4 +1,4 @@
-#include "sandbox/namespace/seccomp_policy.hpp"
+#include "sandbox/mechanisms/seccomp_policy.hpp"
 
 #include <linux/audit.h>
 #include <linux/sched.h>
@@ -15,7 +15,7 @@
 #include <cstring>
 #include <memory>
 
-namespace sandflow::sandbox::ns {
+namespace sandflow::sandbox::mech {
 
 namespace {
 
@@ -213,4 +213,4 @@ ChildFailure install_seccomp(const SeccompProgram& program) {
     return {};
 }
 
-}  // namespace sandflow::sandbox::ns
+}  // namespace sandflow::sandbox::mech

@@ -37,7 +37,7 @@
 #include "sandbox/process.hpp"
 #include "sandbox/sandbox_limits.hpp"
 
-namespace sandflow::sandbox::ns {
+namespace sandflow::sandbox::mech {
 
 // What this host lets Sandflow use; found once.
 struct CgroupSupport {
@@ -128,4 +128,4 @@ class SandboxCgroup {
     std::shared_ptr<Events> events_;
 };
 
-}  // namespace sandflow::sandbox::ns
+}  // namespace sandflow::sandbox::mech

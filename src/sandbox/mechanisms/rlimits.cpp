@@ -1,9 +1,9 @@
-#include "sandbox/namespace/rlimits.hpp"
+#include "sandbox/mechanisms/rlimits.hpp"
 
 #include <algorithm>
 #include <cstdint>
 
-namespace sandflow::sandbox::ns {
+namespace sandflow::sandbox::mech {
 
 std::uint32_t effective_nproc(const SandboxLimits& limits, bool pids_cgroup) {
     if (!pids_cgroup) return std::min(limits.nproc, limits.pids);
@@ -43,4 +43,4 @@ ChildFailure apply_rlimits(const RlimitPlan& plan) {
     return {};
 }
 
-}  // namespace sandflow::sandbox::ns
+}  // namespace sandflow::sandbox::mech

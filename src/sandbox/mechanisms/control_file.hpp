@@ -11,7 +11,7 @@
 
 #include "core/error.hpp"
 
-namespace sandflow::sandbox::ns {
+namespace sandflow::sandbox::mech {
 
 inline Result<void> write_control_file(const std::string& path, const std::string& text) {
     const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
@@ -24,4 +24,4 @@ inline Result<void> write_control_file(const std::string& path, const std::strin
     return {};
 }
 
-}  // namespace sandflow::sandbox::ns
+}  // namespace sandflow::sandbox::mech

@@ -9,7 +9,7 @@
 
 #include <cerrno>
 
-namespace sandflow::sandbox::ns {
+namespace sandflow::sandbox::mech {
 
 // Every step the child can fail at, grouped by mechanism. Mount steps are numbered
 // kStepMountFirst + the index of the operation in the MountPlan, which names it.
@@ -55,4 +55,4 @@ inline ChildFailure failed_at(int step) {
     ::_exit(127);
 }
 
-}  // namespace sandflow::sandbox::ns
+}  // namespace sandflow::sandbox::mech

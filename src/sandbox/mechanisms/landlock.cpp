@@ -1,4 +1,4 @@
-#include "sandbox/namespace/landlock.hpp"
+#include "sandbox/mechanisms/landlock.hpp"
 
 #include <fcntl.h>
 #include <linux/landlock.h>
@@ -7,7 +7,7 @@
 
 #include <cstddef>
 
-namespace sandflow::sandbox::ns {
+namespace sandflow::sandbox::mech {
 
 namespace {
 
@@ -88,4 +88,4 @@ ChildFailure apply_landlock(const LandlockPlan& plan) {
     return rc == 0 ? ChildFailure{} : f;
 }
 
-}  // namespace sandflow::sandbox::ns
+}  // namespace sandflow::sandbox::mech

@@ -9,9 +9,9 @@
 // Both run in the child between clone() and execve(): system calls only.
 #pragma once
 
-#include "sandbox/namespace/child_report.hpp"
+#include "sandbox/mechanisms/child_report.hpp"
 
-namespace sandflow::sandbox::ns {
+namespace sandflow::sandbox::mech {
 
 // The highest capability number this kernel knows (/proc/sys/kernel/cap_last_cap), read
 // once in the parent so that the child does no file parsing.
@@ -20,4 +20,4 @@ int last_capability();
 ChildFailure drop_all_capabilities(int last_cap);
 ChildFailure set_no_new_privs();
 
-}  // namespace sandflow::sandbox::ns
+}  // namespace sandflow::sandbox::mech

@@ -13,9 +13,9 @@
 #include <array>
 #include <cstdint>
 
-#include "sandbox/namespace/child_report.hpp"
+#include "sandbox/mechanisms/child_report.hpp"
 
-namespace sandflow::sandbox::ns {
+namespace sandflow::sandbox::mech {
 
 struct LandlockPlan {
     int abi = 0;  // 0: not available (nothing is applied)
@@ -33,4 +33,4 @@ LandlockPlan make_landlock_plan();
 // Child side, after no_new_privs, in the final filesystem view.
 ChildFailure apply_landlock(const LandlockPlan& plan);
 
-}  // namespace sandflow::sandbox::ns
+}  // namespace sandflow::sandbox::mech

@@ -1,4 +1,4 @@
-#include "sandbox/namespace/capabilities.hpp"
+#include "sandbox/mechanisms/capabilities.hpp"
 
 #include <linux/capability.h>
 #include <linux/securebits.h>
@@ -8,7 +8,7 @@
 
 #include <cstdio>
 
-namespace sandflow::sandbox::ns {
+namespace sandflow::sandbox::mech {
 
 int last_capability() {
     int last = CAP_LAST_CAP;
@@ -44,4 +44,4 @@ ChildFailure set_no_new_privs() {
     return {};
 }
 
-}  // namespace sandflow::sandbox::ns
+}  // namespace sandflow::sandbox::mech

@@ -22,9 +22,9 @@
 #include <vector>
 
 #include "core/error.hpp"
-#include "sandbox/namespace/child_report.hpp"
+#include "sandbox/mechanisms/child_report.hpp"
 
-namespace sandflow::sandbox::ns {
+namespace sandflow::sandbox::mech {
 
 struct SeccompRule {
     const char* syscall;
@@ -50,4 +50,4 @@ Result<SeccompProgram> build_seccomp_program();
 // Child side: installs both programs. Needs no_new_privs (or CAP_SYS_ADMIN) first.
 ChildFailure install_seccomp(const SeccompProgram& program);
 
-}  // namespace sandflow::sandbox::ns
+}  // namespace sandflow::sandbox::mech
