@@ -1,13 +1,14 @@
 #include "sandbox/backend.hpp"
 
 #include "core/log.hpp"
+#include "sandbox/landlock/landlock_backend.hpp"
 #include "sandbox/namespace/namespace_backend.hpp"
 #include "sandbox/none/none_backend.hpp"
 
 namespace sandflow::sandbox {
 
 std::vector<std::string_view> backend_names() {
-    return {"namespace", "none"};
+    return {"namespace", "landlock", "none"};
 }
 
 std::vector<std::string> clean_worker_env() {
@@ -21,6 +22,13 @@ Result<std::unique_ptr<Backend>> make_backend(std::string_view name,
         NamespaceOptions ns;
         ns.limits = options.limits;
         auto b = NamespaceBackend::create(ns);
+        if (!b) return tl::unexpected(b.error());
+        return std::unique_ptr<Backend>(std::move(*b));
+    }
+    if (name == "landlock") {
+        LandlockOptions ll;
+        ll.limits = options.limits;
+        auto b = LandlockBackend::create(ll);
         if (!b) return tl::unexpected(b.error());
         return std::unique_ptr<Backend>(std::move(*b));
     }

@@ -1,4 +1,4 @@
-// How the namespace sandbox's pre-exec code reports a failure: the same convention as
+// How a sandbox's pre-exec code reports a failure: the same convention as
 // spawn_process() (sandbox/process.cpp), two ints {step, errno} written to a close-on-exec
 // pipe, then _exit(127). Mechanism functions that run in the child return a ChildFailure
 // instead of writing it themselves, so that they stay free of descriptors and only the
@@ -35,8 +35,13 @@ enum ChildStep : int {
     kStepLandlock,
     kStepSeccomp,
     kStepExec,
+    kStepSubreaper,
+    kStepSignalMask,
     kStepMountFirst = 1000,
 };
+
+// "prctl(PR_SET_PDEATHSIG)", "execve", ...: for the parent's error message.
+const char* child_step_name(int step);
 
 struct ChildFailure {
     int step = kStepNone;

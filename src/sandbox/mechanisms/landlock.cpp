@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/landlock.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -26,15 +27,45 @@ struct RulesetAttr {  // struct landlock_ruleset_attr as of ABI 6
 };
 
 constexpr std::uint64_t kRead = LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR;
+// The rights the kernel accepts on a rule for a file that is not a folder.
+constexpr std::uint64_t kFileRights = LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE |
+                                      LANDLOCK_ACCESS_FS_READ_FILE | kFsTruncate | kFsIoctlDev;
+
+std::uint64_t rights(LandlockAccess a, std::uint64_t fs) {
+    switch (a) {
+        case LandlockAccess::list:
+            return LANDLOCK_ACCESS_FS_READ_DIR;
+        case LandlockAccess::read:
+            return kRead;
+        case LandlockAccess::read_exec:
+            return kRead | LANDLOCK_ACCESS_FS_EXECUTE;
+        case LandlockAccess::read_write:
+            return fs & ~LANDLOCK_ACCESS_FS_EXECUTE;
+        case LandlockAccess::device:
+            return LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_WRITE_FILE | kFsTruncate |
+                   kFsIoctlDev;
+        case LandlockAccess::read_file:
+            return LANDLOCK_ACCESS_FS_READ_FILE;
+    }
+    return 0;
+}
 
 }  // namespace
 
-LandlockPlan make_landlock_plan() {
+int landlock_abi() {
+    static const int abi = [] {
+        const long v =
+            ::syscall(SYS_landlock_create_ruleset, nullptr, 0, LANDLOCK_CREATE_RULESET_VERSION);
+        return v > 0 ? static_cast<int>(v) : 0;
+    }();
+    return abi;
+}
+
+LandlockPlan make_landlock_plan(const std::vector<LandlockRule>& rules, bool own_proc) {
     LandlockPlan p;
-    const long abi =
-        ::syscall(SYS_landlock_create_ruleset, nullptr, 0, LANDLOCK_CREATE_RULESET_VERSION);
+    const int abi = landlock_abi();
     if (abi <= 0) return p;
-    p.abi = static_cast<int>(abi);
+    p.abi = abi;
     std::uint64_t fs = (LANDLOCK_ACCESS_FS_MAKE_SYM << 1) - 1;  // ABI 1: bits 0..12
     if (abi >= 2) fs |= LANDLOCK_ACCESS_FS_REFER;
     if (abi >= 3) fs |= kFsTruncate;
@@ -42,18 +73,32 @@ LandlockPlan make_landlock_plan() {
     p.handled_fs = fs;
     if (abi >= 4) p.handled_net = kNetBindTcp | kNetConnectTcp;
     if (abi >= 6) p.scoped = kScopeAbstractUnix | kScopeSignal;
-    const std::uint64_t dev = kRead | LANDLOCK_ACCESS_FS_WRITE_FILE | kFsTruncate | kFsIoctlDev;
-    p.rules = {{
-        {"/", LANDLOCK_ACCESS_FS_READ_DIR},
-        {"/usr", kRead | LANDLOCK_ACCESS_FS_EXECUTE},
-        {"/etc", kRead},
-        {"/proc", kRead},
-        {"/dev", dev & fs},
-        {"/tmp", fs & ~LANDLOCK_ACCESS_FS_EXECUTE},
-    }};
-    for (auto& r : p.rules) r.access &= fs;
+    for (const auto& r : rules) {
+        struct stat st {};
+        if (::stat(r.path.c_str(), &st) != 0) continue;
+        std::uint64_t access = rights(r.access, fs) & fs;
+        if (!S_ISDIR(st.st_mode))
+            access &= kFileRights;
+        else if (r.access == LandlockAccess::device)
+            access |= LANDLOCK_ACCESS_FS_READ_DIR;  // a folder of devices may be listed
+        if (access != 0) p.rules.push_back({r.path, access});
+    }
+    p.own_proc = own_proc;
+    p.own_proc_access = kRead;
     return p;
 }
+
+namespace {
+
+ChildFailure add_rule(int ruleset, int parent_fd, std::uint64_t access) {
+    landlock_path_beneath_attr pb{};
+    pb.allowed_access = access;
+    pb.parent_fd = parent_fd;
+    const long rc = ::syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &pb, 0);
+    return rc == 0 ? ChildFailure{} : failed_at(kStepLandlock);
+}
+
+}  // namespace
 
 ChildFailure apply_landlock(const LandlockPlan& plan) {
     if (plan.abi <= 0) return {};
@@ -64,28 +109,23 @@ ChildFailure apply_landlock(const LandlockPlan& plan) {
                                              : offsetof(RulesetAttr, handled_access_net);
     const int ruleset = static_cast<int>(::syscall(SYS_landlock_create_ruleset, &attr, size, 0));
     if (ruleset < 0) return failed_at(kStepLandlock);
+    auto add_path = [ruleset](const char* path, std::uint64_t access) {
+        const int fd = ::open(path, O_PATH | O_CLOEXEC);
+        if (fd < 0) return failed_at(kStepLandlock);
+        const ChildFailure f = add_rule(ruleset, fd, access);
+        ::close(fd);
+        return f;
+    };
+    ChildFailure f;
     for (const auto& r : plan.rules) {
-        landlock_path_beneath_attr pb{};
-        pb.allowed_access = r.access;
-        pb.parent_fd = ::open(r.path, O_PATH | O_CLOEXEC);
-        if (pb.parent_fd < 0) {
-            const ChildFailure f = failed_at(kStepLandlock);
-            ::close(ruleset);
-            return f;
-        }
-        const long rc =
-            ::syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &pb, 0);
-        const ChildFailure f = failed_at(kStepLandlock);
-        ::close(pb.parent_fd);
-        if (rc != 0) {
-            ::close(ruleset);
-            return f;
-        }
+        f = add_path(r.path.c_str(), r.access);
+        if (f) break;
     }
-    const long rc = ::syscall(SYS_landlock_restrict_self, ruleset, 0);
-    const ChildFailure f = failed_at(kStepLandlock);
+    // /proc/self is a link the kernel resolves to this process's own folder.
+    if (!f && plan.own_proc) f = add_path("/proc/self/", plan.own_proc_access);
+    if (!f && ::syscall(SYS_landlock_restrict_self, ruleset, 0) != 0) f = failed_at(kStepLandlock);
     ::close(ruleset);
-    return rc == 0 ? ChildFailure{} : f;
+    return f;
 }
 
 }  // namespace sandflow::sandbox::mech

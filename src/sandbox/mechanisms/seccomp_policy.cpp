@@ -90,6 +90,18 @@ constexpr SeccompRule kRules[] = {
     {"ioctl", EPERM, 1, kLow32, kTioclinux, "console tricks on a virtual terminal"},
 };
 
+// Without namespaces a socket of any family reaches the host: TCP and UDP its network
+// (Landlock covers TCP only), unix sockets at a path the host's listeners (Landlock does
+// not cover connecting to them), netlink its configuration. socketpair() gives the
+// interpreters the local channels they use (multiprocessing, child processes' pipes).
+constexpr int kSignBit = static_cast<int>(0x80000000u);
+constexpr SeccompRule kNoNamespaceRules[] = {
+    {"socket", EPERM, -1, 0, 0, "no network namespace: every socket would reach the host's"},
+    {"socketpair", EPERM, 0, kLow32, AF_UNIX, "only AF_UNIX pairs, which reach no one else", true},
+    {"kill", EPERM, 0, 0x80000000u, static_cast<std::uint32_t>(kSignBit),
+     "no pid namespace: kill(-1) and process groups could reach the host's processes"},
+};
+
 #if defined(__x86_64__)
 constexpr std::uint32_t kNativeArch = AUDIT_ARCH_X86_64;
 #elif defined(__aarch64__)
@@ -129,6 +141,34 @@ std::vector<sock_filter> personality_program() {
     };
 }
 
+// See seccomp_policy.hpp. Slots kGuardA and kGuardB hold the protected pids.
+constexpr std::size_t kGuardA = 10, kGuardB = 11;
+constexpr std::uint32_t kNoPid = 0xffffffffu;  // kill(-1) is refused by the main program
+std::array<sock_filter, kSignalGuardLength> signal_guard_program() {
+    auto stmt = [](std::uint16_t code, std::uint32_t k) { return sock_filter{code, 0, 0, k}; };
+    auto jeq = [](std::uint32_t k, std::uint8_t jt, std::uint8_t jf) {
+        return sock_filter{static_cast<std::uint16_t>(BPF_JMP | BPF_JEQ | BPF_K), jt, jf, k};
+    };
+    const std::uint16_t ld = BPF_LD | BPF_W | BPF_ABS;
+    const std::uint16_t ret = BPF_RET | BPF_K;
+    return {{
+        /* 0 */ stmt(ld, kOffArch),
+        /* 1 */ jeq(kNativeArch, 0, 10),  // other architectures: the main program kills them
+        /* 2 */ stmt(ld, kOffNr),
+        /* 3 */ jeq(SYS_kill, 5, 0),
+        /* 4 */ jeq(SYS_tkill, 4, 0),
+        /* 5 */ jeq(SYS_tgkill, 3, 0),
+        /* 6 */ jeq(SYS_rt_sigqueueinfo, 2, 0),
+        /* 7 */ jeq(SYS_rt_tgsigqueueinfo, 1, 0),
+        /* 8 */ jeq(SYS_pidfd_open, 0, 3),
+        /* 9 */ stmt(ld, kOffArg0),  // the pid: an int, so the low half only
+        /* 10 */ jeq(kNoPid, 2, 0),  // protect_a, patched in the child
+        /* 11 */ jeq(kNoPid, 1, 0),  // protect_b, patched in the child
+        /* 12 */ stmt(ret, SECCOMP_RET_ALLOW),
+        /* 13 */ stmt(ret, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+    }};
+}
+
 struct CtxDeleter {
     void operator()(void* ctx) const { seccomp_release(ctx); }
 };
@@ -144,17 +184,26 @@ Error seccomp_error(const std::string& what, int rc) {
 
 }  // namespace
 
-std::span<const SeccompRule> seccomp_rules() {
+std::span<const SeccompRule> seccomp_rules(SeccompTier tier) {
+    static const std::vector<SeccompRule> no_namespaces = [] {
+        std::vector<SeccompRule> v;
+        // socket() is refused whole here: its conditional rules would only repeat that.
+        for (const auto& r : kRules)
+            if (std::strcmp(r.syscall, "socket") != 0) v.push_back(r);
+        for (const auto& r : kNoNamespaceRules) v.push_back(r);
+        return v;
+    }();
+    if (tier == SeccompTier::no_namespaces) return no_namespaces;
     return kRules;
 }
 
-Result<SeccompProgram> build_seccomp_program() {
+Result<SeccompProgram> build_seccomp_program(SeccompTier tier) {
     std::unique_ptr<void, CtxDeleter> ctx(seccomp_init(SCMP_ACT_ALLOW));
     if (!ctx) return fail(Errc::sandbox_unavailable, "seccomp_init failed (out of memory?)");
     if (int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
         rc != 0)
         return tl::unexpected(seccomp_error("setting the foreign-architecture action", rc));
-    for (const auto& r : kRules) {
+    for (const auto& r : seccomp_rules(tier)) {
         const int nr = seccomp_syscall_resolve_name(r.syscall);
         if (nr == __NR_SCMP_ERROR)
             return tl::unexpected(
@@ -162,7 +211,9 @@ Result<SeccompProgram> build_seccomp_program() {
         scmp_arg_cmp cmp{};
         unsigned ncmp = 0;
         if (r.arg >= 0) {
-            cmp = scmp_arg_cmp{static_cast<unsigned>(r.arg), SCMP_CMP_MASKED_EQ, r.mask, r.value};
+            cmp = r.not_equal ? scmp_arg_cmp{static_cast<unsigned>(r.arg), SCMP_CMP_NE, r.value, 0}
+                              : scmp_arg_cmp{static_cast<unsigned>(r.arg), SCMP_CMP_MASKED_EQ,
+                                             r.mask, r.value};
             ncmp = 1;
         }
         if (int rc = seccomp_rule_add_array(ctx.get(), SCMP_ACT_ERRNO(r.errno_value), nr, ncmp,
@@ -200,16 +251,24 @@ Result<SeccompProgram> build_seccomp_program() {
     p.main.resize(bytes.size() / sizeof(sock_filter));
     std::memcpy(p.main.data(), bytes.data(), bytes.size());
     p.personality = personality_program();
+    p.signal_guard = tier == SeccompTier::no_namespaces;
+    if (p.signal_guard) p.guard = signal_guard_program();
     return p;
 }
 
-ChildFailure install_seccomp(const SeccompProgram& program) {
-    for (const auto* prog : {&program.personality, &program.main}) {
-        sock_fprog f{static_cast<unsigned short>(prog->size()),
-                     const_cast<sock_filter*>(prog->data())};
-        if (::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &f, 0, 0) != 0)
-            return failed_at(kStepSeccomp);
+ChildFailure install_seccomp(const SeccompProgram& program, pid_t protect_a, pid_t protect_b) {
+    auto install = [](const sock_filter* code, std::size_t n) {
+        sock_fprog f{static_cast<unsigned short>(n), const_cast<sock_filter*>(code)};
+        return ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &f, 0, 0) == 0;
+    };
+    if (program.signal_guard) {
+        std::array<sock_filter, kSignalGuardLength> guard = program.guard;  // on the stack
+        guard[kGuardA].k = protect_a > 0 ? static_cast<std::uint32_t>(protect_a) : kNoPid;
+        guard[kGuardB].k = protect_b > 0 ? static_cast<std::uint32_t>(protect_b) : kNoPid;
+        if (!install(guard.data(), guard.size())) return failed_at(kStepSeccomp);
     }
+    for (const auto* prog : {&program.personality, &program.main})
+        if (!install(prog->data(), prog->size())) return failed_at(kStepSeccomp);
     return {};
 }
 

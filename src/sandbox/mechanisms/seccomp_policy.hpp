@@ -17,6 +17,10 @@
 
 #include <linux/filter.h>
 
+#include <sys/types.h>
+
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -29,25 +33,44 @@ namespace sandflow::sandbox::mech {
 struct SeccompRule {
     const char* syscall;
     int errno_value;  // the call fails with this errno (EPERM, or ENOSYS to make libc fall back)
-    // Condition on one argument: (arg[arg] & mask) == value. arg < 0: no condition.
+    // Condition on one argument: (arg[arg] & mask) == value, or != value with `not_equal`.
+    // arg < 0: no condition.
     int arg = -1;
     std::uint64_t mask = 0;
     std::uint64_t value = 0;
     const char* reason = "";
+    bool not_equal = false;
 };
 
-// The policy, in the order it is compiled.
-std::span<const SeccompRule> seccomp_rules();
+// Which sandbox the policy is for. A sandbox without namespaces (the landlock tier) shares
+// the host's network stack and process table, so it also gets kNoNamespaceRules: no
+// socket() at all (AF_UNIX socketpair() only), no signals to a process group or to
+// everyone, and the signal guard below.
+enum class SeccompTier { namespaces, no_namespaces };
+
+// The policy, in the order it is compiled: the common rules, then the tier's.
+std::span<const SeccompRule> seccomp_rules(SeccompTier tier = SeccompTier::namespaces);
+
+// The signal guard (no_namespaces only): kill, tkill, tgkill, rt_sigqueueinfo,
+// rt_tgsigqueueinfo and pidfd_open fail with EPERM when their first argument names one of
+// two processes (the sandbox's supervisor and the runtime), whose ids are known only in
+// the child: it patches its own copy before installing. Landlock's signal scoping (ABI >= 6)
+// and distinct uids stop signals to everyone else; seccomp cannot list "everyone else".
+inline constexpr std::size_t kSignalGuardLength = 14;
 
 struct SeccompProgram {
     std::vector<sock_filter> main;         // from libseccomp
     std::vector<sock_filter> personality;  // hand-written
+    bool signal_guard = false;             // install the guard (no_namespaces)
+    std::array<sock_filter, kSignalGuardLength> guard{};
 };
 
 // Compiles the policy (parent side). Errc::sandbox_unavailable when libseccomp fails.
-Result<SeccompProgram> build_seccomp_program();
+Result<SeccompProgram> build_seccomp_program(SeccompTier tier = SeccompTier::namespaces);
 
-// Child side: installs both programs. Needs no_new_privs (or CAP_SYS_ADMIN) first.
-ChildFailure install_seccomp(const SeccompProgram& program);
+// Child side: installs the programs. Needs no_new_privs (or CAP_SYS_ADMIN) first.
+// `protect_a`, `protect_b`: the processes the signal guard protects (when it is on).
+ChildFailure install_seccomp(const SeccompProgram& program, pid_t protect_a = 0,
+                             pid_t protect_b = 0);
 
 }  // namespace sandflow::sandbox::mech

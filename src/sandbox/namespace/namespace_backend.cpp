@@ -113,53 +113,6 @@ struct ChildContext {
     run_init(static_cast<pid_t>(worker), kStatusFd);
 }
 
-const char* step_name(int step) {
-    switch (step) {
-        case kStepDescriptors:
-            return "setting up descriptors";
-        case kStepDeathSignal:
-            return "prctl(PR_SET_PDEATHSIG)";
-        case kStepSyncWait:
-            return "waiting for the parent";
-        case kStepSetgroups:
-            return "setgroups (dropping supplementary groups)";
-        case kStepSetgid:
-            return "setresgid to the sandbox's group";
-        case kStepSetuid:
-            return "setresuid to the sandbox's user";
-        case kStepCgroupNamespace:
-            return "unshare(CLONE_NEWCGROUP)";
-        case kStepHostname:
-            return "setting the hostname (uts namespace)";
-        case kStepForkWorker:
-            return "forking the worker from the sandbox's init";
-        case kStepSignals:
-            return "resetting the signal mask";
-        case kStepSetsid:
-            return "setsid";
-        case kStepRlimit:
-            return "setting rlimits";
-        case kStepChdir:
-            return "chdir to the working directory";
-        case kStepSecurebits:
-            return "locking securebits";
-        case kStepBoundingSet:
-            return "dropping the capability bounding set";
-        case kStepCapset:
-            return "dropping capabilities";
-        case kStepNoNewPrivs:
-            return "prctl(PR_SET_NO_NEW_PRIVS)";
-        case kStepLandlock:
-            return "applying Landlock rules";
-        case kStepSeccomp:
-            return "installing the seccomp filter";
-        case kStepExec:
-            return "execve";
-        default:
-            return "sandbox set-up";
-    }
-}
-
 Error unavailable(std::string message) {
     return Error(Errc::sandbox_unavailable, std::move(message), {{"backend", "namespace"}});
 }
@@ -284,14 +237,23 @@ Result<std::unique_ptr<NamespaceBackend>> NamespaceBackend::create(NamespaceOpti
     auto seccomp = build_seccomp_program();
     if (!seccomp) return tl::unexpected(seccomp.error());
     b->seccomp_ = std::move(*seccomp);
-    b->landlock_ = make_landlock_plan();
+    // Paths as the worker sees them after pivot_root (mount_ns.hpp); the same folders exist
+    // on the host, which is where the plan looks at them.
+    b->landlock_ = make_landlock_plan({{"/", LandlockAccess::list},
+                                       {"/usr", LandlockAccess::read_exec},
+                                       {"/etc", LandlockAccess::read},
+                                       {"/proc", LandlockAccess::read},
+                                       {"/dev", LandlockAccess::device},
+                                       {"/tmp", LandlockAccess::read_write}},
+                                      false);
     if (b->options_.use_cgroups) {
         b->cgroups_ = detect_cgroup_support();
         if (const auto n = remove_stale_groups(b->cgroups_))
             spdlog::info("removed {} cgroup(s) left behind by runtimes that are gone", n);
     }
     for (const auto& c : b->cgroups_.controllers) b->pids_cgroup_ |= c.name == "pids" && c.usable();
-    b->rlimits_ = make_rlimit_plan(b->options_.limits, b->pids_cgroup_);
+    b->rlimits_ =
+        make_rlimit_plan(b->options_.limits, effective_nproc(b->options_.limits, b->pids_cgroup_));
     b->last_cap_ = last_capability();
     b->image_ = read_runtime_image();
     b->env_ = clean_worker_env();
@@ -316,7 +278,7 @@ Result<std::unique_ptr<Process>> NamespaceBackend::spawn(const WorkerSpec& spec)
     const RlimitPlan* rlimits = &rlimits_;
     if (!own_limits) {
         if (auto ok = check_limits(limits); !ok) return tl::unexpected(ok.error());
-        custom_rlimits = make_rlimit_plan(limits, pids_cgroup_);
+        custom_rlimits = make_rlimit_plan(limits, effective_nproc(limits, pids_cgroup_));
         rlimits = &custom_rlimits;
     }
     MountPlan custom;
@@ -441,7 +403,7 @@ Result<std::unique_ptr<Process>> NamespaceBackend::spawn(const WorkerSpec& spec)
     if (got == sizeof msg) {
         proc->kill_and_wait();
         std::string what = describe_mount_step(*mounts, msg[0]);
-        if (what.empty()) what = step_name(msg[0]);
+        if (what.empty()) what = child_step_name(msg[0]);
         Error e = unavailable("starting " + spec.argv[0] + " in the namespace sandbox failed at " +
                               what + ": " + std::strerror(msg[1]) + hint_for(msg[0], msg[1]));
         e.data["step"] = what;

@@ -28,10 +28,10 @@
 #include "sandbox/backend.hpp"
 #include "sandbox/mechanisms/cgroups.hpp"
 #include "sandbox/mechanisms/landlock.hpp"
-#include "sandbox/namespace/mount_ns.hpp"
-#include "sandbox/namespace/pid_init.hpp"
 #include "sandbox/mechanisms/rlimits.hpp"
 #include "sandbox/mechanisms/seccomp_policy.hpp"
+#include "sandbox/namespace/mount_ns.hpp"
+#include "sandbox/namespace/pid_init.hpp"
 #include "sandbox/namespace/user_ns.hpp"
 #include "sandbox/sandbox_limits.hpp"
 
