@@ -3,7 +3,6 @@
 #include <cstdio>
 
 #include "core/log.hpp"
-#include "sandbox/namespace/namespace_backend.hpp"
 
 namespace sandflow::cli {
 
@@ -26,8 +25,13 @@ int report(const Error& e) {
 
 void add_backend_flags(CLI::App& cmd, BackendFlags& flags) {
     cmd.add_option("--backend", flags.name,
-                   "Sandbox backend: auto (the strongest this host supports), namespace, or none")
+                   "Sandbox backend: auto (the fastest that runs here and meets --isolation), "
+                   "namespace, landlock, or none")
         ->default_str("auto");
+    cmd.add_option("--isolation", flags.isolation,
+                   "The isolation level scripts need, weakest first: process (landlock and up), "
+                   "os (namespace and up), kernel (gvisor), vm (microvm)")
+        ->default_str("process");
     cmd.add_flag("--insecure-no-sandbox", flags.insecure_no_sandbox,
                  "Allow the 'none' backend: run scripts as plain subprocesses with NO isolation "
                  "(trusted scripts, development only)");
@@ -38,24 +42,9 @@ Result<std::unique_ptr<sandbox::Backend>> open_backend(const BackendFlags& flags
     sandbox::BackendOptions opts;
     opts.allow_insecure = flags.insecure_no_sandbox;
     opts.limits = limits;
-    if (flags.name == "auto") {
-        // The strongest backend that runs here: the namespace sandbox (probed once, by
-        // starting one). `none` only when the user explicitly allowed no isolation.
-        auto probe = sandbox::NamespaceBackend::probe();
-        if (probe) return sandbox::make_backend("namespace", opts);
-        if (!flags.insecure_no_sandbox)
-            return fail(
-                Errc::sandbox_unavailable,
-                "no isolating sandbox backend can run on this host: " + probe.error().message +
-                    ". Fix that (see `sandflow doctor`), or pass --insecure-no-sandbox "
-                    "to run trusted scripts without isolation",
-                {{"backend", "auto"}});
-        spdlog::warn(
-            "the namespace sandbox cannot run here ({}); falling back to 'none' as "
-            "--insecure-no-sandbox allows",
-            probe.error().message);
-        return sandbox::make_backend("none", opts);
-    }
+    auto level = sandbox::parse_level(flags.isolation);
+    if (!level) return tl::unexpected(level.error());
+    opts.isolation = *level;
     return sandbox::make_backend(flags.name, opts);
 }
 

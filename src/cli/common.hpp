@@ -27,6 +27,7 @@ int report(const Error& e);
 
 struct BackendFlags {
     std::string name = "auto";
+    std::string isolation = "process";
     bool insecure_no_sandbox = false;
 };
 void add_backend_flags(CLI::App& cmd, BackendFlags& flags);

@@ -1,11 +1,61 @@
 #include "sandbox/backend.hpp"
 
+#include <mutex>
+
 #include "core/log.hpp"
 #include "sandbox/landlock/landlock_backend.hpp"
 #include "sandbox/namespace/namespace_backend.hpp"
 #include "sandbox/none/none_backend.hpp"
 
 namespace sandflow::sandbox {
+
+namespace {
+
+constexpr std::pair<IsolationLevel, std::string_view> kLevels[] = {
+    {IsolationLevel::process, "process"},
+    {IsolationLevel::os, "os"},
+    {IsolationLevel::kernel, "kernel"},
+    {IsolationLevel::vm, "vm"},
+};
+
+// What would provide a level that no backend here meets.
+std::string_view how_to_get(IsolationLevel level) {
+    switch (level) {
+        case IsolationLevel::none:
+        case IsolationLevel::process:
+            return "a kernel with Landlock (Linux >= 5.13; inside a container, a seccomp profile "
+                   "that allows landlock_create_ruleset, as Docker's default does)";
+        case IsolationLevel::os:
+            return "user namespaces: sysctl user.max_user_namespaces > 0 (and "
+                   "kernel.apparmor_restrict_unprivileged_userns=0 where it exists), or, in a "
+                   "container, a seccomp profile that allows unshare/clone with namespace flags "
+                   "(docker run --security-opt seccomp=unconfined)";
+        case IsolationLevel::kernel:
+            return "gVisor: the `runsc` package (Debian: apt-get install runsc) and a runtime "
+                   "running as root";
+        case IsolationLevel::vm:
+            return "a microVM backend on a host with KVM (/dev/kvm)";
+    }
+    return "";
+}
+
+}  // namespace
+
+std::string_view level_name(IsolationLevel level) {
+    for (const auto& [l, n] : kLevels)
+        if (l == level) return n;
+    return "none";
+}
+
+Result<IsolationLevel> parse_level(std::string_view name) {
+    for (const auto& [l, n] : kLevels)
+        if (n == name) return l;
+    return fail(Errc::invalid_argument,
+                "unknown isolation level '" + std::string(name) +
+                    "'; levels, weakest first: process (landlock and up), os (namespace and "
+                    "up), kernel (gvisor, microvm), vm (microvm)",
+                {{"isolation", std::string(name)}});
+}
 
 std::vector<std::string_view> backend_names() {
     return {"namespace", "landlock", "none"};
@@ -16,23 +66,73 @@ std::vector<std::string> clean_worker_env() {
     return {"PATH=/usr/bin:/bin", "LANG=C.UTF-8", "HOME=/tmp"};
 }
 
+std::vector<BackendStatus> probe_backends() {
+    static std::once_flag once;
+    static std::vector<BackendStatus> found;
+    std::call_once(once, [] {
+        auto add = [](std::string name, IsolationLevel level, Result<void> r) {
+            found.push_back({std::move(name), level, r.has_value(), r ? "" : r.error().message});
+        };
+        add("namespace", IsolationLevel::os, NamespaceBackend::probe());
+        add("landlock", IsolationLevel::process, LandlockBackend::probe());
+    });
+    return found;
+}
+
+Result<Selection> select_backend(IsolationLevel required) {
+    Selection s;
+    std::string passed;
+    for (const auto& b : probe_backends()) {
+        if (b.level < required) continue;
+        if (b.runs) {
+            s.backend = b.name;
+            s.reason =
+                passed + b.name + " meets isolation level " + std::string(level_name(required));
+            return s;
+        }
+        passed += b.name + " cannot run here (" + b.why + "); ";
+    }
+    return fail(Errc::sandbox_unavailable,
+                "no sandbox backend that meets isolation level " +
+                    std::string(level_name(required)) + " can run on this host" +
+                    (passed.empty() ? std::string(": none provides it here")
+                                    : ": " + passed.substr(0, passed.size() - 2)) +
+                    ". It needs " + std::string(how_to_get(required)) +
+                    "; `sandflow doctor` shows every backend. Trusted scripts only: "
+                    "--insecure-no-sandbox runs them with no isolation",
+                {{"backend", "auto"}, {"isolation", std::string(level_name(required))}});
+}
+
 Result<std::unique_ptr<Backend>> make_backend(std::string_view name,
                                               const BackendOptions& options) {
+    if (name == "auto") {
+        auto pick = select_backend(options.isolation);
+        if (!pick) {
+            if (!options.allow_insecure) return tl::unexpected(pick.error());
+            spdlog::warn("{}; falling back to 'none' as --insecure-no-sandbox allows",
+                         pick.error().message);
+            return make_backend("none", options);
+        }
+        static std::once_flag logged;
+        std::call_once(logged, [&] {
+            spdlog::info("sandbox backend: {} (auto: {})", pick->backend, pick->reason);
+        });
+        return make_backend(pick->backend, options);
+    }
+    Result<std::unique_ptr<Backend>> made = fail(Errc::internal, "no backend");
     if (name == "namespace") {
         NamespaceOptions ns;
         ns.limits = options.limits;
         auto b = NamespaceBackend::create(ns);
-        if (!b) return tl::unexpected(b.error());
-        return std::unique_ptr<Backend>(std::move(*b));
-    }
-    if (name == "landlock") {
+        made = b ? Result<std::unique_ptr<Backend>>(std::move(*b))
+                 : Result<std::unique_ptr<Backend>>(tl::unexpected(b.error()));
+    } else if (name == "landlock") {
         LandlockOptions ll;
         ll.limits = options.limits;
         auto b = LandlockBackend::create(ll);
-        if (!b) return tl::unexpected(b.error());
-        return std::unique_ptr<Backend>(std::move(*b));
-    }
-    if (name == "none") {
+        made = b ? Result<std::unique_ptr<Backend>>(std::move(*b))
+                 : Result<std::unique_ptr<Backend>>(tl::unexpected(b.error()));
+    } else if (name == "none") {
         if (!options.allow_insecure)
             return fail(Errc::sandbox_unavailable,
                         "the 'none' backend runs actor scripts with no isolation at all; pass "
@@ -44,12 +144,22 @@ Result<std::unique_ptr<Backend>> make_backend(std::string_view name,
             "isolation; they can read and write your files, use the network and signal your "
             "processes. Use it for trusted scripts in development only.");
         return std::make_unique<NoneBackend>(options.limits);
+    } else {
+        std::string known = "auto";
+        for (auto n : backend_names()) known += ", " + std::string(n);
+        return fail(Errc::invalid_argument,
+                    "unknown sandbox backend '" + std::string(name) + "'; known backends: " + known,
+                    {{"backend", std::string(name)}});
     }
-    std::string known;
-    for (auto n : backend_names()) known += (known.empty() ? "" : ", ") + std::string(n);
-    return fail(Errc::invalid_argument,
-                "unknown sandbox backend '" + std::string(name) + "'; known backends: " + known,
-                {{"backend", std::string(name)}});
+    if (made && (*made)->level() < options.isolation)
+        return fail(Errc::invalid_argument,
+                    "backend '" + std::string(name) + "' provides isolation level " +
+                        std::string(level_name((*made)->level())) + ", below the required " +
+                        std::string(level_name(options.isolation)) +
+                        "; choose a stronger backend, lower --isolation, or use --backend auto",
+                    {{"backend", std::string(name)},
+                     {"isolation", std::string(level_name(options.isolation))}});
+    return made;
 }
 
 }  // namespace sandflow::sandbox

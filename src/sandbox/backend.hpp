@@ -1,9 +1,13 @@
 // The sandbox backend interface (DESIGN §5, docs/sandbox.md).
 //
 // A backend starts one worker process per actor instance, isolated as well as it can,
-// with the channel on kChannelFd. Backends: `namespace` (the default on Linux with user
-// namespaces; sandbox/namespace/) and `none` (no isolation; development only, and only with
-// an explicit opt-in).
+// with the channel on kChannelFd. Backends, strongest first: `namespace` (user, pid, mount,
+// network... namespaces; sandbox/namespace/), `landlock` (no namespaces: for containers and
+// hosts that refuse them; sandbox/landlock/), and `none` (no isolation; development only,
+// and only with an explicit opt-in).
+//
+// Users ask for an isolation level rather than a backend; `auto` picks the backend (see
+// select_backend below and docs/sandbox.md#choosing-a-backend).
 #pragma once
 
 #include <memory>
@@ -26,12 +30,27 @@ struct WorkerSpec {
     std::optional<SandboxLimits> limits;
 };
 
+// How strong an isolation is, weakest first. Each backend provides one level and meets
+// every level below it.
+//   process  the worker is a process of the host walled in by Landlock, seccomp, its own uid
+//            and rlimits (landlock)
+//   os       it also has namespaces of its own: its own view of files, processes, network
+//            (namespace)
+//   kernel   it also has a kernel of its own between it and the host's (gvisor)
+//   vm       it also has a virtual machine of its own (microvm)
+enum class IsolationLevel { none, process, os, kernel, vm };
+
+std::string_view level_name(IsolationLevel level);
+// "process", "os", "kernel", "vm"; an unknown name is an error naming the known ones.
+Result<IsolationLevel> parse_level(std::string_view name);
+
 class Backend {
   public:
     virtual ~Backend() = default;
     virtual std::string_view name() const = 0;
+    virtual IsolationLevel level() const = 0;
     // False only for `none`: the worker runs with the runtime's own privileges.
-    virtual bool isolates() const = 0;
+    bool isolates() const { return level() != IsolationLevel::none; }
     // What a sandbox gets when WorkerSpec::limits is unset (what the warm pool starts).
     virtual SandboxLimits default_limits() const = 0;
     virtual Result<std::unique_ptr<Process>> spawn(const WorkerSpec& spec) = 0;
@@ -40,15 +59,40 @@ class Backend {
 struct BackendOptions {
     // `none` refuses to start unless this is set (--insecure-no-sandbox).
     bool allow_insecure = false;
+    // What `auto` must meet.
+    IsolationLevel isolation = IsolationLevel::process;
     // The limits sandboxes get when their WorkerSpec names none (`none` enforces none).
     SandboxLimits limits;
 };
 
-// Names accepted by make_backend, strongest first.
+// Names accepted by make_backend besides "auto", strongest first.
 std::vector<std::string_view> backend_names();
 
-// The backend called `name`. Unknown names, and `none` without allow_insecure, are errors
-// whose message says how to fix them.
+// Whether one isolating backend can start a sandbox on this host: found by starting one
+// (/usr/bin/true), once per process.
+struct BackendStatus {
+    std::string name;
+    IsolationLevel level = IsolationLevel::none;
+    bool runs = false;
+    std::string why;  // when it cannot run: what failed, with how to fix it
+};
+// Every isolating backend, in the order `auto` prefers them (below).
+std::vector<BackendStatus> probe_backends();
+
+// What `auto` picks for `required`: of the backends that start here and meet the level, the
+// fastest, which is the first in this order: namespace, landlock, gvisor, microvm. The first
+// two start a worker as fast as a bare interpreter and namespace is the stronger; gvisor and
+// microvm cost far more per start and call, so they are picked when the level asks for them.
+// Errc::sandbox_unavailable, naming the level and what would provide it, when none does.
+struct Selection {
+    std::string backend;
+    std::string reason;  // "namespace cannot run here (...); landlock meets process"
+};
+Result<Selection> select_backend(IsolationLevel required);
+
+// The backend called `name`, or the one select_backend() picks for options.isolation when
+// `name` is "auto" (logged once per process). Unknown names, a named backend below the
+// required level, and `none` without allow_insecure are errors that say how to fix them.
 Result<std::unique_ptr<Backend>> make_backend(std::string_view name, const BackendOptions& options);
 
 // The environment every worker gets: nothing from the runtime's own.

@@ -107,7 +107,7 @@ def process(context):
 class FailingBackend final : public sandbox::Backend {
   public:
     std::string_view name() const override { return real_.name(); }
-    bool isolates() const override { return real_.isolates(); }
+    sandbox::IsolationLevel level() const override { return real_.level(); }
     sandbox::SandboxLimits default_limits() const override { return real_.default_limits(); }
     Result<std::unique_ptr<sandbox::Process>> spawn(const sandbox::WorkerSpec& spec) override {
         if (fail)

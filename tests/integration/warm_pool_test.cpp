@@ -254,7 +254,7 @@ TEST_P(WarmPoolTest, OnlyInstancesOnTheDefaultFixedLimitsTakeFromThePool) {
     EXPECT_EQ((*memory)->pooled_starts(), live ? 1u : 0u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, WarmPoolTest, ::testing::Values("none", "namespace"),
+INSTANTIATE_TEST_SUITE_P(Backends, WarmPoolTest, ::testing::Values("none", "namespace", "landlock"),
                          sandflow::testing::backend_test_name);
 
 TEST(WarmPoolLimits, AnOversizedPoolIsRejected) {

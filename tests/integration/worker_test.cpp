@@ -1014,7 +1014,7 @@ async def process(ctx):
     EXPECT_TRUE(ok->new_worker);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, WorkerTest, ::testing::Values("none", "namespace"),
+INSTANTIATE_TEST_SUITE_P(Backends, WorkerTest, ::testing::Values("none", "namespace", "landlock"),
                          sandflow::testing::backend_test_name);
 INSTANTIATE_TEST_SUITE_P(Backends, HostWorkerTest, ::testing::Values("none"),
                          sandflow::testing::backend_test_name);

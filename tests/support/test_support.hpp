@@ -2,6 +2,8 @@
 // to die. Header-only, so each test executable needs nothing more than this include.
 #pragma once
 
+#include <fcntl.h>
+
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/types.h>
@@ -80,11 +82,24 @@ inline bool wait_for_zombie(pid_t pid) {
     return false;
 }
 
+// A /proc file's text, "" when it cannot be read. POSIX reads: a process that ends while
+// its file is read fails the read with ESRCH, which libstdc++'s streambuf iterators turn
+// into an exception.
+inline std::string read_proc_file(const std::string& path) {
+    std::string out;
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return out;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
+    ::close(fd);
+    return n < 0 ? std::string() : out;
+}
+
 // A process is gone once it is reaped or a zombie (PID 1 may not reap in a container).
 inline bool process_gone(pid_t pid) {
     if (::kill(pid, 0) != 0) return true;
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string s((std::istreambuf_iterator<char>(stat)), {});
+    const std::string s = read_proc_file("/proc/" + std::to_string(pid) + "/stat");
     const auto close = s.rfind(')');
     return close == std::string::npos || (close + 2 < s.size() && s[close + 2] == 'Z');
 }

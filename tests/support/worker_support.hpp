@@ -15,26 +15,46 @@
 
 #include "runtime/instance.hpp"
 #include "runtime/worker.hpp"
-#include "sandbox/namespace/namespace_backend.hpp"
+#include "sandbox/backend.hpp"
 #include "sandbox/none/none_backend.hpp"
 
 namespace sandflow::testing {
 
-// For suites parameterised over backends ("none", "namespace"): the backend to run on, or
-// null with the test marked skipped, and why, when the namespace sandbox cannot run here
-// (the caller returns when IsSkipped()).
-inline std::unique_ptr<sandbox::Backend> backend_for_test(const std::string& name) {
-    if (name != "namespace") return std::make_unique<sandbox::NoneBackend>();
-    auto probe = sandbox::NamespaceBackend::probe();
-    if (!probe) {
-        [&] {
-            GTEST_SKIP() << "the namespace sandbox cannot run here: " << probe.error().message;
-        }();
-        return nullptr;
+// For suites parameterised over backends ("none", "namespace", "landlock", "auto"): the
+// backend to run on with `limits` as its defaults, or null with the test marked skipped,
+// and why, when that sandbox cannot run here (the caller returns when IsSkipped()).
+inline std::unique_ptr<sandbox::Backend> backend_for_test(
+    const std::string& name, const sandbox::SandboxLimits& limits = {}) {
+    if (name == "none") return std::make_unique<sandbox::NoneBackend>(limits);
+    std::string chosen = name;
+    if (name == "auto") {
+        auto pick = sandbox::select_backend(sandbox::IsolationLevel::process);
+        if (!pick) {
+            [&] { GTEST_SKIP() << "auto: " << pick.error().message; }();
+            return nullptr;
+        }
+        chosen = pick->backend;
     }
-    auto b = sandbox::NamespaceBackend::create();
+    for (const auto& status : sandbox::probe_backends()) {
+        if (status.name == chosen && !status.runs) {
+            [&] {
+                GTEST_SKIP() << "the " << chosen << " sandbox cannot run here: " << status.why;
+            }();
+            return nullptr;
+        }
+    }
+    sandbox::BackendOptions o;
+    o.limits = limits;
+    auto b = sandbox::make_backend(chosen, o);
     EXPECT_TRUE(b) << b.error().message;
     return b ? std::move(*b) : nullptr;
+}
+
+// The backends a suite parameterised over isolating backends runs on: the one named by
+// SANDFLOW_TEST_BACKEND (the container matrix sets "auto"), else both tiers.
+inline std::vector<std::string> isolating_backends_for_test() {
+    if (const char* b = std::getenv("SANDFLOW_TEST_BACKEND"); b && *b) return {b};
+    return {"namespace", "landlock"};
 }
 
 // Test names for such suites: the parameter itself.

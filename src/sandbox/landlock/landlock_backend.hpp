@@ -65,7 +65,7 @@ class LandlockBackend final : public Backend {
     static Result<std::unique_ptr<LandlockBackend>> create(LandlockOptions options = {});
 
     std::string_view name() const override { return "landlock"; }
-    bool isolates() const override { return true; }
+    IsolationLevel level() const override { return IsolationLevel::process; }
     SandboxLimits default_limits() const override { return options_.limits; }
     Result<std::unique_ptr<Process>> spawn(const WorkerSpec& spec) override;
 

@@ -57,7 +57,7 @@ class NamespaceBackend final : public Backend {
     static Result<std::unique_ptr<NamespaceBackend>> create(NamespaceOptions options = {});
 
     std::string_view name() const override { return "namespace"; }
-    bool isolates() const override { return true; }
+    IsolationLevel level() const override { return IsolationLevel::os; }
     SandboxLimits default_limits() const override { return options_.limits; }
     Result<std::unique_ptr<Process>> spawn(const WorkerSpec& spec) override;
 

@@ -13,7 +13,7 @@ class NoneBackend final : public Backend {
     std::string_view name() const override { return "none"; }
     NoneBackend() = default;
     explicit NoneBackend(const SandboxLimits& limits) : limits_(limits) {}
-    bool isolates() const override { return false; }
+    IsolationLevel level() const override { return IsolationLevel::none; }
     // Nothing here is enforced (only the runtime's own limits are); they are kept so that
     // instances and the warm pool agree on what a default sandbox is.
     SandboxLimits default_limits() const override { return limits_; }
