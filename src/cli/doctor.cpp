@@ -1,6 +1,7 @@
-// sandflow doctor: checks, one by one, each mechanism the namespace sandbox uses on this
-// host and prints a table: works / does not / why / how to fix. Exits 0 when the default
-// backend can run, kExitSandbox (3) when it cannot.
+// sandflow doctor: one line per backend (works, or why not and the fix), which one `auto`
+// picks at each isolation level, then each mechanism under each tier, checked one by one on
+// this host: works / does not / why / how to fix. Exits 0 when `auto` finds a backend at the
+// default level, kExitSandbox (3) when it cannot.
 //
 // Every check that touches the kernel runs in a forked child, so that a failing or
 // half-applied mechanism never affects the doctor itself.
@@ -8,6 +9,7 @@
 #include <linux/landlock.h>
 #include <sched.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,9 +22,10 @@
 #include <optional>
 
 #include "cli/common.hpp"
+#include "sandbox/landlock/landlock_backend.hpp"
 #include "sandbox/mechanisms/capabilities.hpp"
-#include "sandbox/namespace/namespace_backend.hpp"
 #include "sandbox/mechanisms/seccomp_policy.hpp"
+#include "sandbox/namespace/namespace_backend.hpp"
 
 namespace sandflow::cli {
 
@@ -133,12 +136,12 @@ Check landlock_check() {
         ::syscall(SYS_landlock_create_ruleset, nullptr, 0, LANDLOCK_CREATE_RULESET_VERSION);
     c.state = State::info;
     if (abi > 0)
-        c.detail = "ABI " + std::to_string(abi) + ": applied to every worker" +
+        c.detail = "ABI " + std::to_string(abi) + ": applied to every worker of both tiers" +
                    (abi >= 4 ? " (filesystem and TCP rules" : " (filesystem rules") +
                    (abi >= 6 ? ", signal and abstract-socket scoping)" : ")");
     else
         c.detail = std::string("not available: ") + std::strerror(errno) +
-                   "; the sandbox runs without this layer";
+                   "; the namespace tier runs without this layer, the landlock tier cannot run";
     return c;
 }
 
@@ -152,7 +155,9 @@ std::vector<Check> cgroup_checks(const sandbox::mech::CgroupSupport& s) {
         } else {
             c.state = State::fails;
             c.detail = ctl.why + "; rlimits only";
-            c.fix = "run the runtime as root, or delegate a writable cgroup to its user";
+            c.fix =
+                "run the runtime as root, or delegate a writable cgroup to its user (inside a "
+                "container /sys/fs/cgroup is read-only unless the container is given one)";
         }
         out.push_back(std::move(c));
     }
@@ -207,7 +212,93 @@ Check interpreter_check(sandbox::Backend* backend, const char* path,
     return c;
 }
 
+Check landlock_tier_checks(std::vector<Check>& out) {
+    auto backend = sandbox::LandlockBackend::create();
+    Check ids{"sandbox uids (landlock tier)"};
+    ids.required = false;
+    ids.state = State::info;
+    if (backend) {
+        const auto& i = (*backend)->ids();
+        ids.detail = i.per_sandbox()
+                         ? "one uid per sandbox from " + std::to_string(i.range().first) + "-" +
+                               std::to_string(i.range().first + i.range().count - 1)
+                         : "the runtime's own uid " + std::to_string(::geteuid()) + ": " + i.why();
+    } else {
+        ids.detail = backend.error().message;
+    }
+    out.push_back(std::move(ids));
+    Check seccomp{"seccomp, landlock tier (no sockets, signal guard)"};
+    auto prog = sandbox::mech::build_seccomp_program(sandbox::mech::SeccompTier::no_namespaces);
+    const int e = prog ? in_child([&] {
+        if (auto f = sandbox::mech::set_no_new_privs()) return f.err;
+        if (auto f = sandbox::mech::install_seccomp(*prog, ::getppid(), 0)) return f.err;
+        return ::socket(AF_INET, SOCK_STREAM, 0) == -1 && errno == EPERM ? 0 : 200;
+    })
+                       : EINVAL;
+    if (e == 0) {
+        seccomp.detail =
+            std::to_string(
+                sandbox::mech::seccomp_rules(sandbox::mech::SeccompTier::no_namespaces).size()) +
+            " rules; installs and refuses socket()";
+    } else {
+        seccomp.state = State::fails;
+        seccomp.detail = !prog      ? prog.error().message
+                         : e == 200 ? "installed, but socket() got through"
+                                    : std::string("installing failed: ") + std::strerror(e);
+        seccomp.fix = "a kernel with CONFIG_SECCOMP_FILTER";
+    }
+    out.push_back(std::move(seccomp));
+    Check end{"landlock sandbox (end to end)"};
+    if (auto probe = sandbox::LandlockBackend::probe(); probe) {
+        end.detail = "Landlock, seccomp, rlimits, supervisor and exec of /usr/bin/true work";
+    } else {
+        end.state = State::fails;
+        end.detail = probe.error().message;
+        end.fix = "fix the first failing line above";
+    }
+    return end;
+}
+
+void print_checks(const char* title, const std::vector<Check>& checks) {
+    std::size_t w = 0;
+    for (const auto& c : checks) w = std::max(w, c.mechanism.size());
+    std::printf("\n%s\n", title);
+    for (const auto& c : checks) {
+        const char* st = c.state == State::works ? "works" : c.state == State::fails ? "NO" : "-";
+        std::printf("  %-*s  %-5s  %s\n", static_cast<int>(w), c.mechanism.c_str(), st,
+                    c.detail.c_str());
+        if (c.state == State::fails && !c.fix.empty())
+            std::printf("  %-*s  %-5s  fix: %s\n", static_cast<int>(w), "", "", c.fix.c_str());
+    }
+}
+
 int run_doctor() {
+    // The backends, one line each, then what `auto` picks at each level, then the
+    // mechanisms under each tier.
+    std::printf("%-10s %-8s %-14s %s\n", "backend", "level", "status", "detail / fix");
+    for (const auto& b : sandbox::probe_backends())
+        std::printf("%-10s %-8s %-14s %s\n", b.name.c_str(),
+                    std::string(sandbox::level_name(b.level)).c_str(),
+                    b.runs ? "works" : "CANNOT RUN",
+                    b.runs ? "starts a sandbox here" : b.why.c_str());
+    std::printf("%-10s %-8s %-14s %s\n", "none", "none", "opt-in only",
+                "no isolation; only with --insecure-no-sandbox");
+
+    std::printf("\n");
+    bool default_runs = false;
+    for (auto level : {sandbox::IsolationLevel::process, sandbox::IsolationLevel::os,
+                       sandbox::IsolationLevel::kernel, sandbox::IsolationLevel::vm}) {
+        const std::string name(sandbox::level_name(level));
+        auto pick = sandbox::select_backend(level);
+        if (pick)
+            std::printf("auto (level %s) -> %s%s\n", name.c_str(), pick->backend.c_str(),
+                        level == sandbox::IsolationLevel::process ? "  (the default level)" : "");
+        else
+            std::printf("auto (level %s) -> none meets it: %s\n", name.c_str(),
+                        pick.error().message.c_str());
+        if (level == sandbox::IsolationLevel::process) default_runs = pick.has_value();
+    }
+
     std::vector<Check> checks;
     {
         const std::string max = read_line("/proc/sys/user/max_user_namespaces");
@@ -226,6 +317,19 @@ int run_doctor() {
     checks.push_back(namespace_check("uts namespace", "UTS", CLONE_NEWUTS));
     checks.push_back(namespace_check("cgroup namespace", "CGROUP", CLONE_NEWCGROUP));
     checks.push_back(capabilities_check());
+    Check ns_whole{"namespace sandbox (end to end)"};
+    auto ns_probe = sandbox::NamespaceBackend::probe();
+    if (ns_probe) {
+        ns_whole.detail = "pivot_root, /proc, binds and exec of /usr/bin/true work";
+    } else {
+        ns_whole.state = State::fails;
+        ns_whole.detail = ns_probe.error().message;
+        ns_whole.fix = "fix the first failing line above";
+    }
+    checks.push_back(std::move(ns_whole));
+    print_checks("namespace tier (level os): its own mechanisms", checks);
+
+    checks.clear();
     {
         Check c{"no_new_privs"};
         const int e = in_child([] { return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ? errno : 0; });
@@ -240,46 +344,28 @@ int run_doctor() {
     }
     checks.push_back(seccomp_check());
     checks.push_back(landlock_check());
+    for (auto& c : cgroup_checks(sandbox::mech::detect_cgroup_support()))
+        checks.push_back(std::move(c));
+    auto ll_end = landlock_tier_checks(checks);
+    checks.push_back(std::move(ll_end));
+    print_checks("both tiers (namespace and landlock), then the landlock tier's own", checks);
 
-    auto backend = sandbox::NamespaceBackend::create();
-    if (backend) {
-        for (auto& c : cgroup_checks((*backend)->cgroup_support())) checks.push_back(std::move(c));
-    }
-    Check whole{"namespace sandbox (end to end)"};
-    auto probe = sandbox::NamespaceBackend::probe();
-    if (probe) {
-        whole.detail = "pivot_root, /proc, binds and exec of /usr/bin/true work";
-    } else {
-        whole.state = State::fails;
-        whole.detail = probe.error().message;
-        whole.fix = "fix the first failing line above";
-    }
-    checks.push_back(whole);
-    sandbox::Backend* b = backend && probe ? backend->get() : nullptr;
+    checks.clear();
+    sandbox::BackendOptions opts;
+    auto backend = sandbox::make_backend("auto", opts);
+    sandbox::Backend* b = backend ? backend->get() : nullptr;
     checks.push_back(
         interpreter_check(b, "/usr/bin/python3", {"/usr/bin/python3", "-I", "-S", "-c", "pass"}));
     checks.push_back(interpreter_check(b, "/usr/bin/node", {"/usr/bin/node", "-e", "0"}));
+    print_checks(
+        b ? ("interpreters, in the backend auto picks (" + std::string(b->name()) + ")").c_str()
+          : "interpreters (no backend can run here)",
+        checks);
 
-    std::size_t w = 0;
-    for (const auto& c : checks) w = std::max(w, c.mechanism.size());
-    std::printf("%-*s  %-8s  %s\n", static_cast<int>(w), "mechanism", "status", "detail / fix");
-    bool ok = true;
-    for (const auto& c : checks) {
-        const char* st = c.state == State::works ? "works" : c.state == State::fails ? "NO" : "-";
-        std::printf("%-*s  %-8s  %s\n", static_cast<int>(w), c.mechanism.c_str(), st,
-                    c.detail.c_str());
-        if (c.state == State::fails && !c.fix.empty())
-            std::printf("%-*s  %-8s  fix: %s\n", static_cast<int>(w), "", "", c.fix.c_str());
-        if (c.state == State::fails && c.required) ok = false;
-    }
-    if (probe && ok) {
-        std::printf("\ndefault backend: namespace (works on this host)\n");
-        return kExitOk;
-    }
+    if (default_runs) return kExitOk;
     std::printf(
-        "\ndefault backend: namespace CANNOT run here%s; `--backend none "
-        "--insecure-no-sandbox` runs trusted scripts without isolation\n",
-        probe ? " (a required mechanism fails)" : "");
+        "\nno isolating backend can run here; fix a line marked NO above, or run trusted "
+        "scripts without isolation with `--insecure-no-sandbox`\n");
     return kExitSandbox;
 }
 
@@ -288,8 +374,9 @@ int run_doctor() {
 void register_doctor(CLI::App& app, int& status) {
     auto* cmd = app.add_subcommand(
         "doctor",
-        "Check each sandbox mechanism on this host and print what works, what does not, why,\n"
-        "and how to fix it. Exit status 0 when the default backend can run, 3 when not.");
+        "Check each sandbox backend and mechanism on this host and print what works, what does\n"
+        "not, why, how to fix it, and which backend `auto` picks at each isolation level.\n"
+        "Exit status 0 when a backend can run at the default level (process), 3 when not.");
     cmd->callback([&status] { status = run_doctor(); });
 }
 

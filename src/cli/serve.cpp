@@ -188,10 +188,12 @@ int run(ServeOptions o) {
     const std::string host =
         hp->host.find(':') != std::string::npos ? "[" + hp->host + "]" : hp->host;
     const std::string url = "ws://" + host + ":" + std::to_string((*ws)->port());
-    const std::string line = to_json_string(json::object{{"listening", url},
-                                                         {"port", (*ws)->port()},
-                                                         {"backend", (*backend)->name()},
-                                                         {"actors", *found}});
+    const std::string line =
+        to_json_string(json::object{{"listening", url},
+                                    {"port", (*ws)->port()},
+                                    {"backend", (*backend)->name()},
+                                    {"isolation", sandbox::level_name((*backend)->level())},
+                                    {"actors", *found}});
     std::printf("%s\n", line.c_str());
     std::fflush(stdout);
     spdlog::info("listening on {} ({} actors, backend {})", url, *found, (*backend)->name());

@@ -566,6 +566,7 @@ struct Server::Impl {
             o["warm_pool"] = {{"python", lang(ws.python)}, {"node", lang(ws.node)}};
         }
         o["backend"] = backend.name();
+        o["isolation"] = sandbox::level_name(backend.level());
         o["isolated"] = backend.isolates();
         o["state_store"] = store->name();
         o["uptime_ms"] =
@@ -626,6 +627,8 @@ struct Server::Impl {
         reply.ok(json::object{{"actor_id", a->component},
                               {"language", actor::language_name(a->spec.metadata.language)},
                               {"origin", a->origin},
+                              {"backend", backend.name()},
+                              {"isolation", sandbox::level_name(backend.level())},
                               {"metadata", a->spec.metadata.to_json()},
                               {"instances", std::move(instances)}});
     }
@@ -1358,6 +1361,7 @@ rpc::HttpResponse Server::on_http(std::string_view target, bool authorized) {
         }
         json::object o{{"status", ok ? "ok" : "unavailable"},
                        {"backend", impl_->backend.name()},
+                       {"isolation", sandbox::level_name(impl_->backend.level())},
                        {"isolated", impl_->backend.isolates()},
                        {"calls_in_flight", impl_->inflight.load()}};
         if (!hint.empty()) o["hint"] = hint;
@@ -1380,6 +1384,11 @@ std::string Server::metrics_text() const {
         out += fmt::format("# HELP {0} {1}\n# TYPE {0} gauge\n{0} {2}\n", name, help, value);
     };
     gauge("sandflow_connections", "Open WebSocket connections.", st.at("connections").as_uint64());
+    out += fmt::format(
+        "# HELP sandflow_sandbox_backend_info The sandbox backend and the isolation level it "
+        "provides (1).\n# TYPE sandflow_sandbox_backend_info gauge\n"
+        "sandflow_sandbox_backend_info{{backend=\"{}\",isolation=\"{}\"}} 1\n",
+        impl_->backend.name(), sandbox::level_name(impl_->backend.level()));
     out += fmt::format(
         "# HELP sandflow_connections_total WebSocket connections opened.\n"
         "# TYPE sandflow_connections_total counter\nsandflow_connections_total {}\n",
