@@ -11,6 +11,10 @@ run() {
     "$bin" exec "$@" || echo "(exit status $?)"
 }
 
+echo "== the sandbox: which backend \`auto\` picks on this host, and why (sandflow doctor)"
+"$bin" doctor | grep '^auto (level' || true
+
+echo
 echo "== metadata, read without running the script"
 echo "\$ sandflow inspect $ex/python/double.actor.py"
 "$bin" inspect "$ex/python/double.actor.py"
@@ -51,6 +55,7 @@ if [ -z "$url" ]; then
     echo "(the runtime server did not start)"
     exit 1
 fi
-echo "\$ sandflow serve --listen 127.0.0.1:0    # listening on $url"
+echo "\$ sandflow serve --listen 127.0.0.1:0"
+grep listening "$serve_out"
 echo "\$ sandflow run $graphs/orders.graph.json --runtime $url"
 "$bin" run "$graphs/orders.graph.json" --runtime "$url" || echo "(exit status $?)"
