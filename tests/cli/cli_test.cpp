@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/json.hpp"
+#include "sandbox/backend.hpp"
 #include "support/test_support.hpp"
 
 using namespace sandflow;
@@ -61,23 +62,29 @@ TEST(Cli, ExecRefusesToRunWithoutASandboxUnlessAllowed) {
     EXPECT_TRUE(r.out.empty());
 }
 
-TEST(Cli, DoctorPrintsEachMechanismAndExitsZeroWhenTheSandboxRuns) {
+TEST(Cli, DoctorPrintsEachBackendWhatAutoPicksAndEachMechanism) {
     auto r = run_cli({"doctor"});
     for (const char* m :
-         {"user namespace", "pid namespace", "mount namespace", "network namespace", "seccomp-bpf",
-          "Landlock", "cgroup memory limit", "namespace sandbox (end to end)"})
+         {"namespace  os", "landlock   process", "auto (level process) -> ", "auto (level os) -> ",
+          "auto (level kernel) -> ", "user namespace", "pid namespace", "mount namespace",
+          "network namespace", "seccomp-bpf", "Landlock", "cgroup memory limit",
+          "namespace sandbox (end to end)", "sandbox uids (landlock tier)",
+          "landlock sandbox (end to end)", "/usr/bin/python3 in the sandbox"})
         EXPECT_NE(r.out.find(m), std::string::npos) << m << "\n" << r.out;
-    if (r.out.find("CANNOT run here") != std::string::npos) {
+    // Exit status 0 exactly when auto finds a backend at the default level, and the line
+    // names the one the sandbox layer picks.
+    auto pick = sandbox::select_backend(sandbox::IsolationLevel::process);
+    if (!pick) {
         EXPECT_EQ(r.status, 3) << r.out;
-        GTEST_SKIP() << "the namespace sandbox cannot run here:\n" << r.out;
+        GTEST_SKIP() << "no isolating backend can run here:\n" << r.out;
     }
     EXPECT_EQ(r.status, 0) << r.out << r.err;
-    EXPECT_NE(r.out.find("default backend: namespace (works on this host)"), std::string::npos);
+    EXPECT_NE(r.out.find("auto (level process) -> " + pick->backend), std::string::npos) << r.out;
 }
 
 TEST(Cli, ExecRunsInTheNamespaceSandboxByDefault) {
     auto r = run_cli({"exec", example("python/double.actor.py"), "--input", "input=21"});
-    if (r.status == 3 && r.err.find("no isolating sandbox backend") != std::string::npos)
+    if (r.status == 3 && r.err.find("no sandbox backend that meets") != std::string::npos)
         GTEST_SKIP() << "the namespace sandbox cannot run here: " << r.err;
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.err.find("INSECURE"), std::string::npos) << r.err;
