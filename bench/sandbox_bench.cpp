@@ -47,6 +47,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -55,6 +56,7 @@
 #include "core/log.hpp"
 #include "runtime/instance.hpp"
 #include "runtime/warm_pool.hpp"
+#include "sandbox/landlock/landlock_backend.hpp"
 #include "sandbox/namespace/namespace_backend.hpp"
 #include "sandbox/none/none_backend.hpp"
 
@@ -339,28 +341,37 @@ std::string fmt(const char* f, double v) {
     return b;
 }
 
-// A backend to compare, by name; the first of a list is the baseline.
+// A backend to compare, by name; the first of a list is `none`, the baseline.
 struct Variant {
     std::string name;
-    sandbox::Backend* backend;  // null: not available (the column says why)
+    sandbox::Backend* backend = nullptr;  // null: not available, and `skipped` says why
+    std::string skipped;
+    bool tier = false;  // an isolating tier as production runs it, not one with a layer off
 };
+
+// The index of the variant called `name`; variants.size() when there is none.
+std::size_t find_variant(const std::vector<Variant>& variants, std::string_view name) {
+    std::size_t i = 0;
+    while (i < variants.size() && variants[i].name != name) ++i;
+    return i;
+}
 
 // ---------------------------------------------------------------------------------------
 // a, b: cold start to first result.
 
-void cold_start(Language lang, int runs, const std::vector<Variant>& backends,
-                const std::string& ns_skip) {
+void cold_start(Language lang, int runs, const std::vector<Variant>& variants) {
     const bool py = lang == Language::python;
     const std::string interp = py ? "python3" : "node";
     const auto spec = make_spec(lang);
-    // Columns: bare, bwrap, then one per backend (none, namespace, namespace with a layer off).
+    // Columns: bare, bwrap, then one per variant (none, each tier, a tier with a layer off).
     std::vector<Column> cols;
     cols.push_back({"bare " + interp + (py ? " -I -S" : "") + " (posix_spawn)", {}, {}});
     cols.push_back({"bwrap --unshare-all + " + interp, {}, {}});
     if (::access(kBwrap, X_OK) != 0)
         cols[1].skipped = "bubblewrap is not installed (apt-get install bubblewrap)";
-    for (std::size_t v = 0; v < backends.size(); ++v)
-        cols.push_back({backends[v].name + ": create + first call", {}, v == 0 ? "" : ns_skip});
+    constexpr std::size_t kFirstVariant = 2;
+    for (const auto& v : variants)
+        cols.push_back({v.name + ": create + first call", {}, v.skipped});
     const auto bare_cmd = bare_argv(lang, one_shot_code(lang));
     const auto bwrap_cmd = bwrap_argv(lang);
     auto once = [&](std::size_t c) {
@@ -372,8 +383,8 @@ void cold_start(Language lang, int runs, const std::vector<Variant>& backends,
             ms = one_shot(bare_cmd, &e);
         else if (c == 1)
             ms = one_shot(bwrap_cmd, &e);
-        else if (auto* b = backends[c - 2].backend)
-            ms = instance_first_result(*b, spec, &e);
+        else
+            ms = instance_first_result(*variants[c - kFirstVariant].backend, spec, &e);
         if (ms)
             col.samples.push_back(*ms);
         else
@@ -391,19 +402,24 @@ void cold_start(Language lang, int runs, const std::vector<Variant>& backends,
     const Column& bare = cols[0];
     const Column& bwrap = cols[1];
     for (std::size_t c = 0; c < n; ++c) print_column(cols[c], c == 0 ? nullptr : &bare);
-    const Column* none_col = backends.size() > 0 ? &cols[2] : nullptr;
-    const Column* ns_col = backends.size() > 1 ? &cols[3] : nullptr;
-    if (ns_col && ns_col->ok()) {
+    const Column& none_col = cols[kFirstVariant];
+    if (none_col.ok())
+        std::printf("  %-46s %+8.2fms\n",
+                    "worker protocol + SDK (none - bare):", none_col.d().p50 - bare.d().p50);
+    for (std::size_t v = 0; v < variants.size(); ++v) {
+        const Column& t = cols[kFirstVariant + v];
+        if (!variants[v].tier || !t.ok()) continue;
         if (bwrap.ok())
             std::printf("  %-46s %6.2fx (< 1 = the sandbox is faster)\n",
-                        "namespace vs bwrap:", ratio(*ns_col, bwrap));
-        if (none_col->ok())
-            std::printf("  %-46s %+8.2fms (%.2fx); worker protocol + SDK vs bare: %+.2fms\n",
-                        "sandbox cost (namespace - none):", ns_col->d().p50 - none_col->d().p50,
-                        ratio(*ns_col, *none_col), none_col->d().p50 - bare.d().p50);
+                        (variants[v].name + " vs bwrap:").c_str(), ratio(t, bwrap));
+        if (none_col.ok())
+            std::printf("  %-46s %+8.2fms (%.2fx)\n",
+                        ("sandbox cost (" + variants[v].name + " - none):").c_str(),
+                        t.d().p50 - none_col.d().p50, ratio(t, none_col));
     }
-    const double r = ns_col ? ratio(*ns_col, bare) : -1;
-    const double rb = ns_col ? ratio(*ns_col, bwrap) : -1;
+    const std::size_t ns = find_variant(variants, "namespace");
+    const double r = ns < variants.size() ? ratio(cols[kFirstVariant + ns], bare) : -1;
+    const double rb = ns < variants.size() ? ratio(cols[kFirstVariant + ns], bwrap) : -1;
     if (py) {
         g_targets.push_back({"cold python: namespace / bare python3", "<= 1.15x",
                              r > 0 ? fmt("%.2fx", r) : "-", r > 0 ? (r <= 1.15 ? 1 : 0) : -1});
@@ -419,16 +435,15 @@ void cold_start(Language lang, int runs, const std::vector<Variant>& backends,
 
 // The sandbox's own set-up, without an interpreter: Backend::spawn of /usr/bin/true, which
 // returns once the worker has reached execve. Splits a cold start into set-up and the rest.
-void setup_alone(int runs, const std::vector<Variant>& variants, const std::string& ns_skip) {
+void setup_alone(int runs, const std::vector<Variant>& variants) {
     std::vector<Column> cols;
-    for (std::size_t v = 0; v < variants.size(); ++v)
-        cols.push_back({variants[v].name, {}, v == 0 ? "" : ns_skip});
+    for (const auto& v : variants) cols.push_back({v.name, {}, v.skipped});
     sandbox::WorkerSpec spec;
     spec.argv = {"/usr/bin/true"};
     const std::size_t n = variants.size();
     for (int r = -1; r < runs; ++r) {
         for (std::size_t v : round_order(n)) {
-            if (!cols[v].skipped.empty() || !variants[v].backend) continue;
+            if (!cols[v].skipped.empty()) continue;
             const auto t0 = Clock::now();
             auto proc = variants[v].backend->spawn(spec);
             const double ms = ms_since(t0);
@@ -516,53 +531,60 @@ Column prestarted_column(const std::string& name, sandbox::Backend& backend, Lan
     return col;
 }
 
-void from_pool(int runs, const std::vector<Variant>& backends, const std::string& ns_skip) {
+void from_pool(int runs, const std::vector<Variant>& variants) {
     print_header(
         "c. load to first result from the warm pool (Instance::create with a pool + first call)");
-    sandbox::Backend* none = backends[0].backend;
-    sandbox::Backend* ns = backends.size() > 1 ? backends[1].backend : nullptr;
+    sandbox::Backend* none = variants[0].backend;
     for (Language lang : {Language::python, Language::javascript}) {
         const bool py = lang == Language::python;
         const std::string l = py ? "python, " : "node, ";
-        Column cold{l + "namespace, cold", {}, ns_skip};
-        Column col{l + "namespace, from the pool", {}, ns_skip};
-        Column pre{l + "namespace, pre-started, no refill", {}, ns_skip};
-        std::size_t missed = 0, none_missed = 0;
-        const Column none_col =
-            pool_column(l + "none, from the pool", *none, lang, runs, &none_missed);
-        if (ns) {
-            const auto spec = make_spec(lang);
-            std::string e;
-            for (int r = 0; r <= runs && cold.skipped.empty(); ++r) {
-                auto ms = instance_first_result(*ns, spec, &e);
-                if (!ms)
-                    cold.skipped = e;
-                else if (r > 0)
-                    cold.samples.push_back(*ms);
+        std::size_t missed = 0;
+        for (const auto& v : variants) {
+            if (!v.tier) continue;
+            Column cold{l + v.name + ", cold", {}, v.skipped};
+            Column col{l + v.name + ", from the pool", {}, v.skipped};
+            Column pre{l + v.name + ", pre-started, no refill", {}, v.skipped};
+            if (v.backend) {
+                const auto spec = make_spec(lang);
+                std::string e;
+                for (int r = 0; r <= runs && cold.skipped.empty(); ++r) {
+                    auto ms = instance_first_result(*v.backend, spec, &e);
+                    if (!ms)
+                        cold.skipped = e;
+                    else if (r > 0)
+                        cold.samples.push_back(*ms);
+                }
+                std::size_t m = 0;
+                col = pool_column(col.name, *v.backend, lang, runs, &m);
+                missed += m;
+                pre = prestarted_column(pre.name, *v.backend, lang, runs);
             }
-            col = pool_column(col.name, *ns, lang, runs, &missed);
-            pre = prestarted_column(pre.name, *ns, lang, runs);
+            print_column(cold, nullptr);
+            print_column(col, &cold);
+            print_column(pre, &cold);
+            if (v.name == "namespace") {
+                const double p50 = col.ok() ? col.d().p50 : -1;
+                const double limit = py ? 2.0 : 3.0;
+                g_targets.push_back({py ? "pool load->first result, python p50"
+                                        : "pool load->first result, node p50",
+                                     py ? "<= 2 ms" : "<= 3 ms",
+                                     p50 > 0 ? fmt("%.2f ms", p50) : "-",
+                                     p50 > 0 ? (p50 <= limit ? 1 : 0) : -1});
+            }
         }
-        print_column(cold, nullptr);
-        print_column(col, &cold);
-        print_column(pre, &cold);
-        print_column(none_col, &cold);
+        std::size_t none_missed = 0;
+        print_column(pool_column(l + "none, from the pool", *none, lang, runs, &none_missed),
+                     nullptr);
         if (missed + none_missed > 0)
             std::printf("  (%zu of the takes found the pool empty and started cold)\n",
                         missed + none_missed);
-        const double p50 = col.ok() ? col.d().p50 : -1;
-        const double limit = py ? 2.0 : 3.0;
-        g_targets.push_back(
-            {py ? "pool load->first result, python p50" : "pool load->first result, node p50",
-             py ? "<= 2 ms" : "<= 3 ms", p50 > 0 ? fmt("%.2f ms", p50) : "-",
-             p50 > 0 ? (p50 <= limit ? 1 : 0) : -1});
     }
 }
 
 // ---------------------------------------------------------------------------------------
 // d: the sandbox's overhead on a warm call.
 
-void warm_overhead(const std::vector<Variant>& variants, const std::string& ns_skip) {
+void warm_overhead(const std::vector<Variant>& variants) {
     print_header("d. warm call (trivial actor) against the none backend, interleaved call by call");
     for (Language lang : {Language::python, Language::javascript}) {
         const bool py = lang == Language::python;
@@ -570,7 +592,7 @@ void warm_overhead(const std::vector<Variant>& variants, const std::string& ns_s
         std::vector<Column> cols;
         std::vector<std::unique_ptr<runtime::Instance>> insts;
         for (std::size_t v = 0; v < variants.size(); ++v) {
-            cols.push_back({prefix + variants[v].name, {}, v == 0 ? "" : ns_skip});
+            cols.push_back({prefix + variants[v].name, {}, variants[v].skipped});
             insts.emplace_back();
             if (!cols[v].skipped.empty()) continue;
             auto inst = runtime::Instance::create(*variants[v].backend, make_spec(lang));
@@ -605,7 +627,15 @@ void warm_overhead(const std::vector<Variant>& variants, const std::string& ns_s
                 std::printf("  %5.2fx p50, %5.2fx p99", d.p50 / base.d().p50, d.p99 / base.d().p99);
             std::printf("\n");
         }
-        const double r = n > 1 ? ratio(cols[1], base) : -1;
+        // The tiers against each other: the same call, interleaved with the namespace tier's.
+        const std::size_t ns = find_variant(variants, "namespace");
+        for (std::size_t v = 0; v < n && ns < n; ++v) {
+            if (!variants[v].tier || v == ns || !cols[v].ok() || !cols[ns].ok()) continue;
+            std::printf("  %-46s %5.2fx p50, %5.2fx p99\n",
+                        (variants[v].name + " / namespace:").c_str(), ratio(cols[v], cols[ns]),
+                        cols[v].d().p99 / cols[ns].d().p99);
+        }
+        const double r = ns < n ? ratio(cols[ns], base) : -1;
         g_targets.push_back({py ? "warm call overhead, python p50" : "warm call overhead, node p50",
                              "<= 1.10x", r > 0 ? fmt("%.2fx", r) : "-",
                              r > 0 ? (r <= 1.10 ? 1 : 0) : -1});
@@ -693,15 +723,24 @@ std::optional<Memory> idle_bare(const std::vector<std::string>& argv, int k, std
     return m;
 }
 
-void idle_memory(int k, sandbox::Backend* ns, const std::string& ns_skip, sandbox::Backend& none) {
+// What Process::pid() is in a tier's sandbox: the root of the tree the PSS rows sum.
+std::string root_process(std::string_view tier) {
+    if (tier == "namespace") return "the sandbox's init";
+    if (tier == "landlock") return "the sandbox's supervisor";
+    return "Process::pid()";
+}
+
+void idle_memory(int k, const std::vector<Variant>& variants) {
     char title[160];
     std::snprintf(title, sizeof title,
                   "e. memory per idle instance (%d at once, 1 s idle; sum of Pss over each "
                   "sandbox's processes, / %d)",
                   k, k);
     print_header(title);
+    sandbox::Backend& none = *variants[0].backend;
     for (Language lang : {Language::python, Language::javascript}) {
         const bool py = lang == Language::python;
+        const std::string l = py ? "python, " : "node, ";
         std::string e;
         const std::string idle_code =
             py ? "import time; time.sleep(60)" : "setTimeout(() => {}, 60000)";
@@ -720,33 +759,39 @@ void idle_memory(int k, sandbox::Backend* ns, const std::string& ns_skip, sandbo
         }
         auto nm = idle_instances(none, lang, k, &e);
         if (nm)
-            print_memory(py ? "python, none backend" : "node, none backend", *nm, k,
-                         bare ? &*bare : nullptr);
+            print_memory(l + "none backend", *nm, k, bare ? &*bare : nullptr);
         else
             std::printf("  %-46s skipped: %s\n", "none backend", e.c_str());
-        std::optional<Memory> sm;
-        if (!ns_skip.empty()) {
-            std::printf("  %-46s skipped: %s\n", "namespace sandbox", ns_skip.c_str());
-        } else if ((sm = idle_instances(*ns, lang, k, &e))) {
-            print_memory(py ? "python, namespace sandbox" : "node, namespace sandbox", *sm, k,
-                         bare ? &*bare : nullptr);
-            std::printf(
-                "  %-46s PSS %6.2f MB per sandbox (a copy-on-write fork of this process: "
-                "its pages are shared with the runtime, so they scale with the runtime's "
-                "size / (sandboxes + 1))\n",
-                "  of which the sandbox's init", sm->root_pss_kb / 1024.0 / k);
-        } else {
-            std::printf("  %-46s skipped: %s\n", "namespace sandbox", e.c_str());
-        }
-        if (py) {
+        for (const auto& v : variants) {
+            if (!v.tier) continue;
+            const std::string name = l + v.name + " sandbox";
+            std::optional<Memory> sm;
+            if (!v.backend) {
+                std::printf("  %-46s skipped: %s\n", name.c_str(), v.skipped.c_str());
+            } else if ((sm = idle_instances(*v.backend, lang, k, &e))) {
+                print_memory(name, *sm, k, bare ? &*bare : nullptr);
+                const std::string root = root_process(v.name);
+                // The namespace tier's init and the landlock tier's supervisor never call
+                // execve: their pages are the runtime's, shared copy-on-write.
+                std::printf("  %-46s PSS %6.2f MB per sandbox%s\n", ("  of which " + root).c_str(),
+                            sm->root_pss_kb / 1024.0 / k,
+                            v.name == "namespace" || v.name == "landlock"
+                                ? " (a copy-on-write fork of this process: its pages are shared "
+                                  "with the runtime, so they scale with the runtime's size / "
+                                  "(sandboxes + 1))"
+                                : "");
+            } else {
+                std::printf("  %-46s skipped: %s\n", name.c_str(), e.c_str());
+            }
+            if (v.name != "namespace") continue;
             const double mb = sm ? sm->pss_kb / 1024.0 / k : -1;
-            g_targets.push_back({"PSS per idle python instance", "<= 8 MB",
-                                 mb > 0 ? fmt("%.2f MB", mb) : "-",
-                                 mb > 0 ? (mb <= 8.0 ? 1 : 0) : -1});
-        } else {
-            const double mb = sm ? sm->pss_kb / 1024.0 / k : -1;
-            g_targets.push_back(
-                {"PSS per idle node instance", "(none)", mb > 0 ? fmt("%.2f MB", mb) : "-", -1});
+            if (py)
+                g_targets.push_back({"PSS per idle python instance", "<= 8 MB",
+                                     mb > 0 ? fmt("%.2f MB", mb) : "-",
+                                     mb > 0 ? (mb <= 8.0 ? 1 : 0) : -1});
+            else
+                g_targets.push_back({"PSS per idle node instance", "(none)",
+                                     mb > 0 ? fmt("%.2f MB", mb) : "-", -1});
         }
     }
     std::printf(
@@ -1021,29 +1066,42 @@ void print_summary() {
                     t.measured.c_str(), t.met < 0 ? "-" : (t.met ? "yes" : "NO"));
 }
 
-}  // namespace
+// ---------------------------------------------------------------------------------------
+// The backends compared.
 
-int main(int argc, char** argv) {
-    init_logging("error");
-    int runs = env_int("SANDFLOW_BENCH_RUNS", 15);
-    if (argc > 1 && std::atoi(argv[1]) > 0) runs = std::atoi(argv[1]);
-    const int idle = env_int("SANDFLOW_BENCH_IDLE", 8);
+// The isolating tiers, each made by name through sandbox::make_backend with its default
+// options. A name this build does not know, or a backend that cannot run here, stays in the
+// list with the reason, which every section prints in place of its figures.
+constexpr const char* kTiers[] = {"namespace", "landlock", "gvisor"};
 
-    sandbox::NoneBackend none;
-    std::unique_ptr<sandbox::NamespaceBackend> ns;
-    std::vector<std::unique_ptr<sandbox::NamespaceBackend>> partial;
-    // `none` (the baseline), the namespace sandbox, then that sandbox with one layer off
-    // each, to show where an overhead comes from. The layer switches exist for the escape
-    // suite; nothing in production reaches them.
-    std::vector<Variant> variants = {{"none", &none}};
-    std::string ns_skip;
-    if (auto ok = sandbox::NamespaceBackend::probe(); !ok) {
-        ns_skip = "the namespace backend cannot run here: " + ok.error().message;
-    } else if (auto b = sandbox::NamespaceBackend::create(); !b) {
-        ns_skip = "the namespace backend cannot run here: " + b.error().message;
-    } else {
-        ns = std::move(*b);
-        variants.push_back({"namespace", ns.get()});
+// Empty when a sandbox of `backend` runs /usr/bin/true to a clean exit, else why not: what
+// the backends' own probes check, for any backend made by name.
+std::string probe(sandbox::Backend& backend) {
+    sandbox::WorkerSpec spec;
+    spec.argv = {"/usr/bin/true"};
+    auto proc = backend.spawn(spec);
+    if (!proc) return proc.error().message;
+    for (int i = 0; i < 5000; ++i) {
+        if (auto st = (*proc)->try_wait())
+            return WIFEXITED(st->raw) && WEXITSTATUS(st->raw) == 0
+                       ? ""
+                       : "a test sandbox running /usr/bin/true " + st->describe();
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return "a test sandbox running /usr/bin/true did not end within 5 s (" +
+           (*proc)->kill_and_wait().describe() + ")";
+}
+
+// The tier with one layer off at a time, to show where an overhead comes from. The switches
+// exist for the escape suite; nothing in production reaches them.
+void add_layers_off(std::string_view tier, std::vector<Variant>& variants,
+                    std::vector<std::unique_ptr<sandbox::Backend>>& owned) {
+    auto add = [&](const char* name, auto made) {
+        if (!made) return;
+        owned.push_back(std::move(*made));
+        variants.push_back({name, owned.back().get(), "", false});
+    };
+    if (tier == "namespace") {
         const std::pair<const char*, void (*)(sandbox::NamespaceOptions&)> off[] = {
             {"namespace, cgroups off", [](sandbox::NamespaceOptions& o) { o.use_cgroups = false; }},
             {"namespace, seccomp off",
@@ -1056,23 +1114,66 @@ int main(int argc, char** argv) {
         for (const auto& [name, apply] : off) {
             sandbox::NamespaceOptions o;
             apply(o);
-            if (auto c = sandbox::NamespaceBackend::create(o)) {
-                partial.push_back(std::move(*c));
-                variants.push_back({name, partial.back().get()});
-            }
+            add(name, sandbox::NamespaceBackend::create(o));
+        }
+    } else if (tier == "landlock") {
+        const std::pair<const char*, void (*)(sandbox::LandlockOptions&)> off[] = {
+            {"landlock, cgroups off", [](sandbox::LandlockOptions& o) { o.use_cgroups = false; }},
+            {"landlock, seccomp off",
+             [](sandbox::LandlockOptions& o) { o.layers.seccomp = false; }},
+            {"landlock, landlock off",
+             [](sandbox::LandlockOptions& o) { o.layers.landlock = false; }},
+        };
+        for (const auto& [name, apply] : off) {
+            sandbox::LandlockOptions o;
+            apply(o);
+            add(name, sandbox::LandlockBackend::create(o));
         }
     }
-    if (!ns) variants.push_back({"namespace", nullptr});
+}
+
+// `none` (the baseline), then each tier followed by its variants with a layer off.
+std::vector<Variant> make_variants(sandbox::NoneBackend& none,
+                                   std::vector<std::unique_ptr<sandbox::Backend>>& owned) {
+    std::vector<Variant> variants = {{"none", &none, "", false}};
+    for (const char* tier : kTiers) {
+        Variant v{tier, nullptr, "", true};
+        auto b = sandbox::make_backend(tier, {});
+        if (!b) {
+            v.skipped = b.error().message;
+        } else if (const std::string why = probe(**b); !why.empty()) {
+            v.skipped = "the " + v.name + " backend cannot run here: " + why;
+        } else {
+            owned.push_back(std::move(*b));
+            v.backend = owned.back().get();
+        }
+        variants.push_back(std::move(v));
+        if (variants.back().backend) add_layers_off(tier, variants, owned);
+    }
+    return variants;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    init_logging("error");
+    int runs = env_int("SANDFLOW_BENCH_RUNS", 15);
+    if (argc > 1 && std::atoi(argv[1]) > 0) runs = std::atoi(argv[1]);
+    const int idle = env_int("SANDFLOW_BENCH_IDLE", 8);
+
+    sandbox::NoneBackend none;
+    std::vector<std::unique_ptr<sandbox::Backend>> owned;
+    const std::vector<Variant> variants = make_variants(none, owned);
 
     std::printf("sandflow sandbox benchmark: %d runs per cold/pool figure, %d idle instances\n",
                 runs, idle);
     print_load("load average at start");
-    setup_alone(runs, variants, ns_skip);
-    cold_start(Language::python, runs, variants, ns_skip);
-    cold_start(Language::javascript, runs, variants, ns_skip);
-    from_pool(runs, variants, ns_skip);
-    warm_overhead(variants, ns_skip);
-    idle_memory(idle, ns.get(), ns_skip, none);
+    setup_alone(runs, variants);
+    cold_start(Language::python, runs, variants);
+    cold_start(Language::javascript, runs, variants);
+    from_pool(runs, variants);
+    warm_overhead(variants);
+    idle_memory(idle, variants);
     netns_cost();
     print_summary();
     print_load("load average at end");
