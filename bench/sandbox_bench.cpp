@@ -184,6 +184,26 @@ void kill_and_reap(pid_t pid) {
     }
 }
 
+// True once `pid` has ended and been reaped, within `ms`.
+bool reaped_within(pid_t pid, int ms) {
+    for (int waited = 0;; ++waited) {
+        int st = 0;
+        const pid_t r = ::waitpid(pid, &st, WNOHANG);
+        if (r == pid || (r < 0 && errno != EINTR)) return true;
+        if (waited >= ms) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+}
+
+// Lets `pid` end on its own for `ms`, then asks it to (SIGTERM), then kills it: `runsc do`
+// removes its state folder (/tmp/runsc-do*) when it exits or on SIGTERM, and leaves it behind
+// on SIGKILL.
+void end_and_reap(pid_t pid, int ms) {
+    if (reaped_within(pid, ms)) return;
+    ::kill(pid, SIGTERM);
+    if (!reaped_within(pid, 5'000)) kill_and_reap(pid);
+}
+
 // Milliseconds from spawn until the one-shot script's result line ("42") has arrived;
 // the exit and the reaping are outside the timing, as the sandbox's teardown is.
 std::optional<double> one_shot(const std::vector<std::string>& argv, std::string* error) {
@@ -217,7 +237,7 @@ std::optional<double> one_shot(const std::vector<std::string>& argv, std::string
         out.append(buf, static_cast<std::size_t>(n));
     }
     ::close(s->out);
-    kill_and_reap(s->pid);
+    end_and_reap(s->pid, ms ? 5'000 : 0);
     if (!ms) *error = argv[0] + " did not print the result: " + last_line(out);
     return ms;
 }
@@ -234,7 +254,7 @@ std::string one_shot_code(Language lang) {
 
 // Debian's bubblewrap, unsharing every namespace it can, with what the interpreters need:
 // /usr read-only (lib, lib64 and bin are symlinks into it on Debian 12), /proc, /dev, /tmp.
-std::vector<std::string> bwrap_argv(Language lang) {
+std::vector<std::string> bwrap_argv(Language lang, const std::string& code) {
     std::vector<std::string> a = {kBwrap,      "--unshare-all", "--die-with-parent",
                                   "--ro-bind", "/usr",          "/usr",
                                   "--symlink", "usr/lib",       "/lib",
@@ -243,8 +263,36 @@ std::vector<std::string> bwrap_argv(Language lang) {
                                   "--proc",    "/proc",         "--dev",
                                   "/dev",      "--tmpfs",       "/tmp",
                                   "--chdir",   "/tmp"};
-    for (auto& s : bare_argv(lang, one_shot_code(lang))) a.push_back(std::move(s));
+    for (auto& s : bare_argv(lang, code)) a.push_back(std::move(s));
     return a;
+}
+
+// runsc from the benchmark's PATH; empty when gVisor is not installed.
+std::string find_runsc() {
+    const char* path = std::getenv("PATH");
+    std::istringstream dirs(path && *path ? path : "/usr/local/bin:/usr/bin");
+    for (std::string dir; std::getline(dirs, dir, ':');) {
+        const std::string f = dir + "/runsc";
+        if (!dir.empty() && ::access(f.c_str(), X_OK) == 0) return f;
+    }
+    return {};
+}
+
+// gVisor's `runsc do`: the interpreter on the host's root (an overlay runsc puts over it), no
+// network, the ptrace platform (no KVM needed; the platform the gvisor backend defaults to).
+// As root runsc makes its own cgroups; an ordinary user cannot, and needs --rootless.
+std::vector<std::string> runsc_argv(const std::string& runsc, Language lang,
+                                    const std::string& code) {
+    std::vector<std::string> a = {runsc};
+    if (::geteuid() != 0) a.push_back("--rootless");
+    for (const char* s : {"--network=none", "--platform=ptrace", "do"}) a.push_back(s);
+    for (auto& s : bare_argv(lang, code)) a.push_back(std::move(s));
+    return a;
+}
+
+std::string runsc_label(const std::string& what) {
+    return std::string("runsc") + (::geteuid() != 0 ? " --rootless" : "") +
+           " --platform=ptrace do + " + what;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -369,11 +417,15 @@ void cold_start(Language lang, int runs, const std::vector<Variant>& variants) {
     cols.push_back({"bwrap --unshare-all + " + interp, {}, {}});
     if (::access(kBwrap, X_OK) != 0)
         cols[1].skipped = "bubblewrap is not installed (apt-get install bubblewrap)";
-    constexpr std::size_t kFirstVariant = 2;
+    static const std::string runsc = find_runsc();
+    cols.push_back({runsc_label(interp), {}, {}});
+    if (runsc.empty()) cols[2].skipped = "gVisor's runsc is not installed (apt-get install runsc)";
+    constexpr std::size_t kFirstVariant = 3;
     for (const auto& v : variants)
         cols.push_back({v.name + ": create + first call", {}, v.skipped});
     const auto bare_cmd = bare_argv(lang, one_shot_code(lang));
-    const auto bwrap_cmd = bwrap_argv(lang);
+    const auto bwrap_cmd = bwrap_argv(lang, one_shot_code(lang));
+    const auto runsc_cmd = runsc_argv(runsc, lang, one_shot_code(lang));
     auto once = [&](std::size_t c) {
         Column& col = cols[c];
         if (!col.skipped.empty()) return;
@@ -383,12 +435,17 @@ void cold_start(Language lang, int runs, const std::vector<Variant>& variants) {
             ms = one_shot(bare_cmd, &e);
         else if (c == 1)
             ms = one_shot(bwrap_cmd, &e);
+        else if (c == 2)
+            ms = one_shot(runsc_cmd, &e);
         else
             ms = instance_first_result(*variants[c - kFirstVariant].backend, spec, &e);
         if (ms)
             col.samples.push_back(*ms);
         else
-            col.skipped = (c == 1 ? "bwrap cannot run here: " : "") + e;
+            col.skipped = (c == 1   ? "bwrap cannot run here: "
+                           : c == 2 ? "runsc do cannot run here: "
+                                    : "") +
+                          e;
     };
     // One warm-up round (page cache, first-use costs), then rounds in a shuffled order.
     const std::size_t n = cols.size();
@@ -401,6 +458,7 @@ void cold_start(Language lang, int runs, const std::vector<Variant>& variants) {
                     : "b. cold start to first result, Node");
     const Column& bare = cols[0];
     const Column& bwrap = cols[1];
+    const Column& runsc_col = cols[2];
     for (std::size_t c = 0; c < n; ++c) print_column(cols[c], c == 0 ? nullptr : &bare);
     const Column& none_col = cols[kFirstVariant];
     if (none_col.ok())
@@ -412,6 +470,9 @@ void cold_start(Language lang, int runs, const std::vector<Variant>& variants) {
         if (bwrap.ok())
             std::printf("  %-46s %6.2fx (< 1 = the sandbox is faster)\n",
                         (variants[v].name + " vs bwrap:").c_str(), ratio(t, bwrap));
+        if (runsc_col.ok())
+            std::printf("  %-46s %6.2fx\n", (variants[v].name + " vs runsc do:").c_str(),
+                        ratio(t, runsc_col));
         if (none_col.ok())
             std::printf("  %-46s %+8.2fms (%.2fx)\n",
                         ("sandbox cost (" + variants[v].name + " - none):").c_str(),
@@ -706,20 +767,51 @@ std::optional<Memory> idle_instances(sandbox::Backend& backend, Language lang, i
     return m;
 }
 
+// True once a whole line has arrived on `fd` within `ms`; what arrived is in *out.
+bool wait_line(int fd, int ms, std::string* out) {
+    const auto until = Clock::now() + std::chrono::milliseconds(ms);
+    while (out->find('\n') == std::string::npos) {
+        const auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
+        pollfd pf{fd, POLLIN, 0};
+        if (left <= 0 || ::poll(&pf, 1, static_cast<int>(left)) <= 0) return false;
+        char buf[4096];
+        const ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        out->append(buf, static_cast<std::size_t>(n));
+    }
+    return true;
+}
+
+// K processes of `argv` (a script that prints a line, then idles), measured once each has
+// printed (runsc takes a second or more to start one under load) and a second has passed.
 std::optional<Memory> idle_bare(const std::vector<std::string>& argv, int k, std::string* error) {
-    std::vector<pid_t> pids;
+    std::vector<Spawned> procs;
     for (int i = 0; i < k; ++i) {
-        auto s = spawn(argv, false, error);
+        auto s = spawn(argv, true, error);
         if (!s) break;
-        pids.push_back(s->pid);
+        procs.push_back(*s);
+    }
+    bool ready = static_cast<int>(procs.size()) == k;
+    for (const auto& p : procs) {
+        std::string out;
+        if (ready && !wait_line(p.out, 30'000, &out)) {
+            *error = argv[0] + " did not start within 30 s: " + last_line(out);
+            ready = false;
+        }
     }
     std::optional<Memory> m;
-    if (static_cast<int>(pids.size()) == k) {
+    if (ready) {
         std::this_thread::sleep_for(std::chrono::seconds(1));
         m = Memory{};
-        for (pid_t p : pids) add_tree(p, *m);
+        for (const auto& p : procs) add_tree(p.pid, *m);
     }
-    for (pid_t p : pids) kill_and_reap(p);
+    for (const auto& p : procs) ::kill(p.pid, SIGTERM);
+    for (const auto& p : procs) {
+        end_and_reap(p.pid, 5'000);
+        ::close(p.out);
+    }
     return m;
 }
 
@@ -742,8 +834,8 @@ void idle_memory(int k, const std::vector<Variant>& variants) {
         const bool py = lang == Language::python;
         const std::string l = py ? "python, " : "node, ";
         std::string e;
-        const std::string idle_code =
-            py ? "import time; time.sleep(60)" : "setTimeout(() => {}, 60000)";
+        const std::string idle_code = py ? "import time; print('idle', flush=True); time.sleep(60)"
+                                         : "console.log('idle'); setTimeout(() => {}, 60000)";
         auto bare = idle_bare(bare_argv(lang, idle_code), k, &e);
         const std::string bare_name =
             py ? "bare python3 -I -S -c 'sleep(60)'" : "bare node -e 'setTimeout(60 s)'";
@@ -757,6 +849,24 @@ void idle_memory(int k, const std::vector<Variant>& variants) {
                 idle_bare({std::string(actor::sdk::kPythonInterpreter), "-c", idle_code}, k, &e);
             if (site) print_memory("bare python3 -c 'sleep(60)' (with site)", *site, k, nullptr);
         }
+        // The one-shot sandboxes, idling the same way: bwrap with its children; runsc with its
+        // gofer, its sandbox (gVisor's kernel) and the ptrace stubs the interpreter runs in.
+        const std::string interp = py ? "python3" : "node";
+        const std::string bwrap_name = "bwrap --unshare-all + " + interp;
+        if (::access(kBwrap, X_OK) != 0)
+            std::printf("  %-46s skipped: bubblewrap is not installed\n", bwrap_name.c_str());
+        else if (auto m = idle_bare(bwrap_argv(lang, idle_code), k, &e))
+            print_memory(bwrap_name, *m, k, bare ? &*bare : nullptr);
+        else
+            std::printf("  %-46s skipped: %s\n", bwrap_name.c_str(), e.c_str());
+        static const std::string runsc = find_runsc();
+        if (runsc.empty())
+            std::printf("  %-46s skipped: gVisor's runsc is not installed\n",
+                        runsc_label(interp).c_str());
+        else if (auto m = idle_bare(runsc_argv(runsc, lang, idle_code), k, &e))
+            print_memory(runsc_label(interp), *m, k, bare ? &*bare : nullptr);
+        else
+            std::printf("  %-46s skipped: %s\n", runsc_label(interp).c_str(), e.c_str());
         auto nm = idle_instances(none, lang, k, &e);
         if (nm)
             print_memory(l + "none backend", *nm, k, bare ? &*bare : nullptr);
