@@ -1,25 +1,29 @@
 // Sandbox benchmarks (DESIGN §5-6; issue "Namespace sandbox", item 6). Every figure is
-// measured in this run and printed beside its baseline, as a ratio:
+// measured in this run and printed beside its baseline, as a ratio, for each isolating tier
+// in kTiers (namespace, landlock, gvisor; made by name, and skipped with the reason where
+// this build or host has none):
 //   a0   the sandbox's set-up alone: Backend::spawn of /usr/bin/true until its execve;
-//   a/b  cold start to first result, Python and Node: the namespace sandbox (Instance::create
-//        + first call) against a bare interpreter running an equivalent one-shot script,
-//        against Debian's bubblewrap (`bwrap --unshare-all`) running that script, and against
-//        the same instance on the `none` backend (which splits the sandbox's cost from the
-//        worker protocol's);
-//   c    load to first result from the warm pool, Python and Node, against a cold start, a
-//        worker started beforehand with no pool refilling, and a pool on `none`;
-//   d    a warm call on a sandboxed instance against the same call on a `none` instance,
+//   a/b  cold start to first result, Python and Node: each tier (Instance::create + first
+//        call) against a bare interpreter running an equivalent one-shot script, against
+//        Debian's bubblewrap (`bwrap --unshare-all`) and gVisor's `runsc do` running that
+//        script, and against the same instance on the `none` backend (which splits the
+//        sandbox's cost from the worker protocol's);
+//   c    load to first result from the warm pool, Python and Node, against a cold start on
+//        the same tier, a worker started beforehand with no pool refilling, and a pool on
+//        `none`;
+//   d    a warm call on each tier's instance against the same call on a `none` instance,
 //        interleaved;
-//   e    PSS per idle instance, against bare interpreters idling the same way;
+//   e    PSS per idle instance, against bare interpreters, bwrap and `runsc do` idling the
+//        same way;
 //   f    creating a network namespace per sandbox against joining one that already exists,
 //        measured in a forked child with its own user namespace, and whether sharing one
 //        would be safe.
-// a0, a/b and d also run the sandbox with one layer off at a time, to show where a cost
-// comes from. Runs: argv[1] or SANDFLOW_BENCH_RUNS (set-up, cold and pool samples, default
-// 15), SANDFLOW_BENCH_IDLE (idle instances for PSS, default 8), SANDFLOW_BENCH_NETNS_RUNS
-// (default 400). Percentiles are nearest-rank, so with 15 samples p90 is the 14th smallest.
-// The machine's other work inflates every figure; the load average is printed with them.
-// Nothing here is asserted by the tests.
+// a0, a/b and d also run the namespace and landlock tiers with one layer off at a time, to
+// show where a cost comes from. Runs: argv[1] or SANDFLOW_BENCH_RUNS (set-up, cold and pool
+// samples, default 15), SANDFLOW_BENCH_IDLE (idle instances for PSS, default 8),
+// SANDFLOW_BENCH_NETNS_RUNS (default 400). Percentiles are nearest-rank, so with 15 samples
+// p90 is the 14th smallest. The machine's other work inflates every figure; the load average
+// is printed with them. Nothing here is asserted by the tests.
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
@@ -866,6 +870,7 @@ std::optional<Memory> idle_bare(const std::vector<std::string>& argv, int k, std
 std::string root_process(std::string_view tier) {
     if (tier == "namespace") return "the sandbox's init";
     if (tier == "landlock") return "the sandbox's supervisor";
+    if (tier == "gvisor") return "the sandbox's runsc";
     return "Process::pid()";
 }
 
