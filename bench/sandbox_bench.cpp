@@ -662,7 +662,7 @@ void from_pool(int runs, const std::vector<Variant>& variants) {
             print_column(cold, nullptr);
             print_column(col, &cold);
             print_column(pre, &cold);
-            // The targets, ms (python, node): the gvisor tier's names no language.
+            // The targets in ms, Python and Node; the gvisor tier's one figure is for both.
             const struct {
                 const char* tier;
                 double python, node;
