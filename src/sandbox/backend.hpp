@@ -1,9 +1,10 @@
 // The sandbox backend interface (DESIGN §5, docs/sandbox.md).
 //
 // A backend starts one worker process per actor instance, isolated as well as it can,
-// with the channel on kChannelFd. Backends: `namespace` (the default on Linux with user
-// namespaces; sandbox/namespace/) and `none` (no isolation; development only, and only with
-// an explicit opt-in).
+// with the channel on channel_fd_in_worker() (kChannelFd unless the backend says otherwise).
+// Backends: `namespace` (the default on Linux with user namespaces; sandbox/namespace/),
+// `gvisor` (gVisor's user-space kernel through runsc; sandbox/gvisor/, chosen by name only)
+// and `none` (no isolation; development only, and only with an explicit opt-in).
 #pragma once
 
 #include <memory>
@@ -34,6 +35,11 @@ class Backend {
     virtual bool isolates() const = 0;
     // What a sandbox gets when WorkerSpec::limits is unset (what the warm pool starts).
     virtual SandboxLimits default_limits() const = 0;
+    // The descriptor on which the worker finds its channel; WorkerSpec::argv names it last.
+    // kChannelFd, or 0 where a sandbox can hand its worker only the standard descriptors
+    // (gvisor): the channel is then the worker's stdin, and the SDK shims move it off 0 and
+    // put /dev/null there, so that a worker sees the same descriptors on every backend.
+    virtual int channel_fd_in_worker() const { return kChannelFd; }
     virtual Result<std::unique_ptr<Process>> spawn(const WorkerSpec& spec) = 0;
 };
 

@@ -940,13 +940,21 @@ TEST_P(WorkerTest, OnStartSeesTheWorkerThatRunsTheCallAndCanStopIt) {
     EXPECT_EQ(inst->worker_pid(), seen);  // nothing was killed
 }
 
-TEST_P(WorkerTest, AWorkerSeesOnlyItsStandardDescriptorsAndTheChannel) {
+// Whatever descriptor the backend hands the channel on (none_stdin and gvisor: stdin).
+TEST_P(WorkerTest, AWorkerSeesOnlyItsStandardDescriptorsTheChannelAndAnEmptyStdin) {
     auto inst = must_load(write("fds.py", sandflow::testing::kOpenFdsPy));
     ASSERT_TRUE(inst);
     Recorded rec;
     auto r = inst->call(req({}), rec.events());
     ASSERT_TRUE(r) << r.error().message;
     EXPECT_EQ(r->outputs.at("open"), (json::array{0, 1, 2, 3}));
+    EXPECT_EQ(r->outputs.at("stdin"), "");
+    auto js = must_load(write("stdin.js", sandflow::testing::kStdinJs));
+    ASSERT_TRUE(js);
+    r = js->call(req({}), rec.events());
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->outputs.at("stdin"), "");
+    EXPECT_TRUE(js->call(req({}), rec.events()));  // the channel still works
 }
 
 // The non-blocking form an event loop uses: begin(), then advance() each time the wait
@@ -1014,7 +1022,7 @@ async def process(ctx):
     EXPECT_TRUE(ok->new_worker);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, WorkerTest, ::testing::Values("none", "namespace"),
+INSTANTIATE_TEST_SUITE_P(Backends, WorkerTest, ::testing::Values("none", "none_stdin", "namespace"),
                          sandflow::testing::backend_test_name);
 INSTANTIATE_TEST_SUITE_P(Backends, HostWorkerTest, ::testing::Values("none"),
                          sandflow::testing::backend_test_name);

@@ -20,10 +20,32 @@
 
 namespace sandflow::testing {
 
-// For suites parameterised over backends ("none", "namespace"): the backend to run on, or
-// null with the test marked skipped, and why, when the namespace sandbox cannot run here
+// `none`, with the worker's channel on its stdin (descriptor 0) as under gvisor, where runsc
+// hands a container only the standard descriptors: the SDK shims' path for that, on the
+// host, in every build. A shell moves the channel from where spawn_process() puts it.
+class StdinChannelBackend final : public sandbox::Backend {
+  public:
+    std::string_view name() const override { return "none_stdin"; }
+    bool isolates() const override { return false; }
+    sandbox::SandboxLimits default_limits() const override { return none_.default_limits(); }
+    int channel_fd_in_worker() const override { return 0; }
+    Result<std::unique_ptr<sandbox::Process>> spawn(const sandbox::WorkerSpec& spec) override {
+        sandbox::WorkerSpec moved = spec;
+        const std::string fd = std::to_string(sandbox::kChannelFd);
+        moved.argv = {"/bin/sh", "-c", "exec \"$0\" \"$@\" 0<&" + fd + " " + fd + "<&-"};
+        moved.argv.insert(moved.argv.end(), spec.argv.begin(), spec.argv.end());
+        return none_.spawn(moved);
+    }
+
+  private:
+    sandbox::NoneBackend none_;
+};
+
+// For suites parameterised over backends ("none", "none_stdin", "namespace"): the backend to
+// run on, or null with the test marked skipped, and why, when the sandbox cannot run here
 // (the caller returns when IsSkipped()).
 inline std::unique_ptr<sandbox::Backend> backend_for_test(const std::string& name) {
+    if (name == "none_stdin") return std::make_unique<StdinChannelBackend>();
     if (name != "namespace") return std::make_unique<sandbox::NoneBackend>();
     auto probe = sandbox::NamespaceBackend::probe();
     if (!probe) {
@@ -98,10 +120,10 @@ async function process(context) {
 }
 )";
 
-// Lists the descriptors open in the worker (fstat opens none itself): a worker must see
-// exactly stdin, stdout, stderr and its channel.
-inline constexpr const char* kOpenFdsPy = R"(import os
-@actor({"component": "fds", "outports": ["open"]})
+// Lists the descriptors open in the worker (fstat opens none itself), and reads stdin: a
+// worker must see exactly stdin, stdout, stderr and its channel, and an empty stdin.
+inline constexpr const char* kOpenFdsPy = R"(import os, sys
+@actor({"component": "fds", "outports": ["open", "stdin"]})
 def process(context):
     found = []
     for fd in range(1024):
@@ -110,7 +132,17 @@ def process(context):
             found.append(fd)
         except OSError:
             pass
-    return {"open": found}
+    return {"open": found, "stdin": sys.stdin.read()}
+)";
+
+// Reads process.stdin to its end (the global: `process` here is the actor's function).
+inline constexpr const char* kStdinJs =
+    R"(const metadata = {component: 'stdin', outports: ['stdin']};
+async function process(context) {
+    let text = '';
+    for await (const chunk of globalThis.process.stdin) text += chunk;
+    return {stdin: text};
+}
 )";
 
 }  // namespace sandflow::testing
