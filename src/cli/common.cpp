@@ -26,8 +26,12 @@ int report(const Error& e) {
 
 void add_backend_flags(CLI::App& cmd, BackendFlags& flags) {
     cmd.add_option("--backend", flags.name,
-                   "Sandbox backend: auto (the strongest this host supports), namespace, or none")
+                   "Sandbox backend: auto (the strongest this host supports), namespace, gvisor "
+                   "(gVisor's runsc; chosen by name only), or none")
         ->default_str("auto");
+    cmd.add_option("--gvisor-platform", flags.gvisor_platform,
+                   "gvisor backend: the platform runsc runs on (ptrace, systrap, kvm)")
+        ->default_str("ptrace");
     cmd.add_flag("--insecure-no-sandbox", flags.insecure_no_sandbox,
                  "Allow the 'none' backend: run scripts as plain subprocesses with NO isolation "
                  "(trusted scripts, development only)");
@@ -38,6 +42,7 @@ Result<std::unique_ptr<sandbox::Backend>> open_backend(const BackendFlags& flags
     sandbox::BackendOptions opts;
     opts.allow_insecure = flags.insecure_no_sandbox;
     opts.limits = limits;
+    opts.gvisor_platform = flags.gvisor_platform;
     if (flags.name == "auto") {
         // The strongest backend that runs here: the namespace sandbox (probed once, by
         // starting one). `none` only when the user explicitly allowed no isolation.

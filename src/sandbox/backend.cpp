@@ -1,13 +1,14 @@
 #include "sandbox/backend.hpp"
 
 #include "core/log.hpp"
+#include "sandbox/gvisor/gvisor_backend.hpp"
 #include "sandbox/namespace/namespace_backend.hpp"
 #include "sandbox/none/none_backend.hpp"
 
 namespace sandflow::sandbox {
 
 std::vector<std::string_view> backend_names() {
-    return {"namespace", "none"};
+    return {"gvisor", "namespace", "none"};
 }
 
 std::vector<std::string> clean_worker_env() {
@@ -21,6 +22,14 @@ Result<std::unique_ptr<Backend>> make_backend(std::string_view name,
         NamespaceOptions ns;
         ns.limits = options.limits;
         auto b = NamespaceBackend::create(ns);
+        if (!b) return tl::unexpected(b.error());
+        return std::unique_ptr<Backend>(std::move(*b));
+    }
+    if (name == "gvisor") {
+        GvisorOptions g;
+        g.limits = options.limits;
+        if (!options.gvisor_platform.empty()) g.platform = options.gvisor_platform;
+        auto b = GvisorBackend::create(g);
         if (!b) return tl::unexpected(b.error());
         return std::unique_ptr<Backend>(std::move(*b));
     }

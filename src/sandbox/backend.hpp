@@ -48,6 +48,8 @@ struct BackendOptions {
     bool allow_insecure = false;
     // The limits sandboxes get when their WorkerSpec names none (`none` enforces none).
     SandboxLimits limits;
+    // gvisor: the platform runsc runs the sentry on; empty: gvisor::kDefaultPlatform.
+    std::string gvisor_platform;
 };
 
 // Names accepted by make_backend, strongest first.
