@@ -3,10 +3,12 @@
 // runtime that is killed) and what they leave behind. The whole worker suite (worker_test)
 // also runs on this backend. Sandboxes start in the optimised build only
 // (sandflow::testing::kTestGvisor), and few of them: each costs ~0.6 s.
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -212,6 +214,30 @@ TEST(GvisorBundle, TheConfigMapsLimitsMountsAndTheUser) {
     EXPECT_EQ(mounts.at("/proc").as_object().at("type"), "proc");
 }
 
+// No sandbox: what create() says when gVisor is missing or misconfigured.
+TEST(GvisorBackend, ErrorsSayHowToFixThem) {
+    sandbox::GvisorOptions o;
+    o.runsc = "/nonexistent/runsc";
+    auto missing = sandbox::GvisorBackend::create(o);
+    ASSERT_FALSE(missing);
+    EXPECT_EQ(missing.error().code, Errc::sandbox_unavailable);
+    EXPECT_NE(missing.error().message.find("apt-get install runsc"), std::string::npos)
+        << missing.error().message;
+    o = {};
+    o.platform = "vmware";
+    auto platform = sandbox::GvisorBackend::create(o);
+    ASSERT_FALSE(platform);
+    EXPECT_EQ(platform.error().code, Errc::invalid_argument);
+    EXPECT_NE(platform.error().message.find("ptrace, systrap, kvm"), std::string::npos);
+    o = {};
+    o.limits.tmpfs_bytes = 0;
+    auto zero = sandbox::GvisorBackend::create(o);
+    ASSERT_FALSE(zero);
+    EXPECT_EQ(zero.error().code, Errc::invalid_argument);
+    auto names = sandbox::backend_names();
+    EXPECT_NE(std::find(names.begin(), names.end(), "gvisor"), names.end());
+}
+
 TEST_F(GvisorWorkerTest, TheViewFromInsideAndNothingOfTheHostWithinReach) {
     // A listener on the host's loopback, an abstract unix socket, a file in the host's /tmp.
     const int tcp = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -404,6 +430,49 @@ TEST_F(GvisorWorkerTest, ARuntimeKilledWithSigkillTakesItsSandboxesWithIt) {
     ASSERT_TRUE(next) << next.error().message;
     EXPECT_FALSE(fs::exists(folder)) << folder << " was left";
     EXPECT_EQ(entries(state), 1u);  // the new backend's own
+}
+
+TEST_F(GvisorWorkerTest, RunsForAnOrdinaryUserToo) {
+    if (::geteuid() != 0) GTEST_SKIP() << "already unprivileged: every other test covers it";
+    // As root, the test drops to nobody in a child process and runs a call there: runsc then
+    // runs with --rootless (its own user namespace), and no cgroup is writable.
+    fs::permissions(dir_, fs::perms(0755));
+    const fs::path state = dir_ / "state";
+    fs::create_directory(state);
+    ASSERT_EQ(::chown(state.c_str(), 65534, 65534), 0) << std::strerror(errno);
+    auto spec = runtime::spec_from_file(write("d.py", sandflow::testing::kDoublePy));
+    ASSERT_TRUE(spec) << spec.error().message;
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+            ::setresuid(65534, 65534, 65534) != 0)
+            ::_exit(10);
+        ::prctl(PR_SET_DUMPABLE, 1);
+        sandbox::GvisorOptions o;
+        o.state_dir = state.string();
+        auto b = sandbox::GvisorBackend::create(o);
+        if (!b || !(*b)->rootless()) ::_exit(11);
+        for (const auto& c : (*b)->cgroup_support().controllers)
+            if (c.usable()) ::_exit(12);
+        auto inst = runtime::Instance::create(**b, std::move(*spec));
+        if (!inst) {
+            std::fprintf(stderr, "%s\n", inst.error().message.c_str());
+            ::_exit(13);
+        }
+        runtime::CallEvents ev;
+        auto r = (*inst)->call(req({{"input", 4}}), ev);
+        const bool ok = r && r->outputs.at("status") == json::value("completed");
+        inst->reset();  // _exit runs no destructor: the sandbox and folder go here
+        b->reset();
+        ::_exit(ok ? 0 : 14);
+    }
+    int st = 0;
+    ASSERT_EQ(::waitpid(child, &st, 0), child);
+    ASSERT_TRUE(WIFEXITED(st));
+    EXPECT_EQ(WEXITSTATUS(st), 0) << "10: dropping to nobody, 11: backend, 12: a cgroup was "
+                                     "writable, 13: start, 14: call";
+    EXPECT_EQ(entries(state), 0u) << "the ordinary user's backend left its folder";
 }
 
 TEST_F(GvisorWorkerTest, TheExitStatusIsTheWorkers) {
