@@ -51,7 +51,7 @@ inline constexpr std::array<std::string_view, 3> kPlatforms = {"ptrace", "systra
 inline constexpr std::string_view kRootStateDir = "/run/sandflow/gvisor";
 // The host's cgroups hold the whole sandbox: gVisor's kernel, its gofer and the runsc
 // process as well as the worker. Memory: the sandbox's limit plus what those take at rest
-// (~15 MiB measured with an idle python3 worker), so that the worker keeps its limit.
+// (~16 MiB measured; an idle python3 adds ~4 MiB), so that the worker keeps its limit.
 inline constexpr std::uint64_t kRunscMemoryHeadroom = 32ull << 20;
 // Tasks: the worker's own are capped inside (RLIMIT_NPROC, counted by gVisor's kernel);
 // the host's pids cgroup is a backstop on the host tasks that serve them. At rest runsc,
