@@ -2,7 +2,7 @@
 // of the host it cannot reach, its limits, how its runsc processes end (killed, or with a
 // runtime that is killed) and what they leave behind. The whole worker suite (worker_test)
 // also runs on this backend. Sandboxes start in the optimised build only
-// (sandflow::testing::kTestGvisor), and few of them: each costs ~0.6 s.
+// (sandflow::testing::kTestGvisor), and few of them: each costs ~0.4 s.
 #include <grp.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -529,13 +529,35 @@ os.read(0, 1)
 
     // Memory and CPU change live (the host's cgroups); the pids limit is gVisor's rlimit.
     if (has_cgroup("memory") && has_cgroup("cpu")) {
+        std::string cpu;
+        for (const auto& c : backend_->cgroup_support().controllers)
+            if (c.name == "cpu") cpu = c.base;
+        cpu += "/" + fs::directory_iterator(fs::path(backend_->folder()) / "sandboxes")
+                         ->path()
+                         .filename()
+                         .string();
+        auto read = [&](const char* file) {
+            std::ifstream in(cpu + "/" + file);
+            long long v = -1;
+            in >> v;
+            return v;
+        };
+        // A burst of one period's quota, where the kernel has it (gVisor's start).
+        const long long burst = read("cpu.cfs_burst_us");
+        if (burst >= 0) {
+            EXPECT_EQ(burst, read("cpu.cfs_quota_us"));
+        }
         auto more = l;
         more.memory_bytes = 300 << 20;
-        more.cpu_milli = 500;
+        more.cpu_milli = 500;  // below the burst the kernel allowed the old quota
         auto r = p->update_limits(more);
         ASSERT_TRUE(r) << r.error().message;
         EXPECT_TRUE(*r);
         EXPECT_EQ(p->limits()->memory_bytes, 300u << 20);
+        EXPECT_EQ(read("cpu.cfs_quota_us"), 50'000);
+        if (burst >= 0) {
+            EXPECT_EQ(read("cpu.cfs_burst_us"), 50'000);
+        }
     }
     auto pids = *p->limits();
     pids.pids = 20;

@@ -42,9 +42,9 @@ class StdinChannelBackend final : public sandbox::Backend {
     sandbox::NoneBackend none_;
 };
 
-// gVisor sandboxes are slow to start (~0.6 s each for python3 here, more for node, as
-// runsc, its gofer and gVisor's kernel start) and the interpreters run under ptrace: the
-// suites run on gvisor once, in the optimised build only. Under AddressSanitizer the
+// gVisor sandboxes are slow to start (~0.4 s to a python3 worker's hello here, ~0.6 s for
+// node, as runsc, its gofer and gVisor's kernel start) and the interpreters run under
+// ptrace: the suites run on gvisor once, in the optimised build only. Under AddressSanitizer the
 // interpreters inside would not be instrumented, and the backend's own code is plain
 // fork/exec and file writing.
 #if defined(__SANITIZE_ADDRESS__)
