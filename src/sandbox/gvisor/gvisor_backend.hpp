@@ -5,13 +5,14 @@
 // only (`--backend gvisor`), never by `auto`. docs/sandbox.md, "The gvisor backend".
 //
 //   parent   write config.json into the sandbox's own folder, create its cgroups with its
-//            limits → fork
+//            limits (and a CPU burst for gVisor's own start) → fork
 //   child    channel on 0 (runsc hands a container its stdin, stdout and stderr and nothing
 //            else), stdout and stderr pipes on 1 and 2 → default signals → own process group
 //            → PR_SET_PDEATHSIG(SIGKILL) → wait for the parent → execve runsc
 //   parent   move the child into its cgroups → release it → wait for its execve
 //   runsc    `runsc --root=<sandbox's folder>/state --network=none --platform=ptrace
-//            --ignore-cgroups run --bundle=<sandbox's folder> <id>`: starts its gofer and
+//            --ignore-cgroups [--rootless: only when the runtime is not root] run
+//            --bundle=<sandbox's folder> <id>`: starts its gofer and
 //            the sandbox, both with PR_SET_PDEATHSIG(SIGKILL) tied to itself, waits for the
 //            worker and exits with its status
 //
