@@ -41,6 +41,7 @@ bench: build
 	$(BUILD)/bench/sandflow_server_bench
 	$(BUILD)/bench/flow_bench
 	$(BUILD)/bench/sandbox_bench
+	$(BUILD)/bench/gvisor_bench
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp')

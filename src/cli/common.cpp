@@ -26,12 +26,15 @@ int report(const Error& e) {
 void add_backend_flags(CLI::App& cmd, BackendFlags& flags) {
     cmd.add_option("--backend", flags.name,
                    "Sandbox backend: auto (the fastest that runs here and meets --isolation), "
-                   "namespace, landlock, or none")
+                   "namespace, landlock, gvisor, or none")
         ->default_str("auto");
     cmd.add_option("--isolation", flags.isolation,
                    "The isolation level scripts need, weakest first: process (landlock and up), "
                    "os (namespace and up), kernel (gvisor), vm (microvm)")
         ->default_str("process");
+    cmd.add_option("--gvisor-platform", flags.gvisor_platform,
+                   "gvisor backend: the platform runsc runs on (ptrace, systrap, kvm)")
+        ->default_str("ptrace");
     cmd.add_flag("--insecure-no-sandbox", flags.insecure_no_sandbox,
                  "Allow the 'none' backend: run scripts as plain subprocesses with NO isolation "
                  "(trusted scripts, development only)");
@@ -42,6 +45,7 @@ Result<std::unique_ptr<sandbox::Backend>> open_backend(const BackendFlags& flags
     sandbox::BackendOptions opts;
     opts.allow_insecure = flags.insecure_no_sandbox;
     opts.limits = limits;
+    opts.gvisor_platform = flags.gvisor_platform;
     auto level = sandbox::parse_level(flags.isolation);
     if (!level) return tl::unexpected(level.error());
     opts.isolation = *level;

@@ -29,6 +29,7 @@ struct BackendFlags {
     std::string name = "auto";
     std::string isolation = "process";
     bool insecure_no_sandbox = false;
+    std::string gvisor_platform;  // empty: the gvisor backend's default
 };
 void add_backend_flags(CLI::App& cmd, BackendFlags& flags);
 // `limits`: what its sandboxes get by default (and its warm pool holds).

@@ -150,10 +150,11 @@ Result<std::unique_ptr<Worker>> Worker::spawn(sandbox::Backend& backend, actor::
         std::lock_guard lock(python_code().mutex);
         code = python_code().code;
     }
+    const int channel_fd = backend.channel_fd_in_worker();
     if (!code.empty()) {
-        ws.argv = actor::sdk::python_bootstrap_argv(sandbox::kChannelFd);
+        ws.argv = actor::sdk::python_bootstrap_argv(channel_fd);
     } else {
-        ws.argv = actor::sdk::worker_argv(language, sandbox::kChannelFd);
+        ws.argv = actor::sdk::worker_argv(language, channel_fd);
     }
     auto proc = backend.spawn(ws);
     if (!proc) return tl::unexpected(proc.error());

@@ -1,8 +1,10 @@
 #include "sandbox/backend.hpp"
 
 #include <mutex>
+#include <optional>
 
 #include "core/log.hpp"
+#include "sandbox/gvisor/gvisor_backend.hpp"
 #include "sandbox/landlock/landlock_backend.hpp"
 #include "sandbox/namespace/namespace_backend.hpp"
 #include "sandbox/none/none_backend.hpp"
@@ -58,7 +60,7 @@ Result<IsolationLevel> parse_level(std::string_view name) {
 }
 
 std::vector<std::string_view> backend_names() {
-    return {"namespace", "landlock", "none"};
+    return {"gvisor", "namespace", "landlock", "none"};
 }
 
 std::vector<std::string> clean_worker_env() {
@@ -66,24 +68,46 @@ std::vector<std::string> clean_worker_env() {
     return {"PATH=/usr/bin:/bin", "LANG=C.UTF-8", "HOME=/tmp"};
 }
 
+namespace {
+
+// The isolating backends in the order `auto` prefers them; each probe is computed once per
+// process by its backend, so a backend is started only when someone asks about it.
+struct Isolating {
+    std::string_view name;
+    IsolationLevel level;
+    Result<void> (*probe)();
+};
+constexpr Isolating kIsolating[] = {
+    {"namespace", IsolationLevel::os, &NamespaceBackend::probe},
+    {"landlock", IsolationLevel::process, &LandlockBackend::probe},
+    {"gvisor", IsolationLevel::kernel, &GvisorBackend::probe},
+};
+
+BackendStatus status_of(const Isolating& b) {
+    auto r = b.probe();
+    return {std::string(b.name), b.level, r.has_value(), r ? "" : r.error().message};
+}
+
+}  // namespace
+
 std::vector<BackendStatus> probe_backends() {
-    static std::once_flag once;
-    static std::vector<BackendStatus> found;
-    std::call_once(once, [] {
-        auto add = [](std::string name, IsolationLevel level, Result<void> r) {
-            found.push_back({std::move(name), level, r.has_value(), r ? "" : r.error().message});
-        };
-        add("namespace", IsolationLevel::os, NamespaceBackend::probe());
-        add("landlock", IsolationLevel::process, LandlockBackend::probe());
-    });
-    return found;
+    std::vector<BackendStatus> out;
+    for (const auto& b : kIsolating) out.push_back(status_of(b));
+    return out;
+}
+
+std::optional<BackendStatus> probe_backend(std::string_view name) {
+    for (const auto& b : kIsolating)
+        if (b.name == name) return status_of(b);
+    return std::nullopt;
 }
 
 Result<Selection> select_backend(IsolationLevel required) {
     Selection s;
     std::string passed;
-    for (const auto& b : probe_backends()) {
-        if (b.level < required) continue;
+    for (const auto& candidate : kIsolating) {
+        if (candidate.level < required) continue;
+        const BackendStatus b = status_of(candidate);
         if (b.runs) {
             s.backend = b.name;
             s.reason =
@@ -130,6 +154,13 @@ Result<std::unique_ptr<Backend>> make_backend(std::string_view name,
         LandlockOptions ll;
         ll.limits = options.limits;
         auto b = LandlockBackend::create(ll);
+        made = b ? Result<std::unique_ptr<Backend>>(std::move(*b))
+                 : Result<std::unique_ptr<Backend>>(tl::unexpected(b.error()));
+    } else if (name == "gvisor") {
+        GvisorOptions g;
+        g.limits = options.limits;
+        if (!options.gvisor_platform.empty()) g.platform = options.gvisor_platform;
+        auto b = GvisorBackend::create(g);
         made = b ? Result<std::unique_ptr<Backend>>(std::move(*b))
                  : Result<std::unique_ptr<Backend>>(tl::unexpected(b.error()));
     } else if (name == "none") {

@@ -1,10 +1,11 @@
 // The sandbox backend interface (DESIGN §5, docs/sandbox.md).
 //
 // A backend starts one worker process per actor instance, isolated as well as it can,
-// with the channel on kChannelFd. Backends, strongest first: `namespace` (user, pid, mount,
-// network... namespaces; sandbox/namespace/), `landlock` (no namespaces: for containers and
-// hosts that refuse them; sandbox/landlock/), and `none` (no isolation; development only,
-// and only with an explicit opt-in).
+// with the channel on channel_fd_in_worker() (kChannelFd unless the backend says otherwise).
+// Backends, strongest first: `gvisor` (gVisor's user-space kernel through runsc;
+// sandbox/gvisor/), `namespace` (user, pid, mount, network... namespaces; sandbox/namespace/),
+// `landlock` (no namespaces: for containers and hosts that refuse them; sandbox/landlock/),
+// and `none` (no isolation; development only, and only with an explicit opt-in).
 //
 // Users ask for an isolation level rather than a backend; `auto` picks the backend (see
 // select_backend below and docs/sandbox.md#choosing-a-backend).
@@ -53,6 +54,11 @@ class Backend {
     bool isolates() const { return level() != IsolationLevel::none; }
     // What a sandbox gets when WorkerSpec::limits is unset (what the warm pool starts).
     virtual SandboxLimits default_limits() const = 0;
+    // The descriptor on which the worker finds its channel; WorkerSpec::argv names it last.
+    // kChannelFd, or 0 where a sandbox can hand its worker only the standard descriptors
+    // (gvisor): the channel is then the worker's stdin, and the SDK shims move it off 0 and
+    // put /dev/null there, so that a worker sees the same descriptors on every backend.
+    virtual int channel_fd_in_worker() const { return kChannelFd; }
     virtual Result<std::unique_ptr<Process>> spawn(const WorkerSpec& spec) = 0;
 };
 
@@ -63,6 +69,8 @@ struct BackendOptions {
     IsolationLevel isolation = IsolationLevel::process;
     // The limits sandboxes get when their WorkerSpec names none (`none` enforces none).
     SandboxLimits limits;
+    // gvisor: the platform runsc runs the sentry on; empty: gvisor::kDefaultPlatform.
+    std::string gvisor_platform;
 };
 
 // Names accepted by make_backend besides "auto", strongest first.
@@ -78,6 +86,8 @@ struct BackendStatus {
 };
 // Every isolating backend, in the order `auto` prefers them (below).
 std::vector<BackendStatus> probe_backends();
+// One of them by name; nullopt for a name that is not an isolating backend.
+std::optional<BackendStatus> probe_backend(std::string_view name);
 
 // What `auto` picks for `required`: of the backends that start here and meet the level, the
 // fastest, which is the first in this order: namespace, landlock, gvisor, microvm. The first

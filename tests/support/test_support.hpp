@@ -69,14 +69,22 @@ inline std::vector<json::object> json_lines(const std::string& text, bool strict
     return v;
 }
 
-// Waits, at most 5 s, until `pid` is dead but not yet reaped (a zombie): its parent has
-// not noticed yet. False if it never got there.
+// Waits, at most 5 s, until `pid` is dead but not yet reaped: its parent has not noticed
+// yet. For a child of this process that is when waitid() could reap it, which for a
+// multi-threaded process (runsc) comes after its leader shows as a zombie, once its other
+// threads are gone; for another process's child, when /proc shows it a zombie. False if it
+// never got there.
 inline bool wait_for_zombie(pid_t pid) {
     const std::string stat = "/proc/" + std::to_string(pid) + "/stat";
     for (int i = 0; i < 500; ++i) {
-        std::string text;
-        std::getline(std::ifstream(stat), text);
-        if (text.find(") Z ") != std::string::npos) return true;
+        siginfo_t info{};
+        if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0) {
+            if (info.si_pid == pid) return true;
+        } else {
+            std::string text;
+            std::getline(std::ifstream(stat), text);
+            if (text.find(") Z ") != std::string::npos) return true;
+        }
         ::usleep(10'000);
     }
     return false;

@@ -21,6 +21,15 @@ const PROTOCOL_VERSION = 1;
 const MAX_FRAME_BYTES = 16 << 20; // limits::kMaxFrameBytes on the host
 const MAX_TRACEBACK_FRAMES = 64;  // limits::kMaxTracebackFrames
 const FD = Number(process.argv[process.argv.length - 1]);
+if (FD === 0) {
+    // A sandbox that hands its worker only the standard descriptors (gvisor) gives the
+    // channel as stdin. Node cannot move a descriptor, so process.stdin becomes an empty
+    // stream, as /dev/null is on every other backend: a script that reads stdin finds it
+    // empty instead of taking the protocol's bytes.
+    const { Readable } = require('stream');
+    const empty = new Readable({ read() { this.push(null); } });
+    Object.defineProperty(process, 'stdin', { configurable: true, enumerable: true, get: () => empty });
+}
 
 // ----- JSON codec: plain JSON plus {"$bytes": base64} for bytes (docs/values.md) -----
 

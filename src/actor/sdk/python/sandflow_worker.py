@@ -20,6 +20,16 @@ MAX_FRAME_BYTES = 16 << 20  # limits::kMaxFrameBytes on the host
 MAX_TRACEBACK_FRAMES = 64   # limits::kMaxTracebackFrames
 
 _fd = int(sys.argv[1])
+if _fd == 0:
+    # A sandbox that hands its worker only the standard descriptors (gvisor) gives the
+    # channel as stdin. It moves to a descriptor of its own and stdin becomes /dev/null, as
+    # on every other backend: a script that reads stdin finds it empty instead of taking the
+    # protocol's bytes.
+    _fd = os.dup(0)
+    _null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(_null, 0)
+    os.close(_null)
+    del _null
 # Started from source (not from the host's bootstrap), this worker reports its compiled
 # code in its hello, before any script has run in it; the host starts later workers from
 # that code instead of compiling this file again (~4 ms each).
