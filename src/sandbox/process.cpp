@@ -1,6 +1,7 @@
 #include "sandbox/process.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -190,6 +191,46 @@ bool set_nonblock_cloexec(int fd) {
 }
 
 }  // namespace
+
+Result<void> check_positive(const SandboxLimits& l) {
+    const std::pair<const char*, std::uint64_t> values[] = {
+        {"memory_bytes", l.memory_bytes}, {"pids", l.pids},
+        {"cpu_milli", l.cpu_milli},       {"tmpfs_bytes", l.tmpfs_bytes},
+        {"tmpfs_inodes", l.tmpfs_inodes}, {"open_files", l.open_files},
+        {"cpu_seconds", l.cpu_seconds},   {"nproc", l.nproc}};
+    for (const auto& [name, value] : values)
+        if (value == 0)
+            return fail(Errc::invalid_argument,
+                        std::string("sandbox limit ") + name + " is 0; it must be positive",
+                        {{"limit", name}});
+    return {};
+}
+
+ExecReport wait_for_exec(int report_fd, int timeout_ms) {
+    int msg[2] = {0, 0};
+    std::size_t got = 0;
+    for (;;) {
+        pollfd p{report_fd, POLLIN, 0};
+        const int r = ::poll(&p, 1, timeout_ms);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return {ExecReport::timed_out};
+        const ssize_t n = ::read(report_fd, reinterpret_cast<char*>(msg) + got, sizeof msg - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        got += static_cast<std::size_t>(n);
+        if (got == sizeof msg) return {ExecReport::failed, msg[0], msg[1]};
+    }
+    return {ExecReport::reached_exec};
+}
+
+Result<void> set_worker_fds_nonblocking(const Process& proc) {
+    for (int fd : {proc.channel_fd(), proc.stdout_fd(), proc.stderr_fd()}) {
+        const int fl = ::fcntl(fd, F_GETFL);
+        if (fl < 0 || ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0)
+            return tl::unexpected(system_error("fcntl on worker descriptors", errno));
+    }
+    return {};
+}
 
 Result<std::unique_ptr<Process>> spawn_process(const SpawnSpec& spec, const ChildSetup& setup) {
     if (spec.argv.empty() || spec.argv[0].empty() || spec.argv[0][0] != '/')

@@ -153,6 +153,23 @@ bool place_descriptors(const int* src, int count, int cloexec_from);
 // survive execve. False, with errno, when the mask cannot be set.
 bool reset_signals();
 
+// How long a backend waits for its sandbox to reach execve: set-up takes a few milliseconds
+// (runsc's start well under a second); this only stops a wedged kernel call or helper from
+// hanging the caller.
+inline constexpr int kExecTimeoutMs = 10'000;
+
+// Parent side: what a child's report pipe (the read end, the child's copy close-on-exec)
+// says within `timeout_ms`: EOF, the child reached execve; two ints, {step, errno} of the
+// step that failed; nothing, it is wedged.
+struct ExecReport {
+    enum Kind { reached_exec, failed, timed_out } kind = reached_exec;
+    int step = 0, err = 0;
+};
+ExecReport wait_for_exec(int report_fd, int timeout_ms);
+
+// The parent's ends of a started worker's channel, stdout and stderr, made non-blocking.
+Result<void> set_worker_fds_nonblocking(const Process& proc);
+
 // fork + execve with the channel on kChannelFd, stdin on /dev/null, stdout and stderr on
 // pipes, every other descriptor closed.
 Result<std::unique_ptr<Process>> spawn_process(const SpawnSpec& spec, const ChildSetup& setup);

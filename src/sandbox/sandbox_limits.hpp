@@ -9,6 +9,8 @@
 
 #include <cstdint>
 
+#include "core/error.hpp"
+
 namespace sandflow::sandbox {
 
 namespace limits {
@@ -45,5 +47,11 @@ struct SandboxLimits {
                open_files == o.open_files && cpu_seconds == o.cpu_seconds && nproc == o.nproc;
     }
 };
+
+// Errc::invalid_argument naming the first limit that is 0. A zero would not mean "nothing":
+// tmpfs (the namespace tier's, gVisor's) reads size=0 and nr_inodes=0 as unlimited, the
+// landlock tier's folder watcher would kill the sandbox at its first file, and the rest would leave
+// no sandbox able to start.
+Result<void> check_positive(const SandboxLimits& l);
 
 }  // namespace sandflow::sandbox

@@ -47,9 +47,6 @@ class GvisorFolder {
 
 namespace {
 
-// How long the parent waits for the child to reach runsc's execve (microseconds of work;
-// this only stops a wedged kernel call from hanging the caller).
-constexpr int kSetupTimeoutMs = 10'000;
 // How long probe() lets its test sandbox run: gVisor starts in ~0.3 s on an idle 2-vCPU VM.
 constexpr std::chrono::seconds kProbeTimeout{30};
 // runsc exits with the worker's exit status, or 128 + N when a signal N killed it (as shells
@@ -123,22 +120,6 @@ struct ChildContext {
 
 Error unavailable(std::string message) {
     return Error(Errc::sandbox_unavailable, std::move(message), {{"backend", "gvisor"}});
-}
-
-// A zero would not mean "nothing": gVisor's tmpfs reads size=0 as unlimited, and the rest
-// would leave no sandbox able to start.
-Result<void> check_limits(const SandboxLimits& l) {
-    const std::pair<const char*, std::uint64_t> values[] = {
-        {"memory_bytes", l.memory_bytes}, {"pids", l.pids},
-        {"cpu_milli", l.cpu_milli},       {"tmpfs_bytes", l.tmpfs_bytes},
-        {"tmpfs_inodes", l.tmpfs_inodes}, {"open_files", l.open_files},
-        {"cpu_seconds", l.cpu_seconds},   {"nproc", l.nproc}};
-    for (const auto& [name, value] : values)
-        if (value == 0)
-            return fail(Errc::invalid_argument,
-                        std::string("sandbox limit ") + name + " is 0; it must be positive",
-                        {{"limit", name}});
-    return {};
 }
 
 // What the host's cgroups get for a sandbox with `l`: they hold runsc, its gofer and gVisor's
@@ -219,7 +200,7 @@ class GvisorProcess final : public Process {
     // kernel (rlimits, the pids limit among them) or mounted (the tmpfs).
     Result<bool> update_limits(const SandboxLimits& to) override {
         if (to == limits_) return true;
-        if (auto ok = check_limits(to); !ok) return tl::unexpected(ok.error());
+        if (auto ok = check_positive(to); !ok) return tl::unexpected(ok.error());
         if (!to.same_fixed(limits_) || to.pids != limits_.pids) return false;
         // The kernel refuses a quota below the burst: none while the quota changes.
         if (!cpu_group_.empty())
@@ -367,7 +348,7 @@ Result<std::unique_ptr<GvisorBackend>> GvisorBackend::create(GvisorOptions optio
                         "'; known: ptrace, systrap, kvm (`runsc help platforms` lists the ones "
                         "this host's runsc has)",
                     {{"backend", "gvisor"}, {"platform", options.platform}});
-    if (auto ok = check_limits(options.limits); !ok) return tl::unexpected(ok.error());
+    if (auto ok = check_positive(options.limits); !ok) return tl::unexpected(ok.error());
     if (::access(options.runsc.c_str(), X_OK) != 0)
         return tl::unexpected(unavailable(
             "gVisor's runsc is not installed at " + options.runsc + " (" + std::strerror(errno) +
@@ -406,7 +387,7 @@ Result<std::unique_ptr<Process>> GvisorBackend::spawn(const WorkerSpec& spec) {
         return fail(Errc::invalid_argument,
                     "the gvisor sandbox's working directory is /tmp, not '" + spec.workdir + "'");
     const SandboxLimits& limits = spec.limits ? *spec.limits : options_.limits;
-    if (auto ok = check_limits(limits); !ok) return tl::unexpected(ok.error());
+    if (auto ok = check_positive(limits); !ok) return tl::unexpected(ok.error());
 
     // The sandbox's folder: its bundle (config.json) and runsc's state.
     const std::string id = new_id();
@@ -486,37 +467,21 @@ Result<std::unique_ptr<Process>> GvisorBackend::spawn(const WorkerSpec& spec) {
     proc->watch_limits();
 
     // EOF: the child reached execve. Two ints: a step failed.
-    int msg[2] = {0, 0};
-    std::size_t got = 0;
-    for (;;) {
-        pollfd p{fds->report_r.get(), POLLIN, 0};
-        const int r = ::poll(&p, 1, kSetupTimeoutMs);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
-            proc->kill_and_wait();
-            return tl::unexpected(unavailable("runsc was not started within " +
-                                              std::to_string(kSetupTimeoutMs / 1000) +
-                                              " s; it was killed"));
-        }
-        const ssize_t n =
-            ::read(fds->report_r.get(), reinterpret_cast<char*>(msg) + got, sizeof msg - got);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        got += static_cast<std::size_t>(n);
-        if (got == sizeof msg) break;
+    const ExecReport report = wait_for_exec(fds->report_r.get(), kExecTimeoutMs);
+    if (report.kind == ExecReport::timed_out) {
+        proc->kill_and_wait();
+        return tl::unexpected(unavailable("runsc was not started within " +
+                                          std::to_string(kExecTimeoutMs / 1000) +
+                                          " s; it was killed"));
     }
-    if (got == sizeof msg) {
+    if (report.kind == ExecReport::failed) {
         proc->kill_and_wait();
         Error e = unavailable("starting " + options_.runsc + " for the gvisor sandbox failed at " +
-                              step_name(msg[0]) + ": " + std::strerror(msg[1]));
-        e.data["errno"] = msg[1];
+                              step_name(report.step) + ": " + std::strerror(report.err));
+        e.data["errno"] = report.err;
         return tl::unexpected(std::move(e));
     }
-    for (int fd : {proc->channel_fd(), proc->stdout_fd(), proc->stderr_fd()}) {
-        const int fl = ::fcntl(fd, F_GETFL);
-        if (fl < 0 || ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0)
-            return tl::unexpected(system_error("fcntl on worker descriptors", errno));
-    }
+    if (auto ok = set_worker_fds_nonblocking(*proc); !ok) return tl::unexpected(ok.error());
     return std::unique_ptr<Process>(std::move(proc));
 }
 

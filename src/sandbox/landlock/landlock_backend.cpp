@@ -30,9 +30,6 @@ using namespace landlock;
 
 namespace {
 
-// How long the parent waits for a sandbox to reach execve: set-up takes ~1 ms; this only
-// stops a wedged kernel call from hanging the caller.
-constexpr int kSetupTimeoutMs = 10'000;
 // How long kill() waits for the supervisor's sweep (it needs microseconds; a fork bomb at
 // its pids limit a few milliseconds) before it kills the supervisor itself.
 constexpr int kSweepGraceMs = 2'000;
@@ -171,21 +168,6 @@ std::uint32_t tasks_of(uid_t uid) {
     return total;
 }
 
-// Zero would not mean "nothing": no sandbox could start, or the folder would be unlimited.
-Result<void> check_limits(const SandboxLimits& l) {
-    const std::pair<const char*, std::uint64_t> values[] = {
-        {"memory_bytes", l.memory_bytes}, {"pids", l.pids},
-        {"cpu_milli", l.cpu_milli},       {"tmpfs_bytes", l.tmpfs_bytes},
-        {"tmpfs_inodes", l.tmpfs_inodes}, {"open_files", l.open_files},
-        {"cpu_seconds", l.cpu_seconds},   {"nproc", l.nproc}};
-    for (const auto& [name, value] : values)
-        if (value == 0)
-            return fail(Errc::invalid_argument,
-                        std::string("sandbox limit ") + name + " is 0; it must be positive",
-                        {{"limit", name}});
-    return {};
-}
-
 class LandlockProcess final : public Process {
   public:
     struct Parts {
@@ -238,7 +220,7 @@ class LandlockProcess final : public Process {
 
     Result<bool> update_limits(const SandboxLimits& to) override {
         if (to == p_.limits) return true;
-        if (auto ok = check_limits(to); !ok) return tl::unexpected(ok.error());
+        if (auto ok = check_positive(to); !ok) return tl::unexpected(ok.error());
         if (!to.same_fixed(p_.limits)) return false;
         if (p_.memory_rlimit && to.memory_bytes != p_.limits.memory_bytes) return false;
         if (p_.pids_rlimit && to.pids != p_.limits.pids) return false;
@@ -334,7 +316,7 @@ Result<std::unique_ptr<LandlockBackend>> LandlockBackend::create(LandlockOptions
             "the landlock sandbox cannot run here: the kernel has no Landlock (Linux >= 5.13 "
             "with CONFIG_SECURITY_LANDLOCK=y and `landlock` in the lsm= boot parameter, or a "
             "container profile that allows landlock_create_ruleset); run `sandflow doctor`"));
-    if (auto ok = check_limits(options.limits); !ok) return tl::unexpected(ok.error());
+    if (auto ok = check_positive(options.limits); !ok) return tl::unexpected(ok.error());
     std::unique_ptr<LandlockBackend> b(new LandlockBackend(std::move(options)));
     auto& o = b->options_;
     if (o.work_root.empty()) o.work_root = work_root_default();
@@ -368,7 +350,7 @@ Result<std::unique_ptr<Process>> LandlockBackend::spawn(const WorkerSpec& spec) 
                     "under it, not '" +
                         spec.workdir + "'");
     const SandboxLimits& limits = spec.limits ? *spec.limits : options_.limits;
-    if (auto ok = check_limits(limits); !ok) return tl::unexpected(ok.error());
+    if (auto ok = check_positive(limits); !ok) return tl::unexpected(ok.error());
 
     std::optional<IdLease> lease;
     if (ids_->per_sandbox()) {
@@ -486,43 +468,27 @@ Result<std::unique_ptr<Process>> LandlockBackend::spawn(const WorkerSpec& spec) 
 
     // EOF: the supervisor closed its copy and the worker's went at execve. Two ints: a step
     // failed.
-    int msg[2] = {0, 0};
-    std::size_t got = 0;
-    for (;;) {
-        pollfd p{fds->report_r.get(), POLLIN, 0};
-        const int r = ::poll(&p, 1, kSetupTimeoutMs);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
-            proc->kill_and_wait();
-            return tl::unexpected(unavailable("the landlock sandbox did not reach execve within " +
-                                              std::to_string(kSetupTimeoutMs / 1000) +
-                                              " s; it was killed"));
-        }
-        const ssize_t n =
-            ::read(fds->report_r.get(), reinterpret_cast<char*>(msg) + got, sizeof msg - got);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        got += static_cast<std::size_t>(n);
-        if (got == sizeof msg) break;
-    }
-    if (got == sizeof msg) {
+    const ExecReport report = wait_for_exec(fds->report_r.get(), kExecTimeoutMs);
+    if (report.kind == ExecReport::timed_out) {
         proc->kill_and_wait();
-        const std::string what = child_step_name(msg[0]);
+        return tl::unexpected(unavailable("the landlock sandbox did not reach execve within " +
+                                          std::to_string(kExecTimeoutMs / 1000) +
+                                          " s; it was killed"));
+    }
+    if (report.kind == ExecReport::failed) {
+        proc->kill_and_wait();
+        const std::string what = child_step_name(report.step);
         Error e = unavailable("starting " + spec.argv[0] + " in the landlock sandbox failed at " +
-                              what + ": " + std::strerror(msg[1]) +
-                              (msg[0] == kStepExec && msg[1] == ENOENT
+                              what + ": " + std::strerror(report.err) +
+                              (report.step == kStepExec && report.err == ENOENT
                                    ? " (the interpreter is not installed under /usr on this host)"
                                    : " (run `sandflow doctor` to see which mechanism this host "
                                      "lacks)"));
         e.data["step"] = what;
-        e.data["errno"] = msg[1];
+        e.data["errno"] = report.err;
         return tl::unexpected(std::move(e));
     }
-    for (int fd : {proc->channel_fd(), proc->stdout_fd(), proc->stderr_fd()}) {
-        const int fl = ::fcntl(fd, F_GETFL);
-        if (fl < 0 || ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0)
-            return tl::unexpected(system_error("fcntl on worker descriptors", errno));
-    }
+    if (auto ok = set_worker_fds_nonblocking(*proc); !ok) return tl::unexpected(ok.error());
     return std::unique_ptr<Process>(std::move(proc));
 }
 

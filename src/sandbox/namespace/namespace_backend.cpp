@@ -24,9 +24,6 @@ using namespace mech;
 
 namespace {
 
-// How long the parent waits for a sandbox to reach execve: set-up takes ~2 ms; this only
-// stops a wedged kernel call from hanging the caller.
-constexpr int kSetupTimeoutMs = 10'000;
 // How long a dead worker's init gets to report the worker's status (it needs microseconds).
 constexpr int kStatusGraceMs = 200;
 
@@ -127,22 +124,6 @@ std::string hint_for(int step, int err) {
     return " (run `sandflow doctor` to see which mechanism this host lacks)";
 }
 
-// A zero would not mean "nothing": tmpfs reads size=0 and nr_inodes=0 as unlimited, and the
-// rest would leave no sandbox able to start.
-Result<void> check_limits(const SandboxLimits& l) {
-    const std::pair<const char*, std::uint64_t> values[] = {
-        {"memory_bytes", l.memory_bytes}, {"pids", l.pids},
-        {"cpu_milli", l.cpu_milli},       {"tmpfs_bytes", l.tmpfs_bytes},
-        {"tmpfs_inodes", l.tmpfs_inodes}, {"open_files", l.open_files},
-        {"cpu_seconds", l.cpu_seconds},   {"nproc", l.nproc}};
-    for (const auto& [name, value] : values)
-        if (value == 0)
-            return fail(Errc::invalid_argument,
-                        std::string("sandbox limit ") + name + " is 0; it must be positive",
-                        {{"limit", name}});
-    return {};
-}
-
 // The worker's own wait status (from init's status pipe), the limits it runs under and the
 // one it crossed.
 class NamespaceProcess final : public Process {
@@ -178,7 +159,7 @@ class NamespaceProcess final : public Process {
     // its own copy of the rlimits, and the tmpfs is mounted.
     Result<bool> update_limits(const SandboxLimits& to) override {
         if (to == limits_) return true;
-        if (auto ok = check_limits(to); !ok) return tl::unexpected(ok.error());
+        if (auto ok = check_positive(to); !ok) return tl::unexpected(ok.error());
         if (!to.same_fixed(limits_)) return false;
         // RLIMIT_NPROC was set above the pids limit the sandbox started with (rlimits.hpp):
         // a pids limit at or above it would not be the one that refuses forks.
@@ -277,7 +258,7 @@ Result<std::unique_ptr<Process>> NamespaceBackend::spawn(const WorkerSpec& spec)
     RlimitPlan custom_rlimits;
     const RlimitPlan* rlimits = &rlimits_;
     if (!own_limits) {
-        if (auto ok = check_limits(limits); !ok) return tl::unexpected(ok.error());
+        if (auto ok = check_positive(limits); !ok) return tl::unexpected(ok.error());
         custom_rlimits = make_rlimit_plan(limits, effective_nproc(limits, pids_cgroup_));
         rlimits = &custom_rlimits;
     }
@@ -381,40 +362,25 @@ Result<std::unique_ptr<Process>> NamespaceBackend::spawn(const WorkerSpec& spec)
     proc->watch_limits();
 
     // EOF: init closed its copy and the worker's went at execve. Two ints: a step failed.
-    int msg[2] = {0, 0};
-    std::size_t got = 0;
-    for (;;) {
-        pollfd p{fds->report_r.get(), POLLIN, 0};
-        const int r = ::poll(&p, 1, kSetupTimeoutMs);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
-            proc->kill_and_wait();
-            return tl::unexpected(unavailable("the namespace sandbox did not reach execve within " +
-                                              std::to_string(kSetupTimeoutMs / 1000) +
-                                              " s; it was killed"));
-        }
-        const ssize_t n =
-            ::read(fds->report_r.get(), reinterpret_cast<char*>(msg) + got, sizeof msg - got);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        got += static_cast<std::size_t>(n);
-        if (got == sizeof msg) break;
-    }
-    if (got == sizeof msg) {
+    const ExecReport report = wait_for_exec(fds->report_r.get(), kExecTimeoutMs);
+    if (report.kind == ExecReport::timed_out) {
         proc->kill_and_wait();
-        std::string what = describe_mount_step(*mounts, msg[0]);
-        if (what.empty()) what = child_step_name(msg[0]);
-        Error e = unavailable("starting " + spec.argv[0] + " in the namespace sandbox failed at " +
-                              what + ": " + std::strerror(msg[1]) + hint_for(msg[0], msg[1]));
+        return tl::unexpected(unavailable("the namespace sandbox did not reach execve within " +
+                                          std::to_string(kExecTimeoutMs / 1000) +
+                                          " s; it was killed"));
+    }
+    if (report.kind == ExecReport::failed) {
+        proc->kill_and_wait();
+        std::string what = describe_mount_step(*mounts, report.step);
+        if (what.empty()) what = child_step_name(report.step);
+        Error e =
+            unavailable("starting " + spec.argv[0] + " in the namespace sandbox failed at " + what +
+                        ": " + std::strerror(report.err) + hint_for(report.step, report.err));
         e.data["step"] = what;
-        e.data["errno"] = msg[1];
+        e.data["errno"] = report.err;
         return tl::unexpected(std::move(e));
     }
-    for (int fd : {proc->channel_fd(), proc->stdout_fd(), proc->stderr_fd()}) {
-        const int fl = ::fcntl(fd, F_GETFL);
-        if (fl < 0 || ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0)
-            return tl::unexpected(system_error("fcntl on worker descriptors", errno));
-    }
+    if (auto ok = set_worker_fds_nonblocking(*proc); !ok) return tl::unexpected(ok.error());
     return std::unique_ptr<Process>(std::move(proc));
 }
 
