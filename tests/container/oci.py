@@ -16,7 +16,7 @@ A container gets a fresh bundle in a temporary folder, its own network namespace
 container id, a private runc state folder (`runc --root`) and a relative cgroup path; all of
 them are removed afterwards, whatever happened. By hand:
 
-    python3 tests/container/oci.py --cell user --bind /work/src -- /usr/bin/id
+    python3 tests/container/oci.py --cell user --bind "$PWD" -- /usr/bin/id
 """
 
 import argparse
