@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 #include "runtime/instance.hpp"
 #include "sandbox/gvisor/gvisor_backend.hpp"
 #include "sandbox/gvisor/oci_bundle.hpp"
+#include "sandbox/mechanisms/seccomp_policy.hpp"
 #include "support/test_support.hpp"
 #include "support/worker_support.hpp"
 
@@ -199,7 +201,7 @@ TEST(GvisorBundle, TheConfigMapsLimitsMountsAndTheUser) {
     json::object mounts;
     for (const auto& m : c.at("mounts").as_array())
         mounts[m.as_object().at("destination").as_string()] = m;
-    EXPECT_EQ(mounts.size(), 5u) << json::serialize(c.at("mounts"));
+    EXPECT_EQ(mounts.size(), 7u) << json::serialize(c.at("mounts"));
     for (const char* ro : {"/usr", "/lib64", "/etc/ld.so.cache"}) {
         const auto& m = mounts.at(ro).as_object();
         EXPECT_EQ(m.at("type"), "bind") << ro;
@@ -212,6 +214,34 @@ TEST(GvisorBundle, TheConfigMapsLimitsMountsAndTheUser) {
     EXPECT_EQ(mounts.at("/tmp").as_object().at("options"),
               (json::array{"noexec", "size=5242880", "mode=1777"}));
     EXPECT_EQ(mounts.at("/proc").as_object().at("type"), "proc");
+    // gVisor's own /sys and /proc/sys: hidden under an empty tmpfs no one may enter.
+    for (const char* hidden : {"/sys", "/proc/sys"}) {
+        const auto& m = mounts.at(hidden).as_object();
+        EXPECT_EQ(m.at("type"), "tmpfs") << hidden;
+        EXPECT_EQ(m.at("options"), (json::array{"ro", "size=4096", "mode=000"})) << hidden;
+    }
+    // The seccomp policy, applied inside gVisor: its EPERM rules, conditions included.
+    const auto& seccomp = c.at("linux").as_object().at("seccomp").as_object();
+    EXPECT_EQ(seccomp.at("defaultAction"), "SCMP_ACT_ALLOW");
+    std::size_t eperm_rules = 0;
+    for (const auto& r : sandbox::mech::seccomp_rules(sandbox::mech::SeccompTier::namespaces))
+        eperm_rules += r.errno_value == EPERM;
+    const auto& rules = seccomp.at("syscalls").as_array();
+    EXPECT_EQ(rules.size(), eperm_rules);
+    auto rule_for = [&](const char* name) -> const json::object* {
+        for (const auto& r : rules)
+            if (r.as_object().at("names").as_array().front() == name) return &r.as_object();
+        return nullptr;
+    };
+    ASSERT_NE(rule_for("unshare"), nullptr);
+    EXPECT_EQ(rule_for("unshare")->at("action"), "SCMP_ACT_ERRNO");
+    EXPECT_EQ(rule_for("clone3"), nullptr);  // ENOSYS: gVisor's kernel has no clone3
+    const auto* mknod = rule_for("mknod");
+    ASSERT_NE(mknod, nullptr);
+    EXPECT_EQ(mknod->at("args"), (json::array{json::object{{"index", 1},
+                                                           {"op", "SCMP_CMP_MASKED_EQ"},
+                                                           {"value", S_IFMT},
+                                                           {"valueTwo", S_IFCHR}}}));
 }
 
 // No sandbox: what create() says when gVisor is missing or misconfigured.

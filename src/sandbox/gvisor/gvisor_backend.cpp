@@ -412,7 +412,9 @@ Result<std::unique_ptr<Process>> GvisorBackend::spawn(const WorkerSpec& spec) {
     std::vector<std::string> args = {options_.runsc, "--root=" + dir + "/state", "--network=none",
                                      "--platform=" + options_.platform,
                                      // The sandbox's cgroups are Sandflow's own (below).
-                                     "--ignore-cgroups"};
+                                     "--ignore-cgroups",
+                                     // linux.seccomp of config.json, applied inside gVisor.
+                                     "--oci-seccomp"};
     if (rootless_) args.push_back("--rootless");
     for (const char* a : {"run", "--bundle"}) args.emplace_back(a);
     args.push_back(dir);

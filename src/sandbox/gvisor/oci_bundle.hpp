@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/json.hpp"
 #include "sandbox/sandbox_limits.hpp"
 
 namespace sandflow::sandbox::gvisor {
@@ -57,6 +58,10 @@ struct BundleSpec {
     std::string root;  // absolute path of the shared root folder
     SandboxLimits limits;
 };
+
+// The project's seccomp policy as OCI's linux.seccomp, which runsc applies inside gVisor's
+// kernel (--oci-seccomp): the calls it denies reach no part of gVisor's kernel either.
+json::object oci_seccomp();
 
 // The text of config.json (OCI runtime spec 1.0) for one sandbox.
 std::string oci_config(const BundleSpec& spec, const RootLayout& layout);
