@@ -1,4 +1,4 @@
-// The runtime server (DESIGN §3, docs/protocol.md): JSON-RPC methods over the WebSocket
+// The runtime server (docs/protocol.md): JSON-RPC methods over the WebSocket
 // transport, an actor registry, instances with their own workers, a state store.
 //
 // Threads: the transport calls on_message() on its I/O thread; quick methods (list,

@@ -1,5 +1,5 @@
-// The escape suite (issue 3, DESIGN §5): a hostile actor script, run through the
-// namespace backend, tries each way out; every test asserts that the probe is blocked,
+// The escape suite (tests/security/README.md): a hostile actor script, run through each
+// isolating backend, tries each way out; every test asserts that the probe is blocked,
 // that the host is unaffected, and that the instance serves the next call. README.md in
 // this folder maps each probe to the layer that stops it; the LayerOff tests show that
 // the suite notices when a layer is removed.
