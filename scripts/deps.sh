@@ -13,7 +13,7 @@ packages=(
     bubblewrap  # only the baseline of bench/sandbox_bench; Sandflow does not use it
     python3 nodejs
     python3-websockets
-    runsc  # the gvisor backend (its tests skip, naming why, where it cannot run)
+    runsc tini  # the gvisor backend and its sandboxes' init
     runc iproute2  # tests/container: the container matrix (runc containers, network namespaces)
 )
 

@@ -170,6 +170,7 @@ TEST(GvisorBundle, TheConfigMapsLimitsMountsAndTheUser) {
     spec.limits.nproc = 50;
     spec.limits.tmpfs_bytes = 5 << 20;
     spec.limits.cpu_seconds = 11;
+    spec.init_tasks = 1;
     sandbox::gvisor::RootLayout layout;
     layout.links = {{"bin", "usr/bin"}};
     layout.bound_dirs = {"lib64"};
@@ -192,7 +193,8 @@ TEST(GvisorBundle, TheConfigMapsLimitsMountsAndTheUser) {
         rl[o.at("type").as_string()] = o.at("soft");
     }
     EXPECT_EQ(rl.at("RLIMIT_NOFILE"), 77);
-    EXPECT_EQ(rl.at("RLIMIT_NPROC"), 9);  // min(nproc, pids): gVisor counts every task
+    // min(nproc, pids) and the init: gVisor counts every task of the user, the init's too.
+    EXPECT_EQ(rl.at("RLIMIT_NPROC"), 10);
     EXPECT_EQ(rl.at("RLIMIT_FSIZE"), 5 << 20);
     EXPECT_EQ(rl.at("RLIMIT_CPU"), 11);
     EXPECT_EQ(rl.at("RLIMIT_CORE"), 0);
@@ -376,7 +378,7 @@ def process(ctx):
     const sandbox::SandboxLimits d;
     const auto& lim = o.at("limits").as_object();
     EXPECT_EQ(lim.at("RLIMIT_NOFILE"), d.open_files) << json::serialize(lim);
-    EXPECT_EQ(lim.at("RLIMIT_NPROC"), std::min(d.nproc, d.pids));
+    EXPECT_EQ(lim.at("RLIMIT_NPROC"), std::min(d.nproc, d.pids) + 1);  // and the init's task
     EXPECT_EQ(lim.at("RLIMIT_FSIZE"), d.tmpfs_bytes);
     EXPECT_EQ(lim.at("RLIMIT_CPU"), d.cpu_seconds);
     EXPECT_EQ(lim.at("RLIMIT_CORE"), 0);
@@ -516,6 +518,40 @@ TEST_F(GvisorWorkerTest, TheExitStatusIsTheWorkers) {
     st = wait_exit(*signalled);
     ASSERT_TRUE(st);
     EXPECT_TRUE(st->killed_by(SIGTERM)) << st->describe();
+}
+
+// gVisor re-parents orphans to the sandbox's pid 1: the init (tini), not the worker, which
+// would never wait for them. Without it each call's background process would stay a zombie
+// and count against RLIMIT_NPROC.
+TEST_F(GvisorWorkerTest, TheSandboxsInitWaitsForOrphans) {
+    auto inst = must_load(write("o.py", R"PY(import os, subprocess, time
+@actor({"component": "orphans", "inports": ["n"], "outports": ["out"]})
+def process(ctx):
+    for _ in range(ctx.get_input("n")):
+        subprocess.run(["/bin/sh", "-c", "/bin/sleep 0.05 &"], check=True)
+    def zombies():
+        z = []
+        for p in os.listdir("/proc"):
+            if p.isdigit():
+                try:
+                    if open("/proc/%s/stat" % p).read().rpartition(")")[2].split()[0] == "Z":
+                        z.append(int(p))
+                except OSError:
+                    pass
+        return z
+    for _ in range(200):  # the sleeps end after 50 ms; their zombies go when waited for
+        if not zombies():
+            break
+        time.sleep(0.01)
+    return {"out": {"zombies": zombies(), "pid": os.getpid(), "ppid": os.getppid()}}
+)PY"));
+    ASSERT_TRUE(inst);
+    auto r = inst->call(req({{"n", 5}}), {});
+    ASSERT_TRUE(r) << r.error().message;
+    const auto& out = r->outputs.at("out").as_object();
+    EXPECT_EQ(out.at("zombies"), json::array{}) << json::serialize(out);
+    EXPECT_EQ(out.at("ppid"), 1) << "the worker is the init's child";
+    EXPECT_NE(out.at("pid"), 1);
 }
 
 TEST_F(GvisorWorkerTest, LimitsHoldInsideAndMemoryAndCpuChangeLive) {

@@ -165,9 +165,11 @@ std::string oci_config(const BundleSpec& spec, const RootLayout& layout) {
     for (const auto& e : spec.env) env.emplace_back(e);
     // The shared rlimits, as they would be without a pids cgroup: gVisor's kernel counts
     // every task of the sandbox's user against RLIMIT_NPROC, threads included, so
-    // min(nproc, pids) is the pids limit inside.
+    // min(nproc, pids), plus the init's tasks, is the pids limit inside.
     for (const auto& e :
-         mech::make_rlimit_plan(spec.limits, mech::effective_nproc(spec.limits, false)).entries) {
+         mech::make_rlimit_plan(spec.limits,
+                                mech::effective_nproc(spec.limits, false) + spec.init_tasks)
+             .entries) {
         const char* name = rlimit_name(e.resource);
         if (!name) continue;
         rlimits.push_back(json::object{{"type", name},

@@ -57,6 +57,9 @@ struct BundleSpec {
     std::string workdir = "/tmp";
     std::string root;  // absolute path of the shared root folder
     SandboxLimits limits;
+    // Tasks of the sandbox's user that are not the worker's (its init): RLIMIT_NPROC gets them
+    // on top, as the other tiers do not count their init or supervisor against the pids limit.
+    std::uint32_t init_tasks = 0;
 };
 
 // The project's seccomp policy as OCI's linux.seccomp, which runsc applies inside gVisor's
