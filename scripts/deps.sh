@@ -10,6 +10,7 @@ packages=(
     libcli11-dev libspdlog-dev libfmt-dev libexpected-dev
     libgtest-dev libgmock-dev
     libseccomp-dev
+    libsqlite3-dev  # the durable state store (src/runtime/state/sqlite_store.cpp)
     bubblewrap  # only the baseline of bench/sandbox_bench; Sandflow does not use it
     python3 nodejs
     python3-websockets
