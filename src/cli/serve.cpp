@@ -320,8 +320,9 @@ void register_serve(CLI::App& app, int& status) {
                     "Where instances' committed state lives: sqlite:PATH (durable; sqlite: "
                     "alone is the default file, " +
                         runtime::default_state_path() +
-                        ", under $SANDFLOW_DATA_DIR when set), or memory (lost when the "
-                        "server stops)")
+                        ", under $SANDFLOW_DATA_DIR when set), redis://HOST:PORT/DB or "
+                        "redis+unix:///PATH?db=N (&namespace=NS) shared by several servers, or "
+                        "memory (lost when the server stops)")
         ->default_str("sqlite:");
     cmd->add_option("--state-sync", o->state_sync,
                     "sqlite durability: normal (a committed call's state survives a crash of "

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "state/redis_support.hpp"
 #include "support/server_support.hpp"
 
 namespace sandflow::testing {
@@ -148,6 +149,33 @@ TEST_F(StateServer, ADamagedStateFileStopsTheServerNamingIt) {
     EXPECT_NE(s.stderr_text().find(file.string()), std::string::npos) << s.stderr_text();
     std::ifstream in(file);
     EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), "not a database at all");
+}
+
+// Two servers on one Redis share each instance's state; a server whose copy is stale
+// (the other committed since) fails its call with state_conflict, committing nothing, and
+// its next call runs on the newer state.
+TEST_F(StateServer, TwoServersOnOneRedisNeverCommitFromOneVersionTwice) {
+    RedisServer redis;
+    if (!redis.available()) GTEST_SKIP() << redis.why_not();
+    ServerProcess a({"--actors", dir_.string(), "--state", redis.url()});
+    auto ca = connect(a);
+    ASSERT_TRUE(ca);
+    for (int i = 1; i <= 3; ++i) EXPECT_EQ(count_of(process(*ca, {{"payload", {{"by", 1}}}})), i);
+    // B starts its instances (on what Redis holds) when it starts.
+    ServerProcess b({"--actors", dir_.string(), "--state", redis.url()});
+    auto cb = connect(b);
+    ASSERT_TRUE(cb);
+    EXPECT_EQ(count_of(process(*cb, {{"payload", {{"by", 1}}}})), 4);  // B reads what A committed
+    auto stale =
+        ca->call("process", json::object{{"actor_id", "counter"}, {"payload", {{"by", 100}}}});
+    ASSERT_FALSE(stale);
+    EXPECT_EQ(stale.error().code, Errc::state_conflict) << stale.error().message;
+    EXPECT_EQ(count_of(process(*ca, {{"payload", {{"by", 1}}}})), 5);
+    auto stale_b =
+        cb->call("process", json::object{{"actor_id", "counter"}, {"payload", {{"by", 100}}}});
+    ASSERT_FALSE(stale_b);  // B's copy is stale now
+    EXPECT_EQ(stale_b.error().code, Errc::state_conflict);
+    EXPECT_EQ(count_of(process(*cb, {{"payload", {{"by", 1}}}})), 6);
 }
 
 }  // namespace

@@ -10,7 +10,9 @@
 #include <fstream>
 #include <thread>
 
+#include "runtime/state/resp.hpp"
 #include "runtime/state/store.hpp"
+#include "state/redis_support.hpp"
 
 namespace sandflow::runtime {
 namespace {
@@ -270,6 +272,128 @@ TEST(StateStore, DropExpired) {
     drop_expired(state, e, 200);
     EXPECT_EQ(state, (json::object{{"b", 2}, {"c", 3}}));
     EXPECT_EQ(e, (StateExpiry{{"b", 300}}));
+}
+
+// --- redis: a redis-server of the test's own -------------------------------------------
+
+#define REQUIRE_REDIS(r) \
+    if (!(r).available()) GTEST_SKIP() << (r).why_not()
+
+RedisTarget target_of(const testing::RedisServer& r) {
+    RedisTarget t;
+    t.unix_path = r.socket();
+    return t;
+}
+
+TEST(RedisStore, RoundTripAndCompareAndSet) {
+    testing::RedisServer redis;
+    REQUIRE_REDIS(redis);
+    auto store = open_state_store(redis.url(), {});
+    ASSERT_TRUE(store) << store.error().message;
+    EXPECT_EQ((*store)->kind(), "redis");
+    round_trip(**store);
+}
+
+// A host that reads Redis finds {namespace}:{actor_id}:{key} holding each value as JSON,
+// with the key's expiry time as Redis's own.
+TEST(RedisStore, KeysFollowTheSchemeOfTheSystemReplaced) {
+    testing::RedisServer redis;
+    REQUIRE_REDIS(redis);
+    auto store = open_state_store(redis.url("namespace=flows"), {});
+    ASSERT_TRUE(store) << store.error().message;
+    auto c = commit_of("counter", 0, {{"n", 1}, {"name", "ada"}});
+    c.expires["name"] = wall_ms() + 60'000;
+    ASSERT_TRUE((*store)->commit_wait(c));
+    StateCommit other;
+    other.ref = {"counter", "eu"};
+    other.state = {{"n", 7}};
+    other.changed = {"n"};
+    ASSERT_TRUE((*store)->commit_wait(other));
+
+    RespConnection conn;
+    ASSERT_TRUE(conn.ensure(target_of(redis), std::chrono::seconds(2)));
+    auto n = conn.command({"GET", "flows:counter:n"});
+    ASSERT_TRUE(n);
+    EXPECT_EQ(n->str, "1");
+    auto name = conn.command({"GET", "flows:counter:name"});
+    ASSERT_TRUE(name);
+    EXPECT_EQ(name->str, "\"ada\"");
+    auto ttl = conn.command({"PTTL", "flows:counter:name"});
+    ASSERT_TRUE(ttl);
+    EXPECT_GT(ttl->integer, 0);
+    auto eu = conn.command({"GET", "flows:counter@eu:n"});
+    ASSERT_TRUE(eu);
+    EXPECT_EQ(eu->str, "7");
+    // A third commit deletes a key: gone from Redis too.
+    auto d = commit_of("counter", 1, {{"n", 2}});
+    d.removed = {"name"};
+    ASSERT_TRUE((*store)->commit_wait(d));
+    auto gone = conn.command({"EXISTS", "flows:counter:name"});
+    ASSERT_TRUE(gone);
+    EXPECT_EQ(gone->integer, 0);
+}
+
+// Two stores (two servers) on one Redis, racing from one version: exactly one commits.
+TEST(RedisStore, TwoStoresRacingCommitOncePerVersion) {
+    testing::RedisServer redis;
+    REQUIRE_REDIS(redis);
+    auto a = open_state_store(redis.url(), {});
+    auto b = open_state_store(redis.url(), {});
+    ASSERT_TRUE(a && b);
+    for (int round = 0; round < 50; ++round) {
+        const auto base = static_cast<std::uint64_t>(round);
+        Result<std::uint64_t> ra, rb;
+        std::thread ta([&] { ra = (*a)->commit_wait(commit_of("x", base, {{"by", "a"}})); });
+        std::thread tb([&] { rb = (*b)->commit_wait(commit_of("x", base, {{"by", "b"}})); });
+        ta.join();
+        tb.join();
+        ASSERT_NE(ra.has_value(), rb.has_value()) << "round " << round;
+        const auto& lost = ra ? rb : ra;
+        EXPECT_EQ(lost.error().code, Errc::state_conflict);
+    }
+    auto got = (*a)->load({"x", "default"});
+    ASSERT_TRUE(got && *got);
+    EXPECT_EQ((*got)->version, 50u);
+}
+
+// Redis stopped: commits and loads fail with state_store naming it; restarted (its data
+// kept), the store reconnects and goes on from the committed version.
+TEST(RedisStore, StoppedAndRestarted) {
+    testing::RedisServer redis;
+    REQUIRE_REDIS(redis);
+    auto store = open_state_store(redis.url(), {});
+    ASSERT_TRUE(store);
+    ASSERT_TRUE((*store)->commit_wait(commit_of("x", 0, {{"n", 1}})));
+    redis.stop();
+    auto down = (*store)->commit_wait(commit_of("x", 1, {{"n", 2}}));
+    ASSERT_FALSE(down);
+    EXPECT_EQ(down.error().code, Errc::state_store);
+    EXPECT_NE(down.error().message.find(redis.socket()), std::string::npos) << down.error().message;
+    auto unreadable = (*store)->load({"x", "default"});
+    ASSERT_FALSE(unreadable);
+    EXPECT_EQ(unreadable.error().code, Errc::state_store);
+    redis.start();
+    ASSERT_TRUE(redis.available()) << redis.why_not();
+    auto got = (*store)->load({"x", "default"});
+    ASSERT_TRUE(got && *got) << (got ? "none" : got.error().message);
+    EXPECT_EQ((*got)->version, 1u);
+    auto up = (*store)->commit_wait(commit_of("x", 1, {{"n", 2}}));
+    ASSERT_TRUE(up) << up.error().message;
+    EXPECT_EQ(*up, 2u);
+}
+
+TEST(RedisStore, BadUrlsAndAnAbsentRedisAreClearErrors) {
+    for (const char* url : {"redis://", "redis://host:99999/0", "redis://h:1/x",
+                            "redis+unix://relative/path", "redis://h:1/0?color=blue"}) {
+        auto s = open_state_store(url, {});
+        ASSERT_FALSE(s) << url;
+        EXPECT_EQ(s.error().code, Errc::invalid_argument) << url;
+        EXPECT_NE(s.error().message.find("redis://HOST:PORT/DB"), std::string::npos);
+    }
+    auto absent = open_state_store("redis+unix:///nonexistent/redis.sock", {});
+    ASSERT_FALSE(absent);
+    EXPECT_EQ(absent.error().code, Errc::state_store);
+    EXPECT_NE(absent.error().message.find("/nonexistent/redis.sock"), std::string::npos);
 }
 
 }  // namespace

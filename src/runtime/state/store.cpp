@@ -140,11 +140,13 @@ Result<std::unique_ptr<StateStore>> open_state_store(std::string_view spec, Stor
         if (path.empty()) path = default_state_path();
         return open_sqlite_store(path, o);
     }
+    if (spec.starts_with("redis://") || spec.starts_with("redis+unix://"))
+        return open_redis_store(spec, o);
     return fail(Errc::invalid_argument,
                 "--state '" + std::string(spec) +
                     "' is not a state store; use memory, sqlite:PATH (sqlite: alone for the "
                     "default file " +
-                    default_state_path() + ")");
+                    default_state_path() + "), redis://HOST:PORT/DB or redis+unix:///PATH?db=N");
 }
 
 }  // namespace sandflow::runtime

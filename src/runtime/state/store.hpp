@@ -89,7 +89,12 @@ std::unique_ptr<StateStore> make_memory_store();
 // database (another SQLite schema, not SQLite at all, damaged) is an error naming it.
 Result<std::unique_ptr<StateStore>> open_sqlite_store(const std::string& path, StoreOptions o);
 
-// `memory` or `sqlite:PATH`; an unknown spec is an error that lists these.
+// redis://HOST:PORT/DB or redis+unix:///PATH?db=N, with &namespace=NS (default
+// "sandflow"). Redis must answer at once (Errc::state_store); later it may come and go:
+// calls fail while it is away, and the store reconnects.
+Result<std::unique_ptr<StateStore>> open_redis_store(std::string_view url, StoreOptions o);
+
+// `memory`, `sqlite:PATH` or a redis URL; an unknown spec is an error that lists these.
 Result<std::unique_ptr<StateStore>> open_state_store(std::string_view spec, StoreOptions o);
 
 // The default database of `serve`: $SANDFLOW_DATA_DIR/state.sqlite, else
