@@ -20,7 +20,9 @@ namespace sandflow::testing {
 
 class RedisServer {
   public:
-    RedisServer() {
+    // `fsync_always`: appendfsync always (tests: a restart keeps every write), else
+    // everysec, Redis's default (bench).
+    explicit RedisServer(bool fsync_always = true) : fsync_(fsync_always ? "always" : "everysec") {
         for (const char* p : {"/usr/bin/redis-server", "/usr/local/bin/redis-server"})
             if (::access(p, X_OK) == 0) binary_ = p;
         if (binary_.empty()) return;
@@ -57,8 +59,9 @@ class RedisServer {
             const std::string dir = dir_.string(), sock = socket();
             ::execl(binary_.c_str(), binary_.c_str(), "--port", "0", "--unixsocket", sock.c_str(),
                     "--unixsocketperm", "700", "--dir", dir.c_str(), "--save", "", "--appendonly",
-                    "yes", "--appendfsync", "always", "--daemonize", "no", "--loglevel", "warning",
-                    "--logfile", (dir + "/redis.log").c_str(), static_cast<char*>(nullptr));
+                    "yes", "--appendfsync", fsync_.c_str(), "--daemonize", "no", "--loglevel",
+                    "warning", "--logfile", (dir + "/redis.log").c_str(),
+                    static_cast<char*>(nullptr));
             ::_exit(127);
         }
         // Ready once it answers PING with PONG (while it loads its data it answers LOADING).
@@ -97,6 +100,7 @@ class RedisServer {
         return ok;
     }
 
+    std::string fsync_;
     std::string binary_;
     std::filesystem::path dir_;
     pid_t pid_ = -1;
