@@ -215,7 +215,13 @@ Result<void> Worker::load(const LoadSpec& spec, std::chrono::milliseconds timeou
                       {"source", spec.source},
                       {"metadata", spec.metadata.raw},
                       {"actor_id", spec.actor_id},
-                      {"state", spec.state}};
+                      {"state", spec.state},
+                      {"expires", spec.expires},
+                      {"state_limits", json::object{{"keys", limits::kMaxStateKeys},
+                                                    {"key_bytes", limits::kMaxStateKeyBytes},
+                                                    {"value_bytes", limits::kMaxStateValueBytes},
+                                                    {"bytes", limits::kMaxStateBytes},
+                                                    {"ttl_ms", limits::kMaxStateTtlMs}}}};
     auto sent = queue_frame(load);
     std::optional<Error> load_error;
     Result<void> loaded = sent;
@@ -559,7 +565,10 @@ Result<void> Worker::begin_call(CallRequest request, CallEvents events) {
                        {"config", std::move(request.config)},
                        {"actor_id", actor_id_},
                        {"timestamp", request.timestamp ? request.timestamp : now_ms()}};
-    if (request.state) frame["state"] = std::move(*request.state);
+    if (request.state) {
+        frame["state"] = std::move(*request.state);
+        frame["expires"] = std::move(request.expires);
+    }
     call_ = std::move(c);
     if (auto sent = queue_frame(frame); !sent) {
         call_.reset();
@@ -607,6 +616,10 @@ Result<bool> Worker::call_frame(json::object& f) {
         for (const auto& k : deleted->get_array()) {
             if (!k.is_string()) return tl::unexpected(protocol_violation("malformed result"));
             c.result.state_deleted.emplace_back(k.get_string());
+        }
+        if (auto* exp = f.if_contains("expires_set")) {
+            if (!exp->is_object()) return tl::unexpected(protocol_violation("malformed result"));
+            c.result.expires_set = std::move(exp->get_object());
         }
         c.result.outputs = std::move(outputs->get_object());
         c.result.state_set = std::move(set->get_object());
