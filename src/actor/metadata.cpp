@@ -79,6 +79,8 @@ class Validator {
             }
             md.await_all_inports = all->get_bool();
         }
+        if (auto ok = requirements(md.requirements); !ok) return tl::unexpected(ok.error());
+        if (auto ok = package_sets(md.package_sets); !ok) return tl::unexpected(ok.error());
         md.raw = decl_.raw;
         return md;
     }
@@ -121,6 +123,51 @@ class Validator {
                 return fail_at("tags", "\"tags\" must hold only strings, found " + describe(tag));
             }
             out.emplace_back(tag.get_string());
+        }
+        return {};
+    }
+
+    // "requires": a list of requirement strings, at most limits::kMaxRequirements.
+    Result<void> requirements(std::vector<Requirement>& out) const {
+        const json::value* v = raw().if_contains("requires");
+        if (v == nullptr) return {};
+        if (!v->is_array())
+            return fail_at("requires",
+                           "\"requires\" must be a list of package names, found " + describe(*v));
+        if (v->get_array().size() > limits::kMaxRequirements)
+            return fail_at("requires",
+                           "\"requires\" lists " + std::to_string(v->get_array().size()) +
+                               " packages; at most " + std::to_string(limits::kMaxRequirements) +
+                               " (limits::kMaxRequirements)");
+        for (const json::value& item : v->get_array()) {
+            if (!item.is_string())
+                return fail_at("requires",
+                               "\"requires\" must hold only strings, found " + describe(item));
+            auto r = parse_requirement(item.get_string(), lang_);
+            if (!r) return fail_at("requires", r.error().message);
+            out.push_back(std::move(*r));
+        }
+        return {};
+    }
+
+    // "packages": a set name or a list of them.
+    Result<void> package_sets(std::vector<std::string>& out) const {
+        const json::value* v = raw().if_contains("packages");
+        if (v == nullptr) return {};
+        auto bad = [&](const json::value& what) {
+            return fail_at("packages",
+                           "\"packages\" must name package sets (a string or a list of strings), "
+                           "found " +
+                               describe(what));
+        };
+        if (v->is_string()) {
+            out.emplace_back(v->get_string());
+            return {};
+        }
+        if (!v->is_array()) return bad(*v);
+        for (const json::value& item : v->get_array()) {
+            if (!item.is_string() || item.get_string().empty()) return bad(item);
+            out.emplace_back(item.get_string());
         }
         return {};
     }
@@ -263,6 +310,9 @@ std::optional<Language> language_from_name(std::string_view name) {
 json::object ActorMetadata::to_json() const {
     json::array tag_array;
     for (const std::string& t : tags) tag_array.emplace_back(t);
+    json::array reqs, sets;
+    for (const Requirement& r : requirements) reqs.emplace_back(r.text);
+    for (const std::string& s : package_sets) sets.emplace_back(s);
     return {{"component", component},
             {"description", description},
             {"version", version},
@@ -271,7 +321,9 @@ json::object ActorMetadata::to_json() const {
             {"inports", ports_json(inports)},
             {"outports", ports_json(outports)},
             {"config_schema", config_schema},
-            {"await_all_inports", await_all_inports}};
+            {"await_all_inports", await_all_inports},
+            {"requires", std::move(reqs)},
+            {"packages", std::move(sets)}};
 }
 
 bool ActorMetadata::has_outport(std::string_view name) const {

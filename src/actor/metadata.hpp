@@ -13,18 +13,12 @@
 #include <string_view>
 #include <vector>
 
+#include "actor/language.hpp"
+#include "actor/requirements.hpp"
 #include "core/error.hpp"
 #include "core/json.hpp"
 
 namespace sandflow::actor {
-
-enum class Language { python, javascript };
-
-std::string_view language_name(Language lang);  // "python" | "javascript"
-// From the file extension (.py / .js / .cjs); nullopt for anything else.
-std::optional<Language> language_from_path(const std::filesystem::path& path);
-// From a name as users write it: python, py, javascript, js, node.
-std::optional<Language> language_from_name(std::string_view name);
 
 struct Port {
     std::string name;
@@ -45,6 +39,11 @@ struct ActorMetadata {
     std::vector<Port> outports;
     json::value config_schema;  // null when absent
     bool await_all_inports = false;
+    // "requires": the packages the script imports, each with an optional version range,
+    // checked against its package sets at load (requirements.hpp).
+    std::vector<Requirement> requirements;
+    // "packages": the package sets it draws from, by name; empty: every set of its language.
+    std::vector<std::string> package_sets;
     // The declaration exactly as written, as JSON (tuples become arrays, keyword form
     // becomes an object). The worker compares what it sees at run time with this.
     json::object raw;

@@ -12,6 +12,7 @@ int exit_status_for(const Error& e) {
             return kExitScriptError;
         case Errc::invalid_argument:
         case Errc::metadata:
+        case Errc::requirement:
             return kExitUsage;
         default:
             return kExitSandbox;

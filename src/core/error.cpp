@@ -8,6 +8,8 @@ std::string_view errc_name(Errc code) {
     switch (code) {
         case Errc::invalid_argument:
             return "invalid_argument";
+        case Errc::requirement:
+            return "requirement";
         case Errc::metadata:
             return "metadata";
         case Errc::script:

@@ -18,6 +18,7 @@ namespace sandflow {
 enum class Errc {
     invalid_argument,     // the caller passed something malformed (usage, bad JSON, bad port)
     metadata,             // an actor script's declaration is missing or malformed
+    requirement,          // a package an actor requires is not in its package sets
     script,               // the actor script raised; data holds type, message, traceback
     worker_crashed,       // the worker process died or broke the frame protocol
     timeout,              // a wall-clock deadline passed; the worker was killed

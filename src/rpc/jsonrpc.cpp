@@ -116,6 +116,8 @@ std::string_view app_code_reason(AppCode code) {
             return "state_store";
         case AppCode::state_conflict:
             return "state_conflict";
+        case AppCode::requirement:
+            return "requirement";
     }
     return "internal";
 }
@@ -157,6 +159,9 @@ Error app_error(AppCode code, std::string message, json::object data) {
         case AppCode::state_conflict:
             errc = Errc::state_conflict;
             break;
+        case AppCode::requirement:
+            errc = Errc::requirement;
+            break;
     }
     data["reason"] = app_code_reason(code);
     return Error(errc, std::move(message), std::move(data));
@@ -194,6 +199,8 @@ RpcError to_rpc_error(const Error& e) {
             return app(AppCode::state_store);
         case Errc::state_conflict:
             return app(AppCode::state_conflict);
+        case Errc::requirement:
+            return app(AppCode::requirement);
         case Errc::io:
         case Errc::internal:
             break;
@@ -205,7 +212,8 @@ Error from_rpc_error(int code, std::string message, json::object data) {
     static constexpr Errc kAll[] = {Errc::invalid_argument,    Errc::metadata, Errc::script,
                                     Errc::worker_crashed,      Errc::timeout,  Errc::limit_exceeded,
                                     Errc::sandbox_unavailable, Errc::io,       Errc::state_store,
-                                    Errc::state_conflict,      Errc::internal};
+                                    Errc::state_conflict,      Errc::requirement,
+                                    Errc::internal};
     Errc errc = Errc::internal;
     bool named = false;
     if (const auto* n = data.if_contains("errc"); n && n->is_string()) {
@@ -241,6 +249,9 @@ Error from_rpc_error(int code, std::string message, json::object data) {
                 break;
             case static_cast<int>(AppCode::state_conflict):
                 errc = Errc::state_conflict;
+                break;
+            case static_cast<int>(AppCode::requirement):
+                errc = Errc::requirement;
                 break;
             default:
                 errc = Errc::internal;

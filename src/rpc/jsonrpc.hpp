@@ -42,6 +42,7 @@ enum class AppCode : int {
     shutting_down = -32011,
     state_store = -32012,
     state_conflict = -32013,
+    requirement = -32014,
 };
 
 // A JSON-RPC error object. `data` always holds "reason" (a stable lower-case name) and

@@ -91,8 +91,38 @@ def process(ctx): pass
             {"name": "a", "type": "any", "required": false, "description": ""},
             {"name": "b", "type": "integer", "required": true, "description": "the b",
              "default": 5}],
-        "outports": [], "config_schema": null, "await_all_inports": false})"));
+        "outports": [], "config_schema": null, "await_all_inports": false,
+        "requires": [], "packages": []})"));
     EXPECT_EQ(r->raw.at("extra"), json::parse("[1]"));  // unknown keys are kept in raw
+}
+
+TEST(PythonExtract, RequiresAndPackages) {
+    const auto r = py(R"(@actor({"component": "n", "requires": ["yaml", "numpy>=1.24,<2"],
+    "packages": "science"})
+def process(ctx): pass
+)");
+    ASSERT_TRUE(r) << r.error().message;
+    ASSERT_EQ(r->requirements.size(), 2u);
+    EXPECT_EQ(r->requirements[1].name, "numpy");
+    EXPECT_EQ(r->requirements[1].clauses.size(), 2u);
+    EXPECT_EQ(r->package_sets, std::vector<std::string>{"science"});
+    EXPECT_EQ(r->to_json().at("requires"), json::parse(R"(["yaml", "numpy>=1.24,<2"])"));
+
+    // Each mistake points at the key and says how to write it.
+    for (const char* bad : {R"("requires": "yaml")", R"("requires": [3])",
+                            R"("requires": ["numpy>=x"])", R"("packages": [""])"}) {
+        const auto e = py(std::string("@actor({\"component\": \"n\", ") + bad +
+                          "})\ndef process(ctx): pass\n");
+        ASSERT_FALSE(e) << bad;
+        EXPECT_EQ(e.error().code, Errc::metadata) << bad;
+        EXPECT_EQ(e.error().data.at("line"), 1) << bad;
+    }
+    std::string many = "@actor({\"component\": \"n\", \"requires\": [";
+    for (std::size_t i = 0; i <= sandflow::limits::kMaxRequirements; ++i)
+        many += (i ? ", \"p" : "\"p") + std::to_string(i) + "\"";
+    const auto e = py(many + "]})\ndef process(ctx): pass\n");
+    ASSERT_FALSE(e);
+    EXPECT_NE(e.error().message.find("kMaxRequirements"), std::string::npos) << e.error().message;
 }
 
 TEST(PythonExtract, KeywordForm) {
