@@ -14,6 +14,7 @@
 
 #include "core/error.hpp"
 #include "sandbox/sandbox_limits.hpp"
+#include "sandbox/start_timeline.hpp"
 
 namespace sandflow::sandbox {
 
@@ -59,6 +60,7 @@ struct SpawnSpec {
     std::vector<std::string> argv;  // argv[0]: absolute path of the program
     std::vector<std::string> env;   // "NAME=value"; nothing is inherited
     std::string workdir = "/";
+    StartTimeline* timeline = nullptr;  // marks the start's steps when set
 };
 
 // A running worker. Destroying it kills the whole process group and reaps it.

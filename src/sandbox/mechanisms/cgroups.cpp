@@ -443,6 +443,25 @@ std::optional<CgroupVerdict> SandboxCgroup::crossed() {
     return std::nullopt;
 }
 
+Result<CgroupEntry> SandboxCgroup::open_entry() const {
+    CgroupEntry e;
+    for (const auto& d : dirs_) {
+        if (e.count == CgroupEntry::kMax)
+            return fail(Errc::internal, "more cgroups than a CgroupEntry holds");
+        const std::string path = d.path + "/tasks";
+        e.fds[e.count].reset(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+        if (!e.fds[e.count]) return tl::unexpected(system_error("open " + path, errno));
+        ++e.count;
+    }
+    return e;
+}
+
+ChildFailure enter_cgroups(const CgroupEntry& entry) noexcept {
+    for (int i = 0; i < entry.count; ++i)
+        if (::write(entry.fds[i].get(), "0", 1) != 1) return failed_at(kStepCgroupEnter);
+    return {};
+}
+
 Result<void> SandboxCgroup::attach(pid_t pid) const {
     for (const auto& d : dirs_)
         if (auto r = write_control_file(d.path + "/cgroup.procs", std::to_string(pid)); !r)

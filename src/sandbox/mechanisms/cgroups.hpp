@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "sandbox/mechanisms/child_report.hpp"
 #include "sandbox/process.hpp"
 #include "sandbox/sandbox_limits.hpp"
 
@@ -75,6 +76,24 @@ struct CgroupVerdict {
     std::uint64_t value = 0;
 };
 
+// A sandbox's groups as its child enters them: each group's v1 `tasks` file, opened by the
+// parent before clone() (with the parent's credentials, which the kernel checks), for the
+// child to move itself in with enter_cgroups() before it runs anything of the sandbox's. A
+// thread that moves itself ("0" to `tasks`) is the one migration that skips the kernel's
+// global threadgroup lock, whose write side waits for an RCU grace period (~1-10 ms on these
+// VMs) unless another migration took it moments before; moving another process by pid, as
+// writing its pid to cgroup.procs does, takes that lock every time. The child is single-
+// threaded then, so moving its one thread moves the process, and everything it forks later
+// starts inside. Owned by the parent; the child only reads the descriptor numbers.
+struct CgroupEntry {
+    static constexpr int kMax = 3;  // memory, pids, cpu
+    UniqueFd fds[kMax];
+    int count = 0;
+};
+
+// Child side, async-signal-safe: writes "0" to each descriptor of `entry`.
+ChildFailure enter_cgroups(const CgroupEntry& entry) noexcept;
+
 class SandboxCgroup {
   public:
     // Creates the groups and writes the limits. Nothing is created when no controller is
@@ -88,7 +107,10 @@ class SandboxCgroup {
     SandboxCgroup& operator=(const SandboxCgroup&) = delete;
     ~SandboxCgroup() { remove(); }
 
+    // Moves the process `pid` into the groups from outside (the runtime's side).
     Result<void> attach(pid_t pid) const;
+    // The descriptors its child enters the groups through (CgroupEntry); none without groups.
+    Result<CgroupEntry> open_entry() const;
     // Whether this sandbox has a group of `controller` ("memory", "pids", "cpu").
     bool has(std::string_view controller) const;
     // Writes the memory (and memory+swap), pids and CPU limits of `limits` into the running
