@@ -255,9 +255,9 @@ Result<void> Worker::send_load(const LoadSpec& spec) {
                       {"metadata", spec.metadata.raw},
                       {"actor_id", spec.actor_id},
                       {"state", spec.state}};
-    auto sent = queue_frame(load);
+    // Marked before the send: the worker may read it before send() returns here.
     sandbox::mark(timeline_, sandbox::StartMark::load_sent);
-    return sent;
+    return queue_frame(load);
 }
 
 Result<void> Worker::await_loaded(const LoadSpec& spec, std::chrono::milliseconds timeout) {
@@ -610,11 +610,11 @@ Result<void> Worker::begin_call(CallRequest request, CallEvents events) {
                        {"timestamp", request.timestamp ? request.timestamp : now_ms()}};
     if (request.state) frame["state"] = std::move(*request.state);
     call_ = std::move(c);
+    sandbox::mark(timeline_, sandbox::StartMark::call_sent);  // before: as for the load
     if (auto sent = queue_frame(frame); !sent) {
         call_.reset();
         return sent;
     }
-    sandbox::mark(timeline_, sandbox::StartMark::call_sent);
     return {};
 }
 

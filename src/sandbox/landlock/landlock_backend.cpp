@@ -36,8 +36,7 @@ constexpr int kSweepGraceMs = 2'000;
 
 // Descriptor numbers in the supervisor and the worker: 0-3 stdin, stdout, stderr, channel.
 constexpr int kReportFd = kReportFdInChild;  // {step, errno} on failure; close-on-exec
-constexpr int kSyncFd = 5;                   // one byte from the parent releases the child
-constexpr int kStatusFd = 6;                 // the supervisor writes the worker's status here
+constexpr int kStatusFd = 5;                 // the supervisor writes the worker's status here
 
 // What the sandbox's paths are: read and execute the interpreters and their libraries
 // (merged /usr: /bin and /lib are links into it; on other hosts they are folders of their
@@ -76,7 +75,7 @@ struct ChildContext {
     char* const* envp;
     StartTimeline* timeline;  // null unless the start is being timed
     const CgroupEntry* cgroups;
-    int src_fds[7];  // devnull, out, err, channel, report, sync, status (parent's numbers)
+    int src_fds[6];  // devnull, out, err, channel, report, status (parent's numbers)
 };
 
 [[noreturn]] void run_worker(const ChildContext& c, pid_t supervisor) {
@@ -113,9 +112,9 @@ struct ChildContext {
     // Into its groups first, through the parent's descriptors (placing ours closes them).
     if (auto f = enter_cgroups(*c.cgroups)) report_and_exit(c.src_fds[4], f);
     mark(c.timeline, StartMark::cgroups_entered);
-    // Descriptors 0..3 as the worker sees them; the report, sync and status pipes above,
+    // Descriptors 0..3 as the worker sees them; the report and status pipes above,
     // close-on-exec; nothing else.
-    if (!place_descriptors(c.src_fds, 7, kReportFd)) ::_exit(127);  // no report pipe yet
+    if (!place_descriptors(c.src_fds, 6, kReportFd)) ::_exit(127);  // no report pipe yet
     // Signals wait for sigwaitinfo() from here on; SIGCHLD must not be ignored (a runtime may
     // ignore it) or children would vanish unreaped.
     sigset_t all;
@@ -128,16 +127,9 @@ struct ChildContext {
     // The runtime's death reaches the supervisor as SIGTERM: it sweeps, then exits.
     if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0)
         report_and_exit(kReportFd, failed_at(kStepDeathSignal));
+    // No word from the parent is awaited: the child enters its cgroups itself, and a parent
+    // that gives up after clone() kills it (the death signal covers one that dies).
     if (::getppid() != c.runtime) ::_exit(127);
-    // The parent writes one byte once it holds the sandbox. EOF: it gave up.
-    char go = 0;
-    ssize_t n;
-    do {
-        n = ::read(kSyncFd, &go, 1);
-    } while (n < 0 && errno == EINTR);
-    if (n != 1) ::_exit(127);
-    ::close(kSyncFd);
-    mark(c.timeline, StartMark::child_released);
     if (::setsid() < 0) report_and_exit(kReportFd, failed_at(kStepSetsid));
     hide_runtime_memory(*c.image);
     if (::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0)
@@ -420,17 +412,14 @@ Result<std::unique_ptr<Process>> LandlockBackend::spawn(const WorkerSpec& spec) 
 
     StartTimeline* const timeline = spec.timeline;
     mark(timeline, StartMark::plans_built);
-    auto cgroup = SandboxCgroup::create(cgroups_, group, limits);
+    auto cgroup = spare_cgroup_.take(cgroups_, limits);
     if (!cgroup) return tl::unexpected(cgroup.error());
     mark(timeline, StartMark::cgroups_created);
     auto entry = cgroup->open_entry();
     if (!entry) return tl::unexpected(entry.error());
     auto fds = WorkerFds::create();
     if (!fds) return tl::unexpected(fds.error());
-    int sync[2], status[2];
-    if (::pipe2(sync, O_CLOEXEC) != 0)
-        return tl::unexpected(system_error("pipe for the start signal", errno));
-    UniqueFd sync_r(sync[0]), sync_w(sync[1]);
+    int status[2];
     if (::pipe2(status, O_CLOEXEC | O_NONBLOCK) != 0)
         return tl::unexpected(system_error("pipe for the worker's status", errno));
     UniqueFd status_r(status[0]), status_w(status[1]);
@@ -451,7 +440,7 @@ Result<std::unique_ptr<Process>> LandlockBackend::spawn(const WorkerSpec& spec) 
                      timeline,
                      &*entry,
                      {fds->devnull.get(), fds->out_w.get(), fds->err_w.get(), fds->chan_child.get(),
-                      fds->report_w.get(), sync_r.get(), status_w.get()}};
+                      fds->report_w.get(), status_w.get()}};
 
     mark(timeline, StartMark::clone);
     const long pid = ::syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, nullptr);
@@ -462,7 +451,6 @@ Result<std::unique_ptr<Process>> LandlockBackend::spawn(const WorkerSpec& spec) 
     if (pid == 0) run_child(ctx);
 
     fds->close_child_ends();
-    sync_r.reset();
     status_w.reset();
     *entry = CgroupEntry{};
     parts.status = std::move(status_r);
@@ -471,14 +459,6 @@ Result<std::unique_ptr<Process>> LandlockBackend::spawn(const WorkerSpec& spec) 
     auto proc = std::make_unique<LandlockProcess>(
         static_cast<pid_t>(pid), std::move(fds->chan_parent), std::move(fds->out_r),
         std::move(fds->err_r), std::move(parts));
-    const char go = 1;
-    if (::write(sync_w.get(), &go, 1) != 1) {
-        const int e = errno;
-        proc->kill_and_wait();
-        return tl::unexpected(system_error("releasing the sandbox", e));
-    }
-    sync_w.reset();
-    mark(timeline, StartMark::released);
     proc->watch_limits();
 
     // EOF: the supervisor closed its copy and the worker's went at execve. Two ints: a step
@@ -505,6 +485,8 @@ Result<std::unique_ptr<Process>> LandlockBackend::spawn(const WorkerSpec& spec) 
         return tl::unexpected(std::move(e));
     }
     if (auto ok = set_worker_fds_nonblocking(*proc); !ok) return tl::unexpected(ok.error());
+    // While the worker's interpreter starts.
+    spare_cgroup_.refill(cgroups_, options_.limits);
     return std::unique_ptr<Process>(std::move(proc));
 }
 

@@ -481,6 +481,44 @@ CgroupVerdict SandboxCgroup::verdict() const {
     return {};
 }
 
+namespace {
+
+bool same_cgroup_limits(const SandboxLimits& a, const SandboxLimits& b) {
+    return a.memory_bytes == b.memory_bytes && a.pids == b.pids && a.cpu_milli == b.cpu_milli;
+}
+
+bool any_usable(const CgroupSupport& support) {
+    for (const auto& c : support.controllers)
+        if (c.usable()) return true;
+    return false;
+}
+
+}  // namespace
+
+Result<SandboxCgroup> CgroupSpare::take(const CgroupSupport& support, const SandboxLimits& limits) {
+    {
+        std::lock_guard lock(m_);
+        if (spare_ && same_cgroup_limits(spare_->limits(), limits)) {
+            SandboxCgroup g = std::move(*spare_);
+            spare_.reset();
+            return g;
+        }
+    }
+    return SandboxCgroup::create(support, new_group_id(), limits);
+}
+
+void CgroupSpare::refill(const CgroupSupport& support, const SandboxLimits& limits) {
+    if (!any_usable(support)) return;
+    {
+        std::lock_guard lock(m_);
+        if (spare_) return;
+    }
+    auto made = SandboxCgroup::create(support, new_group_id(), limits);
+    if (!made) return;
+    std::lock_guard lock(m_);
+    if (!spare_) spare_ = std::move(*made);
+}
+
 void SandboxCgroup::remove() {
     if (events_) {
         if (events_->pids_events) PidsScanner::get().remove(events_.get());

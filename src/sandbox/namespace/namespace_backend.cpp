@@ -301,7 +301,7 @@ Result<std::unique_ptr<Process>> NamespaceBackend::spawn(const WorkerSpec& spec)
     StartTimeline* const timeline = spec.timeline;
     mark(timeline, StartMark::plans_built);
 
-    auto cgroup = SandboxCgroup::create(cgroups_, new_group_id(), limits);
+    auto cgroup = spare_cgroup_.take(cgroups_, limits);
     if (!cgroup) return tl::unexpected(cgroup.error());
     mark(timeline, StartMark::cgroups_created);
     auto entry = cgroup->open_entry();
@@ -406,6 +406,8 @@ Result<std::unique_ptr<Process>> NamespaceBackend::spawn(const WorkerSpec& spec)
         return tl::unexpected(std::move(e));
     }
     if (auto ok = set_worker_fds_nonblocking(*proc); !ok) return tl::unexpected(ok.error());
+    // While the worker's interpreter starts.
+    spare_cgroup_.refill(cgroups_, options_.limits);
     return std::unique_ptr<Process>(std::move(proc));
 }
 

@@ -373,7 +373,7 @@ def _load(msg):
     namespace = {"__name__": "__sandflow_actor__", "__file__": _script_file,
                  "__builtins__": builtins, "actor": actor, "__sandflow_name_code__": _name_code}
     # exec() of the text, not compile(): builtins.compile first builds the `ast` module's node
-    # types (~0.8 ms in a fresh interpreter, most of a small script's load), exec() of a str
+    # types (~0.6 ms in a fresh interpreter, most of a small script's load), exec() of a str
     # does not, but names the code "<string>". A line appended at the end renames it once the
     # module has run; until then (an error at import time) _error_info takes "<string>" frames
     # as the script's. Appending after the last line keeps every line number. A failed load
