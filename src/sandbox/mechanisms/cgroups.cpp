@@ -498,6 +498,7 @@ bool any_usable(const CgroupSupport& support) {
 Result<SandboxCgroup> CgroupSpare::take(const CgroupSupport& support, const SandboxLimits& limits) {
     {
         std::lock_guard lock(m_);
+        ++taken_;
         if (spare_ && same_cgroup_limits(spare_->limits(), limits)) {
             SandboxCgroup g = std::move(*spare_);
             spare_.reset();
@@ -511,7 +512,7 @@ void CgroupSpare::refill(const CgroupSupport& support, const SandboxLimits& limi
     if (!any_usable(support)) return;
     {
         std::lock_guard lock(m_);
-        if (spare_) return;
+        if (spare_ || taken_ < 2) return;
     }
     auto made = SandboxCgroup::create(support, new_group_id(), limits);
     if (!made) return;

@@ -156,20 +156,23 @@ class SandboxCgroup {
 // One sandbox's groups made ahead, so that making them (three mkdirs and four limit writes,
 // ~0.1-0.2 ms) is off the next start's path: a backend takes the spare when it starts a
 // sandbox and makes the next one once that sandbox has reached execve, while its interpreter
-// starts. A spare holds no process; a runtime that dies leaves it to remove_stale_groups().
-// Thread-safe.
+// starts. Only from a backend's second start on: a process that starts one sandbox (`sandflow
+// exec`, a backend's probe) would make and remove a spare for nothing. A spare holds no
+// process; a runtime that dies leaves it to remove_stale_groups(). Thread-safe.
 class CgroupSpare {
   public:
     // The spare if it was made with `limits`' memory, pids and cpu, else new groups
     // (SandboxCgroup::create).
     Result<SandboxCgroup> take(const CgroupSupport& support, const SandboxLimits& limits);
-    // Makes a spare with `limits` unless there is one or no controller is usable. A failure
-    // leaves none: take() then makes the groups, and reports what fails.
+    // Makes a spare with `limits` unless there is one, no controller is usable, or take() has
+    // been called only once so far. A failure leaves none: take() then makes the groups, and
+    // reports what fails.
     void refill(const CgroupSupport& support, const SandboxLimits& limits);
 
   private:
     std::mutex m_;
     std::optional<SandboxCgroup> spare_;
+    std::uint64_t taken_ = 0;  // take() calls
 };
 
 }  // namespace sandflow::sandbox::mech
