@@ -223,6 +223,26 @@ ExecReport wait_for_exec(int report_fd, int timeout_ms) {
     return {ExecReport::reached_exec};
 }
 
+ExitStatus wait_or_kill(Process& proc, int timeout_ms) {
+    if (auto s = proc.try_wait()) return *s;
+    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, proc.pid(), 0)));
+    if (pidfd) {
+        pollfd p{pidfd.get(), POLLIN, 0};
+        int r;
+        do {
+            r = ::poll(&p, 1, timeout_ms);
+        } while (r < 0 && errno == EINTR);
+        if (r == 1)
+            if (auto s = proc.try_wait()) return *s;
+    } else {
+        for (int waited_us = 0; waited_us < timeout_ms * 1000; waited_us += 500) {
+            if (auto s = proc.try_wait()) return *s;
+            ::usleep(500);
+        }
+    }
+    return proc.kill_and_wait();
+}
+
 Result<void> set_worker_fds_nonblocking(const Process& proc) {
     for (int fd : {proc.channel_fd(), proc.stdout_fd(), proc.stderr_fd()}) {
         const int fl = ::fcntl(fd, F_GETFL);

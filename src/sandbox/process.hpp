@@ -169,6 +169,11 @@ struct ExecReport {
 };
 ExecReport wait_for_exec(int report_fd, int timeout_ms);
 
+// Waits up to `timeout_ms` for `proc` to end, woken by the kernel the moment it does (a pidfd;
+// where the kernel or a profile refuses pidfds, a look every half millisecond), then kills
+// it if it still runs; returns how it ended.
+ExitStatus wait_or_kill(Process& proc, int timeout_ms);
+
 // The parent's ends of a started worker's channel, stdout and stderr, made non-blocking.
 Result<void> set_worker_fds_nonblocking(const Process& proc);
 

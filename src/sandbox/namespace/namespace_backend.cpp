@@ -428,13 +428,7 @@ Result<void> NamespaceBackend::probe() {
             return;
         }
         // /usr/bin/true exits at once; a status other than 0 means the sandbox is broken.
-        const ExitStatus st = [&] {
-            for (int i = 0; i < 5000; ++i) {
-                if (auto s = (*proc)->try_wait()) return *s;
-                ::usleep(1000);
-            }
-            return (*proc)->kill_and_wait();
-        }();
+        const ExitStatus st = wait_or_kill(**proc, 5000);
         if (!WIFEXITED(st.raw) || WEXITSTATUS(st.raw) != 0)
             result = tl::unexpected(unavailable("a test sandbox running /usr/bin/true " +
                                                 st.describe() + " (run `sandflow doctor`)"));
