@@ -483,49 +483,55 @@ std::optional<TimedStart> timed_start(sandbox::Backend& backend, const runtime::
 }
 
 // Per variant and language: the median offset of each step from "spawn begin" and the median
-// time since the step before it (in the same run), in the order of the median offsets.
+// time since the step before it (in the same run), in the order of the median offsets. A
+// variant that fails a start is shown with the error instead.
 void timeline(int runs, const std::vector<Variant>& variants) {
     auto tl = sandbox::StartTimeline::create();
     if (!tl) {
         std::printf("timeline: %s\n", tl.error().message.c_str());
         return;
     }
+    constexpr auto kMarks = static_cast<std::size_t>(sandbox::StartMark::count_);
+    struct Samples {
+        std::vector<std::vector<double>> at = std::vector<std::vector<double>>(kMarks),
+                                         step = std::vector<std::vector<double>>(kMarks);
+        std::vector<double> teardown;
+        std::string skipped;
+    };
     for (Language lang : {Language::python, Language::javascript}) {
         const auto spec = make_spec(lang);
-        for (const auto& v : variants) {
-            std::printf("\ntimeline of one cold start, %s, %s (medians of %d runs; ms)\n",
-                        lang == Language::python ? "Python" : "Node", v.name.c_str(), runs);
-            if (!v.backend) {
-                std::printf("  skipped: %s\n", v.skipped.c_str());
-                continue;
-            }
-            constexpr auto kMarks = static_cast<std::size_t>(sandbox::StartMark::count_);
-            std::vector<std::vector<double>> at(kMarks), step(kMarks);
-            std::vector<double> teardown;
-            std::string e;
-            bool failed = false;
-            for (int r = 0; r <= runs && !failed; ++r) {
-                auto t = timed_start(*v.backend, spec, **tl, &e);
-                if (!t) {
-                    failed = true;
-                    break;
-                }
-                if (r == 0) continue;  // warm-up: page cache, first-use costs
+        std::vector<Samples> samples(variants.size());
+        for (std::size_t v = 0; v < variants.size(); ++v)
+            if (!variants[v].backend) samples[v].skipped = variants[v].skipped;
+        // Rounds of every variant in a shuffled order, as in the cold-start figures, so that
+        // the machine's other work weighs on each variant alike; round 0 warms up.
+        for (int r = 0; r <= runs; ++r) {
+            for (std::size_t v : round_order(variants.size())) {
+                Samples& s = samples[v];
+                if (!s.skipped.empty()) continue;
+                auto t = timed_start(*variants[v].backend, spec, **tl, &s.skipped);
+                if (!t || r == 0) continue;
                 double prev = 0;
                 for (const auto& [m, ms] : t->marks) {
-                    at[static_cast<std::size_t>(m)].push_back(ms);
-                    step[static_cast<std::size_t>(m)].push_back(ms - prev);
+                    s.at[static_cast<std::size_t>(m)].push_back(ms);
+                    s.step[static_cast<std::size_t>(m)].push_back(ms - prev);
                     prev = ms;
                 }
-                teardown.push_back(t->teardown_ms);
+                s.teardown.push_back(t->teardown_ms);
             }
-            if (failed) {
-                std::printf("  skipped: %s\n", e.c_str());
+        }
+        for (std::size_t v = 0; v < variants.size(); ++v) {
+            const Samples& s = samples[v];
+            std::printf("\ntimeline of one cold start, %s, %s (medians of %d runs; ms)\n",
+                        lang == Language::python ? "Python" : "Node", variants[v].name.c_str(),
+                        runs);
+            if (!s.skipped.empty()) {
+                std::printf("  skipped: %s\n", s.skipped.c_str());
                 continue;
             }
             std::vector<std::pair<double, std::size_t>> order;
             for (std::size_t m = 0; m < kMarks; ++m)
-                if (!at[m].empty()) order.emplace_back(dist(at[m]).p50, m);
+                if (!s.at[m].empty()) order.emplace_back(dist(s.at[m]).p50, m);
             std::sort(order.begin(), order.end());
             std::printf("  %-20s %9s %9s\n", "step", "at", "took");
             for (const auto& [p50, m] : order)
@@ -533,9 +539,9 @@ void timeline(int runs, const std::vector<Variant>& variants) {
                     "  %-20s %9.3f %9.3f\n",
                     std::string(sandbox::start_mark_name(static_cast<sandbox::StartMark>(m)))
                         .c_str(),
-                    p50, dist(step[m]).p50);
+                    p50, dist(s.step[m]).p50);
             std::printf("  %-20s %9s %9.3f  (after the result; not in `at`)\n", "teardown", "",
-                        dist(teardown).p50);
+                        dist(s.teardown).p50);
         }
     }
 }
