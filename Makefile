@@ -42,6 +42,7 @@ bench: build
 	$(BUILD)/bench/flow_bench
 	$(BUILD)/bench/sandbox_bench
 	$(BUILD)/bench/gvisor_bench
+	$(BUILD)/bench/state_bench
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp')

@@ -1,7 +1,6 @@
-// Sandbox benchmarks (DESIGN §5-6; issue "Namespace sandbox", item 6). Every figure is
-// measured in this run and printed beside its baseline, as a ratio, for each isolating tier
-// in kTiers (namespace, landlock, gvisor; made by name, and skipped with the reason where
-// this build or host has none):
+// Sandbox benchmarks (bench/README.md). Every figure is measured in this run and printed
+// beside its baseline, as a ratio, for each isolating tier in kTiers (namespace, landlock,
+// gvisor; made by name, and skipped with the reason where this build or host has none):
 //   a0   the sandbox's set-up alone: Backend::spawn of /usr/bin/true until its execve;
 //   a/b  cold start to first result, Python and Node: each tier (Instance::create + first
 //        call) against a bare interpreter running an equivalent one-shot script, against

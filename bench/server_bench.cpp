@@ -567,7 +567,7 @@ int main(int argc, char** argv) {
     so.actor_roots = {dir};
     so.threads = 16;
     so.warm_discovered = false;
-    server::Server srv(backend, so, server::make_memory_store());
+    server::Server srv(backend, so, runtime::make_memory_store());
     rpc::WsServerOptions wo;
     wo.port = 0;
     wo.io_threads = io_threads;

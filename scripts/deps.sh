@@ -10,9 +10,12 @@ packages=(
     libcli11-dev libspdlog-dev libfmt-dev libexpected-dev
     libgtest-dev libgmock-dev
     libseccomp-dev
+    libsqlite3-dev  # the durable state store (src/runtime/state/sqlite_store.cpp)
+    redis-server  # tests and bench of the redis state store start their own
     bubblewrap  # only the baseline of bench/sandbox_bench; Sandflow does not use it
     python3 nodejs
     python3-websockets
+    runsc tini  # the gvisor backend and its sandboxes' init
     runc iproute2  # tests/container: the container matrix (runc containers, network namespaces)
 )
 

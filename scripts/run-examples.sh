@@ -57,5 +57,9 @@ if [ -z "$url" ]; then
 fi
 echo "\$ sandflow serve --listen 127.0.0.1:0"
 grep listening "$serve_out"
+state=$(sed -n 's/.*"state":"\([^"]*\)".*/\1/p' "$serve_out")
+echo "(the server keeps every instance's committed state in $state: it is still there"
+echo " after the server stops, crashes or restarts; --state memory keeps none, --state"
+echo " sqlite:PATH chooses the file)"
 echo "\$ sandflow run $graphs/orders.graph.json --runtime $url"
 "$bin" run "$graphs/orders.graph.json" --runtime "$url" || echo "(exit status $?)"

@@ -24,14 +24,15 @@ std::vector<std::string> worker_argv(Language lang, int channel_fd, bool timelin
 
 namespace {
 
-// Reads exactly one frame from the channel (python_code_frame) and runs the shim as __main__:
-// the marshalled code when this interpreter's bytecode magic is the one it was compiled for,
-// else the source, compiled here. `time` is loaded at every interpreter's start-up, so the
-// clock reading for a timeline costs no import. A closed channel before the frame arrives
-// ends the worker quietly.
+// Reads exactly one frame from the channel (python_code_frame) and runs the shim as __main__,
+// in that module's own namespace (so sys.modules["__main__"] is the shim, as when it runs from
+// source): the marshalled code when this interpreter's bytecode magic is the one it was
+// compiled for, else the source, compiled here. `time` is loaded at every interpreter's
+// start-up, so the clock reading for a timeline costs no import. A closed channel before the
+// frame arrives ends the worker quietly.
 constexpr std::string_view kPythonBootstrap =
     "import marshal,sys,time\n"
-    "_t=time.monotonic_ns()\n"
+    "_T0=time.monotonic_ns()\n"
     "def _r(f,n):\n"
     "    b=b''\n"
     "    while len(b)<n:\n"
@@ -42,11 +43,11 @@ constexpr std::string_view kPythonBootstrap =
     "_f=int(sys.argv[-1])\n"
     "_b=_r(_f,int.from_bytes(_r(_f,4),'big'))\n"
     "_n=8+int.from_bytes(_b[4:8],'big')\n"
-    "_k=_n>8 and _b[:4]==sys.modules['_frozen_importlib_external'].MAGIC_NUMBER\n"
-    "_c=marshal.loads(_b[8:_n]) if _k else "
+    "_BOOTSTRAPPED=_n>8 and _b[:4]==sys.modules['_frozen_importlib_external'].MAGIC_NUMBER\n"
+    "_c=marshal.loads(_b[8:_n]) if _BOOTSTRAPPED else "
     "compile(_b[_n:].decode(),'<sandflow_worker>','exec',dont_inherit=True)\n"
     "del _r,_f,_b,_n\n"
-    "exec(_c,{'__name__':'__main__','__builtins__':__builtins__,'_BOOTSTRAPPED':_k,'_T0':_t})\n";
+    "exec(_c,globals())\n";
 
 void put_u32(std::string& out, std::size_t n) {
     for (int shift = 24; shift >= 0; shift -= 8)

@@ -50,6 +50,8 @@ struct ServeOptions {
     std::vector<std::string> limit_defaults, limit_maxima;
     std::size_t pool_python = limits::kDefaultPythonPool;
     std::size_t pool_node = limits::kDefaultNodePool;
+    std::string state = "sqlite:";  // the default file (runtime::default_state_path)
+    std::string state_sync = "normal";
 };
 
 // Sandboxes that cannot start make /healthz answer 503 with the reason.
@@ -99,6 +101,19 @@ int run(ServeOptions o) {
     if (!policy) return report(policy.error());
     auto backend = open_backend(o.backend, policy->defaults.sandbox);
     if (!backend) return report(backend.error());
+    if (o.state_sync != "normal" && o.state_sync != "full")
+        return report(Error(Errc::invalid_argument,
+                            "--state-sync must be normal (state survives a crash of the "
+                            "server) or full (also a power cut), not '" +
+                                o.state_sync + "'"));
+    runtime::StoreOptions store_opts;
+    store_opts.sqlite_full_sync = o.state_sync == "full";
+    std::shared_ptr<runtime::StateStore> store;
+    {
+        auto st = runtime::open_state_store(o.state, store_opts);
+        if (!st) return report(st.error());
+        store = std::move(*st);
+    }
 
     // A worker that died between calls must fail the next call (EPIPE), not kill the
     // server when the call is written to its closed channel. SIGPIPE is also blocked:
@@ -152,7 +167,7 @@ int run(ServeOptions o) {
         warm_pool = std::move(*p);
         so.warm_pool = warm_pool.get();
     }
-    server::Server srv(**backend, so, server::make_memory_store());
+    server::Server srv(**backend, so, store);
     probe_backend(**backend, srv);
 
     rpc::WsServerOptions wo;
@@ -193,10 +208,12 @@ int run(ServeOptions o) {
                                     {"port", (*ws)->port()},
                                     {"backend", (*backend)->name()},
                                     {"isolation", sandbox::level_name((*backend)->level())},
-                                    {"actors", *found}});
+                                    {"actors", *found},
+                                    {"state", store->describe()}});
     std::printf("%s\n", line.c_str());
     std::fflush(stdout);
-    spdlog::info("listening on {} ({} actors, backend {})", url, *found, (*backend)->name());
+    spdlog::info("listening on {} ({} actors, backend {}, state {})", url, *found,
+                 (*backend)->name(), store->describe());
 
     int sig = 0;
     sigwait(&sigs, &sig);
@@ -299,6 +316,18 @@ void register_serve(CLI::App& app, int& status) {
     cmd->add_option("--pool-node", o->pool_node,
                     "Node sandboxes kept started ahead (~60 MB each). 0 = none")
         ->default_str(std::to_string(limits::kDefaultNodePool));
+    cmd->add_option("--state", o->state,
+                    "Where instances' committed state lives: sqlite:PATH (durable; sqlite: "
+                    "alone is the default file, " +
+                        runtime::default_state_path() +
+                        ", under $SANDFLOW_DATA_DIR when set), redis://HOST:PORT/DB or "
+                        "redis+unix:///PATH?db=N (&namespace=NS) shared by several servers, or "
+                        "memory (lost when the server stops)")
+        ->default_str("sqlite:");
+    cmd->add_option("--state-sync", o->state_sync,
+                    "sqlite durability: normal (a committed call's state survives a crash of "
+                    "the server) or full (also a power cut; each commit waits for the disk)")
+        ->default_str("normal");
     cmd->callback([o, &status] { status = run(*o); });
 }
 

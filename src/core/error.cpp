@@ -22,6 +22,10 @@ std::string_view errc_name(Errc code) {
             return "sandbox_unavailable";
         case Errc::io:
             return "io";
+        case Errc::state_store:
+            return "state_store";
+        case Errc::state_conflict:
+            return "state_conflict";
         case Errc::internal:
             return "internal";
     }

@@ -24,6 +24,8 @@ enum class Errc {
     limit_exceeded,       // a named limit was crossed; data.limit names it
     sandbox_unavailable,  // the backend cannot start sandboxes on this host
     io,                   // an operating-system call failed
+    state_store,          // the state store failed (down, full, unreadable); data.store names it
+    state_conflict,       // another server committed the instance's state first
     internal,             // a bug in Sandflow itself
 };
 

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 
 namespace sandflow::limits {
 
@@ -49,6 +50,7 @@ inline constexpr std::size_t kMaxSendQueueBytes = 64u << 20;   // unsent bytes p
 inline constexpr std::size_t kMaxActors = 4096;                // registered components
 inline constexpr std::size_t kMaxInstances = 1024;             // live instances (sandboxes)
 inline constexpr std::size_t kMaxInstanceIdBytes = 128;        // length of an instance_id
+inline constexpr std::size_t kMaxCallIdBytes = 128;            // length of a process call_id
 inline constexpr std::size_t kMaxDiscoveredFiles = 10'000;     // files scanned under --actors
 inline constexpr std::chrono::milliseconds kHandshakeTimeout{10'000};
 inline constexpr std::chrono::milliseconds kIdleTimeout{60'000};  // no traffic, no pong
@@ -68,4 +70,20 @@ inline constexpr std::size_t kMaxScriptNodes = 256;             // sandboxed nod
 inline constexpr std::size_t kDefaultFlowQueueCapacity = 64;    // packets queued per inport
 inline constexpr std::size_t kMaxFlowQueueCapacity = 1u << 20;  // --queue-capacity
 inline constexpr std::size_t kMaxFlowBatch = 64;                // packets per native activation
+}  // namespace sandflow::limits
+
+namespace sandflow::limits {
+// An instance's state (docs/actors.md#state). The worker checks them as the script writes,
+// the host again before it commits (a worker is untrusted). The whole state travels in one
+// frame to a new worker, so it stays well under kMaxFrameBytes.
+inline constexpr std::size_t kMaxStateKeys = 10'000;                     // keys per instance
+inline constexpr std::size_t kMaxStateKeyBytes = 256;                    // length of one key
+inline constexpr std::size_t kMaxStateValueBytes = 1u << 20;             // one value, as JSON
+inline constexpr std::size_t kMaxStateBytes = 8u << 20;                  // keys + values, as JSON
+inline constexpr std::int64_t kMaxStateTtlMs = 10LL * 365 * 86'400'000;  // expire(): 10 years
+// State stores (src/runtime/state/).
+inline constexpr std::size_t kMaxCommitBatch = 256;               // commits in one group commit
+inline constexpr std::chrono::milliseconds kStoreTimeout{2'000};  // a store's round trip
+inline constexpr std::size_t kMaxRedisReplyBytes = 64u << 20;     // one reply from Redis
+inline constexpr std::size_t kMaxRedisReplyDepth = 8;             // nesting of a reply
 }  // namespace sandflow::limits

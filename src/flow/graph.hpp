@@ -1,5 +1,5 @@
 // The graph model and loader for Reflow's graph files (GraphExport JSON, camelCase;
-// DESIGN §3, docs/flow.md).
+// docs/flow.md).
 //
 // parse_graph checks the file's shape: every field Reflow writes is parsed, including the
 // snake_case workspace keys (graph_dependencies, external_connections, provided_interfaces,

@@ -112,6 +112,10 @@ std::string_view app_code_reason(AppCode code) {
             return "metadata_error";
         case AppCode::shutting_down:
             return "shutting_down";
+        case AppCode::state_store:
+            return "state_store";
+        case AppCode::state_conflict:
+            return "state_conflict";
     }
     return "internal";
 }
@@ -147,6 +151,12 @@ Error app_error(AppCode code, std::string message, json::object data) {
         case AppCode::shutting_down:
             errc = Errc::io;
             break;
+        case AppCode::state_store:
+            errc = Errc::state_store;
+            break;
+        case AppCode::state_conflict:
+            errc = Errc::state_conflict;
+            break;
     }
     data["reason"] = app_code_reason(code);
     return Error(errc, std::move(message), std::move(data));
@@ -180,6 +190,10 @@ RpcError to_rpc_error(const Error& e) {
             return app(AppCode::limit_exceeded);
         case Errc::sandbox_unavailable:
             return app(AppCode::sandbox_unavailable);
+        case Errc::state_store:
+            return app(AppCode::state_store);
+        case Errc::state_conflict:
+            return app(AppCode::state_conflict);
         case Errc::io:
         case Errc::internal:
             break;
@@ -190,7 +204,8 @@ RpcError to_rpc_error(const Error& e) {
 Error from_rpc_error(int code, std::string message, json::object data) {
     static constexpr Errc kAll[] = {Errc::invalid_argument,    Errc::metadata, Errc::script,
                                     Errc::worker_crashed,      Errc::timeout,  Errc::limit_exceeded,
-                                    Errc::sandbox_unavailable, Errc::io,       Errc::internal};
+                                    Errc::sandbox_unavailable, Errc::io,       Errc::state_store,
+                                    Errc::state_conflict,      Errc::internal};
     Errc errc = Errc::internal;
     bool named = false;
     if (const auto* n = data.if_contains("errc"); n && n->is_string()) {
@@ -220,6 +235,12 @@ Error from_rpc_error(int code, std::string message, json::object data) {
                 break;
             case static_cast<int>(AppCode::sandbox_unavailable):
                 errc = Errc::sandbox_unavailable;
+                break;
+            case static_cast<int>(AppCode::state_store):
+                errc = Errc::state_store;
+                break;
+            case static_cast<int>(AppCode::state_conflict):
+                errc = Errc::state_conflict;
                 break;
             default:
                 errc = Errc::internal;

@@ -40,6 +40,8 @@ enum class AppCode : int {
     worker_crashed = -32009,
     metadata_error = -32010,
     shutting_down = -32011,
+    state_store = -32012,
+    state_conflict = -32013,
 };
 
 // A JSON-RPC error object. `data` always holds "reason" (a stable lower-case name) and

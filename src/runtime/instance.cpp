@@ -1,8 +1,18 @@
 #include "runtime/instance.hpp"
 
+#include "core/limits.hpp"
 #include "runtime/warm_pool.hpp"
 
 namespace sandflow::runtime {
+
+namespace {
+
+Error state_limit(std::string_view limit, std::size_t value, std::size_t max, std::string what) {
+    return Error(Errc::limit_exceeded, std::move(what),
+                 {{"limit", limit}, {"value", value}, {"max", max}});
+}
+
+}  // namespace
 
 Result<InstanceSpec> spec_from_file(const std::filesystem::path& path) {
     InstanceSpec spec;
@@ -27,8 +37,23 @@ Result<InstanceSpec> spec_from_source(std::string source, std::string filename,
 }
 
 Instance::Instance(sandbox::Backend& backend, InstanceSpec spec)
-    : backend_(backend), spec_(std::move(spec)), state_(spec_.initial_state) {
+    : backend_(backend),
+      spec_(std::move(spec)),
+      state_(spec_.initial_state),
+      expires_(spec_.initial_expires) {
     if (!spec_.limits) spec_.limits = default_limits(backend_);
+    drop_expired(state_, expires_, wall_ms());
+    recount();
+}
+
+void Instance::recount() {
+    key_bytes_.clear();
+    state_bytes_ = 0;
+    for (const auto& [k, v] : state_) {
+        const std::size_t n = k.size() + to_json_string(v).size();
+        key_bytes_[std::string(k)] = n;
+        state_bytes_ += n;
+    }
 }
 
 Result<std::unique_ptr<Instance>> Instance::create(sandbox::Backend& backend, InstanceSpec spec) {
@@ -45,8 +70,8 @@ Result<bool> Instance::reuse_worker(const sandbox::SandboxLimits& want) {
 
 Result<void> Instance::start_worker(const sandbox::SandboxLimits& want) {
     worker_.reset();
-    LoadSpec load{spec_.metadata, spec_.source, spec_.filename,
-                  spec_.actor_id, state_,       spec_.on_log};
+    LoadSpec load{spec_.metadata,           spec_.source, spec_.filename, spec_.actor_id, state_,
+                  expiry_to_json(expires_), spec_.on_log};
     // Pooled sandboxes run the backend's default limits: usable when what differs can
     // change live.
     std::unique_ptr<Worker> pooled;
@@ -122,7 +147,10 @@ Result<bool> Instance::begin(CallRequest&& request, CallEvents&& events, bool ma
     Pending p;
     if (request.state) p.caller_state = *request.state;
     p.new_worker = worker_starts_ != starts;
-    if (!request.state && !worker_in_sync_) request.state = state_;
+    if (!request.state && !worker_in_sync_) {
+        request.state = state_;
+        request.expires = expiry_to_json(expires_);
+    }
 
     if (events.on_start && !events.on_start(worker_->pid()))
         return fail(Errc::worker_crashed, "the call was cancelled before it started",
@@ -157,16 +185,137 @@ Result<CallOutcome> Instance::finish(Result<CallResult> r) {
         if (!worker_->alive()) worker_.reset();
         return tl::unexpected(r.error());
     }
-    if (p.caller_state) state_ = std::move(*p.caller_state);
-    for (auto& [k, v] : r->state_set) state_[k] = std::move(v);
-    for (const auto& k : r->state_deleted) state_.erase(k);
-    worker_in_sync_ = true;
     CallOutcome out;
+    if (auto ok = apply_changes(*r, std::move(p.caller_state), out); !ok) {
+        // The worker took its changes already: it gets the committed state next time.
+        worker_in_sync_ = false;
+        return tl::unexpected(ok.error());
+    }
+    worker_in_sync_ = true;
     out.outputs = std::move(r->outputs);
     out.state = state_;
     out.duration = r->duration;
     out.new_worker = p.new_worker;
     return out;
+}
+
+Result<void> Instance::apply_changes(CallResult& r, std::optional<json::object> caller_state,
+                                     CallOutcome& out) {
+    const std::int64_t now = wall_ms();
+    const std::string& actor = spec_.metadata.component;
+    // Keys whose time has passed are gone whatever the call did.
+    for (auto it = expires_.begin(); it != expires_.end();) {
+        if (it->second > now) {
+            ++it;
+            continue;
+        }
+        if (auto b = key_bytes_.find(it->first); b != key_bytes_.end()) {
+            state_bytes_ -= b->second;
+            key_bytes_.erase(b);
+        }
+        if (state_.erase(it->first)) out.removed.push_back(it->first);
+        it = expires_.erase(it);
+    }
+    // A call on a caller's state replaces the whole state: checked, then taken, whole.
+    if (caller_state) {
+        json::object next = std::move(*caller_state);
+        for (auto& [k, v] : r.state_set) next[k] = std::move(v);
+        for (const auto& k : r.state_deleted) next.erase(k);
+        r.state_set = json::object();
+        r.state_deleted.clear();
+        for (auto& [k, v] : next) r.state_set[k] = v;
+        for (const auto& [k, v] : state_)
+            if (!next.contains(k)) r.state_deleted.push_back(std::string(k));
+    }
+    // The checks first, against the state as it will be: nothing is taken unless all pass.
+    std::size_t keys = state_.size();
+    std::size_t bytes = state_bytes_;
+    std::map<std::string_view, std::size_t> sizes;
+    for (const auto& [k, v] : r.state_set) {
+        if (k.size() > limits::kMaxStateKeyBytes)
+            return tl::unexpected(state_limit(
+                "kMaxStateKeyBytes", k.size(), limits::kMaxStateKeyBytes,
+                "state key of " + std::to_string(k.size()) + " bytes written by actor '" + actor +
+                    "' is over the limit of " + std::to_string(limits::kMaxStateKeyBytes) +
+                    " bytes; use shorter keys"));
+        const std::size_t value = to_json_string(v).size();
+        if (value > limits::kMaxStateValueBytes)
+            return tl::unexpected(
+                state_limit("kMaxStateValueBytes", value, limits::kMaxStateValueBytes,
+                            "state value '" + std::string(k) + "' of actor '" + actor + "' is " +
+                                std::to_string(value) + " bytes as JSON, over the limit of " +
+                                std::to_string(limits::kMaxStateValueBytes) +
+                                " bytes; split it over several keys"));
+        const std::size_t n = k.size() + value;
+        sizes[k] = n;
+        if (auto b = key_bytes_.find(k); b != key_bytes_.end()) {
+            bytes = bytes - b->second + n;
+        } else {
+            ++keys;
+            bytes += n;
+        }
+    }
+    for (const auto& k : r.state_deleted) {
+        if (r.state_set.contains(k)) continue;
+        if (auto b = key_bytes_.find(k); b != key_bytes_.end()) {
+            --keys;
+            bytes -= b->second;
+        }
+    }
+    if (keys > limits::kMaxStateKeys)
+        return tl::unexpected(state_limit(
+            "kMaxStateKeys", keys, limits::kMaxStateKeys,
+            "actor '" + actor + "' would keep " + std::to_string(keys) +
+                " state keys, over the limit of " + std::to_string(limits::kMaxStateKeys) +
+                "; delete keys it no longer needs, or give keys an expiry time"));
+    if (bytes > limits::kMaxStateBytes)
+        return tl::unexpected(state_limit(
+            "kMaxStateBytes", bytes, limits::kMaxStateBytes,
+            "actor '" + actor + "' would keep " + std::to_string(bytes) +
+                " bytes of state, over the limit of " + std::to_string(limits::kMaxStateBytes) +
+                "; delete keys it no longer needs, or give keys an expiry time"));
+    StateExpiry times;
+    for (const auto& [k, t] : r.expires_set) {
+        if (t.is_null()) continue;
+        if (!t.is_int64() || t.get_int64() > now + limits::kMaxStateTtlMs)
+            return fail(Errc::worker_crashed,
+                        "the worker of actor '" + actor +
+                            "' reported a malformed expiry time for '" + std::string(k) + "'",
+                        {{"reason", "protocol"}});
+        times.emplace(std::string(k), t.get_int64());
+    }
+
+    if (caller_state) expires_.clear();
+    for (auto& [k, v] : r.state_set) {
+        state_[k] = std::move(v);
+        auto& slot = key_bytes_[std::string(k)];
+        slot = sizes[k];
+        out.changed.push_back(std::string(k));
+    }
+    for (const auto& k : r.state_deleted) {
+        if (r.state_set.contains(k)) continue;
+        if (state_.erase(k)) out.removed.push_back(k);
+        key_bytes_.erase(k);
+        expires_.erase(k);
+    }
+    state_bytes_ = bytes;
+    for (const auto& [k, t] : r.expires_set) {
+        const std::string key(k);
+        if (!state_.contains(key)) continue;
+        if (t.is_null()) {
+            if (expires_.erase(key) && !r.state_set.contains(key)) out.changed.push_back(key);
+        } else if (times[key] <= now) {
+            state_.erase(key);
+            expires_.erase(key);
+            state_bytes_ -= key_bytes_[key];
+            key_bytes_.erase(key);
+            out.removed.push_back(key);
+        } else {
+            expires_[key] = times[key];
+            if (!r.state_set.contains(key)) out.changed.push_back(key);
+        }
+    }
+    return {};
 }
 
 int Instance::wait_fd() const {

@@ -3,7 +3,11 @@
 // time) and again, from the last committed state, after it dies or is killed.
 //
 // State commits only when a call succeeds. A call that fails (the script raised, timed
-// out, or the worker died) leaves the committed state as it was.
+// out, or the worker died) leaves the committed state as it was. Keys may carry an expiry
+// time: a key whose time has passed is gone for the script, and dropped at the next
+// commit. The state's named limits (limits::kMaxStateKeys, kMaxStateKeyBytes,
+// kMaxStateValueBytes, kMaxStateBytes) are checked again here before a call's changes are
+// taken: the worker that checked them first is untrusted.
 #pragma once
 
 #include <chrono>
@@ -12,6 +16,7 @@
 #include <string>
 
 #include "actor/metadata.hpp"
+#include "runtime/state/store.hpp"
 #include "runtime/worker.hpp"
 
 namespace sandflow::runtime {
@@ -24,6 +29,7 @@ struct InstanceSpec {
     std::string source;
     std::string filename;
     json::object initial_state;
+    StateExpiry initial_expires;                 // of initial_state's keys
     std::function<void(const LogLine&)> on_log;  // output outside calls
     std::chrono::milliseconds start_timeout = limits::kWorkerStartTimeout;
     // Where new workers come from first (warm_pool.hpp); it must outlive the instance and
@@ -46,6 +52,10 @@ struct CallOutcome {
     json::object state;  // the committed state after the call
     std::chrono::microseconds duration{0};
     bool new_worker = false;  // a new worker had to be started for this call
+    // What the call changed, for a store: keys written (with the value or the expiry
+    // time changed) and keys removed (deleted or expired). Both empty: nothing changed.
+    std::vector<std::string> changed, removed;
+    bool state_changed() const { return !changed.empty() || !removed.empty(); }
 };
 
 class Instance {
@@ -80,6 +90,7 @@ class Instance {
     const actor::ActorMetadata& metadata() const { return spec_.metadata; }
     const ActorLimits& limits() const { return *spec_.limits; }
     const json::object& state() const { return state_; }
+    const StateExpiry& expires() const { return expires_; }
     std::size_t worker_starts() const { return worker_starts_; }
     // Workers of this instance that came from the warm pool.
     std::size_t pooled_starts() const { return pooled_starts_; }
@@ -95,11 +106,19 @@ class Instance {
     // A new worker whose sandbox enforces `want`, from the pool when `want` fits it. Blocks.
     Result<void> start_worker(const sandbox::SandboxLimits& want);
     Result<CallOutcome> finish(Result<CallResult> r);
+    // Takes a call's changes into state_ when they keep within the state's limits.
+    Result<void> apply_changes(CallResult& r, std::optional<json::object> caller_state,
+                               CallOutcome& out);
+    void recount();
     Result<void> check_inputs(const json::object& inputs) const;
 
     sandbox::Backend& backend_;
     InstanceSpec spec_;
     json::object state_;
+    StateExpiry expires_;
+    // Each key's bytes (the key and its value as JSON) and their sum, for kMaxStateBytes.
+    std::map<std::string, std::size_t, std::less<>> key_bytes_;
+    std::size_t state_bytes_ = 0;
     std::unique_ptr<Worker> worker_;
     bool worker_in_sync_ = false;  // the worker's committed state equals state_
     std::size_t worker_starts_ = 0;

@@ -1,4 +1,4 @@
-// The warm pool (DESIGN §5, docs/sandbox.md): sandboxes started ahead of need, each with
+// The warm pool (docs/sandbox.md): sandboxes started ahead of need, each with
 // its interpreter and the SDK loaded and its hello received, waiting for a script.
 //
 // A new actor instance takes one (runtime::Instance does, when given a pool) and sends it

@@ -254,7 +254,13 @@ Result<void> Worker::send_load(const LoadSpec& spec) {
                       {"source", spec.source},
                       {"metadata", spec.metadata.raw},
                       {"actor_id", spec.actor_id},
-                      {"state", spec.state}};
+                      {"state", spec.state},
+                      {"expires", spec.expires},
+                      {"state_limits", json::object{{"keys", limits::kMaxStateKeys},
+                                                    {"key_bytes", limits::kMaxStateKeyBytes},
+                                                    {"value_bytes", limits::kMaxStateValueBytes},
+                                                    {"bytes", limits::kMaxStateBytes},
+                                                    {"ttl_ms", limits::kMaxStateTtlMs}}}};
     // Marked before the send: the worker may read it before send() returns here.
     sandbox::mark(timeline_, sandbox::StartMark::load_sent);
     return queue_frame(load);
@@ -608,7 +614,10 @@ Result<void> Worker::begin_call(CallRequest request, CallEvents events) {
                        {"config", std::move(request.config)},
                        {"actor_id", actor_id_},
                        {"timestamp", request.timestamp ? request.timestamp : now_ms()}};
-    if (request.state) frame["state"] = std::move(*request.state);
+    if (request.state) {
+        frame["state"] = std::move(*request.state);
+        frame["expires"] = std::move(request.expires);
+    }
     call_ = std::move(c);
     sandbox::mark(timeline_, sandbox::StartMark::call_sent);  // before: as for the load
     if (auto sent = queue_frame(frame); !sent) {
@@ -657,6 +666,10 @@ Result<bool> Worker::call_frame(json::object& f) {
         for (const auto& k : deleted->get_array()) {
             if (!k.is_string()) return tl::unexpected(protocol_violation("malformed result"));
             c.result.state_deleted.emplace_back(k.get_string());
+        }
+        if (auto* exp = f.if_contains("expires_set")) {
+            if (!exp->is_object()) return tl::unexpected(protocol_violation("malformed result"));
+            c.result.expires_set = std::move(exp->get_object());
         }
         c.result.outputs = std::move(outputs->get_object());
         c.result.state_set = std::move(set->get_object());

@@ -36,8 +36,10 @@ struct LogLine {
 struct CallRequest {
     json::object inputs;
     json::object config;
-    // When set, the call runs on this state instead of the committed one.
+    // When set, the call runs on this state instead of the committed one, with these
+    // expiry times of its keys ({key: ms since the epoch}).
     std::optional<json::object> state;
+    json::object expires;
     std::int64_t timestamp = 0;  // ms since the epoch; 0 = now
     // The call's wall clock, output bytes and frame size come from here (the sandbox's
     // limits are runtime::Instance's business); unset: the defaults.
@@ -50,6 +52,9 @@ struct CallResult {
     json::object outputs;  // the dict/object the script returned
     json::object state_set;
     std::vector<std::string> state_deleted;
+    // New expiry times: key -> ms since the epoch, or null for none. A key written keeps
+    // its time unless it is named here.
+    json::object expires_set;
     std::chrono::microseconds duration{0};
 };
 
@@ -70,6 +75,7 @@ struct LoadSpec {
     std::string filename;  // as the script's tracebacks name it
     std::string actor_id;
     json::object state;                          // committed state to start from
+    json::object expires;                        // its keys' expiry times {key: ms}
     std::function<void(const LogLine&)> on_log;  // output outside calls (start-up, load)
 };
 

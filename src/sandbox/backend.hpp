@@ -1,4 +1,4 @@
-// The sandbox backend interface (DESIGN §5, docs/sandbox.md).
+// The sandbox backend interface (docs/sandbox.md, docs/architecture.md).
 //
 // A backend starts one worker process per actor instance, isolated as well as it can,
 // with the channel on channel_fd_in_worker() (kChannelFd unless the backend says otherwise).

@@ -1,4 +1,4 @@
-// Resource limits of one sandbox, with their named defaults (DESIGN §5).
+// Resource limits of one sandbox, with their named defaults (docs/sandbox.md).
 //
 // The wall clock per call and the output bytes per call are enforced by the runtime
 // (limits::kDefaultCallTimeout, limits::kMaxLogBytesPerCall); the ones here are enforced

@@ -88,6 +88,13 @@ struct CallState {
 // One instance: its worker lives in `inst`, touched only by jobs on `queue`.
 struct Slot {
     std::string component, instance_id, key;
+    // The committed state's version in the store and the call that made it (jobs only):
+    // a commit is made from this version, and a call replayed with that call's id is
+    // answered from last_outputs without running again.
+    std::uint64_t version = 0;
+    std::string last_call;
+    json::object last_outputs;
+    runtime::InstanceRef ref() const { return {component, instance_id}; }
     std::shared_ptr<const ActorEntry> actor;  // the code the instance runs (jobs only)
     std::unique_ptr<runtime::Instance> inst;  // jobs only
     std::shared_ptr<SerialQueue> queue;
@@ -239,12 +246,12 @@ Error not_found(std::string_view component, std::string_view instance_id) {
 }  // namespace
 
 struct Server::Impl {
-    Impl(sandbox::Backend& b, ServerOptions o, std::unique_ptr<StateStore> s)
+    Impl(sandbox::Backend& b, ServerOptions o, std::shared_ptr<runtime::StateStore> s)
         : backend(b), opts(std::move(o)), store(std::move(s)), pool(opts.threads) {}
 
     sandbox::Backend& backend;
     ServerOptions opts;
-    std::unique_ptr<StateStore> store;
+    std::shared_ptr<runtime::StateStore> store;
     std::vector<fs::path> roots;  // canonical
     const Clock::time_point started = Clock::now();
 
@@ -393,13 +400,22 @@ struct Server::Impl {
     }
 
     // Runs on the slot's queue: the instance exists and runs the slot's actor, or an error.
+    // A new instance runs on what the store holds (a store that cannot answer fails it:
+    // it never starts on an empty state instead); `initial_state` replaces that state, to
+    // be committed by the caller.
     Result<void> ensure_instance(Slot& s, std::optional<json::object> initial_state = {}) {
         if (s.inst) return {};
         runtime::InstanceSpec spec = s.actor->spec;
+        auto stored = store->load(s.ref());
+        if (!stored) return tl::unexpected(stored.error());
+        s.version = *stored ? (*stored)->version : 0;
+        s.last_call = *stored ? (*stored)->last_call : std::string();
+        s.last_outputs = *stored ? std::move((*stored)->last_outputs) : json::object();
         if (initial_state) {
             spec.initial_state = std::move(*initial_state);
-        } else if (auto stored = store->get(s.key); stored && *stored) {
-            spec.initial_state = std::move(**stored);
+        } else if (*stored) {
+            spec.initial_state = std::move((*stored)->state);
+            spec.initial_expires = std::move((*stored)->expires);
         }
         const std::string component = s.component;
         spec.on_log = [component](const runtime::LogLine& l) {
@@ -568,7 +584,8 @@ struct Server::Impl {
         o["backend"] = backend.name();
         o["isolation"] = sandbox::level_name(backend.level());
         o["isolated"] = backend.isolates();
-        o["state_store"] = store->name();
+        o["state_store"] = store->kind();
+        o["state_store_at"] = store->describe();
         o["uptime_ms"] =
             std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
         o["draining"] = draining.load();
@@ -620,7 +637,10 @@ struct Server::Impl {
             }
             static constexpr std::string_view kStates[] = {"starting", "idle", "busy", "down"};
             i["sandbox"] = kStates[s->state.load()];
-            if (auto st = store->get(s->key); st && *st) i["state"] = std::move(**st);
+            if (auto st = store->load(s->ref()); st && *st) {
+                i["state"] = std::move((*st)->state);
+                i["state_version"] = (*st)->version;
+            }
             instances.push_back(std::move(i));
         }
         count("describe", "ok");
@@ -783,7 +803,20 @@ struct Server::Impl {
                 if (has_state && s->inst) s->inst.reset();  // a new initial state: restart
                 if (auto ok = ensure_instance(*s, std::move(initial)); !ok)
                     return load_failed(reply, ok.error());
-                if (has_state) (void)store->put(s->key, s->inst->state());
+                if (has_state) {
+                    runtime::StateCommit c;
+                    c.ref = s->ref();
+                    c.base_version = s->version;
+                    c.state = s->inst->state();
+                    for (const auto& [k, v] : c.state) c.changed.emplace_back(k);
+                    auto v = store->commit_wait(std::move(c));
+                    if (!v) {
+                        s->inst.reset();
+                        return load_failed(reply, v.error());
+                    }
+                    s->version = *v;
+                    s->last_call.clear();
+                }
                 watch_idle_later(s);
                 count("load", "ok");
                 reply.ok(json::object{{"success", true},
@@ -816,6 +849,8 @@ struct Server::Impl {
         auto limits_asked = runtime::parse_limits(
             p.find("limits") ? *p.find("limits") : json::value(nullptr), "params.limits");
         if (!limits_asked) return bad(limits_asked.error());
+        auto call_id = p.str("call_id", false, limits::kMaxCallIdBytes);
+        if (!call_id) return bad(call_id.error());
         runtime::CallRequest req;
         req.inputs = std::move(*payload);
         req.config = std::move(*config);
@@ -849,6 +884,7 @@ struct Server::Impl {
         pc->key = track(reply, pc->call);
         pc->req = std::move(req);
         pc->limits_asked = std::move(*limits_asked);
+        pc->call_id = std::move(*call_id);
         pc->start = start;
         (*slot)->queue->post_async([this, pc](SerialQueue::Done done) {
             pc->done = std::move(done);
@@ -864,10 +900,12 @@ struct Server::Impl {
         std::string key;  // in the connection's calls
         runtime::CallRequest req;
         runtime::LimitOverrides limits_asked;
+        std::string call_id;  // params.call_id: a replay of the last committed call is a no-op
         Clock::time_point start;
         runtime::CallEvents events;
         SerialQueue::Done done;  // the queue's next job may start
         bool on_strand = false;  // the call runs on the slot's strand (else on the pool)
+        bool replayed = false;   // answered from the store (call_id), not run
     };
 
     // The call's turn on the instance's queue: on the slot's strand (an I/O thread), or on
@@ -1035,6 +1073,16 @@ struct Server::Impl {
     bool prepare(const std::shared_ptr<ProcessCall>& pc) {
         if (!runnable(pc)) return false;
         Slot& s = *pc->slot;
+        if (!pc->call_id.empty() && pc->call_id == s.last_call) {
+            // Committed already (its answer was lost, or it ran on a server since gone):
+            // answered from the store, not run again.
+            runtime::CallOutcome out;
+            out.outputs = s.last_outputs;
+            out.state = s.inst->state();
+            pc->replayed = true;
+            finish(pc, std::move(out));
+            return false;
+        }
         if (!pc->limits_asked.empty()) {  // this call's own, on top of the instance's
             auto l = runtime::apply_limits(s.inst->limits(), pc->limits_asked, opts.max_limits,
                                            "params.limits");
@@ -1103,9 +1151,9 @@ struct Server::Impl {
             count_kill(r.error(), cancelled, aborted);
         if (s.inst) s.pid = s.inst->worker_pid();
         s.state = static_cast<int>(SlotState::idle);
+        if (r && r->state_changed()) return commit(pc, std::move(*r));
         if (r) {
-            if (auto ok = store->put(s.key, r->state); !ok)
-                spdlog::error("state store: {}", ok.error().message);
+            // Nothing to commit.
         } else if (aborted) {
             r = tl::unexpected(
                 rpc::app_error(AppCode::shutting_down,
@@ -1121,6 +1169,55 @@ struct Server::Impl {
         finish(pc, r);
     }
 
+    // The call succeeded and changed the state: it is answered once the store committed
+    // it. A commit that fails fails the call and drops the instance's worker, whose state
+    // the store does not hold: the next call starts a new one from what the store holds.
+    void commit(const std::shared_ptr<ProcessCall>& pc, runtime::CallOutcome out) {
+        Slot& s = *pc->slot;
+        runtime::StateCommit c;
+        c.ref = s.ref();
+        c.base_version = s.version;
+        c.state = out.state;
+        c.expires = s.inst->expires();
+        c.changed = std::move(out.changed);
+        c.removed = std::move(out.removed);
+        c.call_id = pc->call_id;
+        if (!pc->call_id.empty()) c.outputs = out.outputs;
+        if (store->commits_inline()) {
+            store->commit(std::move(c), [this, pc, &out](Result<std::uint64_t> v) {
+                committed(pc, std::move(out), std::move(v));
+            });
+            return;
+        }
+        auto shared = std::make_shared<runtime::CallOutcome>(std::move(out));
+        store->commit(std::move(c), [this, pc, shared](Result<std::uint64_t> v) {
+            // On the store's thread: back to where the call runs.
+            auto next = [this, pc, shared, v = std::move(v)]() mutable {
+                committed(pc, std::move(*shared), std::move(v));
+            };
+            if (pc->on_strand)
+                pc->slot->queue->strand()->post(std::move(next));
+            else
+                pc->slot->queue->pool().submit(std::move(next));
+        });
+    }
+
+    void committed(const std::shared_ptr<ProcessCall>& pc, runtime::CallOutcome out,
+                   Result<std::uint64_t> v) {
+        Slot& s = *pc->slot;
+        if (!v) {
+            s.watch.reset();
+            s.inst.reset();
+            s.pid = -1;
+            s.state = static_cast<int>(SlotState::down);
+            return finish(pc, tl::unexpected(v.error()));
+        }
+        s.version = *v;
+        s.last_call = pc->call_id;
+        if (!pc->call_id.empty()) s.last_outputs = out.outputs;
+        finish(pc, std::move(out));
+    }
+
     // Answers the call and lets the instance's next job start.
     void finish(const std::shared_ptr<ProcessCall>& pc, const Result<runtime::CallOutcome>& r) {
         Slot& s = *pc->slot;
@@ -1129,10 +1226,12 @@ struct Server::Impl {
         s.calls++;
         if (r) {
             count("process", "ok");
-            pc->reply.ok(json::object{{"outputs", r->outputs},
-                                      {"state", r->state},
-                                      {"duration_us", r->duration.count()},
-                                      {"instance_id", s.instance_id}});
+            json::object result{{"outputs", r->outputs},
+                                {"state", r->state},
+                                {"duration_us", r->duration.count()},
+                                {"instance_id", s.instance_id}};
+            if (pc->replayed) result["replayed"] = true;
+            pc->reply.ok(std::move(result));
         } else {
             s.errors++;
             count_error("process", r.error());
@@ -1173,7 +1272,12 @@ struct Server::Impl {
         }
         if (!instance_id->empty() && gone.empty()) return bad(not_found(*component, *instance_id));
         for (const auto& s : gone) {
-            (void)store->erase(s->key);
+            // After the calls queued before the unload, which may still commit.
+            s->queue->post([st = store, ref = s->ref()] {
+                if (auto ok = st->erase_wait(ref); !ok)
+                    spdlog::warn("unload: the state of {} stays in the store: {}", ref.text(),
+                                 ok.error().message);
+            });
             drop_slot(s);
         }
         // Answer once the workers are gone (after the calls queued before the unload).
@@ -1221,9 +1325,10 @@ struct Server::Impl {
     }
 };
 
-Server::Server(sandbox::Backend& backend, ServerOptions options, std::unique_ptr<StateStore> store)
+Server::Server(sandbox::Backend& backend, ServerOptions options,
+               std::shared_ptr<runtime::StateStore> store)
     : impl_(std::make_unique<Impl>(backend, std::move(options),
-                                   store ? std::move(store) : make_memory_store())) {}
+                                   store ? std::move(store) : runtime::make_memory_store())) {}
 
 Server::~Server() {
     shutdown();

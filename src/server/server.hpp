@@ -1,5 +1,9 @@
-// The runtime server (DESIGN §3, docs/protocol.md): JSON-RPC methods over the WebSocket
+// The runtime server (docs/protocol.md): JSON-RPC methods over the WebSocket
 // transport, an actor registry, instances with their own workers, a state store.
+//
+// A `process` call that changed its instance's state is answered once the store has
+// committed it (runtime/state/store.hpp): a commit that fails fails the call, and the
+// instance's next call starts a new worker from what the store holds.
 //
 // Threads: the transport calls on_message() on its I/O thread; quick methods (list,
 // describe, ping, stats, cancel) answer there. load / process / unload run as jobs on the
@@ -20,8 +24,8 @@
 #include "core/limits.hpp"
 #include "rpc/transport.hpp"
 #include "runtime/actor_limits.hpp"
+#include "runtime/state/store.hpp"
 #include "sandbox/backend.hpp"
-#include "server/state_store.hpp"
 
 namespace sandflow::rpc {
 struct WsCounters;
@@ -56,8 +60,10 @@ struct ServerOptions {
 
 class Server {
   public:
-    // `backend` must outlive the server.
-    Server(sandbox::Backend& backend, ServerOptions options, std::unique_ptr<StateStore> store);
+    // `backend` must outlive the server. `store` keeps the instances' committed state
+    // (runtime/state/store.hpp); null: a memory store.
+    Server(sandbox::Backend& backend, ServerOptions options,
+           std::shared_ptr<runtime::StateStore> store);
     ~Server();  // shutdown() if not done
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;

@@ -101,7 +101,7 @@ print(json.dumps(out))
 SERVE_AND_RUN = r"""
 bin=$1 actors=$2 graph=$3
 work=$(mktemp -d "${TMPDIR:-/tmp}/sandflow-matrix-XXXXXX") || exit 92
-"$bin" serve --actors "$actors" --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.err" &
+"$bin" serve --actors "$actors" --listen 127.0.0.1:0 --state memory >"$work/serve.out" 2>"$work/serve.err" &
 pid=$!
 i=0
 while [ $i -lt 600 ] && ! grep -q '"listening"' "$work/serve.out"; do

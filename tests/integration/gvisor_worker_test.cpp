@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 #include "runtime/instance.hpp"
 #include "sandbox/gvisor/gvisor_backend.hpp"
 #include "sandbox/gvisor/oci_bundle.hpp"
+#include "sandbox/mechanisms/seccomp_policy.hpp"
 #include "support/test_support.hpp"
 #include "support/worker_support.hpp"
 
@@ -168,6 +170,7 @@ TEST(GvisorBundle, TheConfigMapsLimitsMountsAndTheUser) {
     spec.limits.nproc = 50;
     spec.limits.tmpfs_bytes = 5 << 20;
     spec.limits.cpu_seconds = 11;
+    spec.init_tasks = 1;
     sandbox::gvisor::RootLayout layout;
     layout.links = {{"bin", "usr/bin"}};
     layout.bound_dirs = {"lib64"};
@@ -190,7 +193,8 @@ TEST(GvisorBundle, TheConfigMapsLimitsMountsAndTheUser) {
         rl[o.at("type").as_string()] = o.at("soft");
     }
     EXPECT_EQ(rl.at("RLIMIT_NOFILE"), 77);
-    EXPECT_EQ(rl.at("RLIMIT_NPROC"), 9);  // min(nproc, pids): gVisor counts every task
+    // min(nproc, pids) and the init: gVisor counts every task of the user, the init's too.
+    EXPECT_EQ(rl.at("RLIMIT_NPROC"), 10);
     EXPECT_EQ(rl.at("RLIMIT_FSIZE"), 5 << 20);
     EXPECT_EQ(rl.at("RLIMIT_CPU"), 11);
     EXPECT_EQ(rl.at("RLIMIT_CORE"), 0);
@@ -199,7 +203,7 @@ TEST(GvisorBundle, TheConfigMapsLimitsMountsAndTheUser) {
     json::object mounts;
     for (const auto& m : c.at("mounts").as_array())
         mounts[m.as_object().at("destination").as_string()] = m;
-    EXPECT_EQ(mounts.size(), 5u) << json::serialize(c.at("mounts"));
+    EXPECT_EQ(mounts.size(), 7u) << json::serialize(c.at("mounts"));
     for (const char* ro : {"/usr", "/lib64", "/etc/ld.so.cache"}) {
         const auto& m = mounts.at(ro).as_object();
         EXPECT_EQ(m.at("type"), "bind") << ro;
@@ -212,6 +216,34 @@ TEST(GvisorBundle, TheConfigMapsLimitsMountsAndTheUser) {
     EXPECT_EQ(mounts.at("/tmp").as_object().at("options"),
               (json::array{"noexec", "size=5242880", "mode=1777"}));
     EXPECT_EQ(mounts.at("/proc").as_object().at("type"), "proc");
+    // gVisor's own /sys and /proc/sys: hidden under an empty tmpfs no one may enter.
+    for (const char* hidden : {"/sys", "/proc/sys"}) {
+        const auto& m = mounts.at(hidden).as_object();
+        EXPECT_EQ(m.at("type"), "tmpfs") << hidden;
+        EXPECT_EQ(m.at("options"), (json::array{"ro", "size=4096", "mode=000"})) << hidden;
+    }
+    // The seccomp policy, applied inside gVisor: its EPERM rules, conditions included.
+    const auto& seccomp = c.at("linux").as_object().at("seccomp").as_object();
+    EXPECT_EQ(seccomp.at("defaultAction"), "SCMP_ACT_ALLOW");
+    std::size_t eperm_rules = 0;
+    for (const auto& r : sandbox::mech::seccomp_rules(sandbox::mech::SeccompTier::namespaces))
+        eperm_rules += r.errno_value == EPERM;
+    const auto& rules = seccomp.at("syscalls").as_array();
+    EXPECT_EQ(rules.size(), eperm_rules);
+    auto rule_for = [&](const char* name) -> const json::object* {
+        for (const auto& r : rules)
+            if (r.as_object().at("names").as_array().front() == name) return &r.as_object();
+        return nullptr;
+    };
+    ASSERT_NE(rule_for("unshare"), nullptr);
+    EXPECT_EQ(rule_for("unshare")->at("action"), "SCMP_ACT_ERRNO");
+    EXPECT_EQ(rule_for("clone3"), nullptr);  // ENOSYS: gVisor's kernel has no clone3
+    const auto* mknod = rule_for("mknod");
+    ASSERT_NE(mknod, nullptr);
+    EXPECT_EQ(mknod->at("args"), (json::array{json::object{{"index", 1},
+                                                           {"op", "SCMP_CMP_MASKED_EQ"},
+                                                           {"value", S_IFMT},
+                                                           {"valueTwo", S_IFCHR}}}));
 }
 
 // No sandbox: what create() says when gVisor is missing or misconfigured.
@@ -346,7 +378,7 @@ def process(ctx):
     const sandbox::SandboxLimits d;
     const auto& lim = o.at("limits").as_object();
     EXPECT_EQ(lim.at("RLIMIT_NOFILE"), d.open_files) << json::serialize(lim);
-    EXPECT_EQ(lim.at("RLIMIT_NPROC"), std::min(d.nproc, d.pids));
+    EXPECT_EQ(lim.at("RLIMIT_NPROC"), std::min(d.nproc, d.pids) + 1);  // and the init's task
     EXPECT_EQ(lim.at("RLIMIT_FSIZE"), d.tmpfs_bytes);
     EXPECT_EQ(lim.at("RLIMIT_CPU"), d.cpu_seconds);
     EXPECT_EQ(lim.at("RLIMIT_CORE"), 0);
@@ -486,6 +518,40 @@ TEST_F(GvisorWorkerTest, TheExitStatusIsTheWorkers) {
     st = wait_exit(*signalled);
     ASSERT_TRUE(st);
     EXPECT_TRUE(st->killed_by(SIGTERM)) << st->describe();
+}
+
+// gVisor re-parents orphans to the sandbox's pid 1: the init (tini), not the worker, which
+// would never wait for them. Without it each call's background process would stay a zombie
+// and count against RLIMIT_NPROC.
+TEST_F(GvisorWorkerTest, TheSandboxsInitWaitsForOrphans) {
+    auto inst = must_load(write("o.py", R"PY(import os, subprocess, time
+@actor({"component": "orphans", "inports": ["n"], "outports": ["out"]})
+def process(ctx):
+    for _ in range(ctx.get_input("n")):
+        subprocess.run(["/bin/sh", "-c", "/bin/sleep 0.05 &"], check=True)
+    def zombies():
+        z = []
+        for p in os.listdir("/proc"):
+            if p.isdigit():
+                try:
+                    if open("/proc/%s/stat" % p).read().rpartition(")")[2].split()[0] == "Z":
+                        z.append(int(p))
+                except OSError:
+                    pass
+        return z
+    for _ in range(200):  # the sleeps end after 50 ms; their zombies go when waited for
+        if not zombies():
+            break
+        time.sleep(0.01)
+    return {"out": {"zombies": zombies(), "pid": os.getpid(), "ppid": os.getppid()}}
+)PY"));
+    ASSERT_TRUE(inst);
+    auto r = inst->call(req({{"n", 5}}), {});
+    ASSERT_TRUE(r) << r.error().message;
+    const auto& out = r->outputs.at("out").as_object();
+    EXPECT_EQ(out.at("zombies"), json::array{}) << json::serialize(out);
+    EXPECT_EQ(out.at("ppid"), 1) << "the worker is the init's child";
+    EXPECT_NE(out.at("pid"), 1);
 }
 
 TEST_F(GvisorWorkerTest, LimitsHoldInsideAndMemoryAndCpuChangeLive) {

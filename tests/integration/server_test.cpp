@@ -154,7 +154,7 @@ class ServerTest : public ::testing::TestWithParam<bool> {
         srv_.reset();
         o.actor_roots = {dir_};
         o.warm_discovered = false;
-        srv_ = std::make_unique<server::Server>(backend_, o, server::make_memory_store());
+        srv_ = std::make_unique<server::Server>(backend_, o, runtime::make_memory_store());
         if (GetParam()) srv_->set_event_loop(loop_->loop());
         ASSERT_TRUE(srv_->discover());
         conn_ = open();

@@ -87,8 +87,8 @@ class ServeProcess {
             ::close(fds[0]);
             ::close(fds[1]);
             ::execl(SANDFLOW_BINARY, SANDFLOW_BINARY, "--log-level", "error", "serve", "--listen",
-                    "127.0.0.1:0", "--backend", backend, "--insecure-no-sandbox",
-                    static_cast<char*>(nullptr));
+                    "127.0.0.1:0", "--backend", backend, "--insecure-no-sandbox", "--state",
+                    "memory", static_cast<char*>(nullptr));
             ::_exit(127);
         }
         ::close(fds[1]);

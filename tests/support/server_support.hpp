@@ -53,6 +53,10 @@ class ServerProcess {
             args.insert(args.end(), {"--backend", "none", "--insecure-no-sandbox"});
         if (std::find(extra.begin(), extra.end(), "--listen") == extra.end())
             args.insert(args.end(), {"--listen", "127.0.0.1:0"});
+        // Memory unless the test names a store: serve's default file is shared by every
+        // server of the user.
+        if (std::find(extra.begin(), extra.end(), "--state") == extra.end())
+            args.insert(args.end(), {"--state", "memory"});
         args.insert(args.end(), extra.begin(), extra.end());
         int out[2];
         EXPECT_EQ(::pipe(out), 0);

@@ -87,10 +87,12 @@ inline std::unique_ptr<sandbox::Backend> backend_for_test(
 }
 
 // The backends a suite parameterised over isolating backends runs on: the one named by
-// SANDFLOW_TEST_BACKEND (the container matrix sets "auto"), else both tiers.
+// SANDFLOW_TEST_BACKEND (the container matrix sets "auto"), else every isolating tier.
 inline std::vector<std::string> isolating_backends_for_test() {
     if (const char* b = std::getenv("SANDFLOW_TEST_BACKEND"); b && *b) return {b};
-    return {"namespace", "landlock"};
+    std::vector<std::string> v = {"namespace", "landlock"};
+    if (kTestGvisor) v.push_back("gvisor");
+    return v;
 }
 
 // Test names for such suites: the parameter itself.

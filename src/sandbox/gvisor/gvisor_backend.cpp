@@ -353,6 +353,11 @@ Result<std::unique_ptr<GvisorBackend>> GvisorBackend::create(GvisorOptions optio
         return tl::unexpected(unavailable(
             "gVisor's runsc is not installed at " + options.runsc + " (" + std::strerror(errno) +
             "): install it (Debian 12: `apt-get install runsc`), or choose another backend"));
+    if (!options.init.starts_with("/usr/") || ::access(options.init.c_str(), X_OK) != 0)
+        return tl::unexpected(unavailable(
+            "the gvisor sandbox's init, " + options.init +
+            ", is not an executable under /usr (the only host folder the sandbox sees): install "
+            "it (Debian 12: `apt-get install tini`), or choose another backend"));
     std::unique_ptr<GvisorBackend> b(new GvisorBackend(std::move(options)));
     // runsc needs root for its namespaces and chroots; an ordinary user's runsc must make a
     // user namespace of its own to get them (--rootless), where the host allows that.
@@ -396,7 +401,9 @@ Result<std::unique_ptr<Process>> GvisorBackend::spawn(const WorkerSpec& spec) {
         return tl::unexpected(system_error("create the gvisor sandbox's folder " + dir, errno));
     OwnedFolder owned(dir);
     gvisor::BundleSpec bundle;
-    bundle.argv = spec.argv;
+    bundle.argv = {options_.init, "--"};
+    bundle.init_tasks = 1;
+    bundle.argv.insert(bundle.argv.end(), spec.argv.begin(), spec.argv.end());
     bundle.env = env_;
     bundle.workdir = spec.workdir;
     bundle.root = folder_->path() + "/root";
@@ -412,7 +419,9 @@ Result<std::unique_ptr<Process>> GvisorBackend::spawn(const WorkerSpec& spec) {
     std::vector<std::string> args = {options_.runsc, "--root=" + dir + "/state", "--network=none",
                                      "--platform=" + options_.platform,
                                      // The sandbox's cgroups are Sandflow's own (below).
-                                     "--ignore-cgroups"};
+                                     "--ignore-cgroups",
+                                     // linux.seccomp of config.json, applied inside gVisor.
+                                     "--oci-seccomp"};
     if (rootless_) args.push_back("--rootless");
     for (const char* a : {"run", "--bundle"}) args.emplace_back(a);
     args.push_back(dir);

@@ -47,6 +47,13 @@ inline constexpr std::string_view kRunscPath = "/usr/bin/runsc";
 // faster, kvm the fastest where /dev/kvm is usable.
 inline constexpr std::string_view kDefaultPlatform = "ptrace";
 inline constexpr std::array<std::string_view, 3> kPlatforms = {"ptrace", "systrap", "kvm"};
+// The sandbox's pid 1: Debian's tini (what `docker run --init` runs), with the worker as its
+// child. gVisor makes a container's first process its init, to which orphans are
+// re-parented; a worker there would never wait for them, and the zombies of a script's
+// background processes would count against RLIMIT_NPROC until forks fail. tini waits for
+// every process, passes signals on to the worker and exits with its status (128 + N for a
+// signal, as runsc reports one). The static build: no loader work inside gVisor.
+inline constexpr std::string_view kInitPath = "/usr/bin/tini-static";
 // Where the backends of a runtime run as root keep their folders (runsc's own default,
 // /run/runsc, is shared with every other runsc user of the host).
 inline constexpr std::string_view kRootStateDir = "/run/sandflow/gvisor";
@@ -65,6 +72,7 @@ inline constexpr std::uint32_t kHostTasksPerWorkerTask = 8;
 struct GvisorOptions {
     SandboxLimits limits;
     std::string runsc = std::string(gvisor::kRunscPath);
+    std::string init = std::string(gvisor::kInitPath);             // a host path under /usr
     std::string platform = std::string(gvisor::kDefaultPlatform);  // one of gvisor::kPlatforms
     // Where this backend's folder is made; empty: gvisor::kRootStateDir as root,
     // $XDG_RUNTIME_DIR/sandflow/gvisor or /tmp/sandflow-gvisor-<uid> otherwise.

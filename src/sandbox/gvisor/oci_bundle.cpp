@@ -10,6 +10,7 @@
 
 #include "core/json.hpp"
 #include "sandbox/mechanisms/rlimits.hpp"
+#include "sandbox/mechanisms/seccomp_policy.hpp"
 
 namespace sandflow::sandbox::gvisor {
 
@@ -55,7 +56,41 @@ json::object bind_ro(const std::string& path) {
             {"options", json::array{"rbind", "ro"}}};
 }
 
+// An empty tmpfs no one inside may list or enter, laid over a folder of gVisor's own that
+// the worker has no use for.
+json::object masked(const std::string& path) {
+    return {{"destination", path},
+            {"type", "tmpfs"},
+            {"source", "tmpfs"},
+            {"options", json::array{"ro", "size=4096", "mode=000"}}};
+}
+
 }  // namespace
+
+json::object oci_seccomp() {
+    // The namespace tier's policy: gVisor's kernel gives the sandbox its own network stack and
+    // process table, as namespaces do. Each rule is an OCI rule: the call fails with the rule's
+    // errno, under the rule's one condition on an argument.
+    json::array syscalls;
+    for (const auto& r : mech::seccomp_rules(mech::SeccompTier::namespaces)) {
+        // runsc fails a denied call with EPERM whatever errnoRet says; a rule with another
+        // errno (clone3's ENOSYS, which makes libc fall back to clone) is left to gVisor's
+        // kernel, which does not implement those calls.
+        if (r.errno_value != EPERM) continue;
+        json::object rule{{"names", json::array{r.syscall}}, {"action", "SCMP_ACT_ERRNO"}};
+        if (r.arg >= 0) {
+            // (arg & mask) == value; the tier has no "not equal" rules (OCI cannot mask one).
+            rule["args"] = json::array{json::object{{"index", r.arg},
+                                                    {"op", "SCMP_CMP_MASKED_EQ"},
+                                                    {"value", r.mask},
+                                                    {"valueTwo", r.value}}};
+        }
+        syscalls.push_back(std::move(rule));
+    }
+    return {{"defaultAction", "SCMP_ACT_ALLOW"},
+            {"architectures", json::array{"SCMP_ARCH_X86_64"}},
+            {"syscalls", std::move(syscalls)}};
+}
 
 RootLayout read_root_layout() {
     RootLayout l;
@@ -130,9 +165,11 @@ std::string oci_config(const BundleSpec& spec, const RootLayout& layout) {
     for (const auto& e : spec.env) env.emplace_back(e);
     // The shared rlimits, as they would be without a pids cgroup: gVisor's kernel counts
     // every task of the sandbox's user against RLIMIT_NPROC, threads included, so
-    // min(nproc, pids) is the pids limit inside.
+    // min(nproc, pids), plus the init's tasks, is the pids limit inside.
     for (const auto& e :
-         mech::make_rlimit_plan(spec.limits, mech::effective_nproc(spec.limits, false)).entries) {
+         mech::make_rlimit_plan(spec.limits,
+                                mech::effective_nproc(spec.limits, false) + spec.init_tasks)
+             .entries) {
         const char* name = rlimit_name(e.resource);
         if (!name) continue;
         rlimits.push_back(json::object{{"type", name},
@@ -149,6 +186,10 @@ std::string oci_config(const BundleSpec& spec, const RootLayout& layout) {
         mounts.push_back(std::move(cache));
     }
     mounts.push_back(json::object{{"destination", "/proc"}, {"type", "proc"}, {"source", "proc"}});
+    // gVisor's emulated /sys and /proc/sys hold nothing of the host's, but nothing the worker
+    // needs either: hidden, as they are in the namespace tier.
+    mounts.push_back(masked("/sys"));
+    mounts.push_back(masked("/proc/sys"));
     // gVisor's tmpfs takes size= (and mode=) but no inode count: the memory limit, which
     // holds the tmpfs's pages, caps the number of files instead. nosuid and nodev are not
     // options gVisor knows (it warns and ignores them); no_new_privs makes set-id bits inert.
@@ -184,7 +225,8 @@ std::string oci_config(const BundleSpec& spec, const RootLayout& layout) {
          json::object{{"namespaces",
                        json::array{json::object{{"type", "pid"}}, json::object{{"type", "network"}},
                                    json::object{{"type", "ipc"}}, json::object{{"type", "uts"}},
-                                   json::object{{"type", "mount"}}}}}},
+                                   json::object{{"type", "mount"}}}},
+                      {"seccomp", oci_seccomp()}}},
     };
     return to_json_string(config);
 }

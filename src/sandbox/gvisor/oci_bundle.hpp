@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/json.hpp"
 #include "sandbox/sandbox_limits.hpp"
 
 namespace sandflow::sandbox::gvisor {
@@ -56,7 +57,14 @@ struct BundleSpec {
     std::string workdir = "/tmp";
     std::string root;  // absolute path of the shared root folder
     SandboxLimits limits;
+    // Tasks of the sandbox's user that are not the worker's (its init): RLIMIT_NPROC gets them
+    // on top, as the other tiers do not count their init or supervisor against the pids limit.
+    std::uint32_t init_tasks = 0;
 };
+
+// The project's seccomp policy as OCI's linux.seccomp, which runsc applies inside gVisor's
+// kernel (--oci-seccomp): the calls it denies reach no part of gVisor's kernel either.
+json::object oci_seccomp();
 
 // The text of config.json (OCI runtime spec 1.0) for one sandbox.
 std::string oci_config(const BundleSpec& spec, const RootLayout& layout);

@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -67,6 +68,19 @@ constexpr SeccompRule kRules[] = {
     {"swapoff", EPERM, -1, 0, 0, "host swap configuration"},
     {"reboot", EPERM, -1, 0, 0, "reboot the host (or the pid namespace)"},
     {"quotactl", EPERM, -1, 0, 0, "host filesystem quotas"},
+    {"mknod", EPERM, 1, S_IFMT, S_IFCHR, "a device node opens a device past /dev's view"},
+    {"mknod", EPERM, 1, S_IFMT, S_IFBLK, "a device node opens a device past /dev's view"},
+    {"mknodat", EPERM, 2, S_IFMT, S_IFCHR, "a device node opens a device past /dev's view"},
+    {"mknodat", EPERM, 2, S_IFMT, S_IFBLK, "a device node opens a device past /dev's view"},
+    // Signals to pid 1, the sandbox's init (the namespace tier's, tini under gVisor, the
+    // host's in the landlock tier). Linux ignores them inside a pid namespace; gVisor's kernel
+    // delivers them, and the init's end would be the sandbox's.
+    {"kill", EPERM, 0, kLow32, 1, "signal the sandbox's init"},
+    {"tkill", EPERM, 0, kLow32, 1, "signal the sandbox's init"},
+    {"tgkill", EPERM, 0, kLow32, 1, "signal the sandbox's init"},
+    {"rt_sigqueueinfo", EPERM, 0, kLow32, 1, "signal the sandbox's init"},
+    {"rt_tgsigqueueinfo", EPERM, 0, kLow32, 1, "signal the sandbox's init"},
+    {"pidfd_open", EPERM, 0, kLow32, 1, "a handle to signal the sandbox's init"},
     // New namespaces: each one is fresh attack surface and a way to regain capabilities.
     {"unshare", EPERM, -1, 0, 0, "new namespaces give back capabilities inside them"},
     {"setns", EPERM, -1, 0, 0, "join another namespace"},

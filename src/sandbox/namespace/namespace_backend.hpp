@@ -1,4 +1,4 @@
-// The namespace backend (DESIGN §5): each worker runs in its own user, pid, mount,
+// The namespace backend (docs/sandbox.md): each worker runs in its own user, pid, mount,
 // network, ipc, uts and cgroup namespaces, with no capabilities, no_new_privs, Landlock
 // (where the kernel has it), a seccomp filter, rlimits and, where writable, its own cgroups. It
 // needs no privileges: as root the sandbox's root is host nobody; as an ordinary user it is that

@@ -199,7 +199,100 @@ function errorInfo(err) {
 
 let outports = new Set();
 const state = new Map(); // committed state: key -> JSON text, decoded on every read
+const expires = new Map(); // its keys' expiry times, ms since the epoch
+const sizes = new Map(); // key -> bytes of key + JSON, for kMaxStateBytes
+let stateBytes = 0;
+// The host sends its limits with the load; these are its defaults (core/limits.hpp).
+const stateLimits = { keys: 10000, key_bytes: 256, value_bytes: 1 << 20, bytes: 8 << 20, ttl_ms: 10 * 365 * 86400000 };
 let handler = null;
+
+class StateLimitError extends Error {
+    constructor(message) { super(message); this.name = 'StateLimitError'; }
+}
+
+// context.state: the instance's state, read and written with `await`. Changes stay in the
+// worker and commit with the call when it succeeds; a failed call commits none of them.
+// Expiry times follow Redis: set() and delete() clear a key's time, increment, decrement,
+// push, pop and extend keep it.
+class State {
+    constructor(ctx) { this._ctx = ctx; }
+    _get(key, fallback) {
+        const raw = this._ctx._raw(key);
+        return raw === undefined ? fallback : decode(raw);
+    }
+    async get(key, fallback = undefined) { return this._get(key, fallback); }
+    async set(key, value) {
+        if (value === undefined) throw new TypeError(`state value for '${key}' is undefined; use delete to remove it`);
+        this._ctx._write(key, encode(value), false);
+    }
+    async delete(key) {
+        const existed = this._ctx._raw(key) !== undefined;
+        if (existed || state.has(key)) this._ctx._write(key, null, false);
+        return existed;
+    }
+    async exists(key) { return this._ctx._raw(key) !== undefined; }
+    async keys() {
+        const names = new Set([...state.keys(), ...this._ctx._changes.keys()]);
+        return [...names].filter((k) => this._ctx._raw(k) !== undefined).sort();
+    }
+    _number(key, amount, sign) {
+        if (typeof amount !== 'number') throw new TypeError(`the amount must be a number, not ${typeof amount}`);
+        const value = this._get(key, 0);
+        if (typeof value !== 'number') throw new TypeError(`state key '${key}' holds ${typeof value}, not a number: it cannot be incremented`);
+        const next = value + sign * amount;
+        this._ctx._write(key, encode(next), true);
+        return next;
+    }
+    async increment(key, amount = 1) { return this._number(key, amount, 1); }
+    async decrement(key, amount = 1) { return this._number(key, amount, -1); }
+    _list(key) {
+        const value = this._get(key, null);
+        if (value === null) return [];
+        if (!Array.isArray(value)) throw new TypeError(`state key '${key}' holds ${typeof value}, not an array`);
+        return value;
+    }
+    async push(key, ...values) {
+        const items = this._list(key);
+        items.push(...values);
+        this._ctx._write(key, encode(items), true);
+        return items.length;
+    }
+    async extend(key, values) {
+        const items = this._list(key);
+        items.push(...values);
+        this._ctx._write(key, encode(items), true);
+        return items.length;
+    }
+    async pop(key, fallback = undefined) {
+        const items = this._list(key);
+        if (items.length === 0) return fallback;
+        const last = items.pop();
+        this._ctx._write(key, encode(items), true);
+        return last;
+    }
+    // The key vanishes `seconds` from now (0 or less: now). False when it is absent.
+    async expire(key, seconds) {
+        if (typeof seconds !== 'number') throw new TypeError(`seconds must be a number, not ${typeof seconds}`);
+        const ctx = this._ctx;
+        if (ctx._raw(key) === undefined) return false;
+        if (seconds <= 0) {
+            ctx._write(key, null, false);
+            return true;
+        }
+        const ms = Math.floor(seconds * 1000);
+        if (ms > stateLimits.ttl_ms) throw new StateLimitError(`an expiry of ${seconds} s is over the limit of ${stateLimits.ttl_ms / 1000} s (kMaxStateTtlMs)`);
+        ctx._expChanges.set(key, Date.now() + Math.max(ms, 1));
+        return true;
+    }
+    // Seconds left before the key vanishes; -1 when it has no expiry, -2 when absent.
+    async ttl(key) {
+        const ctx = this._ctx;
+        if (ctx._raw(key) === undefined) return -2;
+        const exp = ctx._expChanges.has(key) ? ctx._expChanges.get(key) : expires.get(key);
+        if (exp === undefined || exp === null) return -1;
+        return Math.max(exp - Date.now(), 0) / 1000;
+    }
+}
 
 class Context {
     constructor(callId, inputs, config, actorId, timestamp) {
@@ -208,7 +301,50 @@ class Context {
         this.actorId = actorId;
         this.timestamp = timestamp;
         this._callId = callId;
-        this._changes = new Map();
+        this._changes = new Map(); // key -> JSON text, or null: deleted
+        this._expChanges = new Map(); // key -> expiry ms, or null: none
+        this._keys = state.size;
+        this._bytes = stateBytes;
+        this._state = null;
+    }
+    get state() {
+        if (this._state === null) this._state = new State(this);
+        return this._state;
+    }
+    // The key's JSON text in this call, or undefined: changes first, then the committed
+    // state; a key whose expiry time has passed is undefined.
+    _raw(key) {
+        const raw = this._changes.has(key) ? this._changes.get(key) : state.get(key);
+        if (raw === undefined || raw === null) return undefined;
+        const exp = this._expChanges.has(key) ? this._expChanges.get(key) : expires.get(key);
+        if (exp !== undefined && exp !== null && exp <= Date.now()) return undefined;
+        return raw;
+    }
+    _size(key) {
+        if (!this._changes.has(key)) return sizes.get(key) || 0;
+        const raw = this._changes.get(key);
+        return raw === null ? 0 : Buffer.byteLength(key) + Buffer.byteLength(raw);
+    }
+    _write(key, raw, keepTtl) {
+        if (typeof key !== 'string') throw new TypeError(`state key must be a string, not ${typeof key}`);
+        let size = 0;
+        if (raw !== null) {
+            const kb = Buffer.byteLength(key);
+            if (kb > stateLimits.key_bytes) throw new StateLimitError(`state key of ${kb} bytes is over the limit of ${stateLimits.key_bytes} bytes (kMaxStateKeyBytes); use shorter keys`);
+            const vb = Buffer.byteLength(raw);
+            if (vb > stateLimits.value_bytes) throw new StateLimitError(`state value '${key}' is ${vb} bytes as JSON, over the limit of ${stateLimits.value_bytes} bytes (kMaxStateValueBytes); split it over several keys`);
+            size = kb + vb;
+        }
+        const old = this._size(key);
+        const keys = this._keys + (size && !old ? 1 : 0) - (old && !size ? 1 : 0);
+        const total = this._bytes + size - old;
+        if (raw !== null && keys > stateLimits.keys) throw new StateLimitError(`writing '${key}' would make ${keys} state keys, over the limit of ${stateLimits.keys} (kMaxStateKeys); delete keys no longer needed or give them an expiry time`);
+        if (raw !== null && total > stateLimits.bytes) throw new StateLimitError(`writing '${key}' would make ${total} bytes of state, over the limit of ${stateLimits.bytes} (kMaxStateBytes); delete keys no longer needed or give them an expiry time`);
+        const live = this._raw(key) !== undefined;
+        this._changes.set(key, raw);
+        this._keys = keys;
+        this._bytes = total;
+        if ((raw === null || !keepTtl || !live) && (expires.has(key) || this._expChanges.has(key))) this._expChanges.set(key, null);
     }
     getInput(port, fallback = undefined) {
         return Object.prototype.hasOwnProperty.call(this.inputs, port) ? this.inputs[port] : fallback;
@@ -225,21 +361,19 @@ class Context {
         writeRaw(`{"t":"output","id":${this._callId},"port":${JSON.stringify(port)},"data":${encode(value)}}`);
     }
     getState(key, fallback = undefined) {
-        let raw = this._changes.has(key) ? this._changes.get(key) : state.get(key);
-        if (raw === undefined || raw === null) return fallback;
-        return decode(raw);
+        const raw = this._raw(key);
+        return raw === undefined ? fallback : decode(raw);
     }
     setState(key, value) {
-        if (typeof key !== 'string') throw new TypeError(`state key must be a string, not ${typeof key}`);
         if (value === undefined) throw new TypeError(`state value for '${key}' is undefined; use deleteState to remove it`);
-        this._changes.set(key, encode(value));
+        this._write(key, encode(value), false);
     }
-    deleteState(key) { this._changes.set(key, null); }
+    deleteState(key) { this._write(key, null, false); }
     getAllState() {
         const out = {};
-        for (const [k, v] of state) out[k] = decode(v);
-        for (const [k, v] of this._changes) {
-            if (v === null) delete out[k]; else out[k] = decode(v);
+        for (const k of new Set([...state.keys(), ...this._changes.keys()])) {
+            const raw = this._raw(k);
+            if (raw !== undefined) out[k] = decode(raw);
         }
         return out;
     }
@@ -302,17 +436,41 @@ function load(msg) {
             `not computed values: static ${JSON.stringify(msg.metadata)}, run time ${JSON.stringify(seen)}`);
     }
     outports = new Set((msg.metadata.outports || []).map((p) => (typeof p === 'string' ? p : p.name)));
-    setState(msg.state || {});
+    if (msg.state_limits && typeof msg.state_limits === 'object') Object.assign(stateLimits, msg.state_limits);
+    setState(msg.state || {}, msg.expires || {});
 }
 
-function setState(obj) {
+function setState(obj, times) {
     state.clear();
-    for (const k of Object.keys(obj)) state.set(k, encode(obj[k]));
+    sizes.clear();
+    expires.clear();
+    stateBytes = 0;
+    for (const k of Object.keys(obj)) {
+        const raw = encode(obj[k]);
+        state.set(k, raw);
+        const n = Buffer.byteLength(k) + Buffer.byteLength(raw);
+        sizes.set(k, n);
+        stateBytes += n;
+    }
+    for (const k of Object.keys(times)) if (state.has(k)) expires.set(k, times[k]);
+}
+
+function dropExpired() {
+    const now = Date.now();
+    for (const [k, t] of expires) {
+        if (t > now) continue;
+        expires.delete(k);
+        if (state.delete(k)) {
+            stateBytes -= sizes.get(k) || 0;
+            sizes.delete(k);
+        }
+    }
 }
 
 async function call(msg) {
     const id = msg.id;
-    if (msg.state !== undefined) setState(msg.state);
+    if (msg.state !== undefined) setState(msg.state, msg.expires || {});
+    if (expires.size > 0) dropExpired();
     const ctx = new Context(id, msg.inputs || {}, msg.config || {}, msg.actor_id || '', msg.timestamp || 0);
     let outputs;
     try {
@@ -333,15 +491,32 @@ async function call(msg) {
     const deleted = [];
     for (const [k, raw] of ctx._changes) {
         if (raw === null) {
-            state.delete(k);
+            if (state.delete(k)) {
+                stateBytes -= sizes.get(k) || 0;
+                sizes.delete(k);
+            }
+            expires.delete(k);
             deleted.push(k);
         } else {
+            const n = Buffer.byteLength(k) + Buffer.byteLength(raw);
+            stateBytes += n - (sizes.get(k) || 0);
+            sizes.set(k, n);
             state.set(k, raw);
             sets.push(`${JSON.stringify(k)}:${raw}`);
         }
     }
-    const times = clock ? `,"clock":[${tReceived},${clock()}]` : '';
-    writeRaw(`{"t":"result","id":${id},"outputs":${outputs},"state_set":{${sets.join(',')}},"state_deleted":${JSON.stringify(deleted)}${times}}`);
+    let expiry = '';
+    if (ctx._expChanges.size > 0) {
+        const times = {};
+        for (const [k, t] of ctx._expChanges) {
+            times[k] = t;
+            if (t === null) expires.delete(k);
+            else if (state.has(k)) expires.set(k, t);
+        }
+        expiry = `,"expires_set":${JSON.stringify(times)}`;
+    }
+    const clocks = clock ? `,"clock":[${tReceived},${clock()}]` : '';
+    writeRaw(`{"t":"result","id":${id},"outputs":${outputs},"state_set":{${sets.join(',')}},"state_deleted":${JSON.stringify(deleted)}${expiry}${clocks}}`);
 }
 
 async function main() {

@@ -16,6 +16,7 @@ import select
 import sys
 import builtins
 import _json
+from time import time as _time
 
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 16 << 20  # limits::kMaxFrameBytes on the host
@@ -268,8 +269,17 @@ class _Value:
         yield  # makes this a generator function
 
 
+class StateLimitError(Exception):
+    """A state write crossed one of the state's named limits (docs/actors.md#state)."""
+
+
+def _now_ms():
+    return int(_time() * 1000)
+
+
 class Context:
-    __slots__ = ("inputs", "config", "actor_id", "timestamp", "_call_id", "_changes")
+    __slots__ = ("inputs", "config", "actor_id", "timestamp", "_call_id", "_changes",
+                 "_exp_changes", "_keys", "_bytes", "_state_obj")
 
     def __init__(self, call_id, inputs, config, actor_id, timestamp):
         self.inputs = inputs
@@ -277,7 +287,76 @@ class Context:
         self.actor_id = actor_id
         self.timestamp = timestamp
         self._call_id = call_id
-        self._changes = {}
+        self._changes = {}      # key -> JSON bytes, or None: deleted
+        self._exp_changes = {}  # key -> expiry ms, or None: none
+        self._keys = len(_state)
+        self._bytes = _state_bytes[0]
+        self._state_obj = None
+
+    @property
+    def state(self):
+        """The async state object: `await context.state.get(key, default)` and more."""
+        if self._state_obj is None:
+            self._state_obj = State(self)
+        return self._state_obj
+
+    # The value a key has in this call (raw JSON bytes), or _MISSING: changes first, then
+    # the committed state; a key whose expiry time has passed is missing.
+    def _raw(self, key):
+        raw = self._changes.get(key, _MISSING)
+        if raw is _MISSING:
+            raw = _state.get(key, _MISSING)
+        if raw is _MISSING or raw is None:
+            return _MISSING
+        exp = self._exp_changes.get(key, _MISSING)
+        if exp is _MISSING:
+            exp = _expires.get(key)
+        if exp is not None and exp <= _now_ms():
+            return _MISSING
+        return raw
+
+    def _size(self, key):
+        raw = self._changes.get(key, _MISSING)
+        if raw is _MISSING:
+            return _state_sizes.get(key, 0)
+        return 0 if raw is None else len(key) + len(raw)
+
+    def _write(self, key, raw, keep_ttl):
+        if not isinstance(key, str):
+            raise TypeError("state key must be a str, not %s" % type(key).__name__)
+        lim = _state_limits
+        if raw is not None:
+            kb = len(key.encode("utf-8"))
+            if kb > lim["key_bytes"]:
+                raise StateLimitError(
+                    "state key of %d bytes is over the limit of %d bytes (kMaxStateKeyBytes);"
+                    " use shorter keys" % (kb, lim["key_bytes"]))
+            if len(raw) > lim["value_bytes"]:
+                raise StateLimitError(
+                    "state value %r is %d bytes as JSON, over the limit of %d bytes"
+                    " (kMaxStateValueBytes); split it over several keys"
+                    % (key, len(raw), lim["value_bytes"]))
+        old = self._size(key)
+        new = 0 if raw is None else len(key) + len(raw)
+        keys = self._keys + (1 if new and not old else 0) - (1 if old and not new else 0)
+        total = self._bytes + new - old
+        if raw is not None and keys > lim["keys"]:
+            raise StateLimitError(
+                "writing %r would make %d state keys, over the limit of %d (kMaxStateKeys);"
+                " delete keys no longer needed or give them an expiry time"
+                % (key, keys, lim["keys"]))
+        if raw is not None and total > lim["bytes"]:
+            raise StateLimitError(
+                "writing %r would make %d bytes of state, over the limit of %d"
+                " (kMaxStateBytes); delete keys no longer needed or give them an expiry time"
+                % (key, total, lim["bytes"]))
+        live = self._raw(key) is not _MISSING
+        self._changes[key] = raw
+        self._keys = keys
+        self._bytes = total
+        if raw is None or not keep_ttl or not live:
+            if key in _expires or key in self._exp_changes:
+                self._exp_changes[key] = None
 
     # inputs and config
     def get_input(self, port, default=None):
@@ -304,26 +383,27 @@ class Context:
 
     # state: changes commit only when the call succeeds
     def get_state(self, key, default=None):
-        raw = self._changes.get(key, _MISSING)
-        if raw is _MISSING:
-            raw = _state.get(key, _MISSING)
-        value = default if raw is _MISSING or raw is None else _decode(raw)
+        raw = self._raw(key)
+        value = default if raw is _MISSING else _decode(raw)
         return _Value(value) if _caller_awaits() else value
 
     def set_state(self, key, value):
-        if not isinstance(key, str):
-            raise TypeError("state key must be a str, not %s" % type(key).__name__)
-        self._changes[key] = _encode(value).encode("utf-8")  # a copy, checked now
+        self._write(key, _encode(value).encode("utf-8"), False)  # a copy, checked now
         return _DONE
 
     def delete_state(self, key):
-        self._changes[key] = None
+        self._write(key, None, False)
         return _DONE
 
     def get_all_state(self):
-        merged = dict(_state)
-        merged.update(self._changes)
-        return {k: _decode(v) for k, v in merged.items() if v is not None}
+        keys = set(_state)
+        keys.update(self._changes)
+        out = {}
+        for k in keys:
+            raw = self._raw(k)
+            if raw is not _MISSING:
+                out[k] = _decode(raw)
+        return out
 
     # logs go to the host's log, tagged with this call
     def log(self, *parts, level="info"):
@@ -341,12 +421,129 @@ class Context:
     deleteState = delete_state
 
 
+class State:
+    """context.state: the instance's state, read and written with `await`. Changes are
+    kept in the worker and committed with the call when it succeeds; a failed call
+    commits none of them. Expiry times follow Redis: set() and delete() clear a key's
+    time, increment/decrement/push/pop/extend keep it."""
+    __slots__ = ("_ctx",)
+
+    def __init__(self, ctx):
+        self._ctx = ctx
+
+    def _get(self, key, default=None):
+        raw = self._ctx._raw(key)
+        return default if raw is _MISSING else _decode(raw)
+
+    def get(self, key, default=None):
+        return _Value(self._get(key, default))
+
+    def set(self, key, value):
+        self._ctx._write(key, _encode(value).encode("utf-8"), False)
+        return _Value(None)
+
+    def delete(self, key):
+        existed = self._ctx._raw(key) is not _MISSING
+        if existed or key in _state:
+            self._ctx._write(key, None, False)
+        return _Value(existed)
+
+    def exists(self, key):
+        return _Value(self._ctx._raw(key) is not _MISSING)
+
+    def keys(self):
+        ctx = self._ctx
+        names = set(_state)
+        names.update(ctx._changes)
+        return _Value(sorted(k for k in names if ctx._raw(k) is not _MISSING))
+
+    def _number(self, key, amount, sign):
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)):
+            raise TypeError("the amount must be a number, not %s" % type(amount).__name__)
+        value = self._get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError("state key %r holds %s, not a number: it cannot be incremented"
+                            % (key, type(value).__name__))
+        value = value + sign * amount
+        self._ctx._write(key, _encode(value).encode("utf-8"), True)
+        return _Value(value)
+
+    def increment(self, key, amount=1):
+        return self._number(key, amount, 1)
+
+    def decrement(self, key, amount=1):
+        return self._number(key, amount, -1)
+
+    def _list(self, key):
+        value = self._get(key, None)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise TypeError("state key %r holds %s, not a list" % (key, type(value).__name__))
+        return value
+
+    def push(self, key, *values):
+        items = self._list(key)
+        items.extend(values)
+        self._ctx._write(key, _encode(items).encode("utf-8"), True)
+        return _Value(len(items))
+
+    def extend(self, key, values):
+        items = self._list(key)
+        items.extend(values)
+        self._ctx._write(key, _encode(items).encode("utf-8"), True)
+        return _Value(len(items))
+
+    def pop(self, key, default=None):
+        items = self._list(key)
+        if not items:
+            return _Value(default)
+        last = items.pop()
+        self._ctx._write(key, _encode(items).encode("utf-8"), True)
+        return _Value(last)
+
+    def expire(self, key, seconds):
+        """The key vanishes `seconds` from now (0 or less: now). False when it is absent."""
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise TypeError("seconds must be a number, not %s" % type(seconds).__name__)
+        ctx = self._ctx
+        if ctx._raw(key) is _MISSING:
+            return _Value(False)
+        if seconds <= 0:
+            ctx._write(key, None, False)
+            return _Value(True)
+        ms = int(seconds * 1000)
+        if ms > _state_limits["ttl_ms"]:
+            raise StateLimitError("an expiry of %s s is over the limit of %d s (kMaxStateTtlMs)"
+                                  % (seconds, _state_limits["ttl_ms"] // 1000))
+        ctx._exp_changes[key] = _now_ms() + max(ms, 1)
+        return _Value(True)
+
+    def ttl(self, key):
+        """Seconds left before the key vanishes; -1 when it has no expiry, -2 when absent."""
+        ctx = self._ctx
+        if ctx._raw(key) is _MISSING:
+            return _Value(-2)
+        exp = ctx._exp_changes.get(key, _MISSING)
+        if exp is _MISSING:
+            exp = _expires.get(key)
+        if exp is None:
+            return _Value(-1)
+        return _Value(max(exp - _now_ms(), 0) / 1000.0)
+
+
 # ----- load and serve -----
 
 _script_source = ""
 _handler = None
 _outports = frozenset()
 _state = {}  # committed state: key -> JSON text (bytes), decoded on every read
+_expires = {}  # its keys' expiry times, ms since the epoch
+_state_sizes = {}  # key -> len(key) + len(JSON), for kMaxStateBytes
+_state_bytes = [0]
+# The host sends its limits with the load; these are its defaults (core/limits.hpp).
+_state_limits = {"keys": 10000, "key_bytes": 256, "value_bytes": 1 << 20, "bytes": 8 << 20,
+                 "ttl_ms": 10 * 365 * 86400000}
 _loop = None
 
 
@@ -401,14 +598,34 @@ def _load(msg):
                            " declare metadata as a literal, not computed values: static %s,"
                            " run time %s" % (_encode(static), _encode(seen)))
     _outports = _port_names(static.get("outports"))
-    state = msg.get("state") or {}
-    _set_state(state)
+    limits = msg.get("state_limits")
+    if isinstance(limits, dict):
+        _state_limits.update(limits)
+    _set_state(msg.get("state") or {}, msg.get("expires") or {})
 
 
-def _set_state(state):
+def _set_state(state, expires):
     _state.clear()
+    _state_sizes.clear()
+    _expires.clear()
+    total = 0
     for k, v in state.items():
-        _state[k] = _encode(v).encode("utf-8")
+        raw = _encode(v).encode("utf-8")
+        _state[k] = raw
+        _state_sizes[k] = len(k) + len(raw)
+        total += len(k) + len(raw)
+    _state_bytes[0] = total
+    for k, t in expires.items():
+        if k in _state:
+            _expires[k] = t
+
+
+def _drop_expired():
+    now = _now_ms()
+    for k in [k for k, t in _expires.items() if t <= now]:
+        del _expires[k]
+        if _state.pop(k, None) is not None:
+            _state_bytes[0] -= _state_sizes.pop(k, 0)
 
 
 def _run(result):
@@ -432,7 +649,9 @@ def _run(result):
 def _call(msg):
     call_id = msg["id"]
     if "state" in msg:
-        _set_state(msg["state"])
+        _set_state(msg["state"], msg.get("expires") or {})
+    if _expires:
+        _drop_expired()
     ctx = Context(call_id, msg.get("inputs") or {}, msg.get("config") or {},
                   msg.get("actor_id", ""), msg.get("timestamp", 0))
     try:
@@ -455,15 +674,28 @@ def _call(msg):
     deleted = []
     for k, raw in changes.items():
         if raw is None:
-            _state.pop(k, None)
+            if _state.pop(k, None) is not None:
+                _state_bytes[0] -= _state_sizes.pop(k, 0)
+            _expires.pop(k, None)
             deleted.append(k)
         else:
+            _state_bytes[0] += len(k) + len(raw) - _state_sizes.get(k, 0)
             _state[k] = raw
+            _state_sizes[k] = len(k) + len(raw)
             sets.append("%s:%s" % (_encode(k), raw.decode("utf-8")))
+    expiry = ""
+    if ctx._exp_changes:
+        for k, t in ctx._exp_changes.items():
+            if t is None:
+                _expires.pop(k, None)
+            elif k in _state:
+                _expires[k] = t
+        expiry = ',"expires_set":' + _encode(ctx._exp_changes)
     _flush_std()
     clock = ',"clock":[%d,%d]' % (_t_received, _clock()) if _clock else ""
-    _write_raw('{"t":"result","id":%d,"outputs":%s,"state_set":{%s},"state_deleted":%s%s}'
-               % (call_id, outputs, ",".join(sets), _encode(deleted) if deleted else "[]", clock))
+    _write_raw('{"t":"result","id":%d,"outputs":%s,"state_set":{%s},"state_deleted":%s%s%s}'
+               % (call_id, outputs, ",".join(sets), _encode(deleted) if deleted else "[]",
+                  expiry, clock))
 
 
 def _flush_std():
