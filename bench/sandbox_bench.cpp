@@ -18,7 +18,10 @@
 //        measured in a forked child with its own user namespace, and whether sharing one
 //        would be safe.
 // a0, a/b and d also run the namespace and landlock tiers with one layer off at a time, to
-// show where a cost comes from. Runs: argv[1] or SANDFLOW_BENCH_RUNS (set-up, cold and pool
+// show where a cost comes from. `--timeline` prints instead, per variant and language, where
+// one cold start's time goes: each step (clone, cgroups, mounts, seccomp, execve, the
+// interpreter's start, the SDK, the load, the first call) at its median offset and duration.
+// Runs: a number among the arguments or SANDFLOW_BENCH_RUNS (set-up, cold and pool
 // samples, default 15), SANDFLOW_BENCH_IDLE (idle instances for PSS, default 8),
 // SANDFLOW_BENCH_NETNS_RUNS (default 400). Percentiles are nearest-rank, so with 15 samples
 // p90 is the 14th smallest. The machine's other work inflates every figure; the load average
@@ -59,6 +62,7 @@
 #include "core/log.hpp"
 #include "runtime/instance.hpp"
 #include "runtime/warm_pool.hpp"
+#include "runtime/worker.hpp"
 #include "sandbox/landlock/landlock_backend.hpp"
 #include "sandbox/namespace/namespace_backend.hpp"
 #include "sandbox/none/none_backend.hpp"
@@ -428,6 +432,117 @@ std::size_t find_variant(const std::vector<Variant>& variants, std::string_view 
     std::size_t i = 0;
     while (i < variants.size() && variants[i].name != name) ++i;
     return i;
+}
+
+// ---------------------------------------------------------------------------------------
+// --timeline: where one cold start's time goes, step by step.
+
+// One cold start (Worker::start + the first call + teardown) with its steps marked on `tl`:
+// offsets from "spawn begin" in milliseconds, by mark, and the teardown after the result.
+struct TimedStart {
+    std::vector<std::pair<sandbox::StartMark, double>> marks;  // in time order
+    double teardown_ms = 0;
+};
+
+std::optional<TimedStart> timed_start(sandbox::Backend& backend, const runtime::InstanceSpec& spec,
+                                      sandbox::StartTimeline& tl, std::string* error) {
+    tl.clear();
+    runtime::LoadSpec load;
+    load.metadata = spec.metadata;
+    load.source = spec.source;
+    load.filename = spec.filename;
+    load.actor_id = spec.actor_id;
+    auto w = runtime::Worker::start(backend, load, std::chrono::seconds(10), std::nullopt, &tl);
+    if (!w) {
+        *error = w.error().message;
+        return std::nullopt;
+    }
+    runtime::CallRequest req;
+    req.inputs = {{"x", 21}};
+    auto r = (*w)->call(req, {});
+    if (!r) {
+        *error = r.error().message;
+        return std::nullopt;
+    }
+    const auto t0 = Clock::now();
+    w->reset();
+    TimedStart out;
+    out.teardown_ms = ms_since(t0);
+    const auto entries = tl.entries();
+    std::int64_t begin = -1;
+    for (const auto& e : entries)
+        if (e.mark == sandbox::StartMark::spawn_begin) begin = e.ns;
+    if (begin < 0) {
+        *error = "no spawn mark";
+        return std::nullopt;
+    }
+    for (const auto& e : entries)
+        out.marks.emplace_back(e.mark, static_cast<double>(e.ns - begin) / 1e6);
+    return out;
+}
+
+// Per variant and language: the median offset of each step from "spawn begin" and the median
+// time since the step before it (in the same run), in the order of the median offsets. A
+// variant that fails a start is shown with the error instead.
+void timeline(int runs, const std::vector<Variant>& variants) {
+    auto tl = sandbox::StartTimeline::create();
+    if (!tl) {
+        std::printf("timeline: %s\n", tl.error().message.c_str());
+        return;
+    }
+    constexpr auto kMarks = static_cast<std::size_t>(sandbox::StartMark::count_);
+    struct Samples {
+        std::vector<std::vector<double>> at = std::vector<std::vector<double>>(kMarks),
+                                         step = std::vector<std::vector<double>>(kMarks);
+        std::vector<double> teardown;
+        std::string skipped;
+    };
+    for (Language lang : {Language::python, Language::javascript}) {
+        const auto spec = make_spec(lang);
+        std::vector<Samples> samples(variants.size());
+        for (std::size_t v = 0; v < variants.size(); ++v)
+            if (!variants[v].backend) samples[v].skipped = variants[v].skipped;
+        // Rounds of every variant in a shuffled order, as in the cold-start figures, so that
+        // the machine's other work weighs on each variant alike; round 0 warms up.
+        for (int r = 0; r <= runs; ++r) {
+            for (std::size_t v : round_order(variants.size())) {
+                Samples& s = samples[v];
+                if (!s.skipped.empty()) continue;
+                auto t = timed_start(*variants[v].backend, spec, **tl, &s.skipped);
+                if (!t || r == 0) continue;
+                double prev = 0;
+                for (const auto& [m, ms] : t->marks) {
+                    s.at[static_cast<std::size_t>(m)].push_back(ms);
+                    s.step[static_cast<std::size_t>(m)].push_back(ms - prev);
+                    prev = ms;
+                }
+                s.teardown.push_back(t->teardown_ms);
+            }
+        }
+        for (std::size_t v = 0; v < variants.size(); ++v) {
+            const Samples& s = samples[v];
+            std::printf("\ntimeline of one cold start, %s, %s (medians of %d runs; ms)\n",
+                        lang == Language::python ? "Python" : "Node", variants[v].name.c_str(),
+                        runs);
+            if (!s.skipped.empty()) {
+                std::printf("  skipped: %s\n", s.skipped.c_str());
+                continue;
+            }
+            std::vector<std::pair<double, std::size_t>> order;
+            for (std::size_t m = 0; m < kMarks; ++m)
+                if (!s.at[m].empty()) order.emplace_back(dist(s.at[m]).p50, m);
+            std::sort(order.begin(), order.end());
+            std::printf("  %-20s %9s %9s\n", "step", "at", "took");
+            for (const auto& [p50, m] : order)
+                std::printf(
+                    "  %-20s %9.3f %9.3f\n",
+                    std::string(sandbox::start_mark_name(static_cast<sandbox::StartMark>(m)))
+                        .c_str(),
+                    p50, dist(s.step[m]).p50);
+            std::printf("  %-20s %9s %9.3f  (after the result; not in `at`)\n", "teardown", "",
+                        dist(s.teardown).p50);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1317,12 +1432,24 @@ std::vector<Variant> make_variants(sandbox::NoneBackend& none,
 int main(int argc, char** argv) {
     init_logging("error");
     int runs = env_int("SANDFLOW_BENCH_RUNS", 15);
-    if (argc > 1 && std::atoi(argv[1]) > 0) runs = std::atoi(argv[1]);
+    bool only_timeline = false;
+    for (int i = 1; i < argc; ++i) {
+        if (std::string_view(argv[i]) == "--timeline")
+            only_timeline = true;
+        else if (std::atoi(argv[i]) > 0)
+            runs = std::atoi(argv[i]);
+    }
     const int idle = env_int("SANDFLOW_BENCH_IDLE", 8);
 
     sandbox::NoneBackend none;
     std::vector<std::unique_ptr<sandbox::Backend>> owned;
     const std::vector<Variant> variants = make_variants(none, owned);
+    if (only_timeline) {
+        print_load("load average at start");
+        timeline(runs, variants);
+        print_load("load average at end");
+        return 0;
+    }
 
     std::printf("sandflow sandbox benchmark: %d runs per cold/pool figure, %d idle instances\n",
                 runs, idle);

@@ -81,11 +81,13 @@ Error script_error(json::object info, std::string_view during) {
     return Error(Errc::script, std::move(msg), std::move(data));
 }
 
-// The Python shim's compiled code, as the first Python worker of this process reported it
-// (see sdk::python_bootstrap_argv); empty until then.
+// The Python shim's compiled code that workers are started from (sdk::python_bootstrap_argv):
+// the build's, until a worker reports that its interpreter's bytecode magic differs and sends
+// its own code (compiled before any script ran in it); the first such report is kept.
 struct PythonCode {
     std::mutex mutex;
-    std::string code;
+    std::string magic{actor::sdk::kPythonWorkerMagic};
+    std::string code{actor::sdk::kPythonWorkerCode};
 };
 PythonCode& python_code() {
     static PythonCode cache;
@@ -141,33 +143,54 @@ void Worker::kill() {
 Result<std::unique_ptr<Worker>> Worker::spawn(sandbox::Backend& backend, actor::Language language,
                                               std::chrono::milliseconds start_timeout,
                                               std::function<void(const LogLine&)> on_log,
-                                              std::optional<sandbox::SandboxLimits> limits) {
+                                              std::optional<sandbox::SandboxLimits> limits,
+                                              sandbox::StartTimeline* timeline) {
+    return spawn_impl(backend, language, start_timeout, std::move(on_log), std::move(limits),
+                      timeline, nullptr);
+}
+
+Result<std::unique_ptr<Worker>> Worker::spawn_impl(
+    sandbox::Backend& backend, actor::Language language, std::chrono::milliseconds start_timeout,
+    std::function<void(const LogLine&)> on_log, std::optional<sandbox::SandboxLimits> limits,
+    sandbox::StartTimeline* timeline, const LoadSpec* preload) {
+    const std::int64_t begin_ns = sandbox::monotonic_ns();
+    if (timeline) timeline->mark_at(sandbox::StartMark::spawn_begin, begin_ns);
     sandbox::WorkerSpec ws;
     ws.limits = limits;
+    ws.timeline = timeline;
     const bool python = language == actor::Language::python;
-    std::string code;
-    if (python) {
-        std::lock_guard lock(python_code().mutex);
-        code = python_code().code;
-    }
+    std::string code_frame, magic;
     const int channel_fd = backend.channel_fd_in_worker();
-    if (!code.empty()) {
-        ws.argv = actor::sdk::python_bootstrap_argv(channel_fd);
+    if (python) {
+        {
+            std::lock_guard lock(python_code().mutex);
+            magic = python_code().magic;
+            code_frame = actor::sdk::python_code_frame(magic, python_code().code);
+        }
+        ws.argv = actor::sdk::python_bootstrap_argv(channel_fd, timeline != nullptr);
     } else {
-        ws.argv = actor::sdk::worker_argv(language, channel_fd);
+        ws.argv = actor::sdk::worker_argv(language, channel_fd, timeline != nullptr);
     }
     auto proc = backend.spawn(ws);
     if (!proc) return tl::unexpected(proc.error());
     std::unique_ptr<Worker> w(new Worker(std::move(*proc), std::move(on_log)));
     w->language_ = language;
+    w->timeline_ = timeline;
+    w->timeline_begin_ns_ = begin_ns;
     const auto deadline = Clock::now() + start_timeout;
     auto not_started = [&] {
         return fail(Errc::sandbox_unavailable,
                     "the worker did not start within " + format_duration(start_timeout));
     };
     if (auto ok = w->watch_descriptors(); !ok) return tl::unexpected(ok.error());
-    if (!code.empty()) {
-        if (auto s = w->queue_send(encode_raw_frame(code)); !s) return tl::unexpected(s.error());
+    if (python) {
+        if (auto s = w->queue_send(encode_raw_frame(code_frame)); !s)
+            return tl::unexpected(s.error());
+    }
+    // The load goes with the start: the worker finds it waiting once its hello is out, and
+    // no round trip separates the two.
+    if (preload) {
+        if (auto s = w->send_load(*preload); !s) return tl::unexpected(s.error());
     }
 
     auto hello = w->pump(
@@ -180,13 +203,25 @@ Result<std::unique_ptr<Worker>> Worker::spawn(sandbox::Backend& backend, actor::
             if (!v || !v->is_int64() || v->get_int64() != kProtocolVersion)
                 return tl::unexpected(protocol_violation("unsupported protocol version"));
             if (const auto* rt = string_field(f, "runtime")) w->runtime_version_ = std::string(*rt);
-            // Trusted: no script has run in this worker yet. Only a worker started from
-            // source reports its code, and only the first report is kept.
-            if (const auto* c = string_field(f, "code"); python && code.empty() && c) {
+            w->mark_worker_clock(f, sandbox::StartMark::interpreter_up,
+                                 sandbox::StartMark::sdk_ready);
+            sandbox::mark(timeline, sandbox::StartMark::hello_received);
+            // Trusted: no script has run in this worker yet. Only a worker that compiled the
+            // shim itself reports its code, with its interpreter's magic; the first report
+            // of a magic other than the one in use is kept.
+            const auto* c = string_field(f, "code");
+            const auto* m = string_field(f, "magic");
+            if (python && c && m) {
                 auto bytes = base64_decode(*c);
-                std::lock_guard lock(python_code().mutex);
-                if (bytes && python_code().code.empty())
-                    python_code().code.assign(bytes->begin(), bytes->end());
+                auto their_magic = base64_decode(*m);
+                if (bytes && their_magic && their_magic->size() == 4) {
+                    const std::string tm(their_magic->begin(), their_magic->end());
+                    std::lock_guard lock(python_code().mutex);
+                    if (python_code().magic == magic && tm != magic) {
+                        python_code().magic = tm;
+                        python_code().code.assign(bytes->begin(), bytes->end());
+                    }
+                }
             }
             return true;
         },
@@ -199,6 +234,11 @@ Result<std::unique_ptr<Worker>> Worker::spawn(sandbox::Backend& backend, actor::
 }
 
 Result<void> Worker::load(const LoadSpec& spec, std::chrono::milliseconds timeout) {
+    if (auto sent = send_load(spec); !sent) return sent;
+    return await_loaded(spec, timeout);
+}
+
+Result<void> Worker::send_load(const LoadSpec& spec) {
     if (loaded_)
         return fail(Errc::internal,
                     "a worker loads one script only; this one already has " + filename_);
@@ -209,7 +249,6 @@ Result<void> Worker::load(const LoadSpec& spec, std::chrono::milliseconds timeou
     actor_id_ = spec.actor_id;
     filename_ = spec.filename;
     if (spec.on_log) default_log_ = spec.on_log;
-    const auto deadline = Clock::now() + timeout;
     json::object load{{"t", "load"},
                       {"filename", spec.filename},
                       {"source", spec.source},
@@ -222,25 +261,33 @@ Result<void> Worker::load(const LoadSpec& spec, std::chrono::milliseconds timeou
                                                     {"value_bytes", limits::kMaxStateValueBytes},
                                                     {"bytes", limits::kMaxStateBytes},
                                                     {"ttl_ms", limits::kMaxStateTtlMs}}}};
-    auto sent = queue_frame(load);
+    // Marked before the send: the worker may read it before send() returns here.
+    sandbox::mark(timeline_, sandbox::StartMark::load_sent);
+    return queue_frame(load);
+}
+
+Result<void> Worker::await_loaded(const LoadSpec& spec, std::chrono::milliseconds timeout) {
+    const auto deadline = Clock::now() + timeout;
     std::optional<Error> load_error;
-    Result<void> loaded = sent;
-    if (sent)
-        loaded = pump(
-            deadline,
-            [&](json::object& f) -> Result<bool> {
-                const auto* t = string_field(f, "t");
-                if (t && *t == "loaded") return true;
-                if (t && *t == "load_error") {
-                    const auto* e = f.if_contains("error");
-                    load_error =
-                        script_error(e && e->is_object() ? e->get_object() : json::object{},
-                                     "loading " + spec.filename + " failed");
-                    return true;
-                }
-                return tl::unexpected(protocol_violation("expected loaded or load_error"));
-            },
-            default_log_, "loading the script");
+    auto loaded = pump(
+        deadline,
+        [&](json::object& f) -> Result<bool> {
+            const auto* t = string_field(f, "t");
+            if (t && *t == "loaded") {
+                mark_worker_clock(f, sandbox::StartMark::load_received,
+                                  sandbox::StartMark::script_loaded);
+                sandbox::mark(timeline_, sandbox::StartMark::loaded_received);
+                return true;
+            }
+            if (t && *t == "load_error") {
+                const auto* e = f.if_contains("error");
+                load_error = script_error(e && e->is_object() ? e->get_object() : json::object{},
+                                          "loading " + spec.filename + " failed");
+                return true;
+            }
+            return tl::unexpected(protocol_violation("expected loaded or load_error"));
+        },
+        default_log_, "loading the script");
     if (!loaded) {
         if (loaded.error().code == Errc::timeout) {
             kill();
@@ -259,13 +306,15 @@ Result<void> Worker::load(const LoadSpec& spec, std::chrono::milliseconds timeou
 
 Result<std::unique_ptr<Worker>> Worker::start(sandbox::Backend& backend, const LoadSpec& spec,
                                               std::chrono::milliseconds start_timeout,
-                                              std::optional<sandbox::SandboxLimits> limits) {
+                                              std::optional<sandbox::SandboxLimits> limits,
+                                              sandbox::StartTimeline* timeline) {
     const auto begin = Clock::now();
-    auto w = spawn(backend, spec.metadata.language, start_timeout, spec.on_log, limits);
+    auto w = spawn_impl(backend, spec.metadata.language, start_timeout, spec.on_log, limits,
+                        timeline, &spec);
     if (!w) return tl::unexpected(w.error());
     const auto left =
         std::chrono::ceil<std::chrono::milliseconds>(start_timeout - (Clock::now() - begin));
-    if (auto ok = (*w)->load(spec, std::max(left, std::chrono::milliseconds(1))); !ok)
+    if (auto ok = (*w)->await_loaded(spec, std::max(left, std::chrono::milliseconds(1))); !ok)
         return tl::unexpected(ok.error());
     return w;
 }
@@ -570,6 +619,7 @@ Result<void> Worker::begin_call(CallRequest request, CallEvents events) {
         frame["expires"] = std::move(request.expires);
     }
     call_ = std::move(c);
+    sandbox::mark(timeline_, sandbox::StartMark::call_sent);  // before: as for the load
     if (auto sent = queue_frame(frame); !sent) {
         call_.reset();
         return sent;
@@ -623,6 +673,12 @@ Result<bool> Worker::call_frame(json::object& f) {
         }
         c.result.outputs = std::move(outputs->get_object());
         c.result.state_set = std::move(set->get_object());
+        if (timeline_) {
+            mark_worker_clock(f, sandbox::StartMark::call_received,
+                              sandbox::StartMark::result_sent);
+            timeline_->mark(sandbox::StartMark::result_received);
+            timeline_ = nullptr;  // the first call's result ends the cold start
+        }
         return true;
     }
     if (*t == "error") {
@@ -632,6 +688,21 @@ Result<bool> Worker::call_frame(json::object& f) {
         return true;
     }
     return tl::unexpected(protocol_violation("unknown frame type during a call"));
+}
+
+void Worker::mark_worker_clock(const json::object& frame, sandbox::StartMark a_mark,
+                               sandbox::StartMark b_mark) {
+    if (!timeline_) return;
+    const auto* clock = frame.if_contains("clock");
+    if (!clock || !clock->is_array() || clock->get_array().size() != 2) return;
+    const auto& a = clock->get_array();
+    if (!a[0].is_int64() || !a[1].is_int64()) return;
+    // A worker whose clock is not the host's (gVisor's sentry keeps its own) reports times
+    // outside this start: they are left out.
+    const std::int64_t from = a[0].get_int64(), to = a[1].get_int64();
+    if (from < timeline_begin_ns_ || to < from || to > sandbox::monotonic_ns()) return;
+    timeline_->mark_at(a_mark, a[0].get_int64());
+    timeline_->mark_at(b_mark, a[1].get_int64());
 }
 
 std::optional<Result<CallResult>> Worker::advance(int timeout_ms) {

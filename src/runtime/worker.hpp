@@ -83,11 +83,14 @@ class Worker {
   public:
     // Starts a worker with no script yet: the sandbox is up, the interpreter and SDK are
     // loaded and the hello has arrived (what the warm pool keeps). Errc::sandbox_unavailable
-    // or Errc::worker_crashed when it cannot start.
+    // or Errc::worker_crashed when it cannot start. With a `timeline`, the start, the load
+    // and the first call mark their steps on it (the worker reports its own); it must
+    // outlive the first call's end.
     static Result<std::unique_ptr<Worker>> spawn(
         sandbox::Backend& backend, actor::Language language,
         std::chrono::milliseconds start_timeout, std::function<void(const LogLine&)> on_log = {},
-        std::optional<sandbox::SandboxLimits> limits = std::nullopt);
+        std::optional<sandbox::SandboxLimits> limits = std::nullopt,
+        sandbox::StartTimeline* timeline = nullptr);
     // Loads the one script this worker will ever run; errors as for start(). A worker
     // whose load failed must be discarded.
     Result<void> load(const LoadSpec& spec, std::chrono::milliseconds timeout);
@@ -97,7 +100,8 @@ class Worker {
     // Errc::sandbox_unavailable or Errc::worker_crashed.
     static Result<std::unique_ptr<Worker>> start(
         sandbox::Backend& backend, const LoadSpec& spec, std::chrono::milliseconds start_timeout,
-        std::optional<sandbox::SandboxLimits> limits = std::nullopt);
+        std::optional<sandbox::SandboxLimits> limits = std::nullopt,
+        sandbox::StartTimeline* timeline = nullptr);
     ~Worker();
 
     // One call. Errc::script when the script raised (the worker lives on); Errc::timeout,
@@ -149,6 +153,17 @@ class Worker {
 
   private:
     Worker(std::unique_ptr<sandbox::Process> proc, std::function<void(const LogLine&)> on_log);
+    // spawn(), with `preload` (when set) sent right behind the start, before the hello.
+    static Result<std::unique_ptr<Worker>> spawn_impl(sandbox::Backend& backend,
+                                                      actor::Language language,
+                                                      std::chrono::milliseconds start_timeout,
+                                                      std::function<void(const LogLine&)> on_log,
+                                                      std::optional<sandbox::SandboxLimits> limits,
+                                                      sandbox::StartTimeline* timeline,
+                                                      const LoadSpec* preload);
+    // load() in two halves: the frame, then its answer.
+    Result<void> send_load(const LoadSpec& spec);
+    Result<void> await_loaded(const LoadSpec& spec, std::chrono::milliseconds timeout);
 
     using FrameHandler = std::function<Result<bool>(json::object&)>;
     using LogSink = std::function<void(const LogLine&)>;
@@ -176,6 +191,9 @@ class Worker {
                       const LogSink& on_log, std::string_view during);
     Result<bool> deliver_frames(const FrameHandler& on_frame, std::string_view during);
     Result<bool> call_frame(json::object& frame);
+    // Marks the worker's own clock readings (a frame's "clock": [a, b]) as `a_mark`, `b_mark`.
+    void mark_worker_clock(const json::object& frame, sandbox::StartMark a_mark,
+                           sandbox::StartMark b_mark);
     // Queues a frame (checked against the frame size limit) or raw bytes and sends what
     // the channel takes now; turn() sends the rest.
     Result<void> queue_frame(const json::value& frame);
@@ -216,6 +234,8 @@ class Worker {
     std::int64_t next_call_id_ = 1;
     actor::Language language_ = actor::Language::python;
     bool loaded_ = false;
+    sandbox::StartTimeline* timeline_ = nullptr;  // until the first call's result
+    std::int64_t timeline_begin_ns_ = 0;          // when spawn() began
 };
 
 }  // namespace sandflow::runtime

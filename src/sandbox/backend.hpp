@@ -20,6 +20,7 @@
 #include "core/error.hpp"
 #include "sandbox/process.hpp"
 #include "sandbox/sandbox_limits.hpp"
+#include "sandbox/start_timeline.hpp"
 
 namespace sandflow::sandbox {
 
@@ -29,6 +30,9 @@ struct WorkerSpec {
     std::string workdir = "/tmp";
     // The sandbox's limits; unset: the backend's defaults (default_limits()).
     std::optional<SandboxLimits> limits;
+    // When set, the start's steps are marked on it (sandbox_bench --timeline); it must
+    // outlive spawn().
+    StartTimeline* timeline = nullptr;
 };
 
 // How strong an isolation is, weakest first. Each backend provides one level and meets

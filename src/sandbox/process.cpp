@@ -223,6 +223,26 @@ ExecReport wait_for_exec(int report_fd, int timeout_ms) {
     return {ExecReport::reached_exec};
 }
 
+ExitStatus wait_or_kill(Process& proc, int timeout_ms) {
+    if (auto s = proc.try_wait()) return *s;
+    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, proc.pid(), 0)));
+    if (pidfd) {
+        pollfd p{pidfd.get(), POLLIN, 0};
+        int r;
+        do {
+            r = ::poll(&p, 1, timeout_ms);
+        } while (r < 0 && errno == EINTR);
+        if (r == 1)
+            if (auto s = proc.try_wait()) return *s;
+    } else {
+        for (int waited_us = 0; waited_us < timeout_ms * 1000; waited_us += 500) {
+            if (auto s = proc.try_wait()) return *s;
+            ::usleep(500);
+        }
+    }
+    return proc.kill_and_wait();
+}
+
 Result<void> set_worker_fds_nonblocking(const Process& proc) {
     for (int fd : {proc.channel_fd(), proc.stdout_fd(), proc.stderr_fd()}) {
         const int fl = ::fcntl(fd, F_GETFL);
@@ -247,12 +267,15 @@ Result<std::unique_ptr<Process>> spawn_process(const SpawnSpec& spec, const Chil
     auto fds = WorkerFds::create();
     if (!fds) return tl::unexpected(fds.error());
     const pid_t parent = ::getpid();
+    StartTimeline* const tl = spec.timeline;
 
+    mark(tl, StartMark::clone);
     const pid_t pid = ::fork();
     if (pid < 0) return tl::unexpected(system_error("fork", errno));
     if (pid == 0) {
         // Child: async-signal-safe calls only. Descriptors 0..3 as the worker sees them,
         // the report pipe on 4 (close-on-exec), nothing else.
+        mark(tl, StartMark::child_running);
         const int src[5] = {fds->devnull.get(), fds->out_w.get(), fds->err_w.get(),
                             fds->chan_child.get(), fds->report_w.get()};
         if (!place_descriptors(src, 5, kReportFdInChild)) child_fail(fds->report_w.get(), kStepDup);
@@ -264,6 +287,7 @@ Result<std::unique_ptr<Process>> spawn_process(const SpawnSpec& spec, const Chil
             if (::getppid() != parent) ::_exit(127);  // the parent died before prctl
         }
         if (::chdir(workdir) != 0) child_fail(rep, kStepChdir);
+        mark(tl, StartMark::execve);
         ::execve(argv[0], argv.data(), envp.data());
         child_fail(rep, kStepExec);
     }
@@ -277,6 +301,7 @@ Result<std::unique_ptr<Process>> spawn_process(const SpawnSpec& spec, const Chil
     do {
         n = ::read(fds->report_r.get(), msg, sizeof msg);
     } while (n < 0 && errno == EINTR);
+    mark(tl, StartMark::exec_reported);
     if (n == static_cast<ssize_t>(sizeof msg)) {
         proc->kill_and_wait();
         Error e = system_error(std::string("starting ") + spec.argv[0] + ": " + step_name(msg[0]),

@@ -14,6 +14,7 @@
 
 #include "core/error.hpp"
 #include "sandbox/sandbox_limits.hpp"
+#include "sandbox/start_timeline.hpp"
 
 namespace sandflow::sandbox {
 
@@ -59,6 +60,7 @@ struct SpawnSpec {
     std::vector<std::string> argv;  // argv[0]: absolute path of the program
     std::vector<std::string> env;   // "NAME=value"; nothing is inherited
     std::string workdir = "/";
+    StartTimeline* timeline = nullptr;  // marks the start's steps when set
 };
 
 // A running worker. Destroying it kills the whole process group and reaps it.
@@ -166,6 +168,11 @@ struct ExecReport {
     int step = 0, err = 0;
 };
 ExecReport wait_for_exec(int report_fd, int timeout_ms);
+
+// Waits up to `timeout_ms` for `proc` to end, woken by the kernel the moment it does (a pidfd;
+// where the kernel or a profile refuses pidfds, a look every half millisecond), then kills
+// it if it still runs; returns how it ended.
+ExitStatus wait_or_kill(Process& proc, int timeout_ms);
 
 // The parent's ends of a started worker's channel, stdout and stderr, made non-blocking.
 Result<void> set_worker_fds_nonblocking(const Process& proc);

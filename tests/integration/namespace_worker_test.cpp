@@ -14,11 +14,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include "runtime/instance.hpp"
-#include "sandbox/namespace/namespace_backend.hpp"
 #include "sandbox/mechanisms/seccomp_policy.hpp"
+#include "sandbox/namespace/namespace_backend.hpp"
 #include "support/test_support.hpp"
 #include "support/worker_support.hpp"
 
@@ -382,14 +383,75 @@ TEST_F(NamespaceWorkerTest, SandboxesStartAndStopWithoutLeaks) {
         (void)st;
     }
     EXPECT_EQ(count_fds(), fds);
-    for (const auto& c : backend_->cgroup_support().controllers) {
+    // Every sandbox's groups went with it; what is left is the backend's one spare (made ahead
+    // for the next sandbox, holding no process), which goes with the backend.
+    const auto support = backend_->cgroup_support();
+    const std::string prefix = std::to_string(::getpid()) + "-";
+    auto ours = [&](const std::string& base) {
+        std::vector<fs::path> found;
+        if (!fs::exists(base)) return found;  // removed with the last group
+        for (const auto& e : fs::directory_iterator(base))
+            if (e.path().filename().string().rfind(prefix, 0) == 0) found.push_back(e.path());
+        return found;
+    };
+    for (const auto& c : support.controllers) {
         if (!c.usable()) continue;
-        const std::string prefix = std::to_string(::getpid()) + "-";
-        if (!fs::exists(c.base)) continue;  // removed with the last sandbox
-        for (const auto& e : fs::directory_iterator(c.base))
-            EXPECT_NE(e.path().filename().string().rfind(prefix, 0), 0u)
-                << "left behind: " << e.path();
+        const auto left = ours(c.base);
+        EXPECT_LE(left.size(), 1u) << "left behind: " << (left.empty() ? "" : left.back().string());
+        for (const auto& g : left) {
+            std::ifstream procs(g / "cgroup.procs");
+            std::string pid;
+            EXPECT_FALSE(procs >> pid) << g << " still holds " << pid;
+        }
     }
+    backend_.reset();
+    for (const auto& c : support.controllers) {
+        if (!c.usable()) continue;
+        for (const auto& g : ours(c.base)) ADD_FAILURE() << "left behind: " << g;
+    }
+}
+
+// From its second start on the backend makes the next sandbox's groups ahead; the next start
+// takes them: the spare seen between two starts is where the later sandbox runs.
+TEST_F(NamespaceWorkerTest, ASpareSetOfGroupsIsMadeAheadAndTaken) {
+    if (!has_cgroup("pids")) GTEST_SKIP() << "no writable pids cgroup here";
+    std::string base;
+    for (const auto& c : backend_->cgroup_support().controllers)
+        if (c.name == "pids") base = c.base;
+    const std::string prefix = std::to_string(::getpid()) + "-";
+    // This process's groups under `base`, and which of them hold a process.
+    auto groups = [&] {
+        std::map<std::string, bool> found;
+        if (!fs::exists(base)) return found;
+        for (const auto& e : fs::directory_iterator(base)) {
+            if (e.path().filename().string().rfind(prefix, 0) != 0) continue;
+            std::ifstream procs(e.path() / "cgroup.procs");
+            std::string pid;
+            found[e.path().filename().string()] = static_cast<bool>(procs >> pid);
+        }
+        return found;
+    };
+    auto sleeper = [&] {
+        sandbox::WorkerSpec spec;
+        spec.argv = {"/usr/bin/sleep", "60"};
+        auto p = backend_->spawn(spec);
+        EXPECT_TRUE(p) << (p ? "" : p.error().message);
+        return p ? std::move(*p) : nullptr;
+    };
+    auto first = sleeper();
+    ASSERT_TRUE(first);
+    for (const auto& [name, busy] : groups()) EXPECT_TRUE(busy) << "a spare after one start";
+    auto second = sleeper();
+    ASSERT_TRUE(second);
+    std::string spare;
+    for (const auto& [name, busy] : groups())
+        if (!busy) spare = name;
+    ASSERT_FALSE(spare.empty()) << "no spare after the second start";
+    auto third = sleeper();
+    ASSERT_TRUE(third);
+    const auto now = groups();
+    ASSERT_TRUE(now.contains(spare));
+    EXPECT_TRUE(now.at(spare)) << "the third sandbox does not run in the spare " << spare;
 }
 
 TEST_F(NamespaceWorkerTest, RunsForAnOrdinaryUserToo) {

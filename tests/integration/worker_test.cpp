@@ -12,9 +12,14 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 
+#include "actor/sdk.hpp"
+#include "core/frame.hpp"
 #include "runtime/instance.hpp"
+#include "sandbox/mechanisms/cgroups.hpp"
+#include "sandflow/value.hpp"
 #include "support/test_support.hpp"
 #include "support/worker_support.hpp"
 
@@ -281,11 +286,191 @@ TEST_P(WorkerTest, LoadErrorsAreReportedWithLocations) {
     ASSERT_FALSE(tb.empty()) << json::serialize(js_syntax.error().data);
     EXPECT_EQ(tb.back().at("line").as_int64(), 3);
 
-    auto at_import =
-        load(write("imp.py", "@actor({\"component\": \"x\"})\ndef process(c):\n    pass\n\n1/0\n"));
+    const auto& py_tb = syntax.error().data.at("traceback").as_array();
+    ASSERT_FALSE(py_tb.empty()) << json::serialize(syntax.error().data);
+    EXPECT_EQ(py_tb.back().at("line").as_int64(), 3) << json::serialize(syntax.error().data);
+    EXPECT_EQ(py_tb.back().at("file").as_string(), (dir_ / "bad.py").string());
+
+    const auto imp =
+        write("imp.py", "@actor({\"component\": \"x\"})\ndef process(c):\n    pass\n\n1/0\n");
+    auto at_import = load(imp);
     ASSERT_FALSE(at_import);
     EXPECT_EQ(at_import.error().data.at("type").as_string(), "ZeroDivisionError");
-    EXPECT_EQ(at_import.error().data.at("traceback").as_array().back().at("line").as_int64(), 5);
+    const auto& imp_tb = at_import.error().data.at("traceback").as_array();
+    ASSERT_FALSE(imp_tb.empty()) << json::serialize(at_import.error().data);
+    EXPECT_EQ(imp_tb.back().at("line").as_int64(), 5);
+    EXPECT_EQ(imp_tb.back().at("file").as_string(), imp.string());
+    EXPECT_EQ(imp_tb.back().at("function").as_string(), "<module>");
+}
+
+// The Python worker runs the script's text without compile() (docs/decisions.md): every code
+// object the script made, a method's and a lambda's too, must still name the script's file.
+TEST_P(WorkerTest, EveryCodeObjectOfAPythonScriptNamesItsFile) {
+    const auto py = write("names.py", R"(import sys
+@actor({"component": "n", "outports": ["files"]})
+def process(context):
+    return {"files": sorted({process.__code__.co_filename, Helper.method.__code__.co_filename,
+                             LAMBDA.__code__.co_filename, MODULE_FILE,
+                             Helper().method().co_filename})}
+
+class Helper:
+    def method(self):
+        return sys._getframe().f_code
+
+LAMBDA = lambda: None
+MODULE_FILE = sys._getframe().f_code.co_filename
+)");
+    auto inst = must_load(py);
+    ASSERT_TRUE(inst);
+    Recorded rec;
+    auto r = inst->call(req({}), rec.events());
+    ASSERT_TRUE(r) << r.error().message;
+    // The module's own code is renamed after its last line ran: while it runs it is
+    // "<string>", which is what MODULE_FILE caught; every function's is the script's.
+    EXPECT_EQ(r->outputs.at("files"), (json::array{py.string(), "<string>"}))
+        << json::serialize(r->outputs);
+}
+
+namespace {
+
+// The first frame a worker sends on `proc`'s channel (non-blocking), or an error after 30 s.
+Result<json::object> first_frame(sandbox::Process& proc) {
+    FrameDecoder decoder;
+    for (int waited_ms = 0; waited_ms < 30'000;) {
+        if (auto f = decoder.next()) return *f;
+        pollfd p{proc.channel_fd(), POLLIN, 0};
+        if (::poll(&p, 1, 100) == 0) {
+            waited_ms += 100;
+            continue;
+        }
+        char buf[4096];
+        const ssize_t n = ::read(proc.channel_fd(), buf, sizeof buf);
+        if (n == 0) return fail(Errc::worker_crashed, "the worker closed its channel");
+        if (n > 0) decoder.feed(std::string_view(buf, static_cast<std::size_t>(n)));
+    }
+    return fail(Errc::timeout, "no frame within 30 s");
+}
+
+// Starts the Python bootstrap on `none` with `payload` as its first frame; returns the hello.
+Result<json::object> bootstrap_hello(const std::string& payload) {
+    sandbox::NoneBackend none;
+    sandbox::WorkerSpec ws;
+    ws.argv = actor::sdk::python_bootstrap_argv(sandbox::kChannelFd);
+    auto proc = none.spawn(ws);
+    if (!proc) return tl::unexpected(proc.error());
+    const std::string frame = encode_raw_frame(payload);
+    std::size_t sent = 0;
+    while (sent < frame.size()) {
+        pollfd p{(*proc)->channel_fd(), POLLOUT, 0};
+        ::poll(&p, 1, 1000);
+        const ssize_t n = ::write((*proc)->channel_fd(), frame.data() + sent, frame.size() - sent);
+        if (n > 0) sent += static_cast<std::size_t>(n);
+        if (n < 0 && errno != EAGAIN) return fail(Errc::worker_crashed, "write failed");
+    }
+    return first_frame(**proc);
+}
+
+}  // namespace
+
+// The bootstrap runs the build's code only on an interpreter with that code's bytecode magic;
+// given another magic it compiles the source it is sent with, and reports that code (with
+// its own magic) for the runtime to start later workers from.
+TEST(PythonBootstrap, CodeForAnotherBytecodeMagicIsNotRunTheSourceIs) {
+    ASSERT_EQ(actor::sdk::kPythonWorkerMagic.size(), 4u) << "the build compiled no shim";
+    const std::string other = "\x01\x02\x03\x04";
+    ASSERT_NE(std::string(actor::sdk::kPythonWorkerMagic), other);
+    // Bytes that would raise if marshal read them: only the source can start this worker.
+    auto hello = bootstrap_hello(actor::sdk::python_code_frame(other, "not marshal data"));
+    ASSERT_TRUE(hello) << hello.error().message;
+    EXPECT_EQ(hello->at("t").as_string(), "hello");
+    ASSERT_TRUE(hello->contains("code")) << json::serialize(*hello);
+    auto magic = base64_decode(hello->at("magic").as_string());
+    ASSERT_TRUE(magic);
+    EXPECT_EQ(std::string(magic->begin(), magic->end()), actor::sdk::kPythonWorkerMagic);
+
+    // The build's own code on the interpreter it was built for: run as it is, nothing reported.
+    auto built = bootstrap_hello(actor::sdk::python_code_frame(actor::sdk::kPythonWorkerMagic,
+                                                               actor::sdk::kPythonWorkerCode));
+    ASSERT_TRUE(built) << built.error().message;
+    EXPECT_EQ(built->at("t").as_string(), "hello");
+    EXPECT_FALSE(built->contains("code")) << json::serialize(*built);
+}
+
+// A cold start with a timeline (sandbox_bench --timeline): the steps each side marks are
+// there, in the order they must happen in, on every backend.
+TEST_P(WorkerTest, AColdStartWithATimelineMarksItsStepsInOrder) {
+    using M = sandbox::StartMark;
+    auto tl = sandbox::StartTimeline::create();
+    ASSERT_TRUE(tl) << tl.error().message;
+    for (const auto& [name, text] : {std::pair<std::string, std::string>{"d.py", kDouble},
+                                     std::pair<std::string, std::string>{"d.js", kDoubleJs}}) {
+        SCOPED_TRACE(name);
+        auto spec = runtime::spec_from_file(write(name, text));
+        ASSERT_TRUE(spec) << spec.error().message;
+        runtime::LoadSpec load;
+        load.metadata = spec->metadata;
+        load.source = spec->source;
+        load.filename = spec->filename;
+        load.actor_id = spec->actor_id;
+        (*tl)->clear();
+        auto w = runtime::Worker::start(*owned_, load, std::chrono::seconds(30), std::nullopt,
+                                        tl->get());
+        ASSERT_TRUE(w) << w.error().message;
+        auto r = (*w)->call(req({{"input", 21}}), {});
+        ASSERT_TRUE(r) << r.error().message;
+        // A second call marks nothing: the timeline ends with the first result.
+        ASSERT_TRUE((*w)->call(req({{"input", 1}}), {}));
+        w->reset();
+
+        std::map<M, std::int64_t> at;
+        std::map<M, int> times;
+        for (const auto& e : (*tl)->entries()) {
+            at[e.mark] = e.ns;
+            ++times[e.mark];
+        }
+        for (const auto& [m, n] : times) EXPECT_EQ(n, 1) << sandbox::start_mark_name(m);
+        auto before = [&](M a, M b) {
+            ASSERT_TRUE(at.contains(a)) << "no mark " << sandbox::start_mark_name(a);
+            ASSERT_TRUE(at.contains(b)) << "no mark " << sandbox::start_mark_name(b);
+            EXPECT_LE(at[a], at[b])
+                << sandbox::start_mark_name(a) << " after " << sandbox::start_mark_name(b);
+        };
+        // The runtime's side, on every backend.
+        for (auto [a, b] : {std::pair{M::spawn_begin, M::hello_received},
+                            {M::spawn_begin, M::load_sent},
+                            {M::hello_received, M::loaded_received},
+                            {M::loaded_received, M::call_sent},
+                            {M::call_sent, M::result_received}})
+            before(a, b);
+        // The sandbox's pre-exec side and the worker's own clock, where they share the host's
+        // clock (gVisor's kernel keeps its own, and runsc is the process the runtime starts).
+        if (GetParam() == "gvisor") continue;
+        for (auto [a, b] : {std::pair{M::spawn_begin, M::clone},
+                            {M::clone, M::child_running},
+                            {M::child_running, M::execve},
+                            {M::execve, M::exec_reported},
+                            {M::execve, M::interpreter_up},
+                            {M::interpreter_up, M::sdk_ready},
+                            {M::sdk_ready, M::hello_received},
+                            {M::load_sent, M::load_received},
+                            {M::sdk_ready, M::load_received},
+                            {M::load_received, M::script_loaded},
+                            {M::script_loaded, M::loaded_received},
+                            {M::call_sent, M::call_received},
+                            {M::call_received, M::result_sent},
+                            {M::result_sent, M::result_received}})
+            before(a, b);
+        if (GetParam() == "namespace" || GetParam() == "landlock") {
+            for (auto [a, b] :
+                 {std::pair{M::child_running, M::worker_forked}, {M::worker_forked, M::execve}})
+                before(a, b);
+            if (GetParam() == "namespace") before(M::id_maps_written, M::child_released);
+            const auto cgroups = sandbox::mech::detect_cgroup_support();
+            if (std::any_of(cgroups.controllers.begin(), cgroups.controllers.end(),
+                            [](const auto& c) { return c.usable(); }))
+                before(M::child_running, M::cgroups_entered);
+        }
+    }
 }
 
 TEST_P(WorkerTest, RuntimeMetadataMustMatchTheStaticDeclaration) {

@@ -36,8 +36,7 @@ constexpr int kSweepGraceMs = 2'000;
 
 // Descriptor numbers in the supervisor and the worker: 0-3 stdin, stdout, stderr, channel.
 constexpr int kReportFd = kReportFdInChild;  // {step, errno} on failure; close-on-exec
-constexpr int kSyncFd = 5;                   // one byte from the parent releases the child
-constexpr int kStatusFd = 6;                 // the supervisor writes the worker's status here
+constexpr int kStatusFd = 5;                 // the supervisor writes the worker's status here
 
 // What the sandbox's paths are: read and execute the interpreters and their libraries
 // (merged /usr: /bin and /lib are links into it; on other hosts they are folders of their
@@ -74,10 +73,13 @@ struct ChildContext {
     const char* workdir;
     char* const* argv;
     char* const* envp;
-    int src_fds[7];  // devnull, out, err, channel, report, sync, status (parent's numbers)
+    StartTimeline* timeline;  // null unless the start is being timed
+    const CgroupEntry* cgroups;
+    int src_fds[6];  // devnull, out, err, channel, report, status (parent's numbers)
 };
 
 [[noreturn]] void run_worker(const ChildContext& c, pid_t supervisor) {
+    mark(c.timeline, StartMark::worker_forked);
     ::close(kStatusFd);
     if (!reset_signals()) report_and_exit(kReportFd, failed_at(kStepSignals));
     if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
@@ -86,24 +88,33 @@ struct ChildContext {
     if (::setsid() < 0) report_and_exit(kReportFd, failed_at(kStepSetsid));
     if (auto f = drop_privileges(c.last_cap, c.holds_setpcap, c.user))
         report_and_exit(kReportFd, f);
+    mark(c.timeline, StartMark::ids_dropped);
     if (auto f = apply_rlimits(*c.rlimits)) report_and_exit(kReportFd, f);
     if (::chdir(c.workdir) != 0) report_and_exit(kReportFd, failed_at(kStepChdir));
     if (auto f = set_no_new_privs()) report_and_exit(kReportFd, f);
+    mark(c.timeline, StartMark::rlimits_set);
     if (c.layers->landlock) {
         if (auto f = apply_landlock(*c.landlock)) report_and_exit(kReportFd, f);
+        mark(c.timeline, StartMark::landlock_applied);
     }
     if (c.layers->seccomp) {
         if (auto f = install_seccomp(*c.seccomp, supervisor, c.runtime))
             report_and_exit(kReportFd, f);
+        mark(c.timeline, StartMark::seccomp_installed);
     }
+    mark(c.timeline, StartMark::execve);
     ::execve(c.argv[0], c.argv, c.envp);
     report_and_exit(kReportFd, failed_at(kStepExec));
 }
 
 [[noreturn]] void run_child(const ChildContext& c) {
-    // Descriptors 0..3 as the worker sees them; the report, sync and status pipes above,
+    mark(c.timeline, StartMark::child_running);
+    // Into its groups first, through the parent's descriptors (placing ours closes them).
+    if (auto f = enter_cgroups(*c.cgroups)) report_and_exit(c.src_fds[4], f);
+    mark(c.timeline, StartMark::cgroups_entered);
+    // Descriptors 0..3 as the worker sees them; the report and status pipes above,
     // close-on-exec; nothing else.
-    if (!place_descriptors(c.src_fds, 7, kReportFd)) ::_exit(127);  // no report pipe yet
+    if (!place_descriptors(c.src_fds, 6, kReportFd)) ::_exit(127);  // no report pipe yet
     // Signals wait for sigwaitinfo() from here on; SIGCHLD must not be ignored (a runtime may
     // ignore it) or children would vanish unreaped.
     sigset_t all;
@@ -116,15 +127,9 @@ struct ChildContext {
     // The runtime's death reaches the supervisor as SIGTERM: it sweeps, then exits.
     if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0)
         report_and_exit(kReportFd, failed_at(kStepDeathSignal));
+    // No word from the parent is awaited: the child enters its cgroups itself, and a parent
+    // that gives up after clone() kills it (the death signal covers one that dies).
     if (::getppid() != c.runtime) ::_exit(127);
-    // The parent moves us into our cgroups, then writes one byte. EOF: it gave up.
-    char go = 0;
-    ssize_t n;
-    do {
-        n = ::read(kSyncFd, &go, 1);
-    } while (n < 0 && errno == EINTR);
-    if (n != 1) ::_exit(127);
-    ::close(kSyncFd);
     if (::setsid() < 0) report_and_exit(kReportFd, failed_at(kStepSetsid));
     hide_runtime_memory(*c.image);
     if (::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0)
@@ -405,14 +410,16 @@ Result<std::unique_ptr<Process>> LandlockBackend::spawn(const WorkerSpec& spec) 
     for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
     envp.push_back(nullptr);
 
-    auto cgroup = SandboxCgroup::create(cgroups_, group, limits);
+    StartTimeline* const timeline = spec.timeline;
+    mark(timeline, StartMark::plans_built);
+    auto cgroup = spare_cgroup_.take(cgroups_, limits);
     if (!cgroup) return tl::unexpected(cgroup.error());
+    mark(timeline, StartMark::cgroups_created);
+    auto entry = cgroup->open_entry();
+    if (!entry) return tl::unexpected(entry.error());
     auto fds = WorkerFds::create();
     if (!fds) return tl::unexpected(fds.error());
-    int sync[2], status[2];
-    if (::pipe2(sync, O_CLOEXEC) != 0)
-        return tl::unexpected(system_error("pipe for the start signal", errno));
-    UniqueFd sync_r(sync[0]), sync_w(sync[1]);
+    int status[2];
     if (::pipe2(status, O_CLOEXEC | O_NONBLOCK) != 0)
         return tl::unexpected(system_error("pipe for the worker's status", errno));
     UniqueFd status_r(status[0]), status_w(status[1]);
@@ -430,9 +437,12 @@ Result<std::unique_ptr<Process>> LandlockBackend::spawn(const WorkerSpec& spec) 
                      workdir.c_str(),
                      argv.data(),
                      envp.data(),
+                     timeline,
+                     &*entry,
                      {fds->devnull.get(), fds->out_w.get(), fds->err_w.get(), fds->chan_child.get(),
-                      fds->report_w.get(), sync_r.get(), status_w.get()}};
+                      fds->report_w.get(), status_w.get()}};
 
+    mark(timeline, StartMark::clone);
     const long pid = ::syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, nullptr);
     if (pid < 0)
         return tl::unexpected(unavailable(std::string("the landlock sandbox cannot start: "
@@ -441,34 +451,20 @@ Result<std::unique_ptr<Process>> LandlockBackend::spawn(const WorkerSpec& spec) 
     if (pid == 0) run_child(ctx);
 
     fds->close_child_ends();
-    sync_r.reset();
     status_w.reset();
-    auto attached = cgroup->attach(static_cast<pid_t>(pid));
+    *entry = CgroupEntry{};
     parts.status = std::move(status_r);
     parts.cgroup = std::move(*cgroup);
     cleanup.dir = nullptr;  // the process owns the folder now
     auto proc = std::make_unique<LandlockProcess>(
         static_cast<pid_t>(pid), std::move(fds->chan_parent), std::move(fds->out_r),
         std::move(fds->err_r), std::move(parts));
-    if (!attached) {
-        proc->kill_and_wait();
-        return tl::unexpected(
-            unavailable("the landlock sandbox cannot start: moving it into its "
-                        "cgroups failed: " +
-                        attached.error().message + " (run `sandflow doctor`)"));
-    }
-    const char go = 1;
-    if (::write(sync_w.get(), &go, 1) != 1) {
-        const int e = errno;
-        proc->kill_and_wait();
-        return tl::unexpected(system_error("releasing the sandbox", e));
-    }
-    sync_w.reset();
     proc->watch_limits();
 
     // EOF: the supervisor closed its copy and the worker's went at execve. Two ints: a step
     // failed.
     const ExecReport report = wait_for_exec(fds->report_r.get(), kExecTimeoutMs);
+    mark(timeline, StartMark::exec_reported);
     if (report.kind == ExecReport::timed_out) {
         proc->kill_and_wait();
         return tl::unexpected(unavailable("the landlock sandbox did not reach execve within " +
@@ -489,6 +485,8 @@ Result<std::unique_ptr<Process>> LandlockBackend::spawn(const WorkerSpec& spec) 
         return tl::unexpected(std::move(e));
     }
     if (auto ok = set_worker_fds_nonblocking(*proc); !ok) return tl::unexpected(ok.error());
+    // While the worker's interpreter starts.
+    spare_cgroup_.refill(cgroups_, options_.limits);
     return std::unique_ptr<Process>(std::move(proc));
 }
 
@@ -508,13 +506,7 @@ Result<void> LandlockBackend::probe() {
             result = tl::unexpected(proc.error());
             return;
         }
-        const ExitStatus st = [&] {
-            for (int i = 0; i < 5000; ++i) {
-                if (auto s = (*proc)->try_wait()) return *s;
-                ::usleep(1000);
-            }
-            return (*proc)->kill_and_wait();
-        }();
+        const ExitStatus st = wait_or_kill(**proc, 5000);
         if (!WIFEXITED(st.raw) || WEXITSTATUS(st.raw) != 0)
             result = tl::unexpected(unavailable("a test sandbox running /usr/bin/true " +
                                                 st.describe() + " (run `sandflow doctor`)"));

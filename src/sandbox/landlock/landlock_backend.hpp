@@ -84,6 +84,7 @@ class LandlockBackend final : public Backend {
     std::unique_ptr<landlock::SandboxIds> ids_;
     mech::SeccompProgram seccomp_;
     mech::CgroupSupport cgroups_;
+    mech::CgroupSpare spare_cgroup_;  // the next sandbox's groups, made ahead
     bool pids_cgroup_ = false, memory_cgroup_ = false;
     bool holds_setpcap_ = false;
     int last_cap_ = 0;

@@ -443,6 +443,25 @@ std::optional<CgroupVerdict> SandboxCgroup::crossed() {
     return std::nullopt;
 }
 
+Result<CgroupEntry> SandboxCgroup::open_entry() const {
+    CgroupEntry e;
+    for (const auto& d : dirs_) {
+        if (e.count == CgroupEntry::kMax)
+            return fail(Errc::internal, "more cgroups than a CgroupEntry holds");
+        const std::string path = d.path + "/tasks";
+        e.fds[e.count].reset(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+        if (!e.fds[e.count]) return tl::unexpected(system_error("open " + path, errno));
+        ++e.count;
+    }
+    return e;
+}
+
+ChildFailure enter_cgroups(const CgroupEntry& entry) noexcept {
+    for (int i = 0; i < entry.count; ++i)
+        if (::write(entry.fds[i].get(), "0", 1) != 1) return failed_at(kStepCgroupEnter);
+    return {};
+}
+
 Result<void> SandboxCgroup::attach(pid_t pid) const {
     for (const auto& d : dirs_)
         if (auto r = write_control_file(d.path + "/cgroup.procs", std::to_string(pid)); !r)
@@ -460,6 +479,45 @@ CgroupVerdict SandboxCgroup::verdict() const {
             return {"pids", limits_.pids};
     }
     return {};
+}
+
+namespace {
+
+bool same_cgroup_limits(const SandboxLimits& a, const SandboxLimits& b) {
+    return a.memory_bytes == b.memory_bytes && a.pids == b.pids && a.cpu_milli == b.cpu_milli;
+}
+
+bool any_usable(const CgroupSupport& support) {
+    for (const auto& c : support.controllers)
+        if (c.usable()) return true;
+    return false;
+}
+
+}  // namespace
+
+Result<SandboxCgroup> CgroupSpare::take(const CgroupSupport& support, const SandboxLimits& limits) {
+    {
+        std::lock_guard lock(m_);
+        ++taken_;
+        if (spare_ && same_cgroup_limits(spare_->limits(), limits)) {
+            SandboxCgroup g = std::move(*spare_);
+            spare_.reset();
+            return g;
+        }
+    }
+    return SandboxCgroup::create(support, new_group_id(), limits);
+}
+
+void CgroupSpare::refill(const CgroupSupport& support, const SandboxLimits& limits) {
+    if (!any_usable(support)) return;
+    {
+        std::lock_guard lock(m_);
+        if (spare_ || taken_ < 2) return;
+    }
+    auto made = SandboxCgroup::create(support, new_group_id(), limits);
+    if (!made) return;
+    std::lock_guard lock(m_);
+    if (!spare_) spare_ = std::move(*made);
 }
 
 void SandboxCgroup::remove() {

@@ -4,9 +4,9 @@
 // Where the runtime may write cgroups (as root, typically), each sandbox gets its own
 // group per controller, created under the runtime's own group so that limits set on the
 // runtime still hold for its sandboxes: <mount>/<runtime's group>/sandflow/<id> (the
-// sandflow folder exists only while a sandbox does). The
-// parent puts the sandbox's init into it before releasing it (so everything the sandbox
-// ever runs is inside), reads why it died afterwards, and removes it.
+// sandflow folder exists only while a sandbox or a spare does). The sandbox's first process
+// enters it before it runs anything else (CgroupEntry: so everything the sandbox ever runs
+// is inside); the parent reads why it died afterwards, and removes it.
 //
 // Hierarchies: cgroup v1 (separate memory, pids and cpu mounts, as on these machines).
 // A v2 hierarchy is detected and reported by `doctor` but not used yet. Where nothing is
@@ -28,12 +28,14 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "core/error.hpp"
+#include "sandbox/mechanisms/child_report.hpp"
 #include "sandbox/process.hpp"
 #include "sandbox/sandbox_limits.hpp"
 
@@ -75,6 +77,24 @@ struct CgroupVerdict {
     std::uint64_t value = 0;
 };
 
+// A sandbox's groups as its child enters them: each group's v1 `tasks` file, opened by the
+// parent before clone() (with the parent's credentials, which the kernel checks), for the
+// child to move itself in with enter_cgroups() before it runs anything of the sandbox's. A
+// thread that moves itself ("0" to `tasks`) is the one migration that skips the kernel's
+// global threadgroup lock, whose write side waits for an RCU grace period (~1-10 ms on these
+// VMs) unless another migration took it moments before; moving another process by pid, as
+// writing its pid to cgroup.procs does, takes that lock every time. The child is single-
+// threaded then, so moving its one thread moves the process, and everything it forks later
+// starts inside. Owned by the parent; the child only reads the descriptor numbers.
+struct CgroupEntry {
+    static constexpr int kMax = 3;  // memory, pids, cpu
+    UniqueFd fds[kMax];
+    int count = 0;
+};
+
+// Child side, async-signal-safe: writes "0" to each descriptor of `entry`.
+ChildFailure enter_cgroups(const CgroupEntry& entry) noexcept;
+
 class SandboxCgroup {
   public:
     // Creates the groups and writes the limits. Nothing is created when no controller is
@@ -88,7 +108,10 @@ class SandboxCgroup {
     SandboxCgroup& operator=(const SandboxCgroup&) = delete;
     ~SandboxCgroup() { remove(); }
 
+    // Moves the process `pid` into the groups from outside (the runtime's side).
     Result<void> attach(pid_t pid) const;
+    // The descriptors its child enters the groups through (CgroupEntry); none without groups.
+    Result<CgroupEntry> open_entry() const;
     // Whether this sandbox has a group of `controller` ("memory", "pids", "cpu").
     bool has(std::string_view controller) const;
     // Writes the memory (and memory+swap), pids and CPU limits of `limits` into the running
@@ -112,6 +135,8 @@ class SandboxCgroup {
     // Removes the groups (the sandbox must be gone); idempotent.
     void remove();
     bool empty() const { return dirs_.empty(); }
+    // What the groups were made with (their memory, pids and cpu limits are what they hold).
+    const SandboxLimits& limits() const { return limits_; }
 
     // Shared with the pids scanner thread until remove().
     struct Events;
@@ -126,6 +151,28 @@ class SandboxCgroup {
     SandboxLimits limits_;
     bool memsw_ = false;  // swap accounting: memory.memsw.limit_in_bytes exists
     std::shared_ptr<Events> events_;
+};
+
+// One sandbox's groups made ahead, so that making them (three mkdirs and four limit writes,
+// ~0.1-0.2 ms) is off the next start's path: a backend takes the spare when it starts a
+// sandbox and makes the next one once that sandbox has reached execve, while its interpreter
+// starts. Only from a backend's second start on: a process that starts one sandbox (`sandflow
+// exec`, a backend's probe) would make and remove a spare for nothing. A spare holds no
+// process; a runtime that dies leaves it to remove_stale_groups(). Thread-safe.
+class CgroupSpare {
+  public:
+    // The spare if it was made with `limits`' memory, pids and cpu, else new groups
+    // (SandboxCgroup::create).
+    Result<SandboxCgroup> take(const CgroupSupport& support, const SandboxLimits& limits);
+    // Makes a spare with `limits` unless there is one, no controller is usable, or take() has
+    // been called only once so far. A failure leaves none: take() then makes the groups, and
+    // reports what fails.
+    void refill(const CgroupSupport& support, const SandboxLimits& limits);
+
+  private:
+    std::mutex m_;
+    std::optional<SandboxCgroup> spare_;
+    std::uint64_t taken_ = 0;  // take() calls
 };
 
 }  // namespace sandflow::sandbox::mech

@@ -48,6 +48,8 @@ const char* child_step_name(int step) {
             return "prctl(PR_SET_CHILD_SUBREAPER)";
         case kStepSignalMask:
             return "blocking signals in the supervisor";
+        case kStepCgroupEnter:
+            return "entering the sandbox's cgroups";
         default:
             return "sandbox set-up";
     }

@@ -37,6 +37,7 @@ enum ChildStep : int {
     kStepExec,
     kStepSubreaper,
     kStepSignalMask,
+    kStepCgroupEnter,
     kStepMountFirst = 1000,
 };
 

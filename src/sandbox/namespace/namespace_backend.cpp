@@ -48,10 +48,13 @@ struct ChildContext {
     char* const* argv;
     char* const* envp;
     int last_cap;
+    StartTimeline* timeline;  // null unless the start is being timed
+    const CgroupEntry* cgroups;
     int src_fds[7];  // devnull, out, err, channel, report, sync, status (parent's numbers)
 };
 
 [[noreturn]] void run_worker(const ChildContext& c) {
+    mark(c.timeline, StartMark::worker_forked);
     ::close(kStatusFd);
     if (!reset_signals()) report_and_exit(kReportFd, failed_at(kStepSignals));
     if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
@@ -59,27 +62,36 @@ struct ChildContext {
     if (::setsid() < 0) report_and_exit(kReportFd, failed_at(kStepSetsid));
     if (auto f = apply_rlimits(*c.rlimits)) report_and_exit(kReportFd, f);
     if (::chdir(c.workdir) != 0) report_and_exit(kReportFd, failed_at(kStepChdir));
+    mark(c.timeline, StartMark::rlimits_set);
     if (c.layers->drop_capabilities) {
         if (auto f = drop_all_capabilities(c.last_cap)) report_and_exit(kReportFd, f);
     }
     if (auto f = set_no_new_privs()) report_and_exit(kReportFd, f);
+    mark(c.timeline, StartMark::ids_dropped);
     if (c.layers->landlock) {
         if (auto f = apply_landlock(*c.landlock)) report_and_exit(kReportFd, f);
+        mark(c.timeline, StartMark::landlock_applied);
     }
     if (c.layers->seccomp) {
         if (auto f = install_seccomp(*c.seccomp)) report_and_exit(kReportFd, f);
+        mark(c.timeline, StartMark::seccomp_installed);
     }
+    mark(c.timeline, StartMark::execve);
     ::execve(c.argv[0], c.argv, c.envp);
     report_and_exit(kReportFd, failed_at(kStepExec));
 }
 
 [[noreturn]] void run_child(const ChildContext& c) {
+    mark(c.timeline, StartMark::child_running);
+    // Into its groups first, through the parent's descriptors (placing ours closes them).
+    if (auto f = enter_cgroups(*c.cgroups)) report_and_exit(c.src_fds[4], f);
+    mark(c.timeline, StartMark::cgroups_entered);
     // Descriptors 0..3 as the worker sees them; the report, sync and status pipes above,
     // close-on-exec; nothing else.
     if (!place_descriptors(c.src_fds, 7, kReportFd)) ::_exit(127);  // no report pipe yet
     if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
         report_and_exit(kReportFd, failed_at(kStepDeathSignal));
-    // The parent writes our id maps and cgroups, then one byte. EOF: it gave up or died
+    // The parent writes our id maps, then one byte. EOF: it gave up or died
     // (the death signal covers a parent that dies later).
     char go = 0;
     ssize_t n;
@@ -88,12 +100,17 @@ struct ChildContext {
     } while (n < 0 && errno == EINTR);
     if (n != 1) ::_exit(127);
     ::close(kSyncFd);
+    mark(c.timeline, StartMark::child_released);
     hide_runtime_memory(*c.image);
 
     if (auto f = become_sandbox_root(*c.ids)) report_and_exit(kReportFd, f);
+    mark(c.timeline, StartMark::became_root);
     if (auto f = enter_cgroup_namespace()) report_and_exit(kReportFd, f);
+    mark(c.timeline, StartMark::cgroup_namespace);
     if (auto f = apply_mount_plan(*c.mounts)) report_and_exit(kReportFd, f);
+    mark(c.timeline, StartMark::mounts_done);
     if (auto f = set_hostname(*c.hostname)) report_and_exit(kReportFd, f);
+    mark(c.timeline, StartMark::hostname_set);
     // Its own process group, so that Process::kill's kill(-pid) names this sandbox.
     ::setpgid(0, 0);
 
@@ -281,9 +298,14 @@ Result<std::unique_ptr<Process>> NamespaceBackend::spawn(const WorkerSpec& spec)
     for (const auto& e : env_) envp.push_back(const_cast<char*>(e.c_str()));
     envp.push_back(nullptr);
     static const std::string hostname = kSandboxHostname;
+    StartTimeline* const timeline = spec.timeline;
+    mark(timeline, StartMark::plans_built);
 
-    auto cgroup = SandboxCgroup::create(cgroups_, new_group_id(), limits);
+    auto cgroup = spare_cgroup_.take(cgroups_, limits);
     if (!cgroup) return tl::unexpected(cgroup.error());
+    mark(timeline, StartMark::cgroups_created);
+    auto entry = cgroup->open_entry();
+    if (!entry) return tl::unexpected(entry.error());
 
     auto fds = WorkerFds::create();
     if (!fds) return tl::unexpected(fds.error());
@@ -307,12 +329,15 @@ Result<std::unique_ptr<Process>> NamespaceBackend::spawn(const WorkerSpec& spec)
                      argv.data(),
                      envp.data(),
                      last_cap_,
+                     timeline,
+                     &*entry,
                      {fds->devnull.get(), fds->out_w.get(), fds->err_w.get(), fds->chan_child.get(),
                       fds->report_w.get(), sync_r.get(), status_w.get()}};
 
     unsigned long flags = kCloneNamespaces;
     if (!options_.layers.network_namespace) flags &= ~static_cast<unsigned long>(CLONE_NEWNET);
     // A raw clone (fork-like: no new stack) so that namespaces and fork happen in one step.
+    mark(timeline, StartMark::clone);
     const long pid = ::syscall(SYS_clone, flags | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
     if (pid < 0) {
         const int e = errno;
@@ -334,21 +359,19 @@ Result<std::unique_ptr<Process>> NamespaceBackend::spawn(const WorkerSpec& spec)
     fds->close_child_ends();
     sync_r.reset();
     status_w.reset();
+    *entry = CgroupEntry{};
 
-    // The parent's half of the set-up, then the release. The child's cgroups are written
-    // before it runs a single instruction of its own, so everything it starts is inside.
+    // The parent's half of the set-up, then the release.
     auto maps = write_id_maps(static_cast<pid_t>(pid), ids_);
-    auto attached = maps ? cgroup->attach(static_cast<pid_t>(pid)) : Result<void>{};
+    mark(timeline, StartMark::id_maps_written);
     auto proc = std::make_unique<NamespaceProcess>(
         static_cast<pid_t>(pid), std::move(fds->chan_parent), std::move(fds->out_r),
         std::move(fds->err_r), std::move(status_r), std::move(*cgroup), limits, rlimits->nproc());
-    if (!maps || !attached) {
+    if (!maps) {
         proc->kill_and_wait();
-        const Error& e = maps ? attached.error() : maps.error();
         return tl::unexpected(
-            unavailable(std::string("the namespace sandbox cannot start: ") +
-                        (maps ? "moving it into its cgroups" : "writing its uid/gid maps") +
-                        " failed: " + e.message + " (run `sandflow doctor`)"));
+            unavailable("the namespace sandbox cannot start: writing its uid/gid maps failed: " +
+                        maps.error().message + " (run `sandflow doctor`)"));
     }
     const char go = 1;
     if (::write(sync_w.get(), &go, 1) != 1) {
@@ -357,12 +380,14 @@ Result<std::unique_ptr<Process>> NamespaceBackend::spawn(const WorkerSpec& spec)
         return tl::unexpected(system_error("releasing the sandbox", e));
     }
     sync_w.reset();
+    mark(timeline, StartMark::released);
     // While the child sets itself up (a few milliseconds before it can run anything of a
     // script's): its limit events cost the caller nothing then.
     proc->watch_limits();
 
     // EOF: init closed its copy and the worker's went at execve. Two ints: a step failed.
     const ExecReport report = wait_for_exec(fds->report_r.get(), kExecTimeoutMs);
+    mark(timeline, StartMark::exec_reported);
     if (report.kind == ExecReport::timed_out) {
         proc->kill_and_wait();
         return tl::unexpected(unavailable("the namespace sandbox did not reach execve within " +
@@ -381,6 +406,8 @@ Result<std::unique_ptr<Process>> NamespaceBackend::spawn(const WorkerSpec& spec)
         return tl::unexpected(std::move(e));
     }
     if (auto ok = set_worker_fds_nonblocking(*proc); !ok) return tl::unexpected(ok.error());
+    // While the worker's interpreter starts.
+    spare_cgroup_.refill(cgroups_, options_.limits);
     return std::unique_ptr<Process>(std::move(proc));
 }
 
@@ -401,13 +428,7 @@ Result<void> NamespaceBackend::probe() {
             return;
         }
         // /usr/bin/true exits at once; a status other than 0 means the sandbox is broken.
-        const ExitStatus st = [&] {
-            for (int i = 0; i < 5000; ++i) {
-                if (auto s = (*proc)->try_wait()) return *s;
-                ::usleep(1000);
-            }
-            return (*proc)->kill_and_wait();
-        }();
+        const ExitStatus st = wait_or_kill(**proc, 5000);
         if (!WIFEXITED(st.raw) || WEXITSTATUS(st.raw) != 0)
             result = tl::unexpected(unavailable("a test sandbox running /usr/bin/true " +
                                                 st.describe() + " (run `sandflow doctor`)"));

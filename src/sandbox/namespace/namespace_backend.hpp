@@ -79,8 +79,9 @@ class NamespaceBackend final : public Backend {
     mech::RlimitPlan rlimits_;  // for options_.limits
     mech::LandlockPlan landlock_;
     mech::CgroupSupport cgroups_;
-    bool pids_cgroup_ = false;      // a pids group can be made (rlimits.hpp: effective_nproc)
-    ns::MountPlan default_mounts_;  // for options_.limits and the default working directory
+    mech::CgroupSpare spare_cgroup_;  // the next sandbox's groups, made ahead
+    bool pids_cgroup_ = false;        // a pids group can be made (rlimits.hpp: effective_nproc)
+    ns::MountPlan default_mounts_;    // for options_.limits and the default working directory
     ns::RuntimeImage image_;
     int last_cap_ = 0;
     std::vector<std::string> env_;

@@ -7,6 +7,7 @@ Result<std::unique_ptr<Process>> NoneBackend::spawn(const WorkerSpec& spec) {
     s.argv = spec.argv;
     s.env = clean_worker_env();
     s.workdir = spec.workdir;
+    s.timeline = spec.timeline;
     return spawn_process(s, ChildSetup{});
 }
 

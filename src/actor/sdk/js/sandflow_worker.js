@@ -1,6 +1,6 @@
 // Sandflow JavaScript worker: the actor SDK shim (docs/worker-protocol.md, docs/actors.md).
 //
-// Started as `node -e <this file> <channel fd>` with a cleared environment. It speaks
+// Started as `node -e <this file> [timeline] <channel fd>` with a cleared environment. It speaks
 // length-prefixed JSON frames with the host over the inherited channel descriptor; the
 // script's console output goes to stdout/stderr, which the host captures as log lines.
 //
@@ -10,6 +10,13 @@
 // an output has reached the channel when sendOutput() returns. Between calls the event
 // loop runs, timers a script left running included.
 'use strict';
+
+// With `timeline` before the descriptor (sandbox_bench --timeline) the hello, loaded and
+// result frames carry CLOCK_MONOTONIC readings (uv_hrtime) of this worker's steps
+// (sandbox::StartTimeline).
+const clock = process.argv.slice(1, -1).includes('timeline') ? () => Number(process.hrtime.bigint()) : null;
+const T_UP = clock && clock();
+let tReceived = 0; // when the frame being handled arrived (with `timeline`)
 
 const fs = require('fs');
 const net = require('net');
@@ -508,14 +515,18 @@ async function call(msg) {
         }
         expiry = `,"expires_set":${JSON.stringify(times)}`;
     }
-    writeRaw(`{"t":"result","id":${id},"outputs":${outputs},"state_set":{${sets.join(',')}},"state_deleted":${JSON.stringify(deleted)}${expiry}}`);
+    const clocks = clock ? `,"clock":[${tReceived},${clock()}]` : '';
+    writeRaw(`{"t":"result","id":${id},"outputs":${outputs},"state_set":{${sets.join(',')}},"state_deleted":${JSON.stringify(deleted)}${expiry}${clocks}}`);
 }
 
 async function main() {
-    send({ t: 'hello', v: PROTOCOL_VERSION, lang: 'javascript', runtime: process.versions.node, pid: process.pid });
+    const hello = { t: 'hello', v: PROTOCOL_VERSION, lang: 'javascript', runtime: process.versions.node, pid: process.pid };
+    if (clock) hello.clock = [T_UP, clock()];
+    send(hello);
     openChannel();
     const first = await readFrame();
     if (first === null) return;
+    if (clock) tReceived = clock();
     if (first.t !== 'load') {
         send({ t: 'load_error', error: { type: 'ProtocolError', message: 'expected a load frame first' } });
         return;
@@ -526,10 +537,11 @@ async function main() {
         send({ t: 'load_error', error: errorInfo(err) });
         return;
     }
-    send({ t: 'loaded' });
+    send(clock ? { t: 'loaded', clock: [tReceived, clock()] } : { t: 'loaded' });
     for (;;) {
         const msg = await readFrame();
         if (msg === null || msg.t === 'exit') return;
+        if (clock) tReceived = clock();
         if (msg.t === 'call') {
             await call(msg);
         } else {

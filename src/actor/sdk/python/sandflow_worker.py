@@ -1,18 +1,20 @@
 # Sandflow Python worker: the actor SDK shim (docs/worker-protocol.md, docs/actors.md).
 #
-# Started as `python3 -I -S -c <this file> <channel fd>` with a cleared environment. It
-# speaks length-prefixed JSON frames with the host over the inherited channel descriptor;
-# stdout and stderr are the script's own and the host captures them as log lines.
+# Started by the host's bootstrap (actor/sdk.cpp), which runs this file's code compiled at
+# build time, or as `python3 -I -S -c <this file> [timeline] <channel fd>`, with a cleared
+# environment. It speaks length-prefixed JSON frames with the host over the inherited channel
+# descriptor; stdout and stderr are the script's own and the host captures them as log lines.
 #
-# Start-up cost matters (a worker is started per actor instance), so this file imports
-# only built-in modules: the `json` package would pull in `re` (~5 ms), so the C codec in
-# `_json` is used directly. asyncio (~40 ms to import) is used only when the script itself
-# imported it; otherwise coroutines are driven by hand.
-import os
+# Start-up cost matters (a worker is started per actor instance), so this file imports only
+# what every call needs, and nothing a bare interpreter has not loaded already where it can:
+# `posix` rather than `os` (os pulls in posixpath, stat and _collections_abc, ~0.8 ms), the C
+# codec in `_json` rather than the `json` package (which pulls in `re`, ~5 ms), `binascii` only
+# when bytes travel. asyncio (~40 ms to import) is used only when the script itself imported
+# it; otherwise coroutines are driven by hand.
+import posix
 import select
 import sys
 import builtins
-import binascii
 import _json
 from time import time as _time
 
@@ -20,21 +22,28 @@ PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 16 << 20  # limits::kMaxFrameBytes on the host
 MAX_TRACEBACK_FRAMES = 64   # limits::kMaxTracebackFrames
 
-_fd = int(sys.argv[1])
+_fd = int(sys.argv[-1])
+# With `timeline` before the descriptor (sandbox_bench --timeline) the hello, loaded and
+# result frames carry CLOCK_MONOTONIC readings of this worker's steps
+# (sandbox::StartTimeline); `time` is built in.
+_clock = __import__("time").monotonic_ns if "timeline" in sys.argv[1:-1] else None
+_T_UP = globals().get("_T0") or (_clock and _clock())
 if _fd == 0:
     # A sandbox that hands its worker only the standard descriptors (gvisor) gives the
     # channel as stdin. It moves to a descriptor of its own and stdin becomes /dev/null, as
     # on every other backend: a script that reads stdin finds it empty instead of taking the
     # protocol's bytes.
-    _fd = os.dup(0)
-    _null = os.open("/dev/null", os.O_RDONLY)
-    os.dup2(_null, 0)
-    os.close(_null)
+    _fd = posix.dup(0)
+    _null = posix.open("/dev/null", posix.O_RDONLY)
+    posix.dup2(_null, 0)
+    posix.close(_null)
     del _null
-# Started from source (not from the host's bootstrap), this worker reports its compiled
-# code in its hello, before any script has run in it; the host starts later workers from
-# that code instead of compiling this file again (~4 ms each).
+# Compiled in this worker (from source, or by a bootstrap whose interpreter's bytecode magic
+# differs from the build's), this worker reports its compiled code and that magic in its
+# hello, before any script has run in it; the host starts later workers from that code
+# instead of compiling this file again (~4 ms each).
 _SELF_CODE = None if globals().get("_BOOTSTRAPPED") else sys._getframe().f_code
+_t_received = 0  # when the frame being handled arrived (with `timeline`)
 
 
 # ----- JSON codec: plain JSON plus {"$bytes": base64} for bytes (docs/values.md) -----
@@ -56,6 +65,7 @@ class _BytesScanContext(_ScanContext):
     @staticmethod
     def object_hook(obj):
         if len(obj) == 1 and "$bytes" in obj:
+            import binascii
             return binascii.a2b_base64(obj["$bytes"])
         return obj
 
@@ -78,6 +88,7 @@ def _decode_text(text):
 
 def _default(obj):
     if isinstance(obj, (bytes, bytearray, memoryview)):
+        import binascii
         return {"$bytes": binascii.b2a_base64(bytes(obj), newline=False).decode("ascii")}
     raise TypeError(
         "value of type %s is not JSON serializable: send dict, list, tuple, str, int, "
@@ -107,7 +118,7 @@ def _fill(size):
     """Reads until the buffer holds at least `size` bytes."""
     while len(_rbuf) < size:
         _poller.poll()
-        chunk = os.read(_fd, max(65536, size - len(_rbuf)))
+        chunk = posix.read(_fd, max(65536, size - len(_rbuf)))
         if not chunk:
             raise EOFError
         _rbuf.extend(chunk)
@@ -133,11 +144,11 @@ def _write_raw(payload):
         raise ValueError("message of %d bytes exceeds the frame size limit of %d bytes"
                          % (len(data), MAX_FRAME_BYTES))
     data = len(data).to_bytes(4, "big") + data
-    n = os.write(_fd, data)
+    n = posix.write(_fd, data)
     if n < len(data):  # the channel is full: the rest as the host reads
         view = memoryview(data)[n:]
         while view:
-            view = view[os.write(_fd, view):]
+            view = view[posix.write(_fd, view):]
 
 
 def _send(msg):
@@ -148,6 +159,10 @@ def _send(msg):
 
 _script_file = None
 _script_lines = None
+# The name the script's code has while it loads (see _load); frames and syntax errors under
+# it are the script's own then.
+_EXEC_NAME = "<string>"
+_loading = False
 
 
 def _source_line(lineno):
@@ -160,16 +175,17 @@ def _source_line(lineno):
 
 
 def _error_info(exc):
+    names = (_script_file, _EXEC_NAME) if _loading else (_script_file,)
     frames = []
     tb = exc.__traceback__
     while tb is not None:
         code = tb.tb_frame.f_code
-        if code.co_filename == _script_file:
-            frames.append({"file": code.co_filename, "line": tb.tb_lineno,
+        if code.co_filename in names:
+            frames.append({"file": _script_file, "line": tb.tb_lineno,
                            "function": code.co_name, "code": _source_line(tb.tb_lineno)})
         tb = tb.tb_next
-    if isinstance(exc, SyntaxError) and exc.filename == _script_file and exc.lineno:
-        frames.append({"file": exc.filename, "line": exc.lineno, "column": exc.offset or 0,
+    if isinstance(exc, SyntaxError) and exc.filename in names and exc.lineno:
+        frames.append({"file": _script_file, "line": exc.lineno, "column": exc.offset or 0,
                        "function": "<module>", "code": (exc.text or "").strip()})
     frames = frames[-MAX_TRACEBACK_FRAMES:]
     message = str(exc) if not isinstance(exc, SyntaxError) else (exc.msg or str(exc))
@@ -538,16 +554,31 @@ def _port_names(ports):
     return frozenset(names)
 
 
+def _name_code():
+    """Called by the last line of the script's text (see _load): gives the script's code, and
+    every function and class body in it, the script's file name (in place, as importlib does
+    for moved .pyc files), so that the frames of later calls name it."""
+    __import__("_imp")._fix_co_filename(sys._getframe(1).f_code, _script_file)
+
+
 def _load(msg):
-    global _script_file, _script_source, _handler, _outports, _script_lines
+    global _script_file, _script_source, _handler, _outports, _script_lines, _loading
     _script_file = msg["filename"]
     _script_source = msg["source"]
     _script_lines = None
     static = msg["metadata"]
     namespace = {"__name__": "__sandflow_actor__", "__file__": _script_file,
-                 "__builtins__": builtins, "actor": actor}
-    code = compile(_script_source, _script_file, "exec", dont_inherit=True)
-    exec(code, namespace)
+                 "__builtins__": builtins, "actor": actor, "__sandflow_name_code__": _name_code}
+    # exec() of the text, not compile(): builtins.compile first builds the `ast` module's node
+    # types (~0.6 ms in a fresh interpreter, most of a small script's load), exec() of a str
+    # does not, but names the code "<string>". A line appended at the end renames it once the
+    # module has run; until then (an error at import time) _error_info takes "<string>" frames
+    # as the script's. Appending after the last line keeps every line number. A failed load
+    # ends the worker, so _loading stays set for its error report.
+    _loading = True
+    exec(_script_source + "\n__sandflow_name_code__()\n", namespace)
+    _loading = False
+    namespace.pop("__sandflow_name_code__", None)
     if _registered:
         if len(_registered) > 1:
             raise RuntimeError("the script declared %d actors; one script declares one actor"
@@ -661,9 +692,10 @@ def _call(msg):
                 _expires[k] = t
         expiry = ',"expires_set":' + _encode(ctx._exp_changes)
     _flush_std()
-    _write_raw('{"t":"result","id":%d,"outputs":%s,"state_set":{%s},"state_deleted":%s%s}'
+    clock = ',"clock":[%d,%d]' % (_t_received, _clock()) if _clock else ""
+    _write_raw('{"t":"result","id":%d,"outputs":%s,"state_set":{%s},"state_deleted":%s%s%s}'
                % (call_id, outputs, ",".join(sets), _encode(deleted) if deleted else "[]",
-                  expiry))
+                  expiry, clock))
 
 
 def _flush_std():
@@ -679,16 +711,24 @@ def main():
         sys.stdout.reconfigure(line_buffering=True)
     except Exception:
         pass
+    global _t_received
     hello = {"t": "hello", "v": PROTOCOL_VERSION, "lang": "python",
-             "runtime": "%d.%d.%d" % sys.version_info[:3], "pid": os.getpid()}
+             "runtime": "%d.%d.%d" % sys.version_info[:3], "pid": posix.getpid()}
     if _SELF_CODE is not None:
+        import binascii
         import marshal
         hello["code"] = binascii.b2a_base64(marshal.dumps(_SELF_CODE), newline=False).decode()
+        magic = sys.modules["_frozen_importlib_external"].MAGIC_NUMBER
+        hello["magic"] = binascii.b2a_base64(magic, newline=False).decode()
+    if _clock:
+        hello["clock"] = [_T_UP, _clock()]
     _send(hello)
     try:
         msg = _read_frame()
     except EOFError:
         return
+    if _clock:
+        _t_received = _clock()
     if msg.get("t") != "load":
         _send({"t": "load_error", "error": {"type": "ProtocolError",
                                              "message": "expected a load frame first"}})
@@ -699,12 +739,14 @@ def main():
         _flush_std()
         _send({"t": "load_error", "error": _error_info(exc)})
         return
-    _send({"t": "loaded"})
+    _send({"t": "loaded", "clock": [_t_received, _clock()]} if _clock else {"t": "loaded"})
     while True:
         try:
             msg = _read_frame()
         except EOFError:
             return
+        if _clock:
+            _t_received = _clock()
         kind = msg.get("t")
         if kind == "call":
             _call(msg)
