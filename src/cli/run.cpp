@@ -172,7 +172,8 @@ void register_run(CLI::App& app, int& status) {
                     "A packet for an exported inport: INPORT=JSON (repeatable)");
     cmd->add_option("--runtime", o->runtime,
                     "Run script actors on this runtime server (ws://HOST:PORT) instead of "
-                    "in-process");
+                    "in-process; several, comma-separated, on one shared state store: each "
+                    "node's instance moves to another when its server is lost");
     cmd->add_option("--token", o->token, "Bearer token for --runtime");
     cmd->add_option("--timeout", o->timeout,
                     "Wall-clock limit per script call, for every script actor (default: the "
