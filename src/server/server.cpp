@@ -281,6 +281,7 @@ struct Server::Impl {
     std::atomic<std::uint64_t> idle_checks{0};
     // `process` calls that ran on the event loop, and those that blocked a pool thread.
     std::atomic<std::uint64_t> process_on_loop{0}, process_on_pool{0};
+    std::atomic<std::uint64_t> conflict_retries{0};  // calls run again after a state_conflict
     Histogram latency;
 
     // Where calls to running workers are driven (set before the first message); null:
@@ -586,6 +587,7 @@ struct Server::Impl {
         o["isolated"] = backend.isolates();
         o["state_store"] = store->kind();
         o["state_store_at"] = store->describe();
+        o["state_conflict_retries"] = conflict_retries.load();
         o["uptime_ms"] =
             std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
         o["draining"] = draining.load();
@@ -885,6 +887,9 @@ struct Server::Impl {
         pc->req = std::move(req);
         pc->limits_asked = std::move(*limits_asked);
         pc->call_id = std::move(*call_id);
+        // A store shared with other servers may refuse the commit (state_conflict): the
+        // call is then run again on the reloaded state, from this copy of its request.
+        if (store->kind() != "memory") pc->retry_req = pc->req;
         pc->start = start;
         (*slot)->queue->post_async([this, pc](SerialQueue::Done done) {
             pc->done = std::move(done);
@@ -906,6 +911,12 @@ struct Server::Impl {
         SerialQueue::Done done;  // the queue's next job may start
         bool on_strand = false;  // the call runs on the slot's strand (else on the pool)
         bool replayed = false;   // answered from the store (call_id), not run
+        // For a run again after a state_conflict (commit()): the request as received, the
+        // runs so far, and whether an output of this call reached the client (then it is
+        // not run again here: the client would see its outputs twice).
+        std::optional<runtime::CallRequest> retry_req;
+        int conflict_retries = 0;
+        std::shared_ptr<std::atomic<bool>> streamed = std::make_shared<std::atomic<bool>>(false);
     };
 
     // The call's turn on the instance's queue: on the slot's strand (an I/O thread), or on
@@ -1094,8 +1105,10 @@ struct Server::Impl {
         }
         // The events hold what they use: on the I/O thread they outlive this function.
         runtime::CallEvents& events = pc->events;
-        events.on_output = [conn = pc->reply.cs->conn, slot = pc->slot, call_id = pc->reply.id](
-                               std::string_view port, const json::value& data) {
+        events.on_output = [conn = pc->reply.cs->conn, slot = pc->slot, call_id = pc->reply.id,
+                            streamed = pc->streamed](std::string_view port,
+                                                     const json::value& data) {
+            streamed->store(true, std::memory_order_relaxed);
             conn->send(rpc::encode(
                 rpc::make_notification("script_output", {{"actor_id", slot->component},
                                                          {"instance_id", slot->instance_id},
@@ -1210,6 +1223,21 @@ struct Server::Impl {
             s.inst.reset();
             s.pid = -1;
             s.state = static_cast<int>(SlotState::down);
+            // Another server committed since this instance read the store. Nothing of the
+            // call was committed; when nothing of it was streamed either, it runs again on
+            // a new worker started from what the store holds now (which answers it from
+            // the store if that server committed this very call), still in its turn on
+            // the instance's queue.
+            if (v.error().code == Errc::state_conflict && pc->retry_req &&
+                !pc->streamed->load(std::memory_order_relaxed) &&
+                pc->conflict_retries < limits::kMaxConflictRetries) {
+                pc->conflict_retries++;
+                conflict_retries++;
+                pc->req = *pc->retry_req;
+                pc->events = {};
+                s.queue->pool().submit([this, pc] { run_blocking(pc); });
+                return;
+            }
             return finish(pc, tl::unexpected(v.error()));
         }
         s.version = *v;
