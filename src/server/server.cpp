@@ -6,6 +6,7 @@
 #include <array>
 #include <atomic>
 #include <condition_variable>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -247,7 +248,18 @@ Error not_found(std::string_view component, std::string_view instance_id) {
 
 struct Server::Impl {
     Impl(sandbox::Backend& b, ServerOptions o, std::shared_ptr<runtime::StateStore> s)
-        : backend(b), opts(std::move(o)), store(std::move(s)), pool(opts.threads) {}
+        : backend(b), opts(std::move(o)), store(std::move(s)), pool(opts.threads) {
+#ifdef SANDFLOW_FAULT_HOOKS
+        if (const char* n = std::getenv("SANDFLOW_TEST_CRASH_AFTER_COMMITS"))
+            crash_after_commits = std::atoi(n);
+#endif
+    }
+#ifdef SANDFLOW_FAULT_HOOKS
+    // Test builds only (SANDFLOW_FAULT_HOOKS): the server kills itself once this many
+    // commits are durable, before answering the last; a real part cannot be made to crash
+    // at that point on demand. <= 0: never.
+    std::atomic<int> crash_after_commits{0};
+#endif
 
     sandbox::Backend& backend;
     ServerOptions opts;
@@ -1243,6 +1255,9 @@ struct Server::Impl {
         s.version = *v;
         s.last_call = pc->call_id;
         if (!pc->call_id.empty()) s.last_outputs = out.outputs;
+#ifdef SANDFLOW_FAULT_HOOKS
+        if (crash_after_commits.load() > 0 && --crash_after_commits == 0) ::raise(SIGKILL);
+#endif
         finish(pc, std::move(out));
     }
 

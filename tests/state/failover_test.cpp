@@ -1,7 +1,9 @@
 // Two `sandflow serve` (SANDFLOW_BINARY) on one real redis-server: the C++ client over
 // both (client::FailoverClient) moves an instance to the other server when its server is
 // killed (SIGKILL by pid) and replays the unanswered call; a server whose copy of an
-// instance is stale runs the call again on the reloaded state; and a 10,000-message flow
+// instance is stale runs the call again on the reloaded state; a crash after a commit
+// and before its answer is answered from the store; Redis killed and started again under
+// load fails calls with state_store and doubles none; and a 10,000-message flow
 // (`sandflow run --runtime A,B`) survives the kill of its server with every message's
 // effect in the final state exactly once. Skipped, saying why, without redis-server.
 #include <gtest/gtest.h>
@@ -12,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <thread>
 
 #include "state/redis_support.hpp"
 #include "support/server_support.hpp"
@@ -195,6 +198,102 @@ TEST_F(Failover, AStaleServerRunsTheCallAgainUnlessItStreamed) {
     EXPECT_EQ(final_count, 105);
     ASSERT_FALSE(seen.empty());
     EXPECT_EQ(seen.back(), 105);  // the stale run's output first, at least once
+}
+
+// The server dies after its commit is durable and before its answer leaves (the one fault
+// injected, SANDFLOW_TEST_CRASH_AFTER_COMMITS): the client sends the call to the other
+// server, which answers it from the store without running it again.
+TEST_F(Failover, ACrashAfterCommitBeforeTheAnswerIsAnsweredFromTheStoreByTheOther) {
+#ifndef SANDFLOW_FAULT_HOOKS
+    GTEST_SKIP() << "built without SANDFLOW_FAULT_HOOKS (a Release build)";
+#else
+    ::setenv("SANDFLOW_TEST_CRASH_AFTER_COMMITS", "3", 1);
+    auto a = serve(false);
+    ::unsetenv("SANDFLOW_TEST_CRASH_AFTER_COMMITS");
+    auto b = serve(false);
+    auto c = client::FailoverClient::connect({a->url(), b->url()});
+    ASSERT_TRUE(c) << c.error().message;
+    auto& fc = **c;
+    // An instance whose first choice is A.
+    std::string instance;
+    for (int i = 0; i < 64 && instance.empty(); ++i)
+        if (fc.server_for("counter", "i" + std::to_string(i)) == a->url())
+            instance = "i" + std::to_string(i);
+    ASSERT_FALSE(instance.empty());
+    auto loaded = fc.load_source("counter", kCounter, "python", instance, "counter.py");
+    ASSERT_TRUE(loaded && loaded->success);
+    client::ProcessOptions o;
+    o.instance_id = instance;
+    for (int i = 1; i <= 3; ++i) {
+        auto r = fc.process("counter", {{"by", 1}}, {}, o);
+        ASSERT_TRUE(r) << r.error().message;
+        EXPECT_EQ(count_of(*r), i);
+        EXPECT_EQ(r->replayed, i == 3);  // the third: committed by A, answered by B
+    }
+    EXPECT_EQ(a->wait_exit(std::chrono::seconds(10)), 128 + SIGKILL);
+    EXPECT_EQ(fc.failovers(), 1u);
+    EXPECT_EQ(fc.server_for("counter", instance), b->url());
+    auto r = fc.process("counter", {{"by", 1}}, {}, o);
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(count_of(*r), 4);
+    EXPECT_FALSE(r->replayed);
+#endif
+}
+
+// Redis killed and started again while four clients call a server on it: calls fail with
+// state_store while it is down and succeed once it is back; each client sends a failed
+// call again with its call_id, and no call is applied twice or lost.
+TEST_F(Failover, RedisStoppedAndRestartedUnderLoad) {
+    auto a = serve();
+    constexpr int kClients = 4, kCalls = 150;
+    std::atomic<int> ok{0}, store_errors{0};
+    std::vector<std::string> other_errors(kClients);
+    std::vector<std::int64_t> last(kClients, -1);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kClients; ++t) {
+        threads.emplace_back([&, t] {
+            auto c = client::Client::connect(a->url());
+            if (!c) {
+                other_errors[static_cast<std::size_t>(t)] = c.error().message;
+                return;
+            }
+            client::ProcessOptions o;
+            o.instance_id = "w" + std::to_string(t);
+            for (int k = 1; k <= kCalls; ++k) {
+                o.call_id = o.instance_id + "-" + std::to_string(k);
+                for (int tries = 0;; ++tries) {
+                    auto r = (*c)->process("counter", {{"by", 1}}, {}, o);
+                    if (r) {
+                        last[static_cast<std::size_t>(t)] = count_of(*r);
+                        ok++;
+                        break;
+                    }
+                    if (r.error().code != Errc::state_store || tries > 3000) {
+                        other_errors[static_cast<std::size_t>(t)] = r.error().message;
+                        return;
+                    }
+                    store_errors++;
+                    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+                }
+            }
+        });
+    }
+    for (int i = 0; i < 3000 && ok < 100; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    redis_.stop();
+    for (int i = 0; i < 3000 && store_errors < 2 * kClients; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    const int errors_while_down = store_errors;
+    redis_.start();
+    ASSERT_TRUE(redis_.available()) << redis_.log_tail();
+    for (auto& th : threads) th.join();
+    for (int t = 0; t < kClients; ++t) {
+        EXPECT_EQ(other_errors[static_cast<std::size_t>(t)], "") << "client " << t;
+        EXPECT_EQ(last[static_cast<std::size_t>(t)], kCalls) << "client " << t;
+    }
+    EXPECT_GE(errors_while_down, 2 * kClients);
+    std::printf("[ redis ] %d calls failed with state_store while Redis was down\n",
+                store_errors.load());
 }
 
 // The fault test: a flow of 10,000 messages through one script node, its instance on two
