@@ -927,6 +927,9 @@ struct Server::Impl {
         // runs so far, and whether an output of this call reached the client (then it is
         // not run again here: the client would see its outputs twice).
         std::optional<runtime::CallRequest> retry_req;
+        // The outcome's state was moved into the commit: the answer reads the instance's
+        // (the same object, and the instance keeps it until the call's job ends).
+        bool state_in_instance = false;
         int conflict_retries = 0;
         std::shared_ptr<std::atomic<bool>> streamed = std::make_shared<std::atomic<bool>>(false);
     };
@@ -1202,7 +1205,8 @@ struct Server::Impl {
         runtime::StateCommit c;
         c.ref = s.ref();
         c.base_version = s.version;
-        c.state = out.state;
+        c.state = std::move(out.state);
+        pc->state_in_instance = true;
         c.expires = s.inst->expires();
         c.changed = std::move(out.changed);
         c.removed = std::move(out.removed);
@@ -1216,7 +1220,17 @@ struct Server::Impl {
         }
         auto shared = std::make_shared<runtime::CallOutcome>(std::move(out));
         store->commit(std::move(c), [this, pc, shared](Result<std::uint64_t> v) {
-            // On the store's thread: back to where the call runs.
+            // On the store's thread. A commit that landed is answered from here, with no
+            // hop back to the slot's strand first: the answer is queued on its connection's
+            // strand either way, what committed() touches belongs to this call's job until
+            // pc->done(), and finish() posts the idle watch as a job of the slot's queue.
+            if (v) {
+                pc->on_strand = false;
+                committed(pc, std::move(*shared), std::move(v));
+                return;
+            }
+            // A failed one goes back to where the call runs: it drops the worker and its
+            // watch, which belong to that strand.
             auto next = [this, pc, shared, v = std::move(v)]() mutable {
                 committed(pc, std::move(*shared), std::move(v));
             };
@@ -1247,6 +1261,7 @@ struct Server::Impl {
                 conflict_retries++;
                 pc->req = *pc->retry_req;
                 pc->events = {};
+                pc->state_in_instance = false;
                 s.queue->pool().submit([this, pc] { run_blocking(pc); });
                 return;
             }
@@ -1269,8 +1284,10 @@ struct Server::Impl {
         s.calls++;
         if (r) {
             count("process", "ok");
+            const json::object& state =
+                pc->state_in_instance && s.inst ? s.inst->state() : r->state;
             json::object result{{"outputs", r->outputs},
-                                {"state", r->state},
+                                {"state", state},
                                 {"duration_us", r->duration.count()},
                                 {"instance_id", s.instance_id}};
             if (pc->replayed) result["replayed"] = true;
