@@ -123,6 +123,56 @@ TEST_F(Failover, AnInstanceMovesToTheOtherServerWhenItsServerIsKilled) {
     }
 }
 
+// The lost server started again on its address: once it may be tried again
+// (kFailoverRetryAfter) the client reconnects and the instance goes back to it, on what
+// the store holds; the server it had moved to, its copy now stale, runs a later call
+// again on the newer state.
+TEST_F(Failover, AnInstanceGoesBackToItsServerWhenThatServerIsBack) {
+    auto a = serve(false);
+    auto b = serve(false);
+    auto c = client::FailoverClient::connect({a->url(), b->url()});
+    ASSERT_TRUE(c) << c.error().message;
+    auto& fc = **c;
+    ASSERT_TRUE(fc.load_source("counter", kCounter, "python", "i1", "counter.py"));
+    client::ProcessOptions o;
+    o.instance_id = "i1";
+    auto step = [&](std::int64_t want) {
+        auto r = fc.process("counter", {{"by", 1}}, {}, o);
+        ASSERT_TRUE(r) << r.error().message;
+        EXPECT_EQ(count_of(*r), want);
+    };
+    step(1);
+    const std::string first = fc.server_for("counter", "i1");
+    auto& victim = first == a->url() ? a : b;
+    const int port = victim->port();
+    ::kill(victim->pid(), SIGKILL);
+    EXPECT_NE(victim->wait_exit(std::chrono::seconds(10)), -1);
+    step(2);  // on the other server
+    EXPECT_NE(fc.server_for("counter", "i1"), first);
+    victim = std::make_unique<ServerProcess>(std::vector<std::string>{
+        "--state", redis_.url(), "--listen", "127.0.0.1:" + std::to_string(port)});
+    ASSERT_EQ(victim->url(), first);
+    // Not a timing assertion: the client does not try a lost server again before then.
+    std::this_thread::sleep_for(limits::kFailoverRetryAfter + std::chrono::milliseconds(200));
+    step(3);  // back on the first server, loaded there again
+    EXPECT_EQ(fc.server_for("counter", "i1"), first);
+    auto back = connect(*victim);
+    ASSERT_TRUE(back);
+    auto names = back->list();
+    ASSERT_TRUE(names);
+    EXPECT_NE(std::find(names->begin(), names->end(), "counter"), names->end());
+    // The other server still has the instance at 2: its next call there runs again on 3.
+    ServerProcess& other = first == a->url() ? *b : *a;
+    auto co = connect(other);
+    ASSERT_TRUE(co);
+    client::ProcessOptions oi;
+    oi.instance_id = "i1";
+    auto r = co->process("counter", {{"by", 10}}, {}, oi);
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(count_of(*r), 13);
+    step(14);  // and the first server, stale in turn, runs it again on 13
+}
+
 // A call committed by a server that died before answering, sent again with its call_id to
 // a server that had the instance from before (its copy is stale): that server's commit is
 // refused, it reloads from the store, finds the call committed and answers it from there.
