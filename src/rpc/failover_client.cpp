@@ -225,6 +225,9 @@ Result<std::unique_ptr<FailoverClient>> FailoverClient::connect(std::vector<std:
             Errc::limit_exceeded,
             "more than " + std::to_string(limits::kMaxRuntimeEndpoints) + " runtime servers",
             {{"limit", "kMaxRuntimeEndpoints"}, {"value", urls.size()}});
+    // One I/O thread for all its servers unless the caller shares some: a call is on one
+    // server at a time.
+    if (!options.io) options.io = IoThreads::start(1);
     auto impl = std::make_unique<Impl>();
     impl->opts = std::move(options);
     std::string why;
