@@ -927,11 +927,11 @@ struct Server::Impl {
         // runs so far, and whether an output of this call reached the client (then it is
         // not run again here: the client would see its outputs twice).
         std::optional<runtime::CallRequest> retry_req;
+        int conflict_retries = 0;
+        std::shared_ptr<std::atomic<bool>> streamed = std::make_shared<std::atomic<bool>>(false);
         // The outcome's state was moved into the commit: the answer reads the instance's
         // (the same object, and the instance keeps it until the call's job ends).
         bool state_in_instance = false;
-        int conflict_retries = 0;
-        std::shared_ptr<std::atomic<bool>> streamed = std::make_shared<std::atomic<bool>>(false);
     };
 
     // The call's turn on the instance's queue: on the slot's strand (an I/O thread), or on
