@@ -203,8 +203,9 @@ class Client {
 // Exactly once holds per instance for one call in flight at a time (the store remembers
 // the last committed call only), which is how the flow engine calls.
 // A server marked down is tried again after limits::kFailoverRetryAfter, or at once when
-// no server is up. Thread-safe; calls block. Its connections share one I/O thread (or
-// Options::io).
+// no server is up (a call that finds none up tries again 100 ms later, within its
+// limits::kMaxFailoverAttempts tries: a restarting server is waited for briefly).
+// Thread-safe; calls block. Its connections share one I/O thread (or Options::io).
 class FailoverClient {
   public:
     // `urls`: at most limits::kMaxRuntimeEndpoints. Connects to each; fails only when none

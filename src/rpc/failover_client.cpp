@@ -19,6 +19,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// No server answers: one may be starting again (a restart takes a few hundred ms), so the
+// call waits this long before each of its remaining tries.
+constexpr std::chrono::milliseconds kNoneUpPause{100};
+
 std::uint64_t mix(std::uint64_t x) {  // splitmix64's finaliser
     x += 0x9e3779b97f4a7c15ULL;
     x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -266,7 +270,11 @@ Result<LoadResult> FailoverClient::load_source(std::string_view component, std::
     Error last;
     for (int attempt = 0; attempt < limits::kMaxFailoverAttempts; ++attempt) {
         auto p = impl_->pick(key);
-        if (!p) return tl::unexpected(p.error());
+        if (!p) {
+            last = p.error();
+            std::this_thread::sleep_for(kNoneUpPause);
+            continue;
+        }
         auto r = p->client->load_source(source, language, instance_id, filename);
         if (r) {
             if (r->success) {
@@ -294,7 +302,11 @@ Result<ProcessResult> FailoverClient::process(std::string_view actor_id, json::o
     int conflicts = 0;
     for (int attempt = 0; attempt < limits::kMaxFailoverAttempts; ++attempt) {
         auto p = impl_->pick(key);
-        if (!p) return tl::unexpected(p.error());
+        if (!p) {
+            last = p.error();
+            std::this_thread::sleep_for(kNoneUpPause);
+            continue;
+        }
         auto loaded = impl_->ensure_loaded(*p, key, o.instance_id);
         Result<ProcessResult> r = loaded ? p->client->process(actor_id, payload, on_output, o)
                                          : Result<ProcessResult>(tl::unexpected(loaded.error()));
