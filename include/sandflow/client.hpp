@@ -94,12 +94,17 @@ struct ProcessOptions {
     std::optional<json::object> state;     // run this call on this state
     std::int64_t timestamp = 0;            // 0: none sent
     std::chrono::milliseconds timeout{0};  // server-side call timeout; 0: the server's
+    // params.call_id (at most limits::kMaxCallIdBytes): the same call sent again after a
+    // lost answer is answered from the state store and commits nothing twice.
+    // FailoverClient makes one when it is empty.
+    std::string call_id;
 };
 
 struct ProcessResult {
     json::object outputs;
     json::object state;  // committed state after the call
     std::int64_t duration_us = 0;
+    bool replayed = false;  // answered from the store: the call_id had been committed already
 };
 
 struct LoadResult {
@@ -181,6 +186,61 @@ class Client {
 
   private:
     explicit Client(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+// A client over several runtime servers that share one state store (`serve --state
+// redis://...`): each instance (component, instance id) is sent to one server, the first
+// up in an order fixed by hashing the instance with each server's URL (rendezvous
+// hashing: losing a server moves only its own instances). When a call finds its server
+// gone (the connection was lost, cannot be made, or the server is shutting down), the
+// server is marked down and the call is sent again, with the same call_id, to the next
+// server up in that order; the script is loaded there first when this client loaded it.
+// The store answers a call_id already committed from what it holds (`replayed`), so a
+// call that committed just before its server died is not applied twice; a call that had
+// not committed runs again, and its streamed outputs may arrive twice (docs/protocol.md,
+// "State stores and delivery"). A state_conflict is sent again to the same server.
+// Exactly once holds per instance for one call in flight at a time (the store remembers
+// the last committed call only), which is how the flow engine calls.
+// A server marked down is tried again after limits::kFailoverRetryAfter, or at once when
+// no server is up (a call that finds none up tries again 100 ms later, within its
+// limits::kMaxFailoverAttempts tries: a restarting server is waited for briefly).
+// Thread-safe; calls block. Its connections share one I/O thread (or Options::io).
+class FailoverClient {
+  public:
+    // `urls`: at most limits::kMaxRuntimeEndpoints. Connects to each; fails only when none
+    // answers.
+    static Result<std::unique_ptr<FailoverClient>> connect(std::vector<std::string> urls,
+                                                           Options options = {});
+    // "ws://A,ws://B": the URLs of a comma-separated list (empty items are an error).
+    static Result<std::vector<std::string>> split_urls(std::string_view list);
+    ~FailoverClient();
+    FailoverClient(const FailoverClient&) = delete;
+    FailoverClient& operator=(const FailoverClient&) = delete;
+
+    // Loads a script inline for (component, instance_id) on that instance's server, and
+    // remembers it to load it again wherever the instance moves. `component` is what the
+    // script declares (the server's answer names it too).
+    Result<LoadResult> load_source(std::string_view component, std::string_view source,
+                                   std::string_view language, std::string_view instance_id,
+                                   std::string_view filename = {});
+    // `process` on the instance's server, failing over as above. A call_id is made (random,
+    // unique to this client and call) when opts.call_id is empty.
+    Result<ProcessResult> process(std::string_view actor_id, json::object payload,
+                                  OutputCallback on_output = {}, const ProcessOptions& opts = {});
+    // Unloads the instance on its server (which erases its state from the store) and
+    // forgets its script.
+    Result<json::object> unload(std::string_view actor_id, std::string_view instance_id = {});
+    // The URL of the server the instance goes to now ("" when none is up).
+    std::string server_for(std::string_view actor_id, std::string_view instance_id = {});
+    // Calls sent again to another server after theirs was lost.
+    std::uint64_t failovers() const;
+    void close();
+
+    struct Impl;
+
+  private:
+    explicit FailoverClient(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> impl_;
 };
 

@@ -15,6 +15,7 @@
 #include "flow/network.hpp"
 #include "flow/remote.hpp"
 #include "flow/script.hpp"
+#include "runtime/state/store.hpp"
 
 namespace sandflow::cli {
 
@@ -28,7 +29,9 @@ struct RunOptions {
     std::vector<std::string> inputs;
     std::string runtime;
     std::string token;
-    std::string timeout;  // empty: each actor's declared timeout_ms, else 30 s
+    std::string timeout;           // empty: each actor's declared timeout_ms, else 30 s
+    std::string state = "memory";  // the embedded runtime's store (runtime::open_state_store)
+    std::string state_sync = "normal";
     std::size_t queue_capacity = limits::kDefaultFlowQueueCapacity;
     bool trace = false;
     bool no_summary = false;
@@ -89,13 +92,32 @@ int run(const RunOptions& o) {
     std::unique_ptr<sandbox::Backend> backend;
     std::unique_ptr<flow::ScriptHost> host;
     const auto call_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*timeout);
+    if (!o.runtime.empty() && o.state != "memory")
+        return report(Error(Errc::invalid_argument,
+                            "--state is for the embedded runtime; with --runtime the servers' "
+                            "own --state holds the nodes' state"));
+    if (o.state_sync != "normal" && o.state_sync != "full")
+        return report(Error(Errc::invalid_argument,
+                            "--state-sync must be normal (state survives a crash) or full (also "
+                            "a power cut), not '" +
+                                o.state_sync + "'"));
     if (needs_scripts && !o.runtime.empty()) {
         host = flow::remote_host({o.runtime, o.token, call_timeout});
     } else if (needs_scripts) {
+        std::shared_ptr<runtime::StateStore> store;
+        if (o.state != "memory") {
+            runtime::StoreOptions so;
+            so.sqlite_full_sync = o.state_sync == "full";
+            auto st = runtime::open_state_store(o.state, so);
+            if (!st) return report(st.error());
+            store = std::move(*st);
+            std::fprintf(stderr, "sandflow: the nodes' state is in %s\n",
+                         store->describe().c_str());
+        }
         auto b = open_backend(o.backend);
         if (!b) return report(b.error());
         backend = std::move(*b);
-        host = flow::embedded_host(*backend, call_timeout);
+        host = flow::embedded_host(*backend, call_timeout, std::move(store));
     }
 
     flow::NetworkOptions opts;
@@ -172,8 +194,18 @@ void register_run(CLI::App& app, int& status) {
                     "A packet for an exported inport: INPORT=JSON (repeatable)");
     cmd->add_option("--runtime", o->runtime,
                     "Run script actors on this runtime server (ws://HOST:PORT) instead of "
-                    "in-process");
+                    "in-process; several, comma-separated, on one shared state store: each "
+                    "node's instance moves to another when its server is lost");
     cmd->add_option("--token", o->token, "Bearer token for --runtime");
+    cmd->add_option("--state", o->state,
+                    "Where the embedded runtime's nodes keep their state, as serve's --state: "
+                    "memory (the default: gone after the run), sqlite:PATH (sqlite: alone is " +
+                        runtime::default_state_path() +
+                        ") or redis://HOST:PORT/DB; each node is (component, node id) there, "
+                        "starts on what it holds and keeps it after the run");
+    cmd->add_option("--state-sync", o->state_sync,
+                    "sqlite durability, as serve's: normal or full (each commit waits for the "
+                    "disk)");
     cmd->add_option("--timeout", o->timeout,
                     "Wall-clock limit per script call, for every script actor (default: the "
                     "timeout_ms each actor declares in its limits, else 30s)");

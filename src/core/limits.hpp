@@ -51,7 +51,16 @@ inline constexpr std::size_t kMaxActors = 4096;                // registered com
 inline constexpr std::size_t kMaxInstances = 1024;             // live instances (sandboxes)
 inline constexpr std::size_t kMaxInstanceIdBytes = 128;        // length of an instance_id
 inline constexpr std::size_t kMaxCallIdBytes = 128;            // length of a process call_id
-inline constexpr std::size_t kMaxDiscoveredFiles = 10'000;     // files scanned under --actors
+// A call that lost a compare-and-set to another server is run again on the reloaded
+// state this many times at most (only while nothing of it was streamed).
+inline constexpr int kMaxConflictRetries = 3;
+// The C++ client over several servers (client::FailoverClient, `--runtime A,B`).
+inline constexpr std::size_t kMaxRuntimeEndpoints = 64;  // servers in one list
+// Tries of one call over the servers (each try after a lost server or a conflict).
+inline constexpr int kMaxFailoverAttempts = 8;
+// A server that was lost is not tried again for this long while another one is up.
+inline constexpr std::chrono::milliseconds kFailoverRetryAfter{2'000};
+inline constexpr std::size_t kMaxDiscoveredFiles = 10'000;  // files scanned under --actors
 inline constexpr std::chrono::milliseconds kHandshakeTimeout{10'000};
 inline constexpr std::chrono::milliseconds kIdleTimeout{60'000};  // no traffic, no pong
 inline constexpr std::chrono::milliseconds kDrainGrace{10'000};   // SIGTERM: finish calls

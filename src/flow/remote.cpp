@@ -10,14 +10,14 @@ namespace {
 
 class RemoteRunner final : public ScriptRunner {
   public:
-    RemoteRunner(std::unique_ptr<client::Client> c, std::string actor_id, std::string instance_id,
-                 std::chrono::milliseconds timeout)
+    RemoteRunner(std::unique_ptr<client::FailoverClient> c, std::string actor_id,
+                 std::string instance_id, std::chrono::milliseconds timeout)
         : client_(std::move(c)),
           actor_id_(std::move(actor_id)),
           instance_id_(std::move(instance_id)),
           timeout_(timeout) {}
     ~RemoteRunner() override {
-        if (client_->connected()) (void)client_->unload(actor_id_, instance_id_);
+        (void)client_->unload(actor_id_, instance_id_);
         client_->close();
     }
 
@@ -35,7 +35,7 @@ class RemoteRunner final : public ScriptRunner {
     }
 
   private:
-    std::unique_ptr<client::Client> client_;
+    std::unique_ptr<client::FailoverClient> client_;
     std::string actor_id_, instance_id_;
     std::chrono::milliseconds timeout_;
 };
@@ -60,10 +60,13 @@ class RemoteHost final : public ScriptHost {
             server_side = declared->timeout;
         }
         co.call_timeout = server_side + std::chrono::seconds(5);
-        auto c = client::Client::connect(opt_.url, co);
+        auto urls = client::FailoverClient::split_urls(opt_.url);
+        if (!urls) return tl::unexpected(urls.error());
+        auto c = client::FailoverClient::connect(std::move(*urls), co);
         if (!c) return tl::unexpected(c.error());
-        auto loaded = (*c)->load_source(actor.source, actor::language_name(actor.metadata.language),
-                                        node_id, actor.file.filename().string());
+        auto loaded = (*c)->load_source(actor.metadata.component, actor.source,
+                                        actor::language_name(actor.metadata.language), node_id,
+                                        actor.file.filename().string());
         if (!loaded) return tl::unexpected(loaded.error());
         if (!loaded->success)
             return fail(Errc::script, "the runtime at " + opt_.url + " could not load " +

@@ -6,6 +6,7 @@
 #include "core/log.hpp"
 #include "runtime/actor_limits.hpp"
 #include "runtime/instance.hpp"
+#include "runtime/state/store.hpp"
 
 namespace sandflow::flow {
 
@@ -86,14 +87,47 @@ std::vector<std::string> ScriptCatalog::names() const {
 
 namespace {
 
+// A node's instance, and where its state is committed when the run has a store.
+struct NodeState {
+    std::shared_ptr<runtime::StateStore> store;  // none: the instance's memory only
+    runtime::InstanceRef ref;
+    std::uint64_t version = 0;  // the stored version the instance runs on
+};
+
+// The instance for `spec`, on what the store holds for the node when there is one.
+Result<std::unique_ptr<runtime::Instance>> start_node(sandbox::Backend& backend,
+                                                      runtime::InstanceSpec spec, NodeState& ns) {
+    if (ns.store) {
+        auto stored = ns.store->load(ns.ref);
+        if (!stored) return tl::unexpected(stored.error());
+        ns.version = *stored ? (*stored)->version : 0;
+        if (*stored) {
+            spec.initial_state = std::move((*stored)->state);
+            spec.initial_expires = std::move((*stored)->expires);
+        }
+    }
+    return runtime::Instance::create(backend, std::move(spec));
+}
+
 class EmbeddedRunner final : public ScriptRunner {
   public:
-    EmbeddedRunner(std::unique_ptr<runtime::Instance> inst, LogSink on_log,
+    EmbeddedRunner(sandbox::Backend& backend, runtime::InstanceSpec spec,
+                   std::unique_ptr<runtime::Instance> inst, NodeState ns, LogSink on_log,
                    std::chrono::milliseconds timeout)
-        : inst_(std::move(inst)), on_log_(std::move(on_log)), timeout_(timeout) {}
+        : backend_(backend),
+          spec_(std::move(spec)),
+          inst_(std::move(inst)),
+          ns_(std::move(ns)),
+          on_log_(std::move(on_log)),
+          timeout_(timeout) {}
 
     Result<json::object> call(json::object inputs, const json::object& config,
                               const OutputSink& on_output) override {
+        if (!inst_) {  // a failed commit dropped it: from what the store holds
+            auto inst = start_node(backend_, spec_, ns_);
+            if (!inst) return tl::unexpected(inst.error());
+            inst_ = std::move(*inst);
+        }
         runtime::CallRequest req;
         req.inputs = std::move(inputs);
         req.config = config;
@@ -107,19 +141,40 @@ class EmbeddedRunner final : public ScriptRunner {
         };
         auto r = inst_->call(req, ev);
         if (!r) return tl::unexpected(r.error());
+        if (ns_.store && r->state_changed()) {
+            runtime::StateCommit c;
+            c.ref = ns_.ref;
+            c.base_version = ns_.version;
+            c.state = r->state;
+            c.expires = inst_->expires();
+            c.changed = std::move(r->changed);
+            c.removed = std::move(r->removed);
+            auto v = ns_.store->commit_wait(std::move(c));
+            if (!v) {
+                // The instance holds a state the store does not: the next call starts it
+                // again from the store.
+                inst_.reset();
+                return tl::unexpected(v.error());
+            }
+            ns_.version = *v;
+        }
         return std::move(r->outputs);
     }
 
   private:
+    sandbox::Backend& backend_;
+    const runtime::InstanceSpec spec_;  // to start the instance again
     std::unique_ptr<runtime::Instance> inst_;
+    NodeState ns_;
     LogSink on_log_;
     std::chrono::microseconds timeout_;
 };
 
 class EmbeddedHost final : public ScriptHost {
   public:
-    EmbeddedHost(sandbox::Backend& backend, std::chrono::milliseconds timeout)
-        : backend_(backend), timeout_(timeout), name_("embedded") {}
+    EmbeddedHost(sandbox::Backend& backend, std::chrono::milliseconds timeout,
+                 std::shared_ptr<runtime::StateStore> store)
+        : backend_(backend), timeout_(timeout), store_(std::move(store)), name_("embedded") {}
     std::string_view name() const override { return name_; }
 
     Result<std::unique_ptr<ScriptRunner>> open(const ScriptActor& actor, std::string_view node_id,
@@ -138,22 +193,26 @@ class EmbeddedHost final : public ScriptHost {
                                           runtime::default_maxima());
         if (!limits) return tl::unexpected(limits.error());
         spec.limits = *limits;
-        auto inst = runtime::Instance::create(backend_, std::move(spec));
+        NodeState ns{store_, {actor.metadata.component, std::string(node_id)}, 0};
+        auto inst = start_node(backend_, spec, ns);
         if (!inst) return tl::unexpected(inst.error());
-        return std::make_unique<EmbeddedRunner>(std::move(*inst), std::move(on_log), timeout_);
+        return std::make_unique<EmbeddedRunner>(backend_, std::move(spec), std::move(*inst),
+                                                std::move(ns), std::move(on_log), timeout_);
     }
 
   private:
     sandbox::Backend& backend_;
     std::chrono::milliseconds timeout_;
+    std::shared_ptr<runtime::StateStore> store_;
     std::string name_;
 };
 
 }  // namespace
 
 std::unique_ptr<ScriptHost> embedded_host(sandbox::Backend& backend,
-                                          std::chrono::milliseconds call_timeout) {
-    return std::make_unique<EmbeddedHost>(backend, call_timeout);
+                                          std::chrono::milliseconds call_timeout,
+                                          std::shared_ptr<runtime::StateStore> store) {
+    return std::make_unique<EmbeddedHost>(backend, call_timeout, std::move(store));
 }
 
 }  // namespace sandflow::flow

@@ -22,6 +22,9 @@
 namespace sandflow::sandbox {
 class Backend;
 }
+namespace sandflow::runtime {
+class StateStore;
+}
 
 namespace sandflow::flow {
 
@@ -76,7 +79,13 @@ class ScriptHost {
 
 // Runs every node in this process on `backend` (which must outlive the host).
 // `call_timeout` 0: each actor's declared timeout_ms, else the default (30 s).
+// `store` (none: state lives in the instances only, as in memory): each node's instance is
+// (component, node id) in it; it starts on what the store holds, and each call that
+// changed the state commits before its outputs go on (compare-and-set, as `serve` does).
+// A commit that fails fails the call, and the node starts again from what the store
+// holds. The state stays in the store after the run.
 std::unique_ptr<ScriptHost> embedded_host(sandbox::Backend& backend,
-                                          std::chrono::milliseconds call_timeout = {});
+                                          std::chrono::milliseconds call_timeout = {},
+                                          std::shared_ptr<runtime::StateStore> store = {});
 
 }  // namespace sandflow::flow

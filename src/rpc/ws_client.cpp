@@ -512,6 +512,7 @@ json::object process_params(std::string_view actor_id, json::object payload,
     if (opts.state) p["state"] = *opts.state;
     if (opts.timestamp) p["timestamp"] = opts.timestamp;
     if (opts.timeout.count() > 0) p["timeout_ms"] = opts.timeout.count();
+    if (!opts.call_id.empty()) p["call_id"] = opts.call_id;
     return p;
 }
 
@@ -542,6 +543,7 @@ Result<ProcessResult> to_process_result(Result<json::value> r) {
         pr.state = std::move(v->get_object());
     if (const auto* v = o.if_contains("duration_us"); v && v->is_int64())
         pr.duration_us = v->get_int64();
+    if (const auto* v = o.if_contains("replayed"); v && v->is_bool()) pr.replayed = v->get_bool();
     return pr;
 }
 

@@ -6,6 +6,7 @@
 #include <array>
 #include <atomic>
 #include <condition_variable>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -247,7 +248,18 @@ Error not_found(std::string_view component, std::string_view instance_id) {
 
 struct Server::Impl {
     Impl(sandbox::Backend& b, ServerOptions o, std::shared_ptr<runtime::StateStore> s)
-        : backend(b), opts(std::move(o)), store(std::move(s)), pool(opts.threads) {}
+        : backend(b), opts(std::move(o)), store(std::move(s)), pool(opts.threads) {
+#ifdef SANDFLOW_FAULT_HOOKS
+        if (const char* n = std::getenv("SANDFLOW_TEST_CRASH_AFTER_COMMITS"))
+            crash_after_commits = std::atoi(n);
+#endif
+    }
+#ifdef SANDFLOW_FAULT_HOOKS
+    // Test builds only (SANDFLOW_FAULT_HOOKS): the server kills itself once this many
+    // commits are durable, before answering the last; a real part cannot be made to crash
+    // at that point on demand. <= 0: never.
+    std::atomic<int> crash_after_commits{0};
+#endif
 
     sandbox::Backend& backend;
     ServerOptions opts;
@@ -281,6 +293,7 @@ struct Server::Impl {
     std::atomic<std::uint64_t> idle_checks{0};
     // `process` calls that ran on the event loop, and those that blocked a pool thread.
     std::atomic<std::uint64_t> process_on_loop{0}, process_on_pool{0};
+    std::atomic<std::uint64_t> conflict_retries{0};  // calls run again after a state_conflict
     Histogram latency;
 
     // Where calls to running workers are driven (set before the first message); null:
@@ -586,6 +599,7 @@ struct Server::Impl {
         o["isolated"] = backend.isolates();
         o["state_store"] = store->kind();
         o["state_store_at"] = store->describe();
+        o["state_conflict_retries"] = conflict_retries.load();
         o["uptime_ms"] =
             std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
         o["draining"] = draining.load();
@@ -885,6 +899,9 @@ struct Server::Impl {
         pc->req = std::move(req);
         pc->limits_asked = std::move(*limits_asked);
         pc->call_id = std::move(*call_id);
+        // A store shared with other servers may refuse the commit (state_conflict): the
+        // call is then run again on the reloaded state, from this copy of its request.
+        if (store->kind() != "memory") pc->retry_req = pc->req;
         pc->start = start;
         (*slot)->queue->post_async([this, pc](SerialQueue::Done done) {
             pc->done = std::move(done);
@@ -906,6 +923,15 @@ struct Server::Impl {
         SerialQueue::Done done;  // the queue's next job may start
         bool on_strand = false;  // the call runs on the slot's strand (else on the pool)
         bool replayed = false;   // answered from the store (call_id), not run
+        // For a run again after a state_conflict (commit()): the request as received, the
+        // runs so far, and whether an output of this call reached the client (then it is
+        // not run again here: the client would see its outputs twice).
+        std::optional<runtime::CallRequest> retry_req;
+        int conflict_retries = 0;
+        std::shared_ptr<std::atomic<bool>> streamed = std::make_shared<std::atomic<bool>>(false);
+        // The outcome's state was moved into the commit: the answer reads the instance's
+        // (the same object, and the instance keeps it until the call's job ends).
+        bool state_in_instance = false;
     };
 
     // The call's turn on the instance's queue: on the slot's strand (an I/O thread), or on
@@ -1094,8 +1120,10 @@ struct Server::Impl {
         }
         // The events hold what they use: on the I/O thread they outlive this function.
         runtime::CallEvents& events = pc->events;
-        events.on_output = [conn = pc->reply.cs->conn, slot = pc->slot, call_id = pc->reply.id](
-                               std::string_view port, const json::value& data) {
+        events.on_output = [conn = pc->reply.cs->conn, slot = pc->slot, call_id = pc->reply.id,
+                            streamed = pc->streamed](std::string_view port,
+                                                     const json::value& data) {
+            streamed->store(true, std::memory_order_relaxed);
             conn->send(rpc::encode(
                 rpc::make_notification("script_output", {{"actor_id", slot->component},
                                                          {"instance_id", slot->instance_id},
@@ -1177,7 +1205,8 @@ struct Server::Impl {
         runtime::StateCommit c;
         c.ref = s.ref();
         c.base_version = s.version;
-        c.state = out.state;
+        c.state = std::move(out.state);
+        pc->state_in_instance = true;
         c.expires = s.inst->expires();
         c.changed = std::move(out.changed);
         c.removed = std::move(out.removed);
@@ -1191,7 +1220,17 @@ struct Server::Impl {
         }
         auto shared = std::make_shared<runtime::CallOutcome>(std::move(out));
         store->commit(std::move(c), [this, pc, shared](Result<std::uint64_t> v) {
-            // On the store's thread: back to where the call runs.
+            // On the store's thread. A commit that landed is answered from here, with no
+            // hop back to the slot's strand first: the answer is queued on its connection's
+            // strand either way, what committed() touches belongs to this call's job until
+            // pc->done(), and finish() posts the idle watch as a job of the slot's queue.
+            if (v) {
+                pc->on_strand = false;
+                committed(pc, std::move(*shared), std::move(v));
+                return;
+            }
+            // A failed one goes back to where the call runs: it drops the worker and its
+            // watch, which belong to that strand.
             auto next = [this, pc, shared, v = std::move(v)]() mutable {
                 committed(pc, std::move(*shared), std::move(v));
             };
@@ -1210,11 +1249,30 @@ struct Server::Impl {
             s.inst.reset();
             s.pid = -1;
             s.state = static_cast<int>(SlotState::down);
+            // Another server committed since this instance read the store. Nothing of the
+            // call was committed; when nothing of it was streamed either, it runs again on
+            // a new worker started from what the store holds now (which answers it from
+            // the store if that server committed this very call), still in its turn on
+            // the instance's queue.
+            if (v.error().code == Errc::state_conflict && pc->retry_req &&
+                !pc->streamed->load(std::memory_order_relaxed) &&
+                pc->conflict_retries < limits::kMaxConflictRetries) {
+                pc->conflict_retries++;
+                conflict_retries++;
+                pc->req = *pc->retry_req;
+                pc->events = {};
+                pc->state_in_instance = false;
+                s.queue->pool().submit([this, pc] { run_blocking(pc); });
+                return;
+            }
             return finish(pc, tl::unexpected(v.error()));
         }
         s.version = *v;
         s.last_call = pc->call_id;
         if (!pc->call_id.empty()) s.last_outputs = out.outputs;
+#ifdef SANDFLOW_FAULT_HOOKS
+        if (crash_after_commits.load() > 0 && --crash_after_commits == 0) ::raise(SIGKILL);
+#endif
         finish(pc, std::move(out));
     }
 
@@ -1226,8 +1284,10 @@ struct Server::Impl {
         s.calls++;
         if (r) {
             count("process", "ok");
+            const json::object& state =
+                pc->state_in_instance && s.inst ? s.inst->state() : r->state;
             json::object result{{"outputs", r->outputs},
-                                {"state", r->state},
+                                {"state", state},
                                 {"duration_us", r->duration.count()},
                                 {"instance_id", s.instance_id}};
             if (pc->replayed) result["replayed"] = true;

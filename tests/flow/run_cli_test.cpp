@@ -109,3 +109,31 @@ def process(ctx):
     EXPECT_TRUE(by_port["errors"].empty());
     fs::remove_all(dir);
 }
+
+// --state: the embedded runtime's nodes start on what the store holds and commit each
+// call, so a second run goes on from the first; the default (memory) starts afresh.
+TEST(RunCliTest, StateInASqliteFileCarriesOverToTheNextRun) {
+    char tmpl[] = "/tmp/sandflow-run-state-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    const std::string spec = "sqlite:" + (fs::path(tmpl) / "state.sqlite").string();
+    auto stats_count = [](const std::string& out) {
+        json::value last;
+        for (const auto& l : sandflow::testing::json_lines(out, false))
+            if (l.at("port") == json::value("stats")) last = l.at("data").at("count");
+        return last;
+    };
+    for (int run = 1; run <= 2; ++run) {
+        auto r = run_cli({"run", kGraph, "--backend", "none", "--insecure-no-sandbox",
+                          "--no-summary", "--state", spec});
+        ASSERT_EQ(r.status, 0) << r.err;
+        EXPECT_EQ(stats_count(r.out), json::value(5 * run)) << "run " << run;
+        EXPECT_NE(r.err.find(spec.substr(7)), std::string::npos) << r.err;  // says where
+    }
+    auto fresh =
+        run_cli({"run", kGraph, "--backend", "none", "--insecure-no-sandbox", "--no-summary"});
+    ASSERT_EQ(fresh.status, 0) << fresh.err;
+    EXPECT_EQ(stats_count(fresh.out), json::value(5));
+    auto both = run_cli({"run", kGraph, "--runtime", "ws://127.0.0.1:1", "--state", spec});
+    EXPECT_EQ(both.status, 2) << both.err;
+    fs::remove_all(tmpl);
+}

@@ -356,6 +356,34 @@ TEST(RedisStore, TwoStoresRacingCommitOncePerVersion) {
     EXPECT_EQ((*got)->version, 50u);
 }
 
+// The store names its scripts by SHA1 (EVALSHA); a Redis that forgot them (SCRIPT FLUSH,
+// as after a restart) gets them again with the next load and commit, which both land.
+TEST(RedisStore, ScriptsForgottenByRedisAreSentAgain) {
+    testing::RedisServer redis;
+    REQUIRE_REDIS(redis);
+    auto store = open_state_store(redis.url(), {});
+    ASSERT_TRUE(store);
+    ASSERT_TRUE((*store)->commit_wait(commit_of("x", 0, {{"n", 1}})));
+    RespConnection raw;
+    ASSERT_TRUE(raw.ensure(target_of(redis), std::chrono::seconds(5)));
+    for (int round = 1; round <= 2; ++round) {
+        auto flushed = raw.command({"SCRIPT", "FLUSH"});
+        ASSERT_TRUE(flushed && flushed->type != RespValue::Type::error);
+        if (round == 2) {  // the commit first this time
+            auto v = (*store)->commit_wait(commit_of("x", 2, {{"n", 3}}));
+            ASSERT_TRUE(v) << v.error().message;
+            EXPECT_EQ(*v, 3u);
+            continue;
+        }
+        auto got = (*store)->load({"x", "default"});
+        ASSERT_TRUE(got && *got) << (got ? "none" : got.error().message);
+        EXPECT_EQ((*got)->version, 1u);
+        auto v = (*store)->commit_wait(commit_of("x", 1, {{"n", 2}}));
+        ASSERT_TRUE(v) << v.error().message;
+        EXPECT_EQ(*v, 2u);
+    }
+}
+
 // Redis stopped: commits and loads fail with state_store naming it; restarted (its data
 // kept), the store reconnects and goes on from the committed version.
 TEST(RedisStore, StoppedAndRestarted) {

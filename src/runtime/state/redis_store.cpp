@@ -137,6 +137,19 @@ class RedisStore final : public StateStore {
         if (pong->type == RespValue::Type::error)
             return fail(Errc::state_store, "redis at " + t->name() + ": PING: " + pong->str,
                         {{"store", "redis"}});
+        // The scripts are sent once and then named by their SHA1 (EVALSHA): a commit then
+        // carries its data only, and Redis does not hash the script's text each time.
+        for (auto* sc : {&s->commit_, &s->load_, &s->erase_}) {
+            auto sha = s->reader_.command({"SCRIPT", "LOAD", sc->text});
+            if (!sha) return tl::unexpected(sha.error());
+            if (sha->type != RespValue::Type::string || sha->str.size() != 40)
+                return fail(
+                    Errc::state_store,
+                    "redis at " + t->name() + ": SCRIPT LOAD: " +
+                        (sha->type == RespValue::Type::error ? sha->str : "an unexpected answer"),
+                    {{"store", "redis"}});
+            sc->sha = sha->str;
+        }
         s->queue_ = std::make_unique<CommitQueue>(
             [raw = s.get()](std::vector<QueuedWrite>& batch) { raw->apply(batch); });
         return std::unique_ptr<StateStore>(std::move(s));
@@ -148,7 +161,7 @@ class RedisStore final : public StateStore {
 
     Result<std::optional<StoredState>> load(const InstanceRef& ref) override {
         std::lock_guard lk(read_mu_);
-        auto r = run(reader_, {"EVAL", kLoadScript, "1", meta_key(ref), prefix(ref)});
+        auto r = run(reader_, {"EVALSHA", load_.sha, "1", meta_key(ref), prefix(ref)});
         if (!r) return tl::unexpected(r.error());
         if (r->type == RespValue::Type::nil) return std::optional<StoredState>();
         auto bad = [&](const std::string& what) {
@@ -205,11 +218,32 @@ class RedisStore final : public StateStore {
         return ns_ + ":__sandflow__:" + actor_id(r);
     }
 
+    struct Script {
+        const char* text;
+        std::string sha;  // set by open()
+    };
+
+    // A Redis that lost its script cache (restarted, SCRIPT FLUSH) answers EVALSHA with
+    // NOSCRIPT, having run nothing: the same command with the script's text (EVAL, which
+    // caches it again).
+    static bool no_script(const RespValue& v) {
+        return v.type == RespValue::Type::error && v.str.starts_with("NOSCRIPT");
+    }
+    std::vector<std::string> as_eval(std::vector<std::string> cmd) const {
+        for (const auto* sc : {&commit_, &load_, &erase_})
+            if (cmd.size() > 1 && cmd[1] == sc->sha) {
+                cmd[0] = "EVAL";
+                cmd[1] = sc->text;
+            }
+        return cmd;
+    }
+
     // One command on `conn`, reconnecting first when needed; a Redis error reply is an error.
     Result<RespValue> run(RespConnection& conn, const std::vector<std::string>& cmd) {
         if (auto ok = conn.ensure(target_, limits::kStoreTimeout); !ok)
             return tl::unexpected(ok.error());
         auto r = conn.command(cmd);
+        if (r && no_script(*r)) r = conn.command(as_eval(cmd));
         if (!r) return r;
         if (r->type == RespValue::Type::error)
             return fail(Errc::state_store, "redis at " + target_.name() + ": " + r->str,
@@ -220,8 +254,8 @@ class RedisStore final : public StateStore {
     std::vector<std::string> commit_command(const StateCommit& c) const {
         json::array keys;
         for (const auto& [k, v] : c.state) keys.emplace_back(k);
-        std::vector<std::string> cmd = {"EVAL",
-                                        kCommitScript,
+        std::vector<std::string> cmd = {"EVALSHA",
+                                        commit_.sha,
                                         "1",
                                         meta_key(c.ref),
                                         std::to_string(c.base_version),
@@ -251,12 +285,22 @@ class RedisStore final : public StateStore {
             if (w.commit)
                 cmds.push_back(commit_command(*w.commit));
             else
-                cmds.push_back({"EVAL", kEraseScript, "1", meta_key(w.erase), prefix(w.erase)});
+                cmds.push_back({"EVALSHA", erase_.sha, "1", meta_key(w.erase), prefix(w.erase)});
         }
         Result<std::vector<RespValue>> replies =
             writer_.ensure(target_, limits::kStoreTimeout).and_then([&] {
                 return writer_.pipeline(cmds);
             });
+        // Each NOSCRIPT ran nothing: sent again with its text, in order.
+        for (std::size_t i = 0; replies && i < cmds.size(); ++i) {
+            if (!no_script((*replies)[i])) continue;
+            auto again = writer_.command(as_eval(std::move(cmds[i])));
+            if (!again) {
+                replies = tl::unexpected(again.error());
+                break;
+            }
+            (*replies)[i] = std::move(*again);
+        }
         for (std::size_t i = 0; i < batch.size(); ++i) {
             Result<std::uint64_t> r = std::uint64_t{0};
             if (!replies) {
@@ -294,6 +338,7 @@ class RedisStore final : public StateStore {
     const RedisTarget target_;
     const std::string ns_;
     const std::string url_;
+    Script commit_{kCommitScript, {}}, load_{kLoadScript, {}}, erase_{kEraseScript, {}};
     std::mutex read_mu_;
     RespConnection reader_;  // under read_mu_
     RespConnection writer_;  // the queue's thread only
