@@ -160,6 +160,8 @@ Result<std::unique_ptr<Worker>> Worker::spawn(sandbox::Backend& backend, actor::
     if (!proc) return tl::unexpected(proc.error());
     std::unique_ptr<Worker> w(new Worker(std::move(*proc), std::move(on_log)));
     w->language_ = language;
+    // A sandbox that boots (a VM) gets its boot's time on top.
+    start_timeout += backend.boot_allowance();
     const auto deadline = Clock::now() + start_timeout;
     auto not_started = [&] {
         return fail(Errc::sandbox_unavailable,
