@@ -259,8 +259,9 @@ Result<std::unique_ptr<Worker>> Worker::start(sandbox::Backend& backend, const L
     const auto begin = Clock::now();
     auto w = spawn(backend, spec.metadata.language, start_timeout, spec.on_log, limits);
     if (!w) return tl::unexpected(w.error());
-    const auto left =
-        std::chrono::ceil<std::chrono::milliseconds>(start_timeout - (Clock::now() - begin));
+    // Start-up and load share one deadline, the boot's allowance included (spawn adds it).
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(
+        start_timeout + backend.boot_allowance() - (Clock::now() - begin));
     if (auto ok = (*w)->load(spec, std::max(left, std::chrono::milliseconds(1))); !ok)
         return tl::unexpected(ok.error());
     return w;
