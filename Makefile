@@ -4,7 +4,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 CMAKE_GEN  := -G Ninja
 
-.PHONY: all deps configure build test test-release test-asan run bench format clean
+.PHONY: all deps configure build microvm-image test test-release test-asan run bench format clean
 
 all: build
 
@@ -18,6 +18,10 @@ configure: deps $(BUILD)/build.ninja
 
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)
+
+# The microvm backend's guest image (part of `build` too): scripts/microvm-image.sh.
+microvm-image: configure
+	cmake --build $(BUILD) -j $(JOBS) --target microvm_image
 
 # All tests: the optimised build, then the same suite under AddressSanitizer + UBSan.
 test: test-release test-asan

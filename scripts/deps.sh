@@ -17,6 +17,7 @@ packages=(
     python3-websockets
     runsc tini  # the gvisor backend and its sandboxes' init
     runc iproute2  # tests/container: the container matrix (runc containers, network namespaces)
+    qemu-system-x86  # the microvm backend (QEMU's microvm machine); its guest kernel is fetched, not installed (scripts/microvm-image.sh)
 )
 
 missing=()

@@ -27,11 +27,11 @@ int report(const Error& e) {
 void add_backend_flags(CLI::App& cmd, BackendFlags& flags) {
     cmd.add_option("--backend", flags.name,
                    "Sandbox backend: auto (the fastest that runs here and meets --isolation), "
-                   "namespace, landlock, gvisor, or none")
+                   "microvm, gvisor, namespace, landlock, or none")
         ->default_str("auto");
     cmd.add_option("--isolation", flags.isolation,
                    "The isolation level scripts need, weakest first: process (landlock and up), "
-                   "os (namespace and up), kernel (gvisor), vm (microvm)")
+                   "os (namespace and up), kernel (gvisor, microvm), vm (microvm)")
         ->default_str("process");
     cmd.add_option("--gvisor-platform", flags.gvisor_platform,
                    "gvisor backend: the platform runsc runs on (ptrace, systrap, kvm)")

@@ -280,7 +280,10 @@ int run_doctor() {
         std::printf("%-10s %-8s %-14s %s\n", b.name.c_str(),
                     std::string(sandbox::level_name(b.level)).c_str(),
                     b.runs ? "works" : "CANNOT RUN",
-                    b.runs ? "starts a sandbox here" : b.why.c_str());
+                    b.runs ? (b.note.empty() ? std::string("starts a sandbox here")
+                                             : "starts a sandbox here, " + b.note)
+                                 .c_str()
+                           : b.why.c_str());
     std::printf("%-10s %-8s %-14s %s\n", "none", "none", "opt-in only",
                 "no isolation; only with --insecure-no-sandbox");
 

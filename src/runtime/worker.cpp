@@ -177,6 +177,8 @@ Result<std::unique_ptr<Worker>> Worker::spawn_impl(
     w->language_ = language;
     w->timeline_ = timeline;
     w->timeline_begin_ns_ = begin_ns;
+    // A sandbox that boots (a VM) gets its boot's time on top.
+    start_timeout += backend.boot_allowance();
     const auto deadline = Clock::now() + start_timeout;
     auto not_started = [&] {
         return fail(Errc::sandbox_unavailable,
@@ -312,8 +314,9 @@ Result<std::unique_ptr<Worker>> Worker::start(sandbox::Backend& backend, const L
     auto w = spawn_impl(backend, spec.metadata.language, start_timeout, spec.on_log, limits,
                         timeline, &spec);
     if (!w) return tl::unexpected(w.error());
-    const auto left =
-        std::chrono::ceil<std::chrono::milliseconds>(start_timeout - (Clock::now() - begin));
+    // Start-up and load share one deadline, the boot's allowance included (spawn adds it).
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(
+        start_timeout + backend.boot_allowance() - (Clock::now() - begin));
     if (auto ok = (*w)->await_loaded(spec, std::max(left, std::chrono::milliseconds(1))); !ok)
         return tl::unexpected(ok.error());
     return w;

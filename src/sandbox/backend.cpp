@@ -6,6 +6,7 @@
 #include "core/log.hpp"
 #include "sandbox/gvisor/gvisor_backend.hpp"
 #include "sandbox/landlock/landlock_backend.hpp"
+#include "sandbox/microvm/microvm_backend.hpp"
 #include "sandbox/namespace/namespace_backend.hpp"
 #include "sandbox/none/none_backend.hpp"
 
@@ -36,7 +37,9 @@ std::string_view how_to_get(IsolationLevel level) {
             return "gVisor: the `runsc` package (Debian: apt-get install runsc) and a runtime "
                    "running as root";
         case IsolationLevel::vm:
-            return "a microVM backend on a host with KVM (/dev/kvm)";
+            return "the microvm backend: QEMU (Debian: apt-get install qemu-system-x86) and its "
+                   "guest image (make microvm-image); KVM (/dev/kvm) makes it fast, without it "
+                   "it runs emulated";
     }
     return "";
 }
@@ -60,7 +63,7 @@ Result<IsolationLevel> parse_level(std::string_view name) {
 }
 
 std::vector<std::string_view> backend_names() {
-    return {"gvisor", "namespace", "landlock", "none"};
+    return {"microvm", "gvisor", "namespace", "landlock", "none"};
 }
 
 std::vector<std::string> clean_worker_env() {
@@ -76,16 +79,28 @@ struct Isolating {
     std::string_view name;
     IsolationLevel level;
     Result<void> (*probe)();
+    // How it runs, once probe() said it does; nullptr: nothing to add.
+    std::string (*note)() = nullptr;
+    bool (*emulated)() = nullptr;
 };
 constexpr Isolating kIsolating[] = {
     {"namespace", IsolationLevel::os, &NamespaceBackend::probe},
     {"landlock", IsolationLevel::process, &LandlockBackend::probe},
     {"gvisor", IsolationLevel::kernel, &GvisorBackend::probe},
+    {"microvm", IsolationLevel::vm, &MicrovmBackend::probe, &MicrovmBackend::probe_note,
+     &MicrovmBackend::emulated},
 };
 
 BackendStatus status_of(const Isolating& b) {
     auto r = b.probe();
-    return {std::string(b.name), b.level, r.has_value(), r ? "" : r.error().message};
+    BackendStatus s;
+    s.name = std::string(b.name);
+    s.level = b.level;
+    s.runs = r.has_value();
+    if (!r) s.why = r.error().message;
+    if (r && b.note) s.note = b.note();
+    if (r && b.emulated) s.emulated = b.emulated();
+    return s;
 }
 
 }  // namespace
@@ -108,6 +123,10 @@ Result<Selection> select_backend(IsolationLevel required) {
     for (const auto& candidate : kIsolating) {
         if (candidate.level < required) continue;
         const BackendStatus b = status_of(candidate);
+        if (b.runs && b.emulated && required != candidate.level) {
+            passed += b.name + " runs here only " + b.note + "; ";
+            continue;
+        }
         if (b.runs) {
             s.backend = b.name;
             s.reason =
@@ -161,6 +180,12 @@ Result<std::unique_ptr<Backend>> make_backend(std::string_view name,
         g.limits = options.limits;
         if (!options.gvisor_platform.empty()) g.platform = options.gvisor_platform;
         auto b = GvisorBackend::create(g);
+        made = b ? Result<std::unique_ptr<Backend>>(std::move(*b))
+                 : Result<std::unique_ptr<Backend>>(tl::unexpected(b.error()));
+    } else if (name == "microvm") {
+        MicrovmOptions m;
+        m.limits = options.limits;
+        auto b = MicrovmBackend::create(m);
         made = b ? Result<std::unique_ptr<Backend>>(std::move(*b))
                  : Result<std::unique_ptr<Backend>>(tl::unexpected(b.error()));
     } else if (name == "none") {

@@ -2,7 +2,8 @@
 //
 // A backend starts one worker process per actor instance, isolated as well as it can,
 // with the channel on channel_fd_in_worker() (kChannelFd unless the backend says otherwise).
-// Backends, strongest first: `gvisor` (gVisor's user-space kernel through runsc;
+// Backends, strongest first: `microvm` (a virtual machine of its own: QEMU's microvm machine;
+// sandbox/microvm/), `gvisor` (gVisor's user-space kernel through runsc;
 // sandbox/gvisor/), `namespace` (user, pid, mount, network... namespaces; sandbox/namespace/),
 // `landlock` (no namespaces: for containers and hosts that refuse them; sandbox/landlock/),
 // and `none` (no isolation; development only, and only with an explicit opt-in).
@@ -11,6 +12,7 @@
 // select_backend below and docs/sandbox.md#choosing-a-backend).
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -63,6 +65,9 @@ class Backend {
     // (gvisor): the channel is then the worker's stdin, and the SDK shims move it off 0 and
     // put /dev/null there, so that a worker sees the same descriptors on every backend.
     virtual int channel_fd_in_worker() const { return kChannelFd; }
+    // How long a sandbox's own start may take before its worker runs (a VM's boot), on top
+    // of the worker's start deadline; zero where the worker starts at once.
+    virtual std::chrono::milliseconds boot_allowance() const { return {}; }
     virtual Result<std::unique_ptr<Process>> spawn(const WorkerSpec& spec) = 0;
 };
 
@@ -87,6 +92,11 @@ struct BackendStatus {
     IsolationLevel level = IsolationLevel::none;
     bool runs = false;
     std::string why;  // when it cannot run: what failed, with how to fix it
+    // When it runs: how, where that matters ("under TCG emulation, slow (...)").
+    std::string note;
+    // It runs, but emulated (a microVM without usable KVM): `auto` takes it only when the
+    // level asks for it exactly.
+    bool emulated = false;
 };
 // Every isolating backend, in the order `auto` prefers them (below).
 std::vector<BackendStatus> probe_backends();
@@ -97,6 +107,7 @@ std::optional<BackendStatus> probe_backend(std::string_view name);
 // fastest, which is the first in this order: namespace, landlock, gvisor, microvm. The first
 // two start a worker as fast as a bare interpreter and namespace is the stronger; gvisor and
 // microvm cost far more per start and call, so they are picked when the level asks for them.
+// A microVM that runs only emulated (TCG: seconds per boot) is picked for level vm only.
 // Errc::sandbox_unavailable, naming the level and what would provide it, when none does.
 struct Selection {
     std::string backend;

@@ -52,6 +52,15 @@ inline constexpr bool kTestGvisor = false;
 inline constexpr bool kTestGvisor = true;
 #endif
 
+// microVMs boot in seconds under TCG (no usable KVM on these machines): their suite
+// (microvm_worker_test) runs in the optimised build only, with few VMs, and the shared
+// worker suites do not run on them.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kTestMicrovm = false;
+#else
+inline constexpr bool kTestMicrovm = true;
+#endif
+
 // The backends a suite parameterised over backends runs on.
 inline std::vector<std::string> worker_backends() {
     std::vector<std::string> v = {"none", "none_stdin", "namespace", "landlock"};

@@ -1,0 +1,114 @@
+// The microvm backend: each worker runs in a virtual machine of its own, QEMU's `microvm`
+// machine booting Debian's kernel and an initramfs whose init is Sandflow's guest agent
+// (guest/agent.cpp; the image: scripts/microvm-image.sh). docs/sandbox.md, "The microvm
+// backend".
+//
+//   parent   socketpairs for the channel, the worker's stdout and the console (the worker's
+//            stderr, the kernel's errors); the start frame (what to run, with its limits;
+//            guest_protocol.hpp) written into the channel → fork
+//   child    /dev/null on 0 and 1, the console socket on 2 (QEMU's own messages), the
+//            channel, stdout and console sockets on 3, 4, 5 → default signals → own
+//            process group → PR_SET_PDEATHSIG(SIGKILL) → execve QEMU
+//   QEMU     `-M microvm -nodefaults -no-user-config -nographic -no-reboot`, no network
+//            device; memory and vCPUs from the limits; virtio-serial ports on the three
+//            sockets (`-chardev socket,fd=N`); the host's /usr read-only over 9p;
+//            isa-debug-exit, through which the agent reports the worker's end; `-sandbox on`
+//   guest    the agent mounts, loads the virtio modules, reads the start frame and starts
+//            the worker with the channel port on descriptor 3
+//
+// Kill: SIGKILL to QEMU and its group; the guest goes with it. QEMU's exit status is the
+// worker's as the agent reported it (microvm::decode_exit).
+//
+// Between fork() and execve() nothing allocates, throws or logs; a failure reaches the parent
+// as {step, errno} through a close-on-exec pipe, as in spawn_process().
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "sandbox/backend.hpp"
+#include "sandbox/sandbox_limits.hpp"
+
+namespace sandflow::sandbox {
+
+namespace microvm {
+inline constexpr std::string_view kQemuPath = "/usr/bin/qemu-system-x86_64";
+// Guest memory beyond the sandbox's memory limit: the guest's kernel, its page cache of the
+// 9p share and the agent take ~40 MiB once Python runs.
+inline constexpr std::uint64_t kGuestMemoryHeadroom = 64ull << 20;
+// How long a stock kernel on real KVM may take to boot and run /usr/bin/true before KVM is
+// judged unusable (a software nested hypervisor that never gets through the boot): real KVM
+// takes well under a second.
+inline constexpr std::chrono::seconds kKvmProbeTimeout{5};
+// What a boot adds to a worker's start deadline (Backend::boot_allowance): under TCG the
+// kernel's boot and Python's start take ~6.5 s on an idle 2-vCPU VM, and several times that
+// on a loaded one.
+inline constexpr std::chrono::seconds kTcgBootAllowance{60};
+inline constexpr std::chrono::seconds kKvmBootAllowance{5};
+// The kernel's command line: its console is the first virtio-serial port (the host's
+// stderr capture), errors only; a panic ends the VM at once (with -no-reboot). Under TCG the
+// host's TSC rate is added (tsc_early_khz, and tsc=reliable: the emulated clocks jitter with
+// the host's load, which would make the kernel's watchdog distrust the TSC).
+inline constexpr std::string_view kKernelCmdline = "console=hvc0 quiet loglevel=3 panic=-1";
+}  // namespace microvm
+
+// How the guest's CPU runs: on the host's CPU through KVM, or emulated by QEMU (TCG).
+enum class VmAccel { kvm, tcg };
+
+struct MicrovmOptions {
+    SandboxLimits limits;
+    std::string qemu = std::string(microvm::kQemuPath);
+    // The guest image's folder (vmlinuz, initramfs.img, manifest); empty: where the build
+    // writes it (MicrovmBackend::default_image_dir()).
+    std::string image_dir;
+    // "auto" (KVM when a test guest boots on it, else TCG), "kvm" or "tcg".
+    std::string accel = "auto";
+};
+
+class MicrovmBackend final : public Backend {
+  public:
+    // Checks QEMU and the image; "auto" resolves the accelerator (detect_accel()).
+    static Result<std::unique_ptr<MicrovmBackend>> create(MicrovmOptions options = {});
+
+    std::string_view name() const override { return "microvm"; }
+    IsolationLevel level() const override { return IsolationLevel::vm; }
+    SandboxLimits default_limits() const override { return options_.limits; }
+    std::chrono::milliseconds boot_allowance() const override {
+        return accel_ == VmAccel::kvm ? microvm::kKvmBootAllowance : microvm::kTcgBootAllowance;
+    }
+    Result<std::unique_ptr<Process>> spawn(const WorkerSpec& spec) override;
+
+    VmAccel accel() const { return accel_; }
+    static std::string default_image_dir();
+    const MicrovmOptions& options() const { return options_; }
+
+    // KVM when /dev/kvm opens and a test guest boots on it within kKvmProbeTimeout, else
+    // TCG; computed once per process. `why` says which and why.
+    struct AccelChoice {
+        VmAccel accel = VmAccel::tcg;
+        std::string why;
+    };
+    static const AccelChoice& detect_accel();
+
+    // Boots one guest running /usr/bin/true and waits for it; computed once per process.
+    // Errc::sandbox_unavailable with how to fix it when it cannot run here.
+    static Result<void> probe();
+    // After probe(): "under KVM" or "under TCG emulation (why)".
+    static std::string probe_note();
+    // After probe(): whether the guest runs emulated (TCG), which `auto` takes only for
+    // isolation level vm.
+    static bool emulated();
+
+  private:
+    explicit MicrovmBackend(MicrovmOptions options) : options_(std::move(options)) {}
+
+    MicrovmOptions options_;
+    VmAccel accel_ = VmAccel::tcg;
+    std::string kernel_, initrd_;
+    std::vector<std::string> env_;
+};
+
+}  // namespace sandflow::sandbox
