@@ -228,3 +228,20 @@ TEST_F(MicrovmWorkerTest, KillEndsTheVm) {
     EXPECT_TRUE(st.killed_by(SIGKILL)) << st.describe();
     EXPECT_TRUE(sandflow::testing::process_gone(qemu));
 }
+
+// Node's shim takes its channel as a socket (net.Socket): the agent relays the port through
+// one, so the JavaScript actors run in the VM as the Python ones do.
+TEST_F(MicrovmWorkerTest, ServesAJavaScriptActor) {
+    const fs::path script =
+        sandflow::testing::write_script(dir_, "double.js", sandflow::testing::kDoubleJs);
+    auto spec = runtime::spec_from_file(script);
+    ASSERT_TRUE(spec) << spec.error().message;
+    spec->on_log = [](const runtime::LogLine&) {};
+    auto inst = runtime::Instance::create(*backend_, std::move(*spec));
+    ASSERT_TRUE(inst) << inst.error().message;
+    sandflow::testing::RecordedEvents ev;
+    auto r = (*inst)->call(sandflow::testing::call_request({{"input", 21}}), ev.events());
+    ASSERT_TRUE(r) << r.error().message;
+    ASSERT_EQ(ev.outputs.size(), 1u);
+    EXPECT_EQ(ev.outputs[0].second, 42);
+}

@@ -14,7 +14,8 @@
 //            sockets (`-chardev socket,fd=N`); the host's /usr read-only over 9p;
 //            isa-debug-exit, through which the agent reports the worker's end; `-sandbox on`
 //   guest    the agent mounts, loads the virtio modules, reads the start frame and starts
-//            the worker with the channel port on descriptor 3
+//            the worker with a unix socket on descriptor 3, which it relays to the channel
+//            port
 //
 // Kill: SIGKILL to QEMU and its group; the guest goes with it. QEMU's exit status is the
 // worker's as the agent reported it (microvm::decode_exit).

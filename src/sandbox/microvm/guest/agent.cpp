@@ -4,24 +4,29 @@
 //   mount /dev (devtmpfs), /proc, /sys → load the virtio modules listed in
 //   /etc/sandflow/modules → mount the host's /usr (9p, read-only) → find the virtio-serial
 //   ports by name → read the start frame from the channel (guest_protocol.hpp) → mount /tmp
-//   with its limits → fork the worker: its channel on descriptor 3, stdout on the stdout
-//   port, stderr on the console (hvc0), stdin /dev/null; rlimits, uid/gid 65534, no
-//   capabilities, no_new_privs → reap every process until the worker ends → kill the rest →
+//   with its limits → fork the worker: its channel on descriptor 3 (a unix socket this agent
+//   relays to the channel port), stdout on the stdout port, stderr on the console (hvc0),
+//   stdin /dev/null; rlimits, uid/gid 65534, no capabilities, no_new_privs → relay and reap
+//   every process until the worker ends → kill the rest →
 //   report its status through the isa-debug-exit port (QEMU exits with it) → power off.
 //
 // Any failure before the worker runs is written to the kernel log (which the console, and so
-// the host's stderr capture, shows) and reported as exit status 127. Between fork() and
+// the host's stderr capture, shows) and reported as exit status 127, which the host reads
+// as 62, the highest the report carries (guest_protocol.hpp). Between fork() and
 // execve() the child allocates nothing.
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/io.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/reboot.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -213,6 +218,54 @@ struct ChildPlan {
     child_fail("execve");
 }
 
+// Writes all of `n` bytes (blocking descriptors); false once the other side is gone.
+bool write_all(int fd, const char* p, std::size_t n) {
+    while (n > 0) {
+        const ssize_t w = ::write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return false;
+        p += w;
+        n -= static_cast<std::size_t>(w);
+    }
+    return true;
+}
+
+// Copies the port to the worker's socket and back until the worker ends, reaping every
+// child meanwhile; returns the worker's wait status. Each direction is written whole before
+// the next read: the protocol is one frame at a time each way, so neither side waits on the
+// other's write.
+int relay_and_reap(pid_t worker, int port, int sock, int sigchld) {
+    constexpr std::size_t kRelayChunk = 64 * 1024;
+    static char buf[kRelayChunk];
+    pollfd fds[3] = {{port, POLLIN, 0}, {sock, POLLIN, 0}, {sigchld, POLLIN, 0}};
+    for (;;) {
+        if (::poll(fds, 3, -1) < 0) {
+            if (errno == EINTR) continue;
+            fail("poll", errno);
+        }
+        for (int i = 0; i < 2; ++i) {
+            if (fds[i].revents == 0) continue;
+            const ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+            if (n < 0 && errno == EINTR) continue;
+            const int to = i == 0 ? sock : port;
+            if (n <= 0 || !write_all(to, buf, static_cast<std::size_t>(n))) {
+                // One side is gone: stop relaying; the worker's end still decides.
+                fds[0].fd = fds[1].fd = -1;
+                if (i == 0) ::shutdown(sock, SHUT_WR);
+            }
+        }
+        if (fds[2].revents != 0) {
+            signalfd_siginfo info;
+            while (::read(sigchld, &info, sizeof info) > 0) {
+            }
+            int status = 0;
+            pid_t p;
+            while ((p = ::waitpid(-1, &status, WNOHANG)) > 0)
+                if (p == worker) return status;
+        }
+    }
+}
+
 rlimit both(std::uint64_t v) {
     return rlimit{static_cast<rlim_t>(v), static_cast<rlim_t>(v)};
 }
@@ -259,8 +312,14 @@ int main() {
     argv.push_back(nullptr);
     for (const auto& e : spec.env) envp.push_back(const_cast<char*>(e.c_str()));
     envp.push_back(nullptr);
+    // The worker's channel is a unix socket relayed to the port by this agent: Node's
+    // net.Socket takes a socket or pipe and refuses a character device, and a socket makes
+    // the worker's channel the same kind of descriptor as on the other tiers.
+    int pair[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+        fail("socketpair for the worker's channel", errno);
     const ChildPlan plan{
-        {devnull, out, err, chan},
+        {devnull, out, err, pair[1]},
         argv.data(),
         envp.data(),
         spec.workdir.c_str(),
@@ -269,19 +328,20 @@ int main() {
         rlimit{static_cast<rlim_t>(spec.cpu_seconds), static_cast<rlim_t>(spec.cpu_seconds + 1)},
         both(spec.tmpfs_bytes),
         both(0)};
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    if (::sigprocmask(SIG_BLOCK, &chld, nullptr) != 0) fail("block SIGCHLD", errno);
+    const int sigchld = ::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sigchld < 0) fail("signalfd", errno);
     const pid_t worker = ::fork();
     if (worker < 0) fail("fork the worker", errno);
     if (worker == 0) run_worker(plan);
-    ::close(chan);
+    ::close(pair[1]);
     ::close(out);
 
-    // PID 1 reaps every orphan; the worker's end ends the VM.
-    int status = 0;
-    for (;;) {
-        const pid_t p = ::wait(&status);
-        if (p == worker) break;
-        if (p < 0 && errno != EINTR) fail("wait", errno);
-    }
+    // PID 1 relays the channel and reaps every orphan; the worker's end ends the VM.
+    const int status = relay_and_reap(worker, chan, pair[0], sigchld);
     ::kill(-1, SIGKILL);
     while (::wait(nullptr) > 0 || errno == EINTR) {
     }
