@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -223,7 +224,7 @@ ExecReport wait_for_exec(int report_fd, int timeout_ms) {
     return {ExecReport::reached_exec};
 }
 
-ExitStatus wait_or_kill(Process& proc, int timeout_ms) {
+ExitStatus wait_or_kill(Process& proc, int timeout_ms, bool* killed) {
     if (auto s = proc.try_wait()) return *s;
     UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, proc.pid(), 0)));
     if (pidfd) {
@@ -240,7 +241,29 @@ ExitStatus wait_or_kill(Process& proc, int timeout_ms) {
             ::usleep(500);
         }
     }
+    if (killed) *killed = true;
     return proc.kill_and_wait();
+}
+
+std::string read_available(int fd, std::size_t max) {
+    std::string out;
+    char buf[4096];
+    while (fd >= 0 && out.size() < max) {
+        const ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        out.append(buf, static_cast<std::size_t>(n));
+    }
+    return out;
+}
+
+std::string tail_line(std::string text, std::size_t max) {
+    while (!text.empty() && (text.back() == '\n' || text.back() == ' ' || text.back() == '\r'))
+        text.pop_back();
+    if (text.size() > max) text = "..." + text.substr(text.size() - max);
+    std::replace(text.begin(), text.end(), '\n', ' ');
+    std::replace(text.begin(), text.end(), '\r', ' ');
+    return text;
 }
 
 Result<void> set_worker_fds_nonblocking(const Process& proc) {

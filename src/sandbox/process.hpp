@@ -171,8 +171,14 @@ ExecReport wait_for_exec(int report_fd, int timeout_ms);
 
 // Waits up to `timeout_ms` for `proc` to end, woken by the kernel the moment it does (a pidfd;
 // where the kernel or a profile refuses pidfds, a look every half millisecond), then kills
-// it if it still runs; returns how it ended.
-ExitStatus wait_or_kill(Process& proc, int timeout_ms);
+// it if it still runs (and says so in `*killed`); returns how it ended.
+ExitStatus wait_or_kill(Process& proc, int timeout_ms, bool* killed = nullptr);
+
+// Up to `max` bytes of what `fd` (non-blocking) holds now: a sandbox's diagnostics.
+std::string read_available(int fd, std::size_t max);
+// The last lines of `text` that fit in `max` bytes, on one line (CR and LF as spaces), for
+// an error message.
+std::string tail_line(std::string text, std::size_t max);
 
 // The parent's ends of a started worker's channel, stdout and stderr, made non-blocking.
 Result<void> set_worker_fds_nonblocking(const Process& proc);

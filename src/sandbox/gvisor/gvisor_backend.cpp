@@ -314,27 +314,6 @@ std::size_t remove_stale_folders(const std::string& dir) {
     return removed;
 }
 
-// Up to `max` bytes of what `fd` (non-blocking) holds now.
-std::string read_available(int fd, std::size_t max) {
-    std::string out;
-    char buf[4096];
-    while (fd >= 0 && out.size() < max) {
-        const ssize_t n = ::read(fd, buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        out.append(buf, static_cast<std::size_t>(n));
-    }
-    return out;
-}
-
-// The last lines of `text` that fit in `max` bytes, on one line.
-std::string tail_line(std::string text, std::size_t max) {
-    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
-    if (text.size() > max) text = "..." + text.substr(text.size() - max);
-    std::replace(text.begin(), text.end(), '\n', ' ');
-    return text;
-}
-
 }  // namespace
 
 const std::string& GvisorBackend::folder() const {
@@ -510,18 +489,16 @@ Result<void> GvisorBackend::probe() {
             result = tl::unexpected(proc.error());
             return;
         }
-        const auto deadline = std::chrono::steady_clock::now() + kProbeTimeout;
-        std::optional<ExitStatus> st;
-        while (!(st = (*proc)->try_wait()) && std::chrono::steady_clock::now() < deadline)
-            std::this_thread::sleep_for(std::chrono::milliseconds(5));
-        if (!st) {
-            (*proc)->kill_and_wait();
+        bool killed = false;
+        const ExitStatus st = wait_or_kill(
+            **proc, static_cast<int>(std::chrono::milliseconds(kProbeTimeout).count()), &killed);
+        if (killed) {
             result = tl::unexpected(
                 unavailable("a test gvisor sandbox running /usr/bin/true did not end within " +
                             std::to_string(kProbeTimeout.count()) + " s; it was killed"));
             return;
         }
-        if (WIFEXITED(st->raw) && WEXITSTATUS(st->raw) == 0) return;
+        if (WIFEXITED(st.raw) && WEXITSTATUS(st.raw) == 0) return;
         const std::string said = tail_line(
             read_available((*proc)->stderr_fd(), kProbeStderrBytes * 4), kProbeStderrBytes);
         const std::string hint =
@@ -532,7 +509,7 @@ Result<void> GvisorBackend::probe() {
                   "platform (--gvisor-platform, now " +
                       (*backend)->options().platform + ") must be one this host's runsc runs";
         result = tl::unexpected(
-            unavailable("a test gvisor sandbox running /usr/bin/true " + st->describe() +
+            unavailable("a test gvisor sandbox running /usr/bin/true " + st.describe() +
                         (said.empty() ? "" : " (runsc said: " + said + ")") + "; " + hint));
     });
     return result;

@@ -115,28 +115,6 @@ class MicrovmProcess final : public Process {
     SandboxLimits limits_;
 };
 
-// Up to `max` bytes of what `fd` (non-blocking) holds now.
-std::string read_available(int fd, std::size_t max) {
-    std::string out;
-    char buf[4096];
-    while (fd >= 0 && out.size() < max) {
-        const ssize_t n = ::read(fd, buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        out.append(buf, static_cast<std::size_t>(n));
-    }
-    return out;
-}
-
-std::string tail_line(std::string text, std::size_t max) {
-    while (!text.empty() && (text.back() == '\n' || text.back() == ' ' || text.back() == '\r'))
-        text.pop_back();
-    if (text.size() > max) text = "..." + text.substr(text.size() - max);
-    std::replace(text.begin(), text.end(), '\n', ' ');
-    std::replace(text.begin(), text.end(), '\r', ' ');
-    return text;
-}
-
 // Boots one guest running /usr/bin/true on `backend` within `timeout`. The guest's console
 // is drained while it runs (a full socket would stall the guest).
 Result<void> run_true(MicrovmBackend& backend, std::chrono::milliseconds timeout) {
