@@ -505,18 +505,26 @@ Result<std::vector<Resolution>> resolve_requirements(const std::vector<Requireme
         if (resolved) continue;
         std::string list;
         for (const auto& s : searched) list += (list.empty() ? "" : ", ") + s;
+        const std::string give =
+            "give the runtime a set that has it: --packages NAME=PATH" +
+            std::string(lang == Language::python
+                            ? " (a site-packages folder), or --packages system for Debian's "
+                              "python3-* packages"
+                            : " (a node_modules folder)");
         const std::string how =
-            lang == Language::python
-                ? "install it into one of those folders (a virtualenv's site-packages, or a "
-                  "Debian python3-* package for the 'system' set), or give the runtime a set "
-                  "that has it: --packages NAME=PATH"
+            searched.empty() ? give
+            : lang == Language::python
+                ? "install it into one of those folders (pip install --target, or a Debian "
+                  "python3-* package for the 'system' set), or " +
+                      give
                 : "install it into one of those node_modules folders (npm install --prefix), "
-                  "or give the runtime a set that has it: --packages NAME=PATH";
+                  "or " +
+                      give;
         Error e(Errc::requirement,
                 "the actor requires " + r.text +
                     (found.empty() ? ", which is not installed" : ", but found " + found) +
-                    "; searched " + (list.empty() ? "no package set (none is enabled)" : list) +
-                    ": " + how,
+                    "; searched " +
+                    (list.empty() ? "no package set (the runtime has none)" : list) + ": " + how,
                 {{"requirement", r.text}, {"package", r.name}});
         json::array s;
         for (const auto& x : searched) s.emplace_back(x);

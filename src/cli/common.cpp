@@ -41,6 +41,21 @@ void add_backend_flags(CLI::App& cmd, BackendFlags& flags) {
                  "(trusted scripts, development only)");
 }
 
+void add_package_flags(CLI::App& cmd, PackageFlags& flags) {
+    cmd.add_option("--packages", flags.sets,
+                   "A package set scripts may import from, read-only: NAME=PATH (a "
+                   "site-packages folder, or a folder named node_modules), or 'system' for the "
+                   "host's Debian packages; repeatable")
+        ->type_name("NAME=PATH");
+    cmd.add_flag("--local-packages", flags.local,
+                 "Also let each script use the packages beside it: node_modules, "
+                 "__pypackages__/X.Y/lib or .venv (a set named 'local')");
+}
+
+Result<std::shared_ptr<const actor::PackageCatalog>> open_packages(const PackageFlags& flags) {
+    return actor::PackageCatalog::create(flags.sets, flags.local);
+}
+
 Result<std::unique_ptr<sandbox::Backend>> open_backend(const BackendFlags& flags,
                                                        const sandbox::SandboxLimits& limits) {
     sandbox::BackendOptions opts;

@@ -3,9 +3,11 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
+#include "actor/package_sets.hpp"
 #include "core/error.hpp"
 #include "sandbox/backend.hpp"
 
@@ -35,6 +37,14 @@ void add_backend_flags(CLI::App& cmd, BackendFlags& flags);
 // `limits`: what its sandboxes get by default (and its warm pool holds).
 Result<std::unique_ptr<sandbox::Backend>> open_backend(const BackendFlags& flags,
                                                        const sandbox::SandboxLimits& limits = {});
+
+// The package sets scripts may import from (actor/package_sets.hpp).
+struct PackageFlags {
+    std::vector<std::string> sets;  // --packages NAME=PATH | system
+    bool local = false;             // --local-packages
+};
+void add_package_flags(CLI::App& cmd, PackageFlags& flags);
+Result<std::shared_ptr<const actor::PackageCatalog>> open_packages(const PackageFlags& flags);
 
 // Subcommands: each registers itself and returns the status of its run.
 void register_inspect(CLI::App& app, int& status);

@@ -25,6 +25,7 @@ struct ExecOptions {
     std::string timeout;  // empty: the actor's limits (30 s unless it declares one)
     std::vector<std::string> limits;
     BackendFlags backend;
+    PackageFlags packages;
 };
 
 void print_line(const json::value& v) {
@@ -88,6 +89,9 @@ int run(const ExecOptions& o) {
 
     auto spec = runtime::spec_from_file(o.script);
     if (!spec) return report(spec.error());
+    auto catalog = open_packages(o.packages);
+    if (!catalog) return report(catalog.error());
+    if (auto ok = runtime::resolve_packages(*spec, **catalog, true); !ok) return report(ok.error());
     auto backend = open_backend(o.backend);
     if (!backend) return report(backend.error());
     const std::string component = spec->metadata.component;
@@ -163,6 +167,7 @@ void register_exec(CLI::App& app, int& status) {
                     "NAME=VALUE (repeatable): memory_bytes, pids, cpu_milli, tmpfs_bytes, "
                     "output_bytes, frame_bytes, timeout_ms; sizes may end in K, M, G");
     add_backend_flags(*cmd, o->backend);
+    add_package_flags(*cmd, o->packages);
     cmd->callback([o, &status] { status = run(*o); });
 }
 

@@ -36,6 +36,7 @@ struct RunOptions {
     bool trace = false;
     bool no_summary = false;
     BackendFlags backend;
+    PackageFlags packages;
 };
 
 void print_stdout(const json::value& v) {
@@ -96,6 +97,10 @@ int run(const RunOptions& o) {
         return report(Error(Errc::invalid_argument,
                             "--state is for the embedded runtime; with --runtime the servers' "
                             "own --state holds the nodes' state"));
+    if (!o.runtime.empty() && (!o.packages.sets.empty() || o.packages.local))
+        return report(Error(Errc::invalid_argument,
+                            "--packages and --local-packages are for the embedded runtime; with "
+                            "--runtime, give them to the servers (serve --packages)"));
     if (o.state_sync != "normal" && o.state_sync != "full")
         return report(Error(Errc::invalid_argument,
                             "--state-sync must be normal (state survives a crash) or full (also "
@@ -114,10 +119,12 @@ int run(const RunOptions& o) {
             std::fprintf(stderr, "sandflow: the nodes' state is in %s\n",
                          store->describe().c_str());
         }
+        auto packages = open_packages(o.packages);
+        if (!packages) return report(packages.error());
         auto b = open_backend(o.backend);
         if (!b) return report(b.error());
         backend = std::move(*b);
-        host = flow::embedded_host(*backend, call_timeout, std::move(store));
+        host = flow::embedded_host(*backend, call_timeout, std::move(store), std::move(*packages));
     }
 
     flow::NetworkOptions opts;
@@ -215,6 +222,7 @@ void register_run(CLI::App& app, int& status) {
     cmd->add_flag("--trace", o->trace, "Print every message hop as a JSON line on stderr");
     cmd->add_flag("--no-summary", o->no_summary, "Do not print the per-node summary");
     add_backend_flags(*cmd, o->backend);
+    add_package_flags(*cmd, o->packages);
     cmd->callback([o, &status] { status = run(*o); });
 }
 

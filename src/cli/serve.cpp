@@ -19,6 +19,7 @@
 #include "core/log.hpp"
 #include "rpc/ws_server.hpp"
 #include "runtime/actor_limits.hpp"
+#include "runtime/instance.hpp"
 #include "runtime/warm_pool.hpp"
 #include "server/server.hpp"
 
@@ -52,6 +53,7 @@ struct ServeOptions {
     std::size_t pool_node = limits::kDefaultNodePool;
     std::string state = "sqlite:";  // the default file (runtime::default_state_path)
     std::string state_sync = "normal";
+    PackageFlags packages;
 };
 
 // Sandboxes that cannot start make /healthz answer 503 with the reason.
@@ -156,12 +158,17 @@ int run(ServeOptions o) {
     so.max_calls_per_connection = o.max_calls_per_connection;
     so.max_instances = o.max_instances;
     so.warm_discovered = !o.no_warm;
+    auto packages = open_packages(o.packages);
+    if (!packages) return report(packages.error());
+    so.packages = *packages;
     // Declared before the server so that it outlives every instance that took from it.
     std::unique_ptr<runtime::WarmPool> warm_pool;
     if (o.pool_python + o.pool_node > 0) {
         runtime::PoolOptions po;
         po.python = o.pool_python;
         po.node = o.pool_node;
+        po.python_packages = runtime::default_package_dirs(**packages, actor::Language::python);
+        po.node_packages = runtime::default_package_dirs(**packages, actor::Language::javascript);
         auto p = runtime::WarmPool::create(**backend, po);
         if (!p) return report(p.error());
         warm_pool = std::move(*p);
@@ -264,6 +271,7 @@ void register_serve(CLI::App& app, int& status) {
                     "Origin allowed to connect from a browser (repeatable; * for any). "
                     "Requests with any other Origin header are refused");
     add_backend_flags(*cmd, o->backend);
+    add_package_flags(*cmd, o->packages);
     cmd->add_option("--threads", o->threads,
                     "Threads for what blocks: starting sandboxes, load, unload (calls to "
                     "running sandboxes use the I/O threads)")

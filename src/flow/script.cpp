@@ -173,8 +173,13 @@ class EmbeddedRunner final : public ScriptRunner {
 class EmbeddedHost final : public ScriptHost {
   public:
     EmbeddedHost(sandbox::Backend& backend, std::chrono::milliseconds timeout,
-                 std::shared_ptr<runtime::StateStore> store)
-        : backend_(backend), timeout_(timeout), store_(std::move(store)), name_("embedded") {}
+                 std::shared_ptr<runtime::StateStore> store,
+                 std::shared_ptr<const actor::PackageCatalog> packages)
+        : backend_(backend),
+          timeout_(timeout),
+          store_(std::move(store)),
+          packages_(std::move(packages)),
+          name_("embedded") {}
     std::string_view name() const override { return name_; }
 
     Result<std::unique_ptr<ScriptRunner>> open(const ScriptActor& actor, std::string_view node_id,
@@ -193,6 +198,9 @@ class EmbeddedHost final : public ScriptHost {
                                           runtime::default_maxima());
         if (!limits) return tl::unexpected(limits.error());
         spec.limits = *limits;
+        if (packages_)
+            if (auto ok = runtime::resolve_packages(spec, *packages_, true); !ok)
+                return tl::unexpected(ok.error());
         NodeState ns{store_, {actor.metadata.component, std::string(node_id)}, 0};
         auto inst = start_node(backend_, spec, ns);
         if (!inst) return tl::unexpected(inst.error());
@@ -204,6 +212,7 @@ class EmbeddedHost final : public ScriptHost {
     sandbox::Backend& backend_;
     std::chrono::milliseconds timeout_;
     std::shared_ptr<runtime::StateStore> store_;
+    std::shared_ptr<const actor::PackageCatalog> packages_;
     std::string name_;
 };
 
@@ -211,8 +220,10 @@ class EmbeddedHost final : public ScriptHost {
 
 std::unique_ptr<ScriptHost> embedded_host(sandbox::Backend& backend,
                                           std::chrono::milliseconds call_timeout,
-                                          std::shared_ptr<runtime::StateStore> store) {
-    return std::make_unique<EmbeddedHost>(backend, call_timeout, std::move(store));
+                                          std::shared_ptr<runtime::StateStore> store,
+                                          std::shared_ptr<const actor::PackageCatalog> packages) {
+    return std::make_unique<EmbeddedHost>(backend, call_timeout, std::move(store),
+                                          std::move(packages));
 }
 
 }  // namespace sandflow::flow

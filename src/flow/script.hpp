@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "actor/metadata.hpp"
+#include "actor/package_sets.hpp"
 #include "core/error.hpp"
 #include "core/json.hpp"
 
@@ -83,9 +84,11 @@ class ScriptHost {
 // (component, node id) in it; it starts on what the store holds, and each call that
 // changed the state commits before its outputs go on (compare-and-set, as `serve` does).
 // A commit that fails fails the call, and the node starts again from what the store
-// holds. The state stays in the store after the run.
-std::unique_ptr<ScriptHost> embedded_host(sandbox::Backend& backend,
-                                          std::chrono::milliseconds call_timeout = {},
-                                          std::shared_ptr<runtime::StateStore> store = {});
+// holds. The state stays in the store after the run. Scripts import from `packages`' sets
+// (none when null).
+std::unique_ptr<ScriptHost> embedded_host(
+    sandbox::Backend& backend, std::chrono::milliseconds call_timeout = {},
+    std::shared_ptr<runtime::StateStore> store = {},
+    std::shared_ptr<const actor::PackageCatalog> packages = {});
 
 }  // namespace sandflow::flow

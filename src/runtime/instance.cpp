@@ -56,8 +56,40 @@ void Instance::recount() {
     }
 }
 
+std::vector<sandbox::SharedDir> package_dirs(const std::vector<actor::PackageSet>& sets) {
+    std::vector<sandbox::SharedDir> dirs;
+    for (const auto& s : sets)
+        dirs.push_back(
+            {s.path.string(), std::string(actor::language_name(s.language)) + "/" + s.name});
+    return dirs;
+}
+
+std::vector<sandbox::SharedDir> default_package_dirs(const actor::PackageCatalog& catalog,
+                                                     actor::Language lang) {
+    std::vector<actor::PackageSet> sets;
+    for (const auto& s : catalog.sets())
+        if (s.language == lang) sets.push_back(s);
+    return package_dirs(sets);
+}
+
+Result<void> resolve_packages(InstanceSpec& spec, const actor::PackageCatalog& catalog,
+                              bool script_on_disk) {
+    auto p = catalog.for_actor(
+        spec.metadata, spec.metadata.language,
+        script_on_disk ? std::filesystem::path(spec.filename) : std::filesystem::path());
+    if (!p) return tl::unexpected(p.error());
+    spec.packages = std::move(*p);
+    return {};
+}
+
 Result<std::unique_ptr<Instance>> Instance::create(sandbox::Backend& backend, InstanceSpec spec) {
+    if (!spec.packages) {
+        auto p = actor::packages_without_sets(spec.metadata, spec.metadata.language);
+        if (!p) return tl::unexpected(p.error());
+        spec.packages = std::move(*p);
+    }
     std::unique_ptr<Instance> inst(new Instance(backend, std::move(spec)));
+    inst->package_dirs_ = package_dirs(inst->spec_.packages->sets);
     if (auto ok = inst->start_worker(inst->spec_.limits->sandbox); !ok)
         return tl::unexpected(ok.error());
     return inst;
@@ -71,13 +103,13 @@ Result<bool> Instance::reuse_worker(const sandbox::SandboxLimits& want) {
 Result<void> Instance::start_worker(const sandbox::SandboxLimits& want) {
     worker_.reset();
     LoadSpec load{spec_.metadata,           spec_.source, spec_.filename, spec_.actor_id, state_,
-                  expiry_to_json(expires_), spec_.on_log};
+                  expiry_to_json(expires_), spec_.on_log, package_dirs_};
     // Pooled sandboxes run the backend's default limits: usable when what differs can
     // change live.
     std::unique_ptr<Worker> pooled;
     if (spec_.pool && &spec_.pool->backend() == &backend_ &&
         want.same_fixed(backend_.default_limits()))
-        pooled = spec_.pool->take(spec_.metadata.language);
+        pooled = spec_.pool->take(spec_.metadata.language, package_dirs_);
     if (pooled) {
         auto fits = pooled->update_sandbox_limits(want);
         if (!fits || !*fits) pooled.reset();

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "actor/metadata.hpp"
+#include "actor/package_sets.hpp"
 #include "runtime/state/store.hpp"
 #include "runtime/worker.hpp"
 
@@ -39,7 +40,25 @@ struct InstanceSpec {
     // maxima; a call may bring its own (CallRequest::limits). Unset: default_limits() of
     // the instance's backend.
     std::optional<ActorLimits> limits;
+    // Its package sets and where its requirements resolved (PackageCatalog::for_actor);
+    // unset: create() resolves them against no sets, so that an actor requiring a package
+    // fails to load naming --packages.
+    std::optional<actor::ActorPackages> packages;
 };
+
+// How a worker's sandbox gets package sets: each set as a shared folder named
+// "<language>/<set>".
+std::vector<sandbox::SharedDir> package_dirs(const std::vector<actor::PackageSet>& sets);
+
+// The shared folders of every set of `lang` in `catalog`: what an actor that names no sets
+// and has no local set gets (the warm pool's default, PoolOptions).
+std::vector<sandbox::SharedDir> default_package_dirs(const actor::PackageCatalog& catalog,
+                                                     actor::Language lang);
+
+// spec.packages from `catalog` (PackageCatalog::for_actor), with spec.filename as the
+// script's path when `script_on_disk`.
+Result<void> resolve_packages(InstanceSpec& spec, const actor::PackageCatalog& catalog,
+                              bool script_on_disk);
 
 // Reads a script file into a spec (metadata extracted statically, source kept).
 Result<InstanceSpec> spec_from_file(const std::filesystem::path& path);
@@ -89,6 +108,7 @@ class Instance {
 
     const actor::ActorMetadata& metadata() const { return spec_.metadata; }
     const ActorLimits& limits() const { return *spec_.limits; }
+    const actor::ActorPackages& packages() const { return *spec_.packages; }
     const json::object& state() const { return state_; }
     const StateExpiry& expires() const { return expires_; }
     std::size_t worker_starts() const { return worker_starts_; }
@@ -114,6 +134,7 @@ class Instance {
 
     sandbox::Backend& backend_;
     InstanceSpec spec_;
+    std::vector<sandbox::SharedDir> package_dirs_;  // of spec_.packages
     json::object state_;
     StateExpiry expires_;
     // Each key's bytes (the key and its value as JSON) and their sum, for kMaxStateBytes.

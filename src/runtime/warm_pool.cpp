@@ -31,11 +31,14 @@ Result<std::unique_ptr<WarmPool>> WarmPool::create(sandbox::Backend& backend, Po
 }
 
 WarmPool::WarmPool(sandbox::Backend& backend, PoolOptions options)
-    : backend_(backend), options_(options) {
-    queue(actor::Language::python).target = options.python;
-    queue(actor::Language::javascript).target = options.node;
-    queue(actor::Language::python).stats.target = options.python;
-    queue(actor::Language::javascript).stats.target = options.node;
+    : backend_(backend), options_(std::move(options)) {
+    for (auto lang : kLanguages) {
+        Queue& q = queues_.emplace_back();
+        q.language = lang;
+        q.packages =
+            lang == actor::Language::python ? options_.python_packages : options_.node_packages;
+        q.target = q.stats.target = size_of(lang);
+    }
 }
 
 WarmPool::~WarmPool() {
@@ -49,30 +52,46 @@ WarmPool::~WarmPool() {
     // that spawned them is gone, so their parent-death signal may already have fired.
 }
 
-WarmPool::Queue& WarmPool::queue(actor::Language language) {
-    return queues_[language == actor::Language::python ? 0 : 1];
+std::size_t WarmPool::size_of(actor::Language language) const {
+    return language == actor::Language::python ? options_.python : options_.node;
 }
 
-std::unique_ptr<Worker> WarmPool::take(actor::Language language) {
+WarmPool::Queue* WarmPool::queue(actor::Language language,
+                                 const std::vector<sandbox::SharedDir>& packages) {
+    for (auto& q : queues_)
+        if (q.language == language && q.packages == packages) return &q;
+    return nullptr;
+}
+
+std::unique_ptr<Worker> WarmPool::take(actor::Language language,
+                                       const std::vector<sandbox::SharedDir>& packages) {
     std::unique_ptr<Worker> taken;
     std::vector<std::unique_ptr<Worker>> dead;
     {
         std::lock_guard lock(mu_);
-        Queue& q = queue(language);
-        while (!q.idle.empty() && !taken) {
-            auto w = std::move(q.idle.front());
-            q.idle.pop_front();
+        Queue* q = queue(language, packages);
+        if (!q && size_of(language) > 0 &&
+            queues_.size() < std::size(kLanguages) + limits::kMaxPoolPackageLists) {
+            q = &queues_.emplace_back();
+            q->language = language;
+            q->packages = packages;
+            q->target = q->stats.target = size_of(language);
+        }
+        if (!q) return nullptr;
+        while (!q->idle.empty() && !taken) {
+            auto w = std::move(q->idle.front());
+            q->idle.pop_front();
             if (w->alive())
                 taken = std::move(w);
             else
                 dead.push_back(std::move(w));
         }
         last_take_ = Clock::now();
-        if (q.short_since == Clock::time_point{}) q.short_since = last_take_;
+        if (q->short_since == Clock::time_point{}) q->short_since = last_take_;
         if (taken)
-            ++q.stats.taken;
-        else if (q.target > 0)
-            ++q.stats.missed;
+            ++q->stats.taken;
+        else if (q->target > 0)
+            ++q->stats.missed;
     }
     wake_.notify_all();
     changed_.notify_all();
@@ -91,29 +110,32 @@ bool WarmPool::wait_full(Clock::time_point deadline) {
 PoolStats WarmPool::stats() const {
     std::lock_guard lock(mu_);
     PoolStats s;
-    s.python = queues_[0].stats;
-    s.python.idle = queues_[0].idle.size();
-    s.node = queues_[1].stats;
-    s.node.idle = queues_[1].idle.size();
+    for (const auto& q : queues_) {
+        auto& l = q.language == actor::Language::python ? s.python : s.node;
+        l.target += q.stats.target;
+        l.idle += q.idle.size();
+        l.taken += q.stats.taken;
+        l.missed += q.stats.missed;
+        l.started += q.stats.started;
+        l.failed += q.stats.failed;
+        ++l.package_lists;
+    }
     return s;
 }
 
 void WarmPool::refill_loop() {
-    // Which language was last found short after a failure, and when it may be tried again.
-    Clock::time_point retry_at[2] = {};
     std::unique_lock lock(mu_);
     while (!stop_) {
-        // The language furthest below its target goes first, so one slow language does
-        // not starve the other.
-        int pick = -1;
+        // The queue furthest below its target goes first, so one slow language or set does
+        // not starve the others.
+        Queue* pick = nullptr;
         std::size_t most_missing = 0;
         Clock::time_point next_retry = Clock::time_point::max();
         const auto now = Clock::now();
-        for (int i = 0; i < 2; ++i) {
-            const Queue& q = queues_[i];
+        for (auto& q : queues_) {
             if (q.idle.size() >= q.target) continue;
-            if (retry_at[i] > now) {
-                next_retry = std::min(next_retry, retry_at[i]);
+            if (q.retry_at > now) {
+                next_retry = std::min(next_retry, q.retry_at);
                 continue;
             }
             const auto settled = std::min(last_take_ + limits::kPoolRefillDelay,
@@ -125,30 +147,43 @@ void WarmPool::refill_loop() {
             const std::size_t missing = q.target - q.idle.size();
             if (missing > most_missing) {
                 most_missing = missing;
-                pick = i;
+                pick = &q;
             }
         }
-        if (pick < 0) {
+        if (!pick) {
             if (next_retry == Clock::time_point::max())
                 wake_.wait(lock);
             else
                 wake_.wait_until(lock, next_retry);
             continue;
         }
+        const actor::Language language = pick->language;
+        const std::vector<sandbox::SharedDir> packages = pick->packages;
         lock.unlock();
-        auto w = Worker::spawn(backend_, kLanguages[pick], options_.start_timeout);
+        auto w = Worker::spawn(backend_, language, options_.start_timeout, {}, std::nullopt,
+                               nullptr, packages);
         lock.lock();
-        Queue& q = queues_[pick];
+        Queue& q = *pick;  // queues are never removed while the pool lives
         if (!w) {
             ++q.stats.failed;
-            retry_at[pick] = Clock::now() + limits::kPoolRetryDelay;
+            // A list of sets an instance asked for is not retried: its instance's own start
+            // met the same error.
+            if (&q != &queues_[0] && &q != &queues_[1]) {
+                q.target = 0;
+                spdlog::warn(
+                    "warm pool: could not start a {} sandbox with {} package set(s) "
+                    "({}); not pooling that list",
+                    actor::language_name(language), packages.size(), w.error().message);
+                continue;
+            }
+            q.retry_at = Clock::now() + limits::kPoolRetryDelay;
             spdlog::warn("warm pool: could not start a {} sandbox ({}); retrying in {} ms",
-                         actor::language_name(kLanguages[pick]), w.error().message,
+                         actor::language_name(language), w.error().message,
                          limits::kPoolRetryDelay.count());
             continue;
         }
         ++q.stats.started;
-        retry_at[pick] = {};
+        q.retry_at = {};
         q.idle.push_back(std::move(*w));
         if (q.idle.size() >= q.target) q.short_since = {};
         changed_.notify_all();

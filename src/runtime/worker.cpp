@@ -144,20 +144,23 @@ Result<std::unique_ptr<Worker>> Worker::spawn(sandbox::Backend& backend, actor::
                                               std::chrono::milliseconds start_timeout,
                                               std::function<void(const LogLine&)> on_log,
                                               std::optional<sandbox::SandboxLimits> limits,
-                                              sandbox::StartTimeline* timeline) {
+                                              sandbox::StartTimeline* timeline,
+                                              std::vector<sandbox::SharedDir> packages) {
     return spawn_impl(backend, language, start_timeout, std::move(on_log), std::move(limits),
-                      timeline, nullptr);
+                      timeline, std::move(packages), nullptr);
 }
 
 Result<std::unique_ptr<Worker>> Worker::spawn_impl(
     sandbox::Backend& backend, actor::Language language, std::chrono::milliseconds start_timeout,
     std::function<void(const LogLine&)> on_log, std::optional<sandbox::SandboxLimits> limits,
-    sandbox::StartTimeline* timeline, const LoadSpec* preload) {
+    sandbox::StartTimeline* timeline, std::vector<sandbox::SharedDir> packages,
+    const LoadSpec* preload) {
     const std::int64_t begin_ns = sandbox::monotonic_ns();
     if (timeline) timeline->mark_at(sandbox::StartMark::spawn_begin, begin_ns);
     sandbox::WorkerSpec ws;
     ws.limits = limits;
     ws.timeline = timeline;
+    ws.shared = packages;
     const bool python = language == actor::Language::python;
     std::string code_frame, magic;
     const int channel_fd = backend.channel_fd_in_worker();
@@ -175,6 +178,8 @@ Result<std::unique_ptr<Worker>> Worker::spawn_impl(
     if (!proc) return tl::unexpected(proc.error());
     std::unique_ptr<Worker> w(new Worker(std::move(*proc), std::move(on_log)));
     w->language_ = language;
+    for (const auto& d : packages) w->package_paths_.push_back(backend.shared_dir_path(d));
+    w->packages_ = std::move(packages);
     w->timeline_ = timeline;
     w->timeline_begin_ns_ = begin_ns;
     // A sandbox that boots (a VM) gets its boot's time on top.
@@ -247,6 +252,9 @@ Result<void> Worker::send_load(const LoadSpec& spec) {
     if (spec.metadata.language != language_)
         return fail(Errc::internal, "a " + std::string(actor::language_name(language_)) +
                                         " worker cannot load " + spec.filename);
+    if (spec.packages != packages_)
+        return fail(Errc::internal,
+                    "this worker's sandbox was not given the package sets of " + spec.filename);
     loaded_ = true;
     actor_id_ = spec.actor_id;
     filename_ = spec.filename;
@@ -263,6 +271,11 @@ Result<void> Worker::send_load(const LoadSpec& spec) {
                                                     {"value_bytes", limits::kMaxStateValueBytes},
                                                     {"bytes", limits::kMaxStateBytes},
                                                     {"ttl_ms", limits::kMaxStateTtlMs}}}};
+    if (!package_paths_.empty()) {
+        json::array paths;
+        for (const auto& p : package_paths_) paths.emplace_back(p);
+        load["paths"] = std::move(paths);
+    }
     // Marked before the send: the worker may read it before send() returns here.
     sandbox::mark(timeline_, sandbox::StartMark::load_sent);
     return queue_frame(load);
@@ -312,7 +325,7 @@ Result<std::unique_ptr<Worker>> Worker::start(sandbox::Backend& backend, const L
                                               sandbox::StartTimeline* timeline) {
     const auto begin = Clock::now();
     auto w = spawn_impl(backend, spec.metadata.language, start_timeout, spec.on_log, limits,
-                        timeline, &spec);
+                        timeline, spec.packages, &spec);
     if (!w) return tl::unexpected(w.error());
     // Start-up and load share one deadline, the boot's allowance included (spawn adds it).
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(

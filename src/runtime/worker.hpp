@@ -77,6 +77,9 @@ struct LoadSpec {
     json::object state;                          // committed state to start from
     json::object expires;                        // its keys' expiry times {key: ms}
     std::function<void(const LogLine&)> on_log;  // output outside calls (start-up, load)
+    // The package sets the worker's sandbox gets (sandbox::SharedDir) and the interpreter
+    // searches after its own library; a worker from spawn() must have been given the same.
+    std::vector<sandbox::SharedDir> packages;
 };
 
 class Worker {
@@ -90,7 +93,7 @@ class Worker {
         sandbox::Backend& backend, actor::Language language,
         std::chrono::milliseconds start_timeout, std::function<void(const LogLine&)> on_log = {},
         std::optional<sandbox::SandboxLimits> limits = std::nullopt,
-        sandbox::StartTimeline* timeline = nullptr);
+        sandbox::StartTimeline* timeline = nullptr, std::vector<sandbox::SharedDir> packages = {});
     // Loads the one script this worker will ever run; errors as for start(). A worker
     // whose load failed must be discarded.
     Result<void> load(const LoadSpec& spec, std::chrono::milliseconds timeout);
@@ -144,6 +147,8 @@ class Worker {
     std::uint64_t serial() const { return serial_; }
     const std::string& runtime_version() const { return runtime_version_; }
     actor::Language language() const { return language_; }
+    // The package sets its sandbox was given (LoadSpec::packages).
+    const std::vector<sandbox::SharedDir>& packages() const { return packages_; }
     // The limits the worker's sandbox enforces; nullptr when it enforces none.
     const sandbox::SandboxLimits* sandbox_limits() const;
     // Process::update_limits on the worker's sandbox: false when a new one is needed.
@@ -154,13 +159,11 @@ class Worker {
   private:
     Worker(std::unique_ptr<sandbox::Process> proc, std::function<void(const LogLine&)> on_log);
     // spawn(), with `preload` (when set) sent right behind the start, before the hello.
-    static Result<std::unique_ptr<Worker>> spawn_impl(sandbox::Backend& backend,
-                                                      actor::Language language,
-                                                      std::chrono::milliseconds start_timeout,
-                                                      std::function<void(const LogLine&)> on_log,
-                                                      std::optional<sandbox::SandboxLimits> limits,
-                                                      sandbox::StartTimeline* timeline,
-                                                      const LoadSpec* preload);
+    static Result<std::unique_ptr<Worker>> spawn_impl(
+        sandbox::Backend& backend, actor::Language language,
+        std::chrono::milliseconds start_timeout, std::function<void(const LogLine&)> on_log,
+        std::optional<sandbox::SandboxLimits> limits, sandbox::StartTimeline* timeline,
+        std::vector<sandbox::SharedDir> packages, const LoadSpec* preload);
     // load() in two halves: the frame, then its answer.
     Result<void> send_load(const LoadSpec& spec);
     Result<void> await_loaded(const LoadSpec& spec, std::chrono::milliseconds timeout);
@@ -234,6 +237,8 @@ class Worker {
     std::int64_t next_call_id_ = 1;
     actor::Language language_ = actor::Language::python;
     bool loaded_ = false;
+    std::vector<sandbox::SharedDir> packages_;
+    std::vector<std::string> package_paths_;      // where the worker finds them
     sandbox::StartTimeline* timeline_ = nullptr;  // until the first call's result
     std::int64_t timeline_begin_ns_ = 0;          // when spawn() began
 };

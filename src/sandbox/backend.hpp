@@ -22,6 +22,7 @@
 #include "core/error.hpp"
 #include "sandbox/process.hpp"
 #include "sandbox/sandbox_limits.hpp"
+#include "sandbox/shared_dir.hpp"
 #include "sandbox/start_timeline.hpp"
 
 namespace sandflow::sandbox {
@@ -35,6 +36,9 @@ struct WorkerSpec {
     // When set, the start's steps are marked on it (sandbox_bench --timeline); it must
     // outlive spawn().
     StartTimeline* timeline = nullptr;
+    // Host folders the worker may read (its package sets; shared_dir.hpp), checked by
+    // spawn() with check_shared_dirs().
+    std::vector<SharedDir> shared;
 };
 
 // How strong an isolation is, weakest first. Each backend provides one level and meets
@@ -68,6 +72,9 @@ class Backend {
     // How long a sandbox's own start may take before its worker runs (a VM's boot), on top
     // of the worker's start deadline; zero where the worker starts at once.
     virtual std::chrono::milliseconds boot_allowance() const { return {}; }
+    // Where a worker of this backend finds a shared folder: mounted_path() where the
+    // backend mounts it, the host's path where the worker reads the host's tree.
+    virtual std::string shared_dir_path(const SharedDir& dir) const { return mounted_path(dir); }
     virtual Result<std::unique_ptr<Process>> spawn(const WorkerSpec& spec) = 0;
 };
 

@@ -368,6 +368,16 @@ struct Server::Impl {
         auto declared = runtime::limits_for(spec.metadata, default_limits(), opts.max_limits);
         if (!declared) return tl::unexpected(declared.error());
         spec.limits = *declared;
+        // Checked here, so that a missing package fails the load (or skips a discovered
+        // script) before any sandbox starts.
+        if (opts.packages) {
+            if (auto ok = runtime::resolve_packages(spec, *opts.packages, origin != "inline"); !ok)
+                return tl::unexpected(ok.error());
+        } else {
+            auto p = actor::packages_without_sets(spec.metadata, spec.metadata.language);
+            if (!p) return tl::unexpected(p.error());
+            spec.packages = std::move(*p);
+        }
         entry->spec = std::move(spec);
         entry->origin = std::move(origin);
         std::lock_guard lk(mu);
@@ -664,6 +674,7 @@ struct Server::Impl {
                               {"backend", backend.name()},
                               {"isolation", sandbox::level_name(backend.level())},
                               {"metadata", a->spec.metadata.to_json()},
+                              {"packages", a->spec.packages->to_json()},
                               {"instances", std::move(instances)}});
     }
 

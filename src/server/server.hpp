@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "actor/package_sets.hpp"
 #include "core/limits.hpp"
 #include "rpc/transport.hpp"
 #include "runtime/actor_limits.hpp"
@@ -56,6 +57,8 @@ struct ServerOptions {
     // New instances take their sandboxes from here first; it must use the server's
     // backend and outlive the server. Null: every sandbox starts cold.
     runtime::WarmPool* warm_pool = nullptr;
+    // The package sets scripts may import from (actor/package_sets.hpp); null: none.
+    std::shared_ptr<const actor::PackageCatalog> packages;
 };
 
 class Server {

@@ -372,6 +372,7 @@ Result<std::unique_ptr<Process>> GvisorBackend::spawn(const WorkerSpec& spec) {
                     "the gvisor sandbox's working directory is /tmp, not '" + spec.workdir + "'");
     const SandboxLimits& limits = spec.limits ? *spec.limits : options_.limits;
     if (auto ok = check_positive(limits); !ok) return tl::unexpected(ok.error());
+    if (auto ok = check_shared_dirs(spec.shared); !ok) return tl::unexpected(ok.error());
 
     // The sandbox's folder: its bundle (config.json) and runsc's state.
     const std::string id = new_id();
@@ -387,6 +388,7 @@ Result<std::unique_ptr<Process>> GvisorBackend::spawn(const WorkerSpec& spec) {
     bundle.workdir = spec.workdir;
     bundle.root = folder_->path() + "/root";
     bundle.limits = limits;
+    bundle.shared = spec.shared;
     {
         std::ofstream out(dir + "/config.json", std::ios::binary);
         out << oci_config(bundle, layout_);

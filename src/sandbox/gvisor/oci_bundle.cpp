@@ -23,6 +23,9 @@ constexpr const char* kRootLinks[] = {"bin", "sbin", "lib", "lib32", "lib64", "l
 // /sys are gVisor's own, mounted whatever the spec says.
 constexpr const char* kMountPoints[] = {"usr", "tmp", "proc", "dev", "sys", "etc"};
 constexpr const char* kLdSoCache = "/etc/ld.so.cache";
+// Debian's alternatives: links into /usr through which some libraries are found
+// (libblas.so.3, which numpy loads).
+constexpr const char* kAlternatives = "/etc/alternatives";
 
 const char* rlimit_name(int resource) {
     switch (resource) {
@@ -49,10 +52,10 @@ Result<void> write_text(const fs::path& path, const std::string& text) {
     return {};
 }
 
-json::object bind_ro(const std::string& path) {
+json::object bind_ro(const std::string& path, const std::string& source = {}) {
     return {{"destination", path},
             {"type", "bind"},
-            {"source", path},
+            {"source", source.empty() ? path : source},
             {"options", json::array{"rbind", "ro"}}};
 }
 
@@ -111,6 +114,8 @@ RootLayout read_root_layout() {
     if (n > 0 && std::string_view(buf, static_cast<std::size_t>(n)).starts_with("/usr/"))
         l.localtime.assign(buf, static_cast<std::size_t>(n));
     l.ld_so_cache = ::access(kLdSoCache, R_OK) == 0;
+    struct stat st {};
+    l.alternatives = ::stat(kAlternatives, &st) == 0 && S_ISDIR(st.st_mode);
     return l;
 }
 
@@ -156,6 +161,12 @@ Result<void> write_root(const fs::path& root, const RootLayout& layout) {
     // The mount point of the host's ld.so.cache.
     if (layout.ld_so_cache)
         if (auto ok = write_text(etc / "ld.so.cache", ""); !ok) return ok;
+    if (layout.alternatives) {
+        fs::create_directory(etc / "alternatives", ec);
+        if (ec)
+            return tl::unexpected(
+                system_error("create " + (etc / "alternatives").string(), ec.value()));
+    }
     return {};
 }
 
@@ -185,6 +196,8 @@ std::string oci_config(const BundleSpec& spec, const RootLayout& layout) {
         cache["options"] = json::array{"bind", "ro"};
         mounts.push_back(std::move(cache));
     }
+    if (layout.alternatives) mounts.push_back(bind_ro(kAlternatives));
+    for (const auto& d : spec.shared) mounts.push_back(bind_ro(mounted_path(d), d.host));
     mounts.push_back(json::object{{"destination", "/proc"}, {"type", "proc"}, {"source", "proc"}});
     // gVisor's emulated /sys and /proc/sys hold nothing of the host's, but nothing the worker
     // needs either: hidden, as they are in the namespace tier.

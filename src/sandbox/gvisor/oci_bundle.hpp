@@ -6,10 +6,12 @@
 //   /bin /lib /lib64 /sbin …  the host's merged-/usr links, recreated (read-only binds on
 //                             hosts without merged /usr)
 //   /etc                      generated: passwd and group naming only the sandbox user,
-//                             hostname, hosts, nsswitch.conf, the localtime link, and a
-//                             read-only bind of the host's ld.so.cache
+//                             hostname, hosts, nsswitch.conf, the localtime link, and
+//                             read-only binds of the host's ld.so.cache and
+//                             /etc/alternatives (Debian's links into /usr)
 //   /tmp                      a tmpfs capped at tmpfs_bytes, noexec: the only writable place
 //                             and the working directory
+//   /packages/<lang>/<set>    the sandbox's package sets (shared_dir.hpp), bound read-only
 //   /proc /dev /sys           gVisor's own, emulated by its kernel (nothing of the host's)
 // and is itself read-only.
 //
@@ -28,6 +30,7 @@
 #include "core/error.hpp"
 #include "core/json.hpp"
 #include "sandbox/sandbox_limits.hpp"
+#include "sandbox/shared_dir.hpp"
 
 namespace sandflow::sandbox::gvisor {
 
@@ -44,6 +47,7 @@ struct RootLayout {
     std::vector<std::string> bound_dirs;
     std::string localtime;  // the target of /etc/localtime when it points under /usr
     bool ld_so_cache = false;
+    bool alternatives = false;  // /etc/alternatives is a folder
 };
 RootLayout read_root_layout();
 
@@ -60,6 +64,7 @@ struct BundleSpec {
     // Tasks of the sandbox's user that are not the worker's (its init): RLIMIT_NPROC gets them
     // on top, as the other tiers do not count their init or supervisor against the pids limit.
     std::uint32_t init_tasks = 0;
+    std::vector<SharedDir> shared;  // bound read-only at mounted_path()
 };
 
 // The project's seccomp policy as OCI's linux.seccomp, which runsc applies inside gVisor's

@@ -41,20 +41,24 @@ constexpr int kStatusFd = 5;                 // the supervisor writes the worker
 // What the sandbox's paths are: read and execute the interpreters and their libraries
 // (merged /usr: /bin and /lib are links into it; on other hosts they are folders of their
 // own); read the two files of /etc the loader and OpenSSL insist on; the five harmless
-// devices; everything but execute in its own work folder; its own /proc/<pid>.
-std::vector<LandlockRule> landlock_rules(const std::string& work_dir) {
-    return {{"/usr", LandlockAccess::read_exec},
-            {"/bin", LandlockAccess::read_exec},
-            {"/lib", LandlockAccess::read_exec},
-            {"/lib64", LandlockAccess::read_exec},
-            {"/etc/ld.so.cache", LandlockAccess::read_file},
-            {"/etc/ssl/openssl.cnf", LandlockAccess::read_file},
-            {"/dev/null", LandlockAccess::device},
-            {"/dev/zero", LandlockAccess::device},
-            {"/dev/full", LandlockAccess::device},
-            {"/dev/random", LandlockAccess::device},
-            {"/dev/urandom", LandlockAccess::device},
-            {work_dir, LandlockAccess::read_write}};
+// devices; everything but execute in its own work folder; its own /proc/<pid>; read its
+// package folders (native extension modules are mapped, never executed).
+std::vector<LandlockRule> landlock_rules(const std::string& work_dir,
+                                         const std::vector<SharedDir>& shared) {
+    std::vector<LandlockRule> rules = {{"/usr", LandlockAccess::read_exec},
+                                       {"/bin", LandlockAccess::read_exec},
+                                       {"/lib", LandlockAccess::read_exec},
+                                       {"/lib64", LandlockAccess::read_exec},
+                                       {"/etc/ld.so.cache", LandlockAccess::read_file},
+                                       {"/etc/ssl/openssl.cnf", LandlockAccess::read_file},
+                                       {"/dev/null", LandlockAccess::device},
+                                       {"/dev/zero", LandlockAccess::device},
+                                       {"/dev/full", LandlockAccess::device},
+                                       {"/dev/random", LandlockAccess::device},
+                                       {"/dev/urandom", LandlockAccess::device},
+                                       {work_dir, LandlockAccess::read_write}};
+    for (const auto& d : shared) rules.push_back({d.host, LandlockAccess::read});
+    return rules;
 }
 
 // Everything the child reads, prepared by the parent: pointers into the parent's memory,
@@ -356,6 +360,7 @@ Result<std::unique_ptr<Process>> LandlockBackend::spawn(const WorkerSpec& spec) 
                         spec.workdir + "'");
     const SandboxLimits& limits = spec.limits ? *spec.limits : options_.limits;
     if (auto ok = check_positive(limits); !ok) return tl::unexpected(ok.error());
+    if (auto ok = check_shared_dirs(spec.shared); !ok) return tl::unexpected(ok.error());
 
     std::optional<IdLease> lease;
     if (ids_->per_sandbox()) {
@@ -397,7 +402,8 @@ Result<std::unique_ptr<Process>> LandlockBackend::spawn(const WorkerSpec& spec) 
     const RlimitPlan rlimits = make_rlimit_plan(
         limits, nproc,
         memory_cgroup_ ? std::nullopt : std::optional<std::uint64_t>(limits.memory_bytes));
-    const LandlockPlan landlock = make_landlock_plan(landlock_rules(parts.work_dir), true);
+    const LandlockPlan landlock =
+        make_landlock_plan(landlock_rules(parts.work_dir, spec.shared), true);
 
     std::vector<std::string> env;
     for (const auto& e : clean_worker_env())

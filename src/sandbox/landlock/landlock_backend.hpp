@@ -67,6 +67,8 @@ class LandlockBackend final : public Backend {
     std::string_view name() const override { return "landlock"; }
     IsolationLevel level() const override { return IsolationLevel::process; }
     SandboxLimits default_limits() const override { return options_.limits; }
+    // No mounts: the worker reads a shared folder where it lies, through a Landlock rule.
+    std::string shared_dir_path(const SharedDir& dir) const override { return dir.host; }
     Result<std::unique_ptr<Process>> spawn(const WorkerSpec& spec) override;
 
     // Starts one sandbox running /usr/bin/true and waits for it; computed once per process.

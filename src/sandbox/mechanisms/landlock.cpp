@@ -88,6 +88,12 @@ LandlockPlan make_landlock_plan(const std::vector<LandlockRule>& rules, bool own
     return p;
 }
 
+void add_sandbox_folder_rule(LandlockPlan& plan, std::string path, LandlockAccess access) {
+    if (plan.abi <= 0) return;
+    const std::uint64_t a = rights(access, plan.handled_fs) & plan.handled_fs;
+    if (a != 0) plan.rules.push_back({std::move(path), a});
+}
+
 namespace {
 
 ChildFailure add_rule(int ruleset, int parent_fd, std::uint64_t access) {

@@ -56,6 +56,10 @@ int landlock_abi();
 // is left out (the worker cannot reach it anyway: nothing grants it).
 LandlockPlan make_landlock_plan(const std::vector<LandlockRule>& rules, bool own_proc);
 
+// Adds a rule for a folder of the sandbox's own filesystem view, which the host may lack (a
+// mount point the sandbox makes): its rights are those of a folder.
+void add_sandbox_folder_rule(LandlockPlan& plan, std::string path, LandlockAccess access);
+
 // Child side, after no_new_privs, in the final filesystem view. No allocation.
 ChildFailure apply_landlock(const LandlockPlan& plan);
 

@@ -243,6 +243,15 @@ Result<std::unique_ptr<Process>> MicrovmBackend::spawn(const WorkerSpec& spec) {
                     "the microVM's working directory is /tmp, not '" + spec.workdir + "'");
     const SandboxLimits& limits = spec.limits ? *spec.limits : options_.limits;
     if (auto ok = check_positive(limits); !ok) return tl::unexpected(ok.error());
+    if (auto ok = check_shared_dirs(spec.shared); !ok) return tl::unexpected(ok.error());
+    for (const auto& d : spec.shared)
+        if (!d.host.starts_with("/usr/"))
+            return fail(Errc::invalid_argument,
+                        "the microvm backend shares only the host's /usr with its guest, so "
+                        "package folder '" +
+                            d.host +
+                            "' is out of its reach; install the packages under /usr (a "
+                            "virtualenv in /usr/local/lib) or use another backend");
 
     StartSpec start;
     start.argv = spec.argv;

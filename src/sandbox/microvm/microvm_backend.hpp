@@ -80,6 +80,9 @@ class MicrovmBackend final : public Backend {
     std::chrono::milliseconds boot_allowance() const override {
         return accel_ == VmAccel::kvm ? microvm::kKvmBootAllowance : microvm::kTcgBootAllowance;
     }
+    // The guest mounts the host's /usr where it lies, so a shared folder under /usr is found
+    // at its host path; spawn() refuses others.
+    std::string shared_dir_path(const SharedDir& dir) const override { return dir.host; }
     Result<std::unique_ptr<Process>> spawn(const WorkerSpec& spec) override;
 
     VmAccel accel() const { return accel_; }

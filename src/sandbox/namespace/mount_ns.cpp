@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <set>
 
 namespace sandflow::sandbox::ns {
 
@@ -103,6 +104,10 @@ Result<MountPlan> make_mount_plan(const MountOptions& o) {
     }
     if (::access("/etc/ld.so.cache", R_OK) == 0)
         b.bind_ro("/etc/ld.so.cache", stage("etc/ld.so.cache"), true);
+    // Debian's alternatives: links into /usr through which some libraries are found
+    // (libblas.so.3, which numpy loads).
+    if (struct stat st{}; ::stat("/etc/alternatives", &st) == 0 && S_ISDIR(st.st_mode))
+        b.bind_ro("/etc/alternatives", stage("etc/alternatives"), false);
 
     // /dev: five harmless character devices and the usual links.
     b.mkdir(stage("dev"));
@@ -125,6 +130,18 @@ Result<MountPlan> make_mount_plan(const MountOptions& o) {
                std::string("link /dev/") + name});
     b.add({Kind::restrict, "", stage("dev"), "", 0, kReadOnly | MOUNT_ATTR_NOEXEC, false, 0,
            "make the /dev tmpfs read-only"});
+
+    // The package sets, each at kSharedDirRoot/<language>/<set>.
+    if (auto ok = check_shared_dirs(o.shared); !ok) return tl::unexpected(ok.error());
+    std::set<std::string> made;
+    for (const auto& d : o.shared) {
+        const std::string inside = mounted_path(d);
+        for (auto slash = inside.find('/', 1); slash != std::string::npos;
+             slash = inside.find('/', slash + 1))
+            if (made.insert(inside.substr(0, slash)).second)
+                b.mkdir(stage(inside.substr(1, slash - 1)));
+        b.bind_ro(d.host, stage(inside.substr(1)), false);
+    }
 
     // /proc of the sandbox's own pid namespace.
     b.mkdir(stage("proc"), 0555);

@@ -6,13 +6,16 @@
 //   /bin /lib /lib64 /sbin …  the host's merged-/usr symlinks, recreated (or read-only
 //                             binds on hosts without merged /usr)
 //   /etc                      generated: passwd and group naming only the sandbox user,
-//                             hostname, hosts, nsswitch.conf, the localtime link and a
-//                             read-only bind of ld.so.cache. No shadow, nothing else.
+//                             hostname, hosts, nsswitch.conf, the localtime link and
+//                             read-only binds of ld.so.cache and /etc/alternatives
+//                             (Debian's links into /usr). No shadow, nothing else.
 //   /dev                      a read-only tmpfs with null, zero, full, random, urandom
 //                             (bound from the host: mknod is not allowed in a user
 //                             namespace) and the fd, stdin, stdout, stderr links
 //   /proc                     a new proc of the sandbox's own pid namespace, showing
 //                             only process folders (subset=pid): no /proc/sys, kcore, …
+//   /packages/<lang>/<set>    the sandbox's package sets (shared_dir.hpp), bound read-only,
+//                             nosuid, nodev
 //   /tmp                      a size- and inode-capped tmpfs, nosuid, nodev, noexec: the
 //                             only writable place, and the working directory
 // and the root itself is then made read-only.
@@ -29,6 +32,7 @@
 
 #include "core/error.hpp"
 #include "sandbox/mechanisms/child_report.hpp"
+#include "sandbox/shared_dir.hpp"
 
 namespace sandflow::sandbox::ns {
 
@@ -41,6 +45,7 @@ struct MountOptions {
     std::string hostname = "sandflow";
     std::string user_name = "sandbox";  // uid 0 / gid 0 inside
     bool proc_subset_pid = true;        // Linux >= 5.8
+    std::vector<SharedDir> shared;      // checked with check_shared_dirs()
 };
 
 struct MountOp {

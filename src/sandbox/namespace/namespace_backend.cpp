@@ -282,15 +282,24 @@ Result<std::unique_ptr<Process>> NamespaceBackend::spawn(const WorkerSpec& spec)
     MountPlan custom;
     const MountPlan* mounts = &default_mounts_;
     if (spec.workdir != "/tmp" || limits.tmpfs_bytes != options_.limits.tmpfs_bytes ||
-        limits.tmpfs_inodes != options_.limits.tmpfs_inodes) {
+        limits.tmpfs_inodes != options_.limits.tmpfs_inodes || !spec.shared.empty()) {
         MountOptions mo;
         mo.tmpfs_bytes = limits.tmpfs_bytes;
         mo.tmpfs_inodes = limits.tmpfs_inodes;
         mo.workdir = spec.workdir;
+        mo.shared = spec.shared;
         auto plan = make_mount_plan(mo);
         if (!plan) return tl::unexpected(plan.error());
         custom = std::move(*plan);
         mounts = &custom;
+    }
+    // The package sets' mount points exist in the sandbox's view only.
+    LandlockPlan custom_landlock;
+    const LandlockPlan* landlock = &landlock_;
+    if (!spec.shared.empty()) {
+        custom_landlock = landlock_;
+        add_sandbox_folder_rule(custom_landlock, std::string(kSharedDirRoot), LandlockAccess::read);
+        landlock = &custom_landlock;
     }
     std::vector<char*> argv, envp;
     for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
@@ -320,7 +329,7 @@ Result<std::unique_ptr<Process>> NamespaceBackend::spawn(const WorkerSpec& spec)
     ChildContext ctx{&ids_,
                      mounts,
                      rlimits,
-                     &landlock_,
+                     landlock,
                      &seccomp_,
                      &options_.layers,
                      &hostname,

@@ -17,6 +17,8 @@ class NoneBackend final : public Backend {
     // Nothing here is enforced (only the runtime's own limits are); they are kept so that
     // instances and the warm pool agree on what a default sandbox is.
     SandboxLimits default_limits() const override { return limits_; }
+    // The worker reads the host's tree: a shared folder is where it lies.
+    std::string shared_dir_path(const SharedDir& dir) const override { return dir.host; }
     Result<std::unique_ptr<Process>> spawn(const WorkerSpec& spec) override;
 
   private:

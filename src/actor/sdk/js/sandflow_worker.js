@@ -412,6 +412,13 @@ function load(msg) {
     scriptFile = msg.filename;
     scriptSource = msg.source;
     scriptLines = null;
+    // The package sets' folders, searched after node_modules folders on the script's own
+    // path, as NODE_PATH's are (the environment is otherwise empty).
+    if (Array.isArray(msg.paths) && msg.paths.length > 0) {
+        process.env.NODE_PATH = msg.paths.join(path.delimiter);
+        require('module')._initPaths();
+        delete process.env.NODE_PATH;
+    }
     let captured = { metadata: undefined, process: undefined };
     const fn = vm.compileFunction(scriptSource + CAPTURE,
         ['exports', 'require', 'module', '__filename', '__dirname', '__sandflow_capture'],

@@ -575,6 +575,8 @@ def _load(msg):
     # module has run; until then (an error at import time) _error_info takes "<string>" frames
     # as the script's. Appending after the last line keeps every line number. A failed load
     # ends the worker, so _loading stays set for its error report.
+    # The package sets' folders, after the standard library's: a set cannot shadow it.
+    sys.path.extend(msg.get("paths") or ())
     _loading = True
     exec(_script_source + "\n__sandflow_name_code__()\n", namespace)
     _loading = False
