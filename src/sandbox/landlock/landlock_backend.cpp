@@ -38,6 +38,8 @@ constexpr int kSweepGraceMs = 2'000;
 constexpr int kReportFd = kReportFdInChild;  // {step, errno} on failure; close-on-exec
 constexpr int kStatusFd = 5;                 // the supervisor writes the worker's status here
 
+}  // namespace
+
 // What the sandbox's paths are: read and execute the interpreters and their libraries
 // (merged /usr: /bin and /lib are links into it; on other hosts they are folders of their
 // own); read the two files of /etc the loader and OpenSSL insist on; the five harmless
@@ -56,6 +58,8 @@ std::vector<LandlockRule> landlock_rules(const std::string& work_dir) {
             {"/dev/urandom", LandlockAccess::device},
             {work_dir, LandlockAccess::read_write}};
 }
+
+namespace {
 
 // Everything the child reads, prepared by the parent: pointers into the parent's memory,
 // which the child sees as its copy-on-write image.

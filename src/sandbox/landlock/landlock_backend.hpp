@@ -58,6 +58,10 @@ struct LandlockOptions {
 // /tmp/sandflow-work-<euid>.
 std::string work_root_default();
 
+// The paths a sandbox of this tier may reach and how, with `work_dir` its own work folder:
+// the plan's input (mech::make_landlock_plan), as data a test can read without a sandbox.
+std::vector<mech::LandlockRule> landlock_rules(const std::string& work_dir);
+
 class LandlockBackend final : public Backend {
   public:
     // Errc::sandbox_unavailable when the kernel has no Landlock (this tier's only

@@ -229,21 +229,21 @@ class NamespaceProcess final : public Process {
 
 }  // namespace
 
+// Paths as the worker sees them after pivot_root (mount_ns.hpp); the same folders exist
+// on the host, which is where the plan looks at them.
+std::vector<LandlockRule> namespace_landlock_rules() {
+    return {{"/", LandlockAccess::list},      {"/usr", LandlockAccess::read_exec},
+            {"/etc", LandlockAccess::read},   {"/proc", LandlockAccess::read},
+            {"/dev", LandlockAccess::device}, {"/tmp", LandlockAccess::read_write}};
+}
+
 Result<std::unique_ptr<NamespaceBackend>> NamespaceBackend::create(NamespaceOptions options) {
     std::unique_ptr<NamespaceBackend> b(new NamespaceBackend(std::move(options)));
     b->ids_ = make_id_mapping();
     auto seccomp = build_seccomp_program();
     if (!seccomp) return tl::unexpected(seccomp.error());
     b->seccomp_ = std::move(*seccomp);
-    // Paths as the worker sees them after pivot_root (mount_ns.hpp); the same folders exist
-    // on the host, which is where the plan looks at them.
-    b->landlock_ = make_landlock_plan({{"/", LandlockAccess::list},
-                                       {"/usr", LandlockAccess::read_exec},
-                                       {"/etc", LandlockAccess::read},
-                                       {"/proc", LandlockAccess::read},
-                                       {"/dev", LandlockAccess::device},
-                                       {"/tmp", LandlockAccess::read_write}},
-                                      false);
+    b->landlock_ = make_landlock_plan(namespace_landlock_rules(), false);
     if (b->options_.use_cgroups) {
         b->cgroups_ = detect_cgroup_support();
         if (const auto n = remove_stale_groups(b->cgroups_))
