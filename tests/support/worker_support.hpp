@@ -2,10 +2,14 @@
 #pragma once
 
 #include <poll.h>
+#include <stdlib.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -149,6 +153,77 @@ inline std::filesystem::path write_script(const std::filesystem::path& dir, cons
     std::ofstream(p) << text;
     return p;
 }
+
+// What the suites of one sandbox backend (namespace_worker_test, gvisor_worker_test) share:
+// the backend, a scratch folder, and ways to start workers in it and read what they say.
+// The suite's SetUp() makes backend_ (or skips) and calls make_dir().
+template <class B>
+class BackendSuite : public ::testing::Test {
+  protected:
+    void make_dir(std::string prefix) {
+        prefix += "XXXXXX";
+        ASSERT_NE(::mkdtemp(prefix.data()), nullptr);
+        dir_ = prefix;
+    }
+    void TearDown() override {
+        backend_.reset();
+        if (!dir_.empty()) std::filesystem::remove_all(dir_);
+    }
+
+    std::filesystem::path write(const std::string& name, const std::string& text) {
+        return write_script(dir_, name, text);
+    }
+
+    std::unique_ptr<runtime::Instance> must_load(const std::filesystem::path& script) {
+        auto spec = runtime::spec_from_file(script);
+        EXPECT_TRUE(spec) << (spec ? "" : spec.error().message);
+        if (!spec) return nullptr;
+        spec->on_log = [](const runtime::LogLine&) {};
+        auto inst = runtime::Instance::create(*backend_, std::move(*spec));
+        EXPECT_TRUE(inst) << (inst ? "" : inst.error().message);
+        return inst ? std::move(*inst) : nullptr;
+    }
+
+    // Starts `argv` directly in a sandbox, without the runtime.
+    std::unique_ptr<sandbox::Process> start(std::vector<std::string> argv,
+                                            std::optional<sandbox::SandboxLimits> limits = {}) {
+        sandbox::WorkerSpec spec;
+        spec.argv = std::move(argv);
+        spec.limits = limits;
+        auto p = backend_->spawn(spec);
+        EXPECT_TRUE(p) << (p ? "" : p.error().message);
+        return p ? std::move(*p) : nullptr;
+    }
+
+    // The process's stdout up to its first newline, waiting up to `timeout`.
+    static std::string read_line(sandbox::Process& p,
+                                 std::chrono::seconds timeout = std::chrono::seconds(10)) {
+        std::string text;
+        const auto until = std::chrono::steady_clock::now() + timeout;
+        while (text.find('\n') == std::string::npos && std::chrono::steady_clock::now() < until) {
+            pollfd f{p.stdout_fd(), POLLIN, 0};
+            if (::poll(&f, 1, 100) != 1) continue;
+            char buf[4096];
+            const ssize_t n = ::read(p.stdout_fd(), buf, sizeof buf);
+            if (n <= 0) break;
+            text.append(buf, static_cast<std::size_t>(n));
+        }
+        return text.substr(0, text.find('\n'));
+    }
+
+    bool has_cgroup(const std::string& controller) const {
+        for (const auto& c : backend_->cgroup_support().controllers)
+            if (c.name == controller && c.usable()) return true;
+        return false;
+    }
+
+    static runtime::CallRequest req(json::object inputs) { return call_request(std::move(inputs)); }
+
+    using Recorded = RecordedEvents;
+
+    std::unique_ptr<B> backend_;
+    std::filesystem::path dir_;
+};
 
 // The seed's doubling actor, and the same in JavaScript.
 inline constexpr const char* kDoublePy =

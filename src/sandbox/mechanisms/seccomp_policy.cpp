@@ -270,15 +270,21 @@ Result<SeccompProgram> build_seccomp_program(SeccompTier tier) {
     return p;
 }
 
+std::array<sock_filter, kSignalGuardLength> signal_guard_for(const SeccompProgram& program,
+                                                             pid_t protect_a, pid_t protect_b) {
+    std::array<sock_filter, kSignalGuardLength> guard = program.guard;
+    guard[kGuardA].k = protect_a > 0 ? static_cast<std::uint32_t>(protect_a) : kNoPid;
+    guard[kGuardB].k = protect_b > 0 ? static_cast<std::uint32_t>(protect_b) : kNoPid;
+    return guard;
+}
+
 ChildFailure install_seccomp(const SeccompProgram& program, pid_t protect_a, pid_t protect_b) {
     auto install = [](const sock_filter* code, std::size_t n) {
         sock_fprog f{static_cast<unsigned short>(n), const_cast<sock_filter*>(code)};
         return ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &f, 0, 0) == 0;
     };
     if (program.signal_guard) {
-        std::array<sock_filter, kSignalGuardLength> guard = program.guard;  // on the stack
-        guard[kGuardA].k = protect_a > 0 ? static_cast<std::uint32_t>(protect_a) : kNoPid;
-        guard[kGuardB].k = protect_b > 0 ? static_cast<std::uint32_t>(protect_b) : kNoPid;
+        const auto guard = signal_guard_for(program, protect_a, protect_b);  // on the stack
         if (!install(guard.data(), guard.size())) return failed_at(kStepSeccomp);
     }
     for (const auto* prog : {&program.personality, &program.main})
