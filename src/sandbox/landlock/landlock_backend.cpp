@@ -14,7 +14,6 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <mutex>
 #include <optional>
 
 #include "core/log.hpp"
@@ -22,6 +21,7 @@
 #include "sandbox/landlock/work_dir.hpp"
 #include "sandbox/mechanisms/capabilities.hpp"
 #include "sandbox/mechanisms/child_report.hpp"
+#include "sandbox/trial_run.hpp"
 
 namespace sandflow::sandbox {
 
@@ -205,7 +205,7 @@ class LandlockProcess final : public Process {
             ::kill(pid(), SIGTERM);
             term_sent_ = true;
         }
-        if (wait_for_end(kSweepGraceMs)) return;
+        if (wait_for_end(pid(), kSweepGraceMs)) return;
         spdlog::warn(
             "the landlock sandbox's supervisor (pid {}) did not end within {} ms of "
             "SIGTERM; killing it",
@@ -284,29 +284,6 @@ class LandlockProcess final : public Process {
     }
 
   private:
-    // True once the supervisor has ended (not reaped: try_wait() does that).
-    bool wait_for_end(int timeout_ms) {
-        UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid(), 0)));
-        if (pidfd) {
-            pollfd p{pidfd.get(), POLLIN, 0};
-            int r;
-            do {
-                r = ::poll(&p, 1, timeout_ms);
-            } while (r < 0 && errno == EINTR);
-            return r == 1;
-        }
-        // No pidfd (Linux < 5.3, or a profile that refuses it): look every half millisecond.
-        for (int waited_us = 0; waited_us <= timeout_ms * 1000; waited_us += 500) {
-            siginfo_t info{};
-            if (::waitid(P_PID, static_cast<id_t>(pid()), &info, WEXITED | WNOHANG | WNOWAIT) !=
-                    0 ||
-                info.si_pid != 0)
-                return true;
-            ::usleep(500);
-        }
-        return false;
-    }
-
     Parts p_;
     UniqueFd own_events_;  // the limit events' descriptor when the cgroups have none
     std::unique_ptr<WorkDirWatch> watch_;
@@ -495,26 +472,7 @@ Result<std::unique_ptr<Process>> LandlockBackend::spawn(const WorkerSpec& spec) 
 }
 
 Result<void> LandlockBackend::probe() {
-    static std::once_flag once;
-    static Result<void> result;
-    std::call_once(once, [] {
-        auto backend = create();
-        if (!backend) {
-            result = tl::unexpected(backend.error());
-            return;
-        }
-        WorkerSpec spec;
-        spec.argv = {"/usr/bin/true"};
-        auto proc = (*backend)->spawn(spec);
-        if (!proc) {
-            result = tl::unexpected(proc.error());
-            return;
-        }
-        const ExitStatus st = wait_or_kill(**proc, 5000);
-        if (!WIFEXITED(st.raw) || WEXITSTATUS(st.raw) != 0)
-            result = tl::unexpected(unavailable("a test sandbox running /usr/bin/true " +
-                                                st.describe() + " (run `sandflow doctor`)"));
-    });
+    static const Result<void> result = trial_run(create(), kTrialTimeoutMs);  // once
     return result;
 }
 

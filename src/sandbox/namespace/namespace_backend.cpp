@@ -16,6 +16,7 @@
 #include "core/log.hpp"
 #include "sandbox/mechanisms/capabilities.hpp"
 #include "sandbox/namespace/namespaces.hpp"
+#include "sandbox/trial_run.hpp"
 
 namespace sandflow::sandbox {
 
@@ -412,27 +413,7 @@ Result<std::unique_ptr<Process>> NamespaceBackend::spawn(const WorkerSpec& spec)
 }
 
 Result<void> NamespaceBackend::probe() {
-    static std::once_flag once;
-    static Result<void> result;
-    std::call_once(once, [] {
-        auto backend = create();
-        if (!backend) {
-            result = tl::unexpected(backend.error());
-            return;
-        }
-        WorkerSpec spec;
-        spec.argv = {"/usr/bin/true"};
-        auto proc = (*backend)->spawn(spec);
-        if (!proc) {
-            result = tl::unexpected(proc.error());
-            return;
-        }
-        // /usr/bin/true exits at once; a status other than 0 means the sandbox is broken.
-        const ExitStatus st = wait_or_kill(**proc, 5000);
-        if (!WIFEXITED(st.raw) || WEXITSTATUS(st.raw) != 0)
-            result = tl::unexpected(unavailable("a test sandbox running /usr/bin/true " +
-                                                st.describe() + " (run `sandflow doctor`)"));
-    });
+    static const Result<void> result = trial_run(create(), kTrialTimeoutMs);  // once
     return result;
 }
 
