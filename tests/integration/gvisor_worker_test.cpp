@@ -308,36 +308,12 @@ TEST_F(GvisorWorkerTest, RunsForAnOrdinaryUserToo) {
     ASSERT_EQ(::chown(state.c_str(), 65534, 65534), 0) << std::strerror(errno);
     auto spec = runtime::spec_from_file(write("d.py", sandflow::testing::kDoublePy));
     ASSERT_TRUE(spec) << spec.error().message;
-    const pid_t child = ::fork();
-    ASSERT_GE(child, 0);
-    if (child == 0) {
-        if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
-            ::setresuid(65534, 65534, 65534) != 0)
-            ::_exit(10);
-        ::prctl(PR_SET_DUMPABLE, 1);
+    call_as_nobody(std::move(*spec), [&] {
         sandbox::GvisorOptions o;
         o.state_dir = state.string();
         auto b = sandbox::GvisorBackend::create(o);
-        if (!b || !(*b)->rootless()) ::_exit(11);
-        for (const auto& c : (*b)->cgroup_support().controllers)
-            if (c.usable()) ::_exit(12);
-        auto inst = runtime::Instance::create(**b, std::move(*spec));
-        if (!inst) {
-            std::fprintf(stderr, "%s\n", inst.error().message.c_str());
-            ::_exit(13);
-        }
-        runtime::CallEvents ev;
-        auto r = (*inst)->call(req({{"input", 4}}), ev);
-        const bool ok = r && r->outputs.at("status") == json::value("completed");
-        inst->reset();  // _exit runs no destructor: the sandbox and folder go here
-        b->reset();
-        ::_exit(ok ? 0 : 14);
-    }
-    int st = 0;
-    ASSERT_EQ(::waitpid(child, &st, 0), child);
-    ASSERT_TRUE(WIFEXITED(st));
-    EXPECT_EQ(WEXITSTATUS(st), 0) << "10: dropping to nobody, 11: backend, 12: a cgroup was "
-                                     "writable, 13: start, 14: call";
+        return b && (*b)->rootless() ? std::move(*b) : nullptr;
+    });
     EXPECT_EQ(entries(state), 0u) << "the ordinary user's backend left its folder";
 }
 

@@ -405,33 +405,10 @@ TEST_F(NamespaceWorkerTest, RunsForAnOrdinaryUserToo) {
     // id map is then the caller's own id, setgroups is denied, and no cgroup is writable.
     auto spec = runtime::spec_from_file(write("d.py", kDouble));
     ASSERT_TRUE(spec) << spec.error().message;
-    const pid_t child = ::fork();
-    ASSERT_GE(child, 0);
-    if (child == 0) {
-        if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
-            ::setresuid(65534, 65534, 65534) != 0)
-            ::_exit(10);
-        // Changing uid made this process non-dumpable: its /proc files would belong to
-        // root, and its own sandbox's uid_map would not be writable by it.
-        ::prctl(PR_SET_DUMPABLE, 1);
+    call_as_nobody(std::move(*spec), [] {
         auto b = sandbox::NamespaceBackend::create();
-        if (!b) ::_exit(11);
-        for (const auto& c : (*b)->cgroup_support().controllers)
-            if (c.usable()) ::_exit(12);
-        auto inst = runtime::Instance::create(**b, std::move(*spec));
-        if (!inst) {
-            std::fprintf(stderr, "%s\n", inst.error().message.c_str());
-            ::_exit(13);
-        }
-        runtime::CallEvents ev;
-        auto r = (*inst)->call(req({{"input", 4}}), ev);
-        ::_exit(r && r->outputs.at("status") == json::value("completed") ? 0 : 14);
-    }
-    int st = 0;
-    ASSERT_EQ(::waitpid(child, &st, 0), child);
-    ASSERT_TRUE(WIFEXITED(st));
-    EXPECT_EQ(WEXITSTATUS(st), 0) << "10: dropping to nobody, 11: backend, 12: a cgroup was "
-                                     "writable, 13: start, 14: call";
+        return b ? std::move(*b) : nullptr;
+    });
 }
 
 TEST_F(NamespaceWorkerTest, SetUpFailuresNameTheStepAndHowToFixIt) {

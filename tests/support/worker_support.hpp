@@ -1,11 +1,15 @@
 // Helpers shared by the suites that drive workers through runtime::Instance.
 #pragma once
 
+#include <grp.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -209,6 +213,43 @@ class BackendSuite : public ::testing::Test {
             text.append(buf, static_cast<std::size_t>(n));
         }
         return text.substr(0, text.find('\n'));
+    }
+
+    // As root: drops to nobody in a child process, makes a backend there with `make` (null
+    // when it is not what the test expects) and runs one call of `spec` (the doubling actor)
+    // on it. No cgroup may be writable for nobody. The test fails naming the step that did.
+    template <class Make>
+    void call_as_nobody(runtime::InstanceSpec spec, Make make) {
+        const pid_t child = ::fork();
+        ASSERT_GE(child, 0);
+        if (child == 0) {
+            if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+                ::setresuid(65534, 65534, 65534) != 0)
+                ::_exit(10);
+            // Changing uid made this process non-dumpable: its /proc files would belong to
+            // root, and its own sandbox's uid_map would not be writable by it.
+            ::prctl(PR_SET_DUMPABLE, 1);
+            std::unique_ptr<B> b = make();
+            if (!b) ::_exit(11);
+            for (const auto& c : b->cgroup_support().controllers)
+                if (c.usable()) ::_exit(12);
+            auto inst = runtime::Instance::create(*b, std::move(spec));
+            if (!inst) {
+                std::fprintf(stderr, "%s\n", inst.error().message.c_str());
+                ::_exit(13);
+            }
+            runtime::CallEvents ev;
+            auto r = (*inst)->call(req({{"input", 4}}), ev);
+            const bool ok = r && r->outputs.at("status") == json::value("completed");
+            inst->reset();  // _exit runs no destructor: the sandbox and its folders go here
+            b.reset();
+            ::_exit(ok ? 0 : 14);
+        }
+        int st = 0;
+        ASSERT_EQ(::waitpid(child, &st, 0), child);
+        ASSERT_TRUE(WIFEXITED(st));
+        EXPECT_EQ(WEXITSTATUS(st), 0) << "10: dropping to nobody, 11: backend, 12: a cgroup was "
+                                         "writable, 13: start, 14: call";
     }
 
     bool has_cgroup(const std::string& controller) const {
