@@ -21,6 +21,7 @@
 #include "sandbox/landlock/work_dir.hpp"
 #include "sandbox/mechanisms/capabilities.hpp"
 #include "sandbox/mechanisms/child_report.hpp"
+#include "sandbox/start_report.hpp"
 #include "sandbox/trial_run.hpp"
 
 namespace sandflow::sandbox {
@@ -442,30 +443,10 @@ Result<std::unique_ptr<Process>> LandlockBackend::spawn(const WorkerSpec& spec) 
         std::move(fds->err_r), std::move(parts));
     proc->watch_limits();
 
-    // EOF: the supervisor closed its copy and the worker's went at execve. Two ints: a step
-    // failed.
-    const ExecReport report = wait_for_exec(fds->report_r.get(), kExecTimeoutMs);
-    mark(timeline, StartMark::exec_reported);
-    if (report.kind == ExecReport::timed_out) {
-        proc->kill_and_wait();
-        return tl::unexpected(unavailable("the landlock sandbox did not reach execve within " +
-                                          std::to_string(kExecTimeoutMs / 1000) +
-                                          " s; it was killed"));
-    }
-    if (report.kind == ExecReport::failed) {
-        proc->kill_and_wait();
-        const std::string what = child_step_name(report.step);
-        Error e = unavailable("starting " + spec.argv[0] + " in the landlock sandbox failed at " +
-                              what + ": " + std::strerror(report.err) +
-                              (report.step == kStepExec && report.err == ENOENT
-                                   ? " (the interpreter is not installed under /usr on this host)"
-                                   : " (run `sandflow doctor` to see which mechanism this host "
-                                     "lacks)"));
-        e.data["step"] = what;
-        e.data["errno"] = report.err;
-        return tl::unexpected(std::move(e));
-    }
-    if (auto ok = set_worker_fds_nonblocking(*proc); !ok) return tl::unexpected(ok.error());
+    if (auto ok =
+            await_start(*proc, fds->report_r.get(), timeline, {"landlock", spec.argv[0], {}, {}});
+        !ok)
+        return tl::unexpected(ok.error());
     // While the worker's interpreter starts.
     spare_cgroup_.refill(cgroups_, options_.limits);
     return std::unique_ptr<Process>(std::move(proc));

@@ -16,6 +16,7 @@
 #include "core/log.hpp"
 #include "sandbox/mechanisms/capabilities.hpp"
 #include "sandbox/namespace/namespaces.hpp"
+#include "sandbox/start_report.hpp"
 #include "sandbox/trial_run.hpp"
 
 namespace sandflow::sandbox {
@@ -137,9 +138,7 @@ std::string hint_for(int step, int err) {
     if (step >= kStepMountFirst && (err == EPERM || err == EACCES))
         return " (the host may forbid mounts in user namespaces, e.g. inside a container "
                "that masks /proc; run `sandflow doctor`)";
-    if (step == kStepExec && err == ENOENT)
-        return " (the interpreter is not installed under /usr on this host)";
-    return " (run `sandflow doctor` to see which mechanism this host lacks)";
+    return general_start_hint(step, err);
 }
 
 // The worker's own wait status (from init's status pipe), the limits it runs under and the
@@ -386,27 +385,14 @@ Result<std::unique_ptr<Process>> NamespaceBackend::spawn(const WorkerSpec& spec)
     // script's): its limit events cost the caller nothing then.
     proc->watch_limits();
 
-    // EOF: init closed its copy and the worker's went at execve. Two ints: a step failed.
-    const ExecReport report = wait_for_exec(fds->report_r.get(), kExecTimeoutMs);
-    mark(timeline, StartMark::exec_reported);
-    if (report.kind == ExecReport::timed_out) {
-        proc->kill_and_wait();
-        return tl::unexpected(unavailable("the namespace sandbox did not reach execve within " +
-                                          std::to_string(kExecTimeoutMs / 1000) +
-                                          " s; it was killed"));
-    }
-    if (report.kind == ExecReport::failed) {
-        proc->kill_and_wait();
-        std::string what = describe_mount_step(*mounts, report.step);
-        if (what.empty()) what = child_step_name(report.step);
-        Error e =
-            unavailable("starting " + spec.argv[0] + " in the namespace sandbox failed at " + what +
-                        ": " + std::strerror(report.err) + hint_for(report.step, report.err));
-        e.data["step"] = what;
-        e.data["errno"] = report.err;
-        return tl::unexpected(std::move(e));
-    }
-    if (auto ok = set_worker_fds_nonblocking(*proc); !ok) return tl::unexpected(ok.error());
+    const auto step_name = [mounts](int step) {
+        std::string what = describe_mount_step(*mounts, step);
+        return what.empty() ? std::string(child_step_name(step)) : what;
+    };
+    if (auto ok = await_start(*proc, fds->report_r.get(), timeline,
+                              {"namespace", spec.argv[0], step_name, hint_for});
+        !ok)
+        return tl::unexpected(ok.error());
     // While the worker's interpreter starts.
     spare_cgroup_.refill(cgroups_, options_.limits);
     return std::unique_ptr<Process>(std::move(proc));
