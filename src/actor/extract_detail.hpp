@@ -9,6 +9,7 @@
 #include "actor/text_cursor.hpp"
 #include "core/error.hpp"
 #include "core/json.hpp"
+#include "core/limits.hpp"
 
 namespace sandflow::actor::detail {
 
@@ -29,6 +30,25 @@ Result<Declaration> extract_javascript(std::string_view source, std::string_view
 inline std::string second_declaration_message(const SourcePos& first) {
     return "second actor declaration; the first is at " + where(first) +
            ": a script declares its metadata exactly once, remove one of them";
+}
+
+// Both literal parsers' caps. The literal's text, from the declaration's start to the
+// cursor, is over limits::kMaxMetadataBytes: Errc::limit_exceeded naming the limit.
+inline Result<void> check_literal_size(const TextCursor& cur, std::string_view file,
+                                       const SourcePos& start) {
+    if (cur.offset() - start.offset <= limits::kMaxMetadataBytes) return {};
+    return tl::unexpected(limit_error_at(
+        file, start,
+        "the metadata literal is larger than " + std::to_string(limits::kMaxMetadataBytes) +
+            " bytes (limits::kMaxMetadataBytes): keep large data out of the declaration",
+        "max_metadata_bytes"));
+}
+// A bracket at `pos` opens a level past limits::kMaxLiteralDepth.
+inline Error literal_depth_error(std::string_view file, const SourcePos& pos) {
+    return limit_error_at(file, pos,
+                          "literal nested deeper than " + std::to_string(limits::kMaxLiteralDepth) +
+                              " levels (limits::kMaxLiteralDepth): flatten the metadata",
+                          "max_literal_depth");
 }
 
 // JSON kind of a value in the words of the script's language, for "found X" messages.

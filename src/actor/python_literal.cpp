@@ -77,12 +77,7 @@ void skip_py_trivia(TextCursor& cur) {
 }
 
 Result<void> PyLiteralParser::check_size() const {
-    if (cur_.offset() - start_.offset <= limits::kMaxMetadataBytes) return {};
-    return tl::unexpected(limit_error_at(
-        file_, start_,
-        "the metadata literal is larger than " + std::to_string(limits::kMaxMetadataBytes) +
-            " bytes (limits::kMaxMetadataBytes): keep large data out of the declaration",
-        "max_metadata_bytes"));
+    return check_literal_size(cur_, file_, start_);
 }
 
 Error PyLiteralParser::error(const SourcePos& pos, std::string_view what) const {
@@ -100,11 +95,7 @@ Result<json::value> PyLiteralParser::value(std::size_t depth, KeyPositions* keys
     const char c = cur_.peek();
     if (c == '{' || c == '[' || c == '(') {
         if (depth >= limits::kMaxLiteralDepth) {
-            return tl::unexpected(limit_error_at(
-                file_, cur_.pos(),
-                "literal nested deeper than " + std::to_string(limits::kMaxLiteralDepth) +
-                    " levels (limits::kMaxLiteralDepth): flatten the metadata",
-                "max_literal_depth"));
+            return tl::unexpected(literal_depth_error(file_, cur_.pos()));
         }
         if (c == '{') return dict(depth + 1, keys);
         if (c == '[') return list(depth + 1);

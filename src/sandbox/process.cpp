@@ -224,23 +224,31 @@ ExecReport wait_for_exec(int report_fd, int timeout_ms) {
     return {ExecReport::reached_exec};
 }
 
-ExitStatus wait_or_kill(Process& proc, int timeout_ms, bool* killed) {
-    if (auto s = proc.try_wait()) return *s;
-    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, proc.pid(), 0)));
+bool wait_for_end(pid_t pid, int timeout_ms) {
+    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
     if (pidfd) {
         pollfd p{pidfd.get(), POLLIN, 0};
         int r;
         do {
             r = ::poll(&p, 1, timeout_ms);
         } while (r < 0 && errno == EINTR);
-        if (r == 1)
-            if (auto s = proc.try_wait()) return *s;
-    } else {
-        for (int waited_us = 0; waited_us < timeout_ms * 1000; waited_us += 500) {
-            if (auto s = proc.try_wait()) return *s;
-            ::usleep(500);
-        }
+        return r == 1;
     }
+    // No pidfd (Linux < 5.3, or a profile that refuses it): look every half millisecond.
+    for (int waited_us = 0; waited_us <= timeout_ms * 1000; waited_us += 500) {
+        siginfo_t info{};
+        if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+            info.si_pid != 0)
+            return true;
+        ::usleep(500);
+    }
+    return false;
+}
+
+ExitStatus wait_or_kill(Process& proc, int timeout_ms, bool* killed) {
+    if (auto s = proc.try_wait()) return *s;
+    if (wait_for_end(proc.pid(), timeout_ms))
+        if (auto s = proc.try_wait()) return *s;
     if (killed) *killed = true;
     return proc.kill_and_wait();
 }

@@ -169,9 +169,13 @@ struct ExecReport {
 };
 ExecReport wait_for_exec(int report_fd, int timeout_ms);
 
-// Waits up to `timeout_ms` for `proc` to end, woken by the kernel the moment it does (a pidfd;
-// where the kernel or a profile refuses pidfds, a look every half millisecond), then kills
-// it if it still runs (and says so in `*killed`); returns how it ended.
+// True once `pid`, a child of this process, has ended (it is not reaped), within
+// `timeout_ms`: woken by the kernel the moment it does (a pidfd; where the kernel or a
+// profile refuses pidfds, a look every half millisecond).
+bool wait_for_end(pid_t pid, int timeout_ms);
+
+// Waits up to `timeout_ms` for `proc` to end (wait_for_end), then kills it if it still runs
+// (and says so in `*killed`); returns how it ended.
 ExitStatus wait_or_kill(Process& proc, int timeout_ms, bool* killed = nullptr);
 
 // Up to `max` bytes of what `fd` (non-blocking) holds now: a sandbox's diagnostics.

@@ -1,8 +1,8 @@
-// What only the gvisor sandbox has: its OCI bundle, what it looks like from inside and what
-// of the host it cannot reach, its limits, how its runsc processes end (killed, or with a
-// runtime that is killed) and what they leave behind. The whole worker suite (worker_test)
-// also runs on this backend. Sandboxes start in the optimised build only
-// (sandflow::testing::kTestGvisor), and few of them: each costs ~0.4 s.
+// What only the gvisor sandbox has: what it looks like from inside and what of the host it
+// cannot reach, its limits, how its runsc processes end (killed, or with a runtime that is
+// killed) and what they leave behind. The whole worker suite (worker_test) also runs on this
+// backend; its OCI bundle is checked as data in sandbox_plan_test. Sandboxes start in the
+// optimised build only (sandflow::testing::kTestGvisor), and few of them: each costs ~0.4 s.
 #include <grp.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -23,8 +23,6 @@
 
 #include "runtime/instance.hpp"
 #include "sandbox/gvisor/gvisor_backend.hpp"
-#include "sandbox/gvisor/oci_bundle.hpp"
-#include "sandbox/mechanisms/seccomp_policy.hpp"
 #include "support/test_support.hpp"
 #include "support/worker_support.hpp"
 
@@ -68,62 +66,22 @@ std::size_t entries(const fs::path& dir) {
     return n;
 }
 
-class GvisorWorkerTest : public ::testing::Test {
+class GvisorWorkerTest : public sandflow::testing::BackendSuite<sandbox::GvisorBackend> {
   protected:
     void SetUp() override {
         if (!sandflow::testing::kTestGvisor)
             GTEST_SKIP() << "gVisor sandboxes start in the optimised build only";
         if (auto p = sandbox::GvisorBackend::probe(); !p)
             GTEST_SKIP() << "gVisor cannot run here: " << p.error().message;
-        char tmpl[] = "/tmp/sandflow-gvisor-test-XXXXXX";
-        ASSERT_NE(::mkdtemp(tmpl), nullptr);
-        dir_ = tmpl;
+        make_dir("/tmp/sandflow-gvisor-test-");
         auto b = sandbox::GvisorBackend::create();
         ASSERT_TRUE(b) << b.error().message;
         backend_ = std::move(*b);
     }
-    void TearDown() override {
-        backend_.reset();
-        if (!dir_.empty()) fs::remove_all(dir_);
-    }
-
-    fs::path write(const std::string& name, const std::string& text) {
-        return sandflow::testing::write_script(dir_, name, text);
-    }
-
-    std::unique_ptr<runtime::Instance> must_load(const fs::path& script) {
-        auto spec = runtime::spec_from_file(script);
-        EXPECT_TRUE(spec) << (spec ? "" : spec.error().message);
-        if (!spec) return nullptr;
-        spec->on_log = [](const runtime::LogLine&) {};
-        auto inst = runtime::Instance::create(*backend_, std::move(*spec));
-        EXPECT_TRUE(inst) << (inst ? "" : inst.error().message);
-        return inst ? std::move(*inst) : nullptr;
-    }
-
-    std::unique_ptr<sandbox::Process> start(std::vector<std::string> argv,
-                                            std::optional<sandbox::SandboxLimits> limits = {}) {
-        sandbox::WorkerSpec spec;
-        spec.argv = std::move(argv);
-        spec.limits = limits;
-        auto p = backend_->spawn(spec);
-        EXPECT_TRUE(p) << (p ? "" : p.error().message);
-        return p ? std::move(*p) : nullptr;
-    }
 
     // The process's stdout up to its first newline, waiting up to 20 s.
     static std::string read_line(sandbox::Process& p) {
-        std::string text;
-        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-        while (text.find('\n') == std::string::npos && std::chrono::steady_clock::now() < until) {
-            pollfd f{p.stdout_fd(), POLLIN, 0};
-            if (::poll(&f, 1, 100) != 1) continue;
-            char buf[4096];
-            const ssize_t n = ::read(p.stdout_fd(), buf, sizeof buf);
-            if (n <= 0) break;
-            text.append(buf, static_cast<std::size_t>(n));
-        }
-        return text.substr(0, text.find('\n'));
+        return BackendSuite::read_line(p, std::chrono::seconds(20));
     }
 
     // What the process wrote to stderr so far.
@@ -142,133 +100,9 @@ class GvisorWorkerTest : public ::testing::Test {
         eventually([&] { return (st = p.try_wait()).has_value(); }, std::chrono::seconds(20));
         return st;
     }
-
-    bool has_cgroup(const std::string& controller) const {
-        for (const auto& c : backend_->cgroup_support().controllers)
-            if (c.name == controller && c.usable()) return true;
-        return false;
-    }
-
-    static runtime::CallRequest req(json::object inputs) {
-        return sandflow::testing::call_request(std::move(inputs));
-    }
-
-    std::unique_ptr<sandbox::GvisorBackend> backend_;
-    fs::path dir_;
 };
 
 }  // namespace
-
-// No sandbox: the bundle's config.json carries the limits, the read-only root and mounts.
-TEST(GvisorBundle, TheConfigMapsLimitsMountsAndTheUser) {
-    sandbox::gvisor::BundleSpec spec;
-    spec.argv = {"/usr/bin/python3", "-c", "pass"};
-    spec.env = sandbox::clean_worker_env();
-    spec.root = "/run/x/root";
-    spec.limits.open_files = 77;
-    spec.limits.pids = 9;
-    spec.limits.nproc = 50;
-    spec.limits.tmpfs_bytes = 5 << 20;
-    spec.limits.cpu_seconds = 11;
-    spec.init_tasks = 1;
-    sandbox::gvisor::RootLayout layout;
-    layout.links = {{"bin", "usr/bin"}};
-    layout.bound_dirs = {"lib64"};
-    layout.ld_so_cache = true;
-    auto parsed = parse_json(sandbox::gvisor::oci_config(spec, layout), "config.json");
-    ASSERT_TRUE(parsed) << parsed.error().message;
-    const auto& c = parsed->as_object();
-    const auto& proc = c.at("process").as_object();
-    EXPECT_EQ(proc.at("args"), (json::array{"/usr/bin/python3", "-c", "pass"}));
-    EXPECT_EQ(proc.at("cwd"), "/tmp");
-    EXPECT_EQ(proc.at("user"), (json::object{{"uid", 65534}, {"gid", 65534}}));
-    EXPECT_EQ(proc.at("noNewPrivileges"), true);
-    for (const auto& [set, caps] : proc.at("capabilities").as_object())
-        EXPECT_TRUE(caps.as_array().empty()) << set;
-    json::object rl;
-    for (const auto& r : proc.at("rlimits").as_array()) {
-        const auto& o = r.as_object();
-        EXPECT_EQ(o.at("soft").to_number<std::uint64_t>() + (o.at("type") == "RLIMIT_CPU"),
-                  o.at("hard").to_number<std::uint64_t>());
-        rl[o.at("type").as_string()] = o.at("soft");
-    }
-    EXPECT_EQ(rl.at("RLIMIT_NOFILE"), 77);
-    // min(nproc, pids) and the init: gVisor counts every task of the user, the init's too.
-    EXPECT_EQ(rl.at("RLIMIT_NPROC"), 10);
-    EXPECT_EQ(rl.at("RLIMIT_FSIZE"), 5 << 20);
-    EXPECT_EQ(rl.at("RLIMIT_CPU"), 11);
-    EXPECT_EQ(rl.at("RLIMIT_CORE"), 0);
-    EXPECT_EQ(c.at("root"), (json::object{{"path", "/run/x/root"}, {"readonly", true}}));
-    EXPECT_EQ(c.at("hostname"), "sandflow");
-    json::object mounts;
-    for (const auto& m : c.at("mounts").as_array())
-        mounts[m.as_object().at("destination").as_string()] = m;
-    EXPECT_EQ(mounts.size(), 7u) << json::serialize(c.at("mounts"));
-    for (const char* ro : {"/usr", "/lib64", "/etc/ld.so.cache"}) {
-        const auto& m = mounts.at(ro).as_object();
-        EXPECT_EQ(m.at("type"), "bind") << ro;
-        EXPECT_EQ(m.at("source"), ro);
-        EXPECT_NE(std::find(m.at("options").as_array().begin(), m.at("options").as_array().end(),
-                            json::value("ro")),
-                  m.at("options").as_array().end())
-            << ro;
-    }
-    EXPECT_EQ(mounts.at("/tmp").as_object().at("options"),
-              (json::array{"noexec", "size=5242880", "mode=1777"}));
-    EXPECT_EQ(mounts.at("/proc").as_object().at("type"), "proc");
-    // gVisor's own /sys and /proc/sys: hidden under an empty tmpfs no one may enter.
-    for (const char* hidden : {"/sys", "/proc/sys"}) {
-        const auto& m = mounts.at(hidden).as_object();
-        EXPECT_EQ(m.at("type"), "tmpfs") << hidden;
-        EXPECT_EQ(m.at("options"), (json::array{"ro", "size=4096", "mode=000"})) << hidden;
-    }
-    // The seccomp policy, applied inside gVisor: its EPERM rules, conditions included.
-    const auto& seccomp = c.at("linux").as_object().at("seccomp").as_object();
-    EXPECT_EQ(seccomp.at("defaultAction"), "SCMP_ACT_ALLOW");
-    std::size_t eperm_rules = 0;
-    for (const auto& r : sandbox::mech::seccomp_rules(sandbox::mech::SeccompTier::namespaces))
-        eperm_rules += r.errno_value == EPERM;
-    const auto& rules = seccomp.at("syscalls").as_array();
-    EXPECT_EQ(rules.size(), eperm_rules);
-    auto rule_for = [&](const char* name) -> const json::object* {
-        for (const auto& r : rules)
-            if (r.as_object().at("names").as_array().front() == name) return &r.as_object();
-        return nullptr;
-    };
-    ASSERT_NE(rule_for("unshare"), nullptr);
-    EXPECT_EQ(rule_for("unshare")->at("action"), "SCMP_ACT_ERRNO");
-    EXPECT_EQ(rule_for("clone3"), nullptr);  // ENOSYS: gVisor's kernel has no clone3
-    const auto* mknod = rule_for("mknod");
-    ASSERT_NE(mknod, nullptr);
-    EXPECT_EQ(mknod->at("args"), (json::array{json::object{{"index", 1},
-                                                           {"op", "SCMP_CMP_MASKED_EQ"},
-                                                           {"value", S_IFMT},
-                                                           {"valueTwo", S_IFCHR}}}));
-}
-
-// No sandbox: what create() says when gVisor is missing or misconfigured.
-TEST(GvisorBackend, ErrorsSayHowToFixThem) {
-    sandbox::GvisorOptions o;
-    o.runsc = "/nonexistent/runsc";
-    auto missing = sandbox::GvisorBackend::create(o);
-    ASSERT_FALSE(missing);
-    EXPECT_EQ(missing.error().code, Errc::sandbox_unavailable);
-    EXPECT_NE(missing.error().message.find("apt-get install runsc"), std::string::npos)
-        << missing.error().message;
-    o = {};
-    o.platform = "vmware";
-    auto platform = sandbox::GvisorBackend::create(o);
-    ASSERT_FALSE(platform);
-    EXPECT_EQ(platform.error().code, Errc::invalid_argument);
-    EXPECT_NE(platform.error().message.find("ptrace, systrap, kvm"), std::string::npos);
-    o = {};
-    o.limits.tmpfs_bytes = 0;
-    auto zero = sandbox::GvisorBackend::create(o);
-    ASSERT_FALSE(zero);
-    EXPECT_EQ(zero.error().code, Errc::invalid_argument);
-    auto names = sandbox::backend_names();
-    EXPECT_NE(std::find(names.begin(), names.end(), "gvisor"), names.end());
-}
 
 TEST_F(GvisorWorkerTest, TheViewFromInsideAndNothingOfTheHostWithinReach) {
     // A listener on the host's loopback, an abstract unix socket, a file in the host's /tmp.
@@ -474,36 +308,12 @@ TEST_F(GvisorWorkerTest, RunsForAnOrdinaryUserToo) {
     ASSERT_EQ(::chown(state.c_str(), 65534, 65534), 0) << std::strerror(errno);
     auto spec = runtime::spec_from_file(write("d.py", sandflow::testing::kDoublePy));
     ASSERT_TRUE(spec) << spec.error().message;
-    const pid_t child = ::fork();
-    ASSERT_GE(child, 0);
-    if (child == 0) {
-        if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
-            ::setresuid(65534, 65534, 65534) != 0)
-            ::_exit(10);
-        ::prctl(PR_SET_DUMPABLE, 1);
+    call_as_nobody(std::move(*spec), [&] {
         sandbox::GvisorOptions o;
         o.state_dir = state.string();
         auto b = sandbox::GvisorBackend::create(o);
-        if (!b || !(*b)->rootless()) ::_exit(11);
-        for (const auto& c : (*b)->cgroup_support().controllers)
-            if (c.usable()) ::_exit(12);
-        auto inst = runtime::Instance::create(**b, std::move(*spec));
-        if (!inst) {
-            std::fprintf(stderr, "%s\n", inst.error().message.c_str());
-            ::_exit(13);
-        }
-        runtime::CallEvents ev;
-        auto r = (*inst)->call(req({{"input", 4}}), ev);
-        const bool ok = r && r->outputs.at("status") == json::value("completed");
-        inst->reset();  // _exit runs no destructor: the sandbox and folder go here
-        b->reset();
-        ::_exit(ok ? 0 : 14);
-    }
-    int st = 0;
-    ASSERT_EQ(::waitpid(child, &st, 0), child);
-    ASSERT_TRUE(WIFEXITED(st));
-    EXPECT_EQ(WEXITSTATUS(st), 0) << "10: dropping to nobody, 11: backend, 12: a cgroup was "
-                                     "writable, 13: start, 14: call";
+        return b && (*b)->rootless() ? std::move(*b) : nullptr;
+    });
     EXPECT_EQ(entries(state), 0u) << "the ordinary user's backend left its folder";
 }
 

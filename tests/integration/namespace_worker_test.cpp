@@ -18,7 +18,6 @@
 #include <thread>
 
 #include "runtime/instance.hpp"
-#include "sandbox/mechanisms/seccomp_policy.hpp"
 #include "sandbox/namespace/namespace_backend.hpp"
 #include "support/test_support.hpp"
 #include "support/worker_support.hpp"
@@ -28,7 +27,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-class NamespaceWorkerTest : public ::testing::Test {
+class NamespaceWorkerTest : public sandflow::testing::BackendSuite<sandbox::NamespaceBackend> {
   protected:
     void SetUp() override {
         if (auto p = sandbox::NamespaceBackend::probe(); !p)
@@ -36,34 +35,7 @@ class NamespaceWorkerTest : public ::testing::Test {
         auto b = sandbox::NamespaceBackend::create();
         ASSERT_TRUE(b) << b.error().message;
         backend_ = std::move(*b);
-        char tmpl[] = "/tmp/sandflow-ns-test-XXXXXX";
-        ASSERT_NE(::mkdtemp(tmpl), nullptr);
-        dir_ = tmpl;
-    }
-    void TearDown() override {
-        if (!dir_.empty()) fs::remove_all(dir_);
-    }
-
-    fs::path write(const std::string& name, const std::string& text) {
-        return sandflow::testing::write_script(dir_, name, text);
-    }
-
-    std::unique_ptr<runtime::Instance> must_load(const fs::path& script) {
-        auto spec = runtime::spec_from_file(script);
-        EXPECT_TRUE(spec) << (spec ? "" : spec.error().message);
-        if (!spec) return nullptr;
-        spec->on_log = [](const runtime::LogLine&) {};
-        auto inst = runtime::Instance::create(*backend_, std::move(*spec));
-        EXPECT_TRUE(inst) << (inst ? "" : inst.error().message);
-        return inst ? std::move(*inst) : nullptr;
-    }
-
-    using Recorded = sandflow::testing::RecordedEvents;
-
-    bool has_cgroup(const std::string& controller) const {
-        for (const auto& c : backend_->cgroup_support().controllers)
-            if (c.name == controller && c.usable()) return true;
-        return false;
+        make_dir("/tmp/sandflow-ns-test-");
     }
 
     // The folder of the sandbox's own group of `controller`: its init's group, as the host
@@ -92,27 +64,7 @@ class NamespaceWorkerTest : public ::testing::Test {
     // Starts python3 running `code` directly in a sandbox, without the runtime.
     std::unique_ptr<sandbox::Process> start_python(
         const std::string& code, std::optional<sandbox::SandboxLimits> limits = std::nullopt) {
-        sandbox::WorkerSpec spec;
-        spec.argv = {"/usr/bin/python3", "-I", "-S", "-c", code};
-        spec.limits = limits;
-        auto p = backend_->spawn(spec);
-        EXPECT_TRUE(p) << (p ? "" : p.error().message);
-        return p ? std::move(*p) : nullptr;
-    }
-
-    // One line of the process's stdout, waiting up to 10 s.
-    static std::string read_line(sandbox::Process& p) {
-        std::string text;
-        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-        while (text.find('\n') == std::string::npos && std::chrono::steady_clock::now() < until) {
-            pollfd f{p.stdout_fd(), POLLIN, 0};
-            if (::poll(&f, 1, 100) != 1) continue;
-            char buf[256];
-            const ssize_t n = ::read(p.stdout_fd(), buf, sizeof buf);
-            if (n <= 0) break;
-            text.append(buf, static_cast<std::size_t>(n));
-        }
-        return text.substr(0, text.find('\n'));
+        return start({"/usr/bin/python3", "-I", "-S", "-c", code}, limits);
     }
 
     // Lets a script blocked in os.read(3, 1) go on.
@@ -120,13 +72,6 @@ class NamespaceWorkerTest : public ::testing::Test {
         const char go = 1;
         ASSERT_EQ(::write(p.channel_fd(), &go, 1), 1);
     }
-
-    static runtime::CallRequest req(json::object inputs) {
-        return sandflow::testing::call_request(std::move(inputs));
-    }
-
-    std::unique_ptr<sandbox::NamespaceBackend> backend_;
-    fs::path dir_;
 };
 
 const char* const kDouble = sandflow::testing::kDoublePy;
@@ -460,33 +405,10 @@ TEST_F(NamespaceWorkerTest, RunsForAnOrdinaryUserToo) {
     // id map is then the caller's own id, setgroups is denied, and no cgroup is writable.
     auto spec = runtime::spec_from_file(write("d.py", kDouble));
     ASSERT_TRUE(spec) << spec.error().message;
-    const pid_t child = ::fork();
-    ASSERT_GE(child, 0);
-    if (child == 0) {
-        if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
-            ::setresuid(65534, 65534, 65534) != 0)
-            ::_exit(10);
-        // Changing uid made this process non-dumpable: its /proc files would belong to
-        // root, and its own sandbox's uid_map would not be writable by it.
-        ::prctl(PR_SET_DUMPABLE, 1);
+    call_as_nobody(std::move(*spec), [] {
         auto b = sandbox::NamespaceBackend::create();
-        if (!b) ::_exit(11);
-        for (const auto& c : (*b)->cgroup_support().controllers)
-            if (c.usable()) ::_exit(12);
-        auto inst = runtime::Instance::create(**b, std::move(*spec));
-        if (!inst) {
-            std::fprintf(stderr, "%s\n", inst.error().message.c_str());
-            ::_exit(13);
-        }
-        runtime::CallEvents ev;
-        auto r = (*inst)->call(req({{"input", 4}}), ev);
-        ::_exit(r && r->outputs.at("status") == json::value("completed") ? 0 : 14);
-    }
-    int st = 0;
-    ASSERT_EQ(::waitpid(child, &st, 0), child);
-    ASSERT_TRUE(WIFEXITED(st));
-    EXPECT_EQ(WEXITSTATUS(st), 0) << "10: dropping to nobody, 11: backend, 12: a cgroup was "
-                                     "writable, 13: start, 14: call";
+        return b ? std::move(*b) : nullptr;
+    });
 }
 
 TEST_F(NamespaceWorkerTest, SetUpFailuresNameTheStepAndHowToFixIt) {
@@ -782,18 +704,6 @@ time.sleep(60)
     EXPECT_EQ(hit->value, l.memory_bytes);
     EXPECT_EQ(read_line(*p), "child 9");  // SIGKILL
     EXPECT_FALSE(p->try_wait());
-}
-
-TEST(SeccompPolicy, EveryRuleResolvesAndHasAReason) {
-    for (const auto& r : sandbox::mech::seccomp_rules()) {
-        EXPECT_GT(std::strlen(r.reason), 10u) << r.syscall;
-        EXPECT_TRUE(r.errno_value == EPERM || r.errno_value == ENOSYS) << r.syscall;
-        EXPECT_LT(r.arg, 6) << r.syscall;
-    }
-    auto prog = sandbox::mech::build_seccomp_program();
-    ASSERT_TRUE(prog) << prog.error().message;
-    EXPECT_GT(prog->main.size(), sandbox::mech::seccomp_rules().size());
-    EXPECT_FALSE(prog->personality.empty());
 }
 
 // A runtime killed with SIGKILL leaves its sandboxes' groups behind; the next runtime

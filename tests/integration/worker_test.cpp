@@ -1040,64 +1040,6 @@ TEST_P(WorkerTest, TheInstancesLimitsApplyWhenACallBringsNone) {
     EXPECT_FALSE((*inst)->call(req({{"mode", "sleep"}, {"n", 1}}), rec.events()));
 }
 
-TEST(ActorLimits, RequestsAreCheckedAgainstTheMaximaAndMinima) {
-    auto parsed = runtime::parse_limits(
-        json::object{{"memory_bytes", 128 << 20}, {"timeout_ms", 5000}}, "params.limits");
-    ASSERT_TRUE(parsed) << parsed.error().message;
-    auto l = runtime::apply_limits({}, *parsed, runtime::default_maxima(), "params.limits");
-    ASSERT_TRUE(l) << l.error().message;
-    EXPECT_EQ(l->sandbox.memory_bytes, 128u << 20);
-    EXPECT_EQ(l->timeout, std::chrono::milliseconds(5000));
-    EXPECT_EQ(l->sandbox.pids, sandbox::SandboxLimits{}.pids);  // inherited
-
-    auto unknown = runtime::parse_limits(json::object{{"memroy_bytes", 1}}, "params.limits");
-    ASSERT_FALSE(unknown);
-    EXPECT_NE(unknown.error().message.find("unknown limit 'memroy_bytes'"), std::string::npos);
-    EXPECT_NE(unknown.error().message.find("memory_bytes"), std::string::npos);
-    for (const json::value& bad : {json::value(0), json::value(-5), json::value("1G"),
-                                   json::value(1.5), json::value(nullptr)}) {
-        auto r = runtime::parse_limits(json::object{{"pids", bad}}, "params.limits");
-        ASSERT_FALSE(r) << to_json_string(bad);
-        EXPECT_NE(r.error().message.find("params.limits.pids must be a positive integer"),
-                  std::string::npos)
-            << r.error().message;
-    }
-    EXPECT_FALSE(runtime::parse_limits(json::value("x"), "params.limits"));
-
-    runtime::ActorLimits maxima = runtime::default_maxima();
-    maxima.sandbox.memory_bytes = 512u << 20;
-    runtime::LimitOverrides big;
-    big.memory_bytes = 1u << 30;
-    auto over = runtime::apply_limits({}, big, maxima, "params.limits");
-    ASSERT_FALSE(over);
-    EXPECT_EQ(over.error().code, Errc::invalid_argument);
-    EXPECT_EQ(over.error().data.at("max"), json::value(512u << 20));
-    EXPECT_NE(over.error().message.find("--max-limit memory_bytes="), std::string::npos);
-    runtime::LimitOverrides tiny;
-    tiny.memory_bytes = 1 << 20;
-    auto under = runtime::apply_limits({}, tiny, maxima, "params.limits");
-    ASSERT_FALSE(under);
-    EXPECT_NE(under.error().message.find("below the minimum"), std::string::npos);
-}
-
-TEST(ActorLimits, CommandLineAssignmentsTakeSizeSuffixes) {
-    runtime::LimitOverrides o;
-    ASSERT_TRUE(runtime::parse_limit_assignment("memory_bytes=256M", o));
-    ASSERT_TRUE(runtime::parse_limit_assignment("tmpfs_bytes=1G", o));
-    ASSERT_TRUE(runtime::parse_limit_assignment("pids=32", o));
-    EXPECT_EQ(*o.memory_bytes, 256u << 20);
-    EXPECT_EQ(*o.tmpfs_bytes, 1u << 30);
-    EXPECT_EQ(*o.pids, 32u);
-    for (const char* bad : {"memory_bytes", "memory_bytes=", "memory_bytes=0", "pids=x", "pids=-1",
-                            "nope=1", "pids=99999999999999999999G"}) {
-        auto r = runtime::parse_limit_assignment(bad, o);
-        EXPECT_FALSE(r) << bad;
-        if (!r) {
-            EXPECT_EQ(r.error().code, Errc::invalid_argument);
-        }
-    }
-}
-
 TEST_P(WorkerTest, OnStartSeesTheWorkerThatRunsTheCallAndCanStopIt) {
     auto inst = must_load(write("n.py", kNoisy));
     ASSERT_TRUE(inst);

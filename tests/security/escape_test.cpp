@@ -861,25 +861,29 @@ bool test_name_has(const char* word) {
     return which.find(word) != std::string::npos;
 }
 
-class LayerOffTest : public EscapeBase {
+// A backend of tier `B` made with the layers named in the test's name turned off.
+template <class B, class Options>
+class LayerOffBase : public EscapeBase {
   protected:
     std::unique_ptr<sandbox::Backend> make_test_backend() override {
-        if (auto p = sandbox::NamespaceBackend::probe(); !p) {
-            [&] {
-                GTEST_SKIP() << "the namespace sandbox cannot run here: " << p.error().message;
-            }();
+        if (auto p = B::probe(); !p) {
+            [&] { GTEST_SKIP() << "this sandbox cannot run here: " << p.error().message; }();
             return nullptr;
         }
-        sandbox::NamespaceOptions o;
+        Options o;
         o.limits = test_limits();
         if (test_name_has("Seccomp")) o.layers.seccomp = false;
-        if (test_name_has("Network")) o.layers.network_namespace = false;
         if (test_name_has("Landlock")) o.layers.landlock = false;
-        auto b = sandbox::NamespaceBackend::create(o);
+        if constexpr (requires { o.layers.network_namespace; })
+            if (test_name_has("Network")) o.layers.network_namespace = false;
+        auto b = B::create(o);
         EXPECT_TRUE(b) << b.error().message;
         return b ? std::move(*b) : nullptr;
     }
 };
+
+using LayerOffTest = LayerOffBase<sandbox::NamespaceBackend, sandbox::NamespaceOptions>;
+using LandlockLayerOffTest = LayerOffBase<sandbox::LandlockBackend, sandbox::LandlockOptions>;
 
 TEST_F(LayerOffTest, WithoutSeccompKeyringsAndNamespacesAreReachable) {
     auto keyctl = probe("syscall", "keyctl");
@@ -904,25 +908,6 @@ TEST_F(LayerOffTest, WithoutTheNetworkNamespaceAndLandlockTheHostListenerIsReach
     EXPECT_FALSE(r.blocked()) << r.how();
     EXPECT_TRUE(host.reached());
 }
-
-class LandlockLayerOffTest : public EscapeBase {
-  protected:
-    std::unique_ptr<sandbox::Backend> make_test_backend() override {
-        if (auto p = sandbox::LandlockBackend::probe(); !p) {
-            [&] {
-                GTEST_SKIP() << "the landlock sandbox cannot run here: " << p.error().message;
-            }();
-            return nullptr;
-        }
-        sandbox::LandlockOptions o;
-        o.limits = test_limits();
-        if (test_name_has("Seccomp")) o.layers.seccomp = false;
-        if (test_name_has("Landlock")) o.layers.landlock = false;
-        auto b = sandbox::LandlockBackend::create(o);
-        EXPECT_TRUE(b) << b.error().message;
-        return b ? std::move(*b) : nullptr;
-    }
-};
 
 // UDP has one wall in this tier: seccomp's refusal of socket() (Landlock has no UDP rules).
 TEST_F(LandlockLayerOffTest, WithoutSeccompUdpReachesTheHost) {

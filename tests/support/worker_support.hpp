@@ -1,11 +1,19 @@
 // Helpers shared by the suites that drive workers through runtime::Instance.
 #pragma once
 
+#include <grp.h>
 #include <poll.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -149,6 +157,114 @@ inline std::filesystem::path write_script(const std::filesystem::path& dir, cons
     std::ofstream(p) << text;
     return p;
 }
+
+// What the suites of one sandbox backend (namespace_worker_test, gvisor_worker_test) share:
+// the backend, a scratch folder, and ways to start workers in it and read what they say.
+// The suite's SetUp() makes backend_ (or skips) and calls make_dir().
+template <class B>
+class BackendSuite : public ::testing::Test {
+  protected:
+    void make_dir(std::string prefix) {
+        prefix += "XXXXXX";
+        ASSERT_NE(::mkdtemp(prefix.data()), nullptr);
+        dir_ = prefix;
+    }
+    void TearDown() override {
+        backend_.reset();
+        if (!dir_.empty()) std::filesystem::remove_all(dir_);
+    }
+
+    std::filesystem::path write(const std::string& name, const std::string& text) {
+        return write_script(dir_, name, text);
+    }
+
+    std::unique_ptr<runtime::Instance> must_load(const std::filesystem::path& script) {
+        auto spec = runtime::spec_from_file(script);
+        EXPECT_TRUE(spec) << (spec ? "" : spec.error().message);
+        if (!spec) return nullptr;
+        spec->on_log = [](const runtime::LogLine&) {};
+        auto inst = runtime::Instance::create(*backend_, std::move(*spec));
+        EXPECT_TRUE(inst) << (inst ? "" : inst.error().message);
+        return inst ? std::move(*inst) : nullptr;
+    }
+
+    // Starts `argv` directly in a sandbox, without the runtime.
+    std::unique_ptr<sandbox::Process> start(std::vector<std::string> argv,
+                                            std::optional<sandbox::SandboxLimits> limits = {}) {
+        sandbox::WorkerSpec spec;
+        spec.argv = std::move(argv);
+        spec.limits = limits;
+        auto p = backend_->spawn(spec);
+        EXPECT_TRUE(p) << (p ? "" : p.error().message);
+        return p ? std::move(*p) : nullptr;
+    }
+
+    // The process's stdout up to its first newline, waiting up to `timeout`.
+    static std::string read_line(sandbox::Process& p,
+                                 std::chrono::seconds timeout = std::chrono::seconds(10)) {
+        std::string text;
+        const auto until = std::chrono::steady_clock::now() + timeout;
+        while (text.find('\n') == std::string::npos && std::chrono::steady_clock::now() < until) {
+            pollfd f{p.stdout_fd(), POLLIN, 0};
+            if (::poll(&f, 1, 100) != 1) continue;
+            char buf[4096];
+            const ssize_t n = ::read(p.stdout_fd(), buf, sizeof buf);
+            if (n <= 0) break;
+            text.append(buf, static_cast<std::size_t>(n));
+        }
+        return text.substr(0, text.find('\n'));
+    }
+
+    // As root: drops to nobody in a child process, makes a backend there with `make` (null
+    // when it is not what the test expects) and runs one call of `spec` (the doubling actor)
+    // on it. No cgroup may be writable for nobody. The test fails naming the step that did.
+    template <class Make>
+    void call_as_nobody(runtime::InstanceSpec spec, Make make) {
+        const pid_t child = ::fork();
+        ASSERT_GE(child, 0);
+        if (child == 0) {
+            if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+                ::setresuid(65534, 65534, 65534) != 0)
+                ::_exit(10);
+            // Changing uid made this process non-dumpable: its /proc files would belong to
+            // root, and its own sandbox's uid_map would not be writable by it.
+            ::prctl(PR_SET_DUMPABLE, 1);
+            std::unique_ptr<B> b = make();
+            if (!b) ::_exit(11);
+            for (const auto& c : b->cgroup_support().controllers)
+                if (c.usable()) ::_exit(12);
+            auto inst = runtime::Instance::create(*b, std::move(spec));
+            if (!inst) {
+                std::fprintf(stderr, "%s\n", inst.error().message.c_str());
+                ::_exit(13);
+            }
+            runtime::CallEvents ev;
+            auto r = (*inst)->call(req({{"input", 4}}), ev);
+            const bool ok = r && r->outputs.at("status") == json::value("completed");
+            inst->reset();  // _exit runs no destructor: the sandbox and its folders go here
+            b.reset();
+            ::_exit(ok ? 0 : 14);
+        }
+        int st = 0;
+        ASSERT_EQ(::waitpid(child, &st, 0), child);
+        ASSERT_TRUE(WIFEXITED(st));
+        EXPECT_EQ(WEXITSTATUS(st), 0) << "10: dropping to nobody, 11: backend, 12: a cgroup was "
+                                         "writable, 13: start, 14: call";
+    }
+
+    bool has_cgroup(const std::string& controller) const {
+        for (const auto& c : backend_->cgroup_support().controllers)
+            if (c.name == controller && c.usable()) return true;
+        return false;
+    }
+
+    static runtime::CallRequest req(json::object inputs) { return call_request(std::move(inputs)); }
+
+    using Recorded = RecordedEvents;
+
+    std::unique_ptr<B> backend_;
+    std::filesystem::path dir_;
+};
 
 // The seed's doubling actor, and the same in JavaScript.
 inline constexpr const char* kDoublePy =

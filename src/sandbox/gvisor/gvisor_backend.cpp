@@ -18,12 +18,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <mutex>
 #include <thread>
 #include <utility>
 
 #include "core/log.hpp"
 #include "sandbox/mechanisms/control_file.hpp"
+#include "sandbox/trial_run.hpp"
 
 namespace sandflow::sandbox {
 
@@ -476,44 +476,32 @@ Result<std::unique_ptr<Process>> GvisorBackend::spawn(const WorkerSpec& spec) {
 }
 
 Result<void> GvisorBackend::probe() {
-    static std::once_flag once;
-    static Result<void> result;
-    std::call_once(once, [] {
+    static const Result<void> result = [] {
         auto backend = create();
-        if (!backend) {
-            result = tl::unexpected(backend.error());
-            return;
-        }
-        WorkerSpec spec;
-        spec.argv = {"/usr/bin/true"};
-        auto proc = (*backend)->spawn(spec);
-        if (!proc) {
-            result = tl::unexpected(proc.error());
-            return;
-        }
-        bool killed = false;
-        const ExitStatus st = wait_or_kill(
-            **proc, static_cast<int>(std::chrono::milliseconds(kProbeTimeout).count()), &killed);
-        if (killed) {
-            result = tl::unexpected(
-                unavailable("a test gvisor sandbox running /usr/bin/true did not end within " +
-                            std::to_string(kProbeTimeout.count()) + " s; it was killed"));
-            return;
-        }
-        if (WIFEXITED(st.raw) && WEXITSTATUS(st.raw) == 0) return;
-        const std::string said = tail_line(
-            read_available((*proc)->stderr_fd(), kProbeStderrBytes * 4), kProbeStderrBytes);
-        const std::string hint =
-            ::geteuid() != 0
-                ? "runsc runs as root, or with --rootless (which Sandflow uses for an ordinary "
-                  "user) where the host lets it make user namespaces: run the runtime as root"
-                : "`runsc --network=none do /usr/bin/true` shows gVisor's own diagnosis; the "
-                  "platform (--gvisor-platform, now " +
-                      (*backend)->options().platform + ") must be one this host's runsc runs";
-        result = tl::unexpected(
-            unavailable("a test gvisor sandbox running /usr/bin/true " + st.describe() +
-                        (said.empty() ? "" : " (runsc said: " + said + ")") + "; " + hint));
-    });
+        return trial_run(
+            backend, static_cast<int>(kProbeTimeout / std::chrono::milliseconds(1)),
+            [&](const TrialEnd& end) {
+                if (end.killed)
+                    return unavailable(
+                        "a test gvisor sandbox running /usr/bin/true did not end "
+                        "within " +
+                        std::to_string(kProbeTimeout.count()) + " s; it was killed");
+                const std::string said =
+                    tail_line(read_available(end.process.stderr_fd(), kProbeStderrBytes * 4),
+                              kProbeStderrBytes);
+                const std::string hint =
+                    ::geteuid() != 0 ? "runsc runs as root, or with --rootless (which Sandflow "
+                                       "uses for an ordinary user) where the host lets it make "
+                                       "user namespaces: run the runtime as root"
+                                     : "`runsc --network=none do /usr/bin/true` shows gVisor's "
+                                       "own diagnosis; the platform (--gvisor-platform, now " +
+                                           (*backend)->options().platform +
+                                           ") must be one this host's runsc runs";
+                return unavailable(
+                    "a test gvisor sandbox running /usr/bin/true " + end.status.describe() +
+                    (said.empty() ? "" : " (runsc said: " + said + ")") + "; " + hint);
+            });
+    }();
     return result;
 }
 

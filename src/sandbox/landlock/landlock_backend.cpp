@@ -14,7 +14,6 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <mutex>
 #include <optional>
 
 #include "core/log.hpp"
@@ -22,6 +21,8 @@
 #include "sandbox/landlock/work_dir.hpp"
 #include "sandbox/mechanisms/capabilities.hpp"
 #include "sandbox/mechanisms/child_report.hpp"
+#include "sandbox/start_report.hpp"
+#include "sandbox/trial_run.hpp"
 
 namespace sandflow::sandbox {
 
@@ -37,6 +38,8 @@ constexpr int kSweepGraceMs = 2'000;
 // Descriptor numbers in the supervisor and the worker: 0-3 stdin, stdout, stderr, channel.
 constexpr int kReportFd = kReportFdInChild;  // {step, errno} on failure; close-on-exec
 constexpr int kStatusFd = 5;                 // the supervisor writes the worker's status here
+
+}  // namespace
 
 // What the sandbox's paths are: read and execute the interpreters and their libraries
 // (merged /usr: /bin and /lib are links into it; on other hosts they are folders of their
@@ -60,6 +63,8 @@ std::vector<LandlockRule> landlock_rules(const std::string& work_dir,
     for (const auto& d : shared) rules.push_back({d.host, LandlockAccess::read});
     return rules;
 }
+
+namespace {
 
 // Everything the child reads, prepared by the parent: pointers into the parent's memory,
 // which the child sees as its copy-on-write image.
@@ -205,7 +210,7 @@ class LandlockProcess final : public Process {
             ::kill(pid(), SIGTERM);
             term_sent_ = true;
         }
-        if (wait_for_end(kSweepGraceMs)) return;
+        if (wait_for_end(pid(), kSweepGraceMs)) return;
         spdlog::warn(
             "the landlock sandbox's supervisor (pid {}) did not end within {} ms of "
             "SIGTERM; killing it",
@@ -284,29 +289,6 @@ class LandlockProcess final : public Process {
     }
 
   private:
-    // True once the supervisor has ended (not reaped: try_wait() does that).
-    bool wait_for_end(int timeout_ms) {
-        UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid(), 0)));
-        if (pidfd) {
-            pollfd p{pidfd.get(), POLLIN, 0};
-            int r;
-            do {
-                r = ::poll(&p, 1, timeout_ms);
-            } while (r < 0 && errno == EINTR);
-            return r == 1;
-        }
-        // No pidfd (Linux < 5.3, or a profile that refuses it): look every half millisecond.
-        for (int waited_us = 0; waited_us <= timeout_ms * 1000; waited_us += 500) {
-            siginfo_t info{};
-            if (::waitid(P_PID, static_cast<id_t>(pid()), &info, WEXITED | WNOHANG | WNOWAIT) !=
-                    0 ||
-                info.si_pid != 0)
-                return true;
-            ::usleep(500);
-        }
-        return false;
-    }
-
     Parts p_;
     UniqueFd own_events_;  // the limit events' descriptor when the cgroups have none
     std::unique_ptr<WorkDirWatch> watch_;
@@ -467,56 +449,17 @@ Result<std::unique_ptr<Process>> LandlockBackend::spawn(const WorkerSpec& spec) 
         std::move(fds->err_r), std::move(parts));
     proc->watch_limits();
 
-    // EOF: the supervisor closed its copy and the worker's went at execve. Two ints: a step
-    // failed.
-    const ExecReport report = wait_for_exec(fds->report_r.get(), kExecTimeoutMs);
-    mark(timeline, StartMark::exec_reported);
-    if (report.kind == ExecReport::timed_out) {
-        proc->kill_and_wait();
-        return tl::unexpected(unavailable("the landlock sandbox did not reach execve within " +
-                                          std::to_string(kExecTimeoutMs / 1000) +
-                                          " s; it was killed"));
-    }
-    if (report.kind == ExecReport::failed) {
-        proc->kill_and_wait();
-        const std::string what = child_step_name(report.step);
-        Error e = unavailable("starting " + spec.argv[0] + " in the landlock sandbox failed at " +
-                              what + ": " + std::strerror(report.err) +
-                              (report.step == kStepExec && report.err == ENOENT
-                                   ? " (the interpreter is not installed under /usr on this host)"
-                                   : " (run `sandflow doctor` to see which mechanism this host "
-                                     "lacks)"));
-        e.data["step"] = what;
-        e.data["errno"] = report.err;
-        return tl::unexpected(std::move(e));
-    }
-    if (auto ok = set_worker_fds_nonblocking(*proc); !ok) return tl::unexpected(ok.error());
+    if (auto ok =
+            await_start(*proc, fds->report_r.get(), timeline, {"landlock", spec.argv[0], {}, {}});
+        !ok)
+        return tl::unexpected(ok.error());
     // While the worker's interpreter starts.
     spare_cgroup_.refill(cgroups_, options_.limits);
     return std::unique_ptr<Process>(std::move(proc));
 }
 
 Result<void> LandlockBackend::probe() {
-    static std::once_flag once;
-    static Result<void> result;
-    std::call_once(once, [] {
-        auto backend = create();
-        if (!backend) {
-            result = tl::unexpected(backend.error());
-            return;
-        }
-        WorkerSpec spec;
-        spec.argv = {"/usr/bin/true"};
-        auto proc = (*backend)->spawn(spec);
-        if (!proc) {
-            result = tl::unexpected(proc.error());
-            return;
-        }
-        const ExitStatus st = wait_or_kill(**proc, 5000);
-        if (!WIFEXITED(st.raw) || WEXITSTATUS(st.raw) != 0)
-            result = tl::unexpected(unavailable("a test sandbox running /usr/bin/true " +
-                                                st.describe() + " (run `sandflow doctor`)"));
-    });
+    static const Result<void> result = trial_run(create(), kTrialTimeoutMs);  // once
     return result;
 }
 

@@ -58,6 +58,12 @@ struct LandlockOptions {
 // /tmp/sandflow-work-<euid>.
 std::string work_root_default();
 
+// The paths a sandbox of this tier may reach and how, with `work_dir` its own work folder and
+// `shared` its package sets (read-only): the plan's input (mech::make_landlock_plan), as data
+// a test can read without a sandbox.
+std::vector<mech::LandlockRule> landlock_rules(const std::string& work_dir,
+                                               const std::vector<SharedDir>& shared = {});
+
 class LandlockBackend final : public Backend {
   public:
     // Errc::sandbox_unavailable when the kernel has no Landlock (this tier's only

@@ -5,13 +5,11 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <condition_variable>
 #include <filesystem>
-#include <mutex>
-#include <thread>
 #include <vector>
 
 #include "core/log.hpp"
+#include "sandbox/mechanisms/periodic_scan.hpp"
 
 namespace sandflow::sandbox::landlock {
 
@@ -69,79 +67,39 @@ WorkDirUsage measure_work_dir(const std::string& path, std::uint64_t max_entries
     return u;
 }
 
-struct WorkDirWatch::Entry {
+struct WorkDirWatch::Entry final : mech::ScanEntry {
     std::string path;
     std::uint64_t max_bytes, max_entries;
     int notify_fd;
     std::atomic<bool> signalled{false};
-    std::string limit;  // set once by the watcher, before `signalled`
+    std::string limit;  // set once by the scanner, before `signalled`
     std::uint64_t value = 0;
+
+    bool scan() override {
+        const WorkDirUsage u = measure_work_dir(path, max_entries);
+        if (u.entries > max_entries) {
+            limit = "tmpfs_inodes";
+            value = max_entries;
+        } else if (u.bytes > max_bytes) {
+            limit = "tmpfs_bytes";
+            value = max_bytes;
+        } else {
+            return false;
+        }
+        signalled.store(true, std::memory_order_release);
+        const std::uint64_t one = 1;
+        (void)!::write(notify_fd, &one, sizeof one);
+        return true;
+    }
 };
 
 namespace {
 
-// One thread per runtime process, started with the first watched folder; it sleeps while
-// there is none. Never destroyed (its detached thread may be mid-walk at exit).
-class Watcher {
-  public:
-    static Watcher& get() {
-        static auto* w = new Watcher;
-        return *w;
-    }
-    void add(std::shared_ptr<WorkDirWatch::Entry> e) {
-        std::lock_guard lock(m_);
-        if (!started_) {
-            started_ = true;
-            std::thread([this] { run(); }).detach();
-        }
-        entries_.push_back(std::move(e));
-        cv_.notify_one();
-    }
-    void remove(const WorkDirWatch::Entry* e) {
-        std::lock_guard lock(m_);
-        for (auto it = entries_.begin(); it != entries_.end(); ++it) {
-            if (it->get() == e) {
-                *it = std::move(entries_.back());
-                entries_.pop_back();
-                return;
-            }
-        }
-    }
-
-  private:
-    // The walk holds the lock, so that once remove() returns no walk uses that entry's
-    // descriptor any more.
-    void run() {
-        std::unique_lock lock(m_);
-        for (;;) {
-            cv_.wait(lock, [this] { return !entries_.empty(); });
-            for (const auto& e : entries_) {
-                if (e->signalled.load(std::memory_order_relaxed)) continue;
-                const WorkDirUsage u = measure_work_dir(e->path, e->max_entries);
-                if (u.entries > e->max_entries) {
-                    e->limit = "tmpfs_inodes";
-                    e->value = e->max_entries;
-                } else if (u.bytes > e->max_bytes) {
-                    e->limit = "tmpfs_bytes";
-                    e->value = e->max_bytes;
-                } else {
-                    continue;
-                }
-                e->signalled.store(true, std::memory_order_release);
-                const std::uint64_t one = 1;
-                (void)!::write(e->notify_fd, &one, sizeof one);
-            }
-            lock.unlock();
-            std::this_thread::sleep_for(kWorkDirScanInterval);
-            lock.lock();
-        }
-    }
-
-    std::mutex m_;
-    std::condition_variable cv_;
-    std::vector<std::shared_ptr<WorkDirWatch::Entry>> entries_;
-    bool started_ = false;
-};
+// One scanner for every live sandbox's folder in this runtime process.
+mech::PeriodicScanner& work_dir_scanner() {
+    static std::atomic<mech::PeriodicScanner*> slot{nullptr};
+    return mech::PeriodicScanner::of_this_process(slot, kWorkDirScanInterval);
+}
 
 }  // namespace
 
@@ -152,11 +110,11 @@ WorkDirWatch::WorkDirWatch(std::string path, std::uint64_t max_bytes, std::uint6
     entry_->max_bytes = max_bytes;
     entry_->max_entries = max_entries;
     entry_->notify_fd = notify_fd;
-    Watcher::get().add(entry_);
+    work_dir_scanner().add(entry_);
 }
 
 WorkDirWatch::~WorkDirWatch() {
-    Watcher::get().remove(entry_.get());
+    work_dir_scanner().remove(entry_.get());
 }
 
 WorkDirWatch::Crossed WorkDirWatch::crossed() const {

@@ -27,21 +27,46 @@ bool holds_capability(int cap) {
     return (data[cap / 32].effective >> (cap % 32)) & 1u;
 }
 
-ChildFailure drop_privileges(int last_cap, bool holds_setpcap, const UserSwitch& to) {
-    if (holds_setpcap) {
-        // SECBIT_NO_SETUID_FIXUP stays off and locked: the uid switch below clears the
-        // permitted and effective sets.
-        const unsigned long bits = SECBIT_NOROOT | SECBIT_NOROOT_LOCKED |
-                                   SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED |
-                                   SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
-        if (::prctl(PR_SET_SECUREBITS, bits, 0, 0, 0) != 0) return failed_at(kStepSecurebits);
-        for (int cap = 0; cap <= last_cap; ++cap) {
-            if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
-                return failed_at(kStepBoundingSet);
-        }
+namespace {
+
+// Every securebit locked, and uid 0 given nothing by execve (NOROOT) nor ambient raises.
+// SECBIT_NO_SETUID_FIXUP itself is the callers' choice.
+constexpr unsigned long kLockedSecurebits =
+    SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED |
+    SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+
+// Sets `bits` (nothing can undo them later), then empties the bounding set.
+ChildFailure lock_securebits_and_bounding_set(unsigned long bits, int last_cap) {
+    if (::prctl(PR_SET_SECUREBITS, bits, 0, 0, 0) != 0) return failed_at(kStepSecurebits);
+    for (int cap = 0; cap <= last_cap; ++cap) {
+        if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
+            return failed_at(kStepBoundingSet);
     }
+    return {};
+}
+
+ChildFailure clear_ambient_set() {
     if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
         return failed_at(kStepCapset);
+    return {};
+}
+
+// The effective, permitted and inheritable sets, emptied.
+ChildFailure clear_capability_sets() {
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+    if (::syscall(SYS_capset, &header, data) != 0) return failed_at(kStepCapset);
+    return {};
+}
+
+}  // namespace
+
+ChildFailure drop_privileges(int last_cap, bool holds_setpcap, const UserSwitch& to) {
+    // SECBIT_NO_SETUID_FIXUP stays off (and locked): the uid switch below clears the
+    // permitted and effective sets.
+    if (holds_setpcap)
+        if (auto f = lock_securebits_and_bounding_set(kLockedSecurebits, last_cap)) return f;
+    if (auto f = clear_ambient_set()) return f;
     if (to.enabled) {
         // Raw system calls: glibc's wrappers broadcast id changes to every thread the
         // parent had, and the cloned child has only itself.
@@ -49,29 +74,16 @@ ChildFailure drop_privileges(int last_cap, bool holds_setpcap, const UserSwitch&
         if (::syscall(SYS_setresgid, to.gid, to.gid, to.gid) != 0) return failed_at(kStepSetgid);
         if (::syscall(SYS_setresuid, to.uid, to.uid, to.uid) != 0) return failed_at(kStepSetuid);
     }
-    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
-    __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
-    if (::syscall(SYS_capset, &header, data) != 0) return failed_at(kStepCapset);
-    return {};
+    return clear_capability_sets();
 }
 
 ChildFailure drop_all_capabilities(int last_cap) {
-    // Locked securebits: uid 0 gets no capabilities from execve (NOROOT) and keeps no
-    // capabilities across uid changes; nothing can undo this later.
-    const unsigned long bits = SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
-                               SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED |
-                               SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
-    if (::prctl(PR_SET_SECUREBITS, bits, 0, 0, 0) != 0) return failed_at(kStepSecurebits);
-    for (int cap = 0; cap <= last_cap; ++cap) {
-        if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
-            return failed_at(kStepBoundingSet);
-    }
-    if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
-        return failed_at(kStepCapset);
-    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
-    __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
-    if (::syscall(SYS_capset, &header, data) != 0) return failed_at(kStepCapset);
-    return {};
+    // Uid 0 also keeps no capabilities across uid changes.
+    if (auto f =
+            lock_securebits_and_bounding_set(kLockedSecurebits | SECBIT_NO_SETUID_FIXUP, last_cap))
+        return f;
+    if (auto f = clear_ambient_set()) return f;
+    return clear_capability_sets();
 }
 
 ChildFailure set_no_new_privs() {

@@ -10,7 +10,6 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -20,6 +19,7 @@
 #include <thread>
 
 #include "sandbox/mechanisms/control_file.hpp"
+#include "sandbox/mechanisms/periodic_scan.hpp"
 
 namespace sandflow::sandbox::mech {
 
@@ -73,81 +73,30 @@ std::uint64_t read_key(int fd, std::string_view key) {
 }  // namespace
 
 // Owned by the SandboxCgroup; the scanner's list holds a second reference until remove().
-struct SandboxCgroup::Events {
+// The scanner looks for refused forks (see cgroups.hpp) in sandboxes that have a pids group.
+struct SandboxCgroup::Events final : ScanEntry {
     UniqueFd notify;       // the eventfd handed out by event_fd()
     UniqueFd pids_events;  // pids.events, or closed without a pids group
     UniqueFd oom_control;  // memory.oom_control, or closed without a memory group
     std::atomic<bool> pids_signalled{false};  // the scanner's work is done
     bool oom_seen = false;                    // crossed() reported an OOM kill
+
+    // A read of a few microseconds.
+    bool scan() override {
+        if (read_key(pids_events.get(), "max") == 0) return false;
+        pids_signalled = true;
+        const std::uint64_t one = 1;
+        (void)!::write(notify.get(), &one, sizeof one);
+        return true;
+    }
 };
 
 namespace {
 
-// The thread that looks for refused forks (see cgroups.hpp). Started with the first
-// sandbox that has a pids group; it sleeps on a condition variable while there is none.
-// Never destroyed: its detached thread may still be scanning when the process exits.
-class PidsScanner {
-  public:
-    // A process forked from the one that made the scanner has no scanning thread, and may
-    // have copied the lock held: it gets a scanner of its own.
-    static PidsScanner& get() {
-        static std::atomic<PidsScanner*> current{nullptr};
-        PidsScanner* s = current.load();
-        if (!s || s->pid_ != ::getpid()) {
-            auto* fresh = new PidsScanner;
-            if (current.compare_exchange_strong(s, fresh))
-                s = fresh;
-            else
-                delete fresh;
-        }
-        return *s;
-    }
-    void add(std::shared_ptr<SandboxCgroup::Events> e) {
-        std::lock_guard lock(m_);
-        if (!started_) {
-            started_ = true;
-            std::thread([this] { run(); }).detach();
-        }
-        entries_.push_back(std::move(e));
-        cv_.notify_one();
-    }
-    void remove(const SandboxCgroup::Events* e) {
-        std::lock_guard lock(m_);
-        for (auto it = entries_.begin(); it != entries_.end(); ++it) {
-            if (it->get() == e) {
-                *it = std::move(entries_.back());
-                entries_.pop_back();
-                return;
-            }
-        }
-    }
-
-  private:
-    // The scan holds the lock (N reads of a few microseconds each), so that once remove()
-    // returns no scan uses that sandbox's descriptors any more: they close with it.
-    void run() {
-        std::unique_lock lock(m_);
-        for (;;) {
-            cv_.wait(lock, [this] { return !entries_.empty(); });
-            for (const auto& e : entries_) {
-                if (e->pids_signalled.load(std::memory_order_relaxed)) continue;
-                if (read_key(e->pids_events.get(), "max") == 0) continue;
-                e->pids_signalled = true;
-                const std::uint64_t one = 1;
-                (void)!::write(e->notify.get(), &one, sizeof one);
-            }
-            lock.unlock();
-            std::this_thread::sleep_for(kPidsScanInterval);
-            lock.lock();
-        }
-    }
-
-    std::mutex m_;
-    std::condition_variable cv_;
-    std::vector<std::shared_ptr<SandboxCgroup::Events>> entries_;
-    const pid_t pid_ = ::getpid();
-    bool started_ = false;
-};
+PeriodicScanner& pids_scanner() {
+    static std::atomic<PeriodicScanner*> slot{nullptr};
+    return PeriodicScanner::of_this_process(slot, kPidsScanInterval);
+}
 
 }  // namespace
 
@@ -328,7 +277,7 @@ void SandboxCgroup::watch() {
     }
     if (pids) {
         e->pids_events.reset(::open((pids->path + "/pids.events").c_str(), O_RDONLY | O_CLOEXEC));
-        if (e->pids_events) PidsScanner::get().add(e);
+        if (e->pids_events) pids_scanner().add(e);
     }
     events_ = std::move(e);
 }
@@ -522,7 +471,7 @@ void CgroupSpare::refill(const CgroupSupport& support, const SandboxLimits& limi
 
 void SandboxCgroup::remove() {
     if (events_) {
-        if (events_->pids_events) PidsScanner::get().remove(events_.get());
+        if (events_->pids_events) pids_scanner().remove(events_.get());
         events_.reset();
     }
     for (const auto& d : dirs_) {

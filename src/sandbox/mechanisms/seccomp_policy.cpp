@@ -130,28 +130,32 @@ constexpr std::uint32_t kOffArg0 = offsetof(seccomp_data, args);  // little-endi
 constexpr std::uint32_t kPersonaDefault = 0;                      // PER_LINUX
 constexpr std::uint32_t kPersonaQuery = 0xffffffffu;
 
+// The few classic-BPF instructions the hand-written programs use.
+constexpr sock_filter stmt(std::uint16_t code, std::uint32_t k) {
+    return sock_filter{code, 0, 0, k};
+}
+constexpr sock_filter jeq(std::uint32_t k, std::uint8_t jt, std::uint8_t jf) {
+    return sock_filter{static_cast<std::uint16_t>(BPF_JMP | BPF_JEQ | BPF_K), jt, jf, k};
+}
+constexpr std::uint16_t kLd = BPF_LD | BPF_W | BPF_ABS;
+constexpr std::uint16_t kRet = BPF_RET | BPF_K;
+
 // personality(2) is allowed only to query (0xffffffff) or to set the default persona;
 // anything else (ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, other ABIs) fails with EPERM.
 // personality takes an unsigned int, so the high half of the argument must be zero.
 std::vector<sock_filter> personality_program() {
-    auto stmt = [](std::uint16_t code, std::uint32_t k) { return sock_filter{code, 0, 0, k}; };
-    auto jeq = [](std::uint32_t k, std::uint8_t jt, std::uint8_t jf) {
-        return sock_filter{static_cast<std::uint16_t>(BPF_JMP | BPF_JEQ | BPF_K), jt, jf, k};
-    };
-    const std::uint16_t ld = BPF_LD | BPF_W | BPF_ABS;
-    const std::uint16_t ret = BPF_RET | BPF_K;
     return {
-        /* 0 */ stmt(ld, kOffArch),
+        /* 0 */ stmt(kLd, kOffArch),
         /* 1 */ jeq(kNativeArch, 0, 8),  // other architectures: the main program kills them
-        /* 2 */ stmt(ld, kOffNr),
+        /* 2 */ stmt(kLd, kOffNr),
         /* 3 */ jeq(SYS_personality, 0, 6),
-        /* 4 */ stmt(ld, kOffArg0 + 4),
+        /* 4 */ stmt(kLd, kOffArg0 + 4),
         /* 5 */ jeq(0, 0, 3),  // high half set: deny
-        /* 6 */ stmt(ld, kOffArg0),
+        /* 6 */ stmt(kLd, kOffArg0),
         /* 7 */ jeq(kPersonaDefault, 2, 0),
         /* 8 */ jeq(kPersonaQuery, 1, 0),
-        /* 9 */ stmt(ret, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
-        /* 10 */ stmt(ret, SECCOMP_RET_ALLOW),
+        /* 9 */ stmt(kRet, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+        /* 10 */ stmt(kRet, SECCOMP_RET_ALLOW),
     };
 }
 
@@ -159,27 +163,21 @@ std::vector<sock_filter> personality_program() {
 constexpr std::size_t kGuardA = 10, kGuardB = 11;
 constexpr std::uint32_t kNoPid = 0xffffffffu;  // kill(-1) is refused by the main program
 std::array<sock_filter, kSignalGuardLength> signal_guard_program() {
-    auto stmt = [](std::uint16_t code, std::uint32_t k) { return sock_filter{code, 0, 0, k}; };
-    auto jeq = [](std::uint32_t k, std::uint8_t jt, std::uint8_t jf) {
-        return sock_filter{static_cast<std::uint16_t>(BPF_JMP | BPF_JEQ | BPF_K), jt, jf, k};
-    };
-    const std::uint16_t ld = BPF_LD | BPF_W | BPF_ABS;
-    const std::uint16_t ret = BPF_RET | BPF_K;
     return {{
-        /* 0 */ stmt(ld, kOffArch),
+        /* 0 */ stmt(kLd, kOffArch),
         /* 1 */ jeq(kNativeArch, 0, 10),  // other architectures: the main program kills them
-        /* 2 */ stmt(ld, kOffNr),
+        /* 2 */ stmt(kLd, kOffNr),
         /* 3 */ jeq(SYS_kill, 5, 0),
         /* 4 */ jeq(SYS_tkill, 4, 0),
         /* 5 */ jeq(SYS_tgkill, 3, 0),
         /* 6 */ jeq(SYS_rt_sigqueueinfo, 2, 0),
         /* 7 */ jeq(SYS_rt_tgsigqueueinfo, 1, 0),
         /* 8 */ jeq(SYS_pidfd_open, 0, 3),
-        /* 9 */ stmt(ld, kOffArg0),  // the pid: an int, so the low half only
-        /* 10 */ jeq(kNoPid, 2, 0),  // protect_a, patched in the child
-        /* 11 */ jeq(kNoPid, 1, 0),  // protect_b, patched in the child
-        /* 12 */ stmt(ret, SECCOMP_RET_ALLOW),
-        /* 13 */ stmt(ret, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+        /* 9 */ stmt(kLd, kOffArg0),  // the pid: an int, so the low half only
+        /* 10 */ jeq(kNoPid, 2, 0),   // protect_a, patched in the child
+        /* 11 */ jeq(kNoPid, 1, 0),   // protect_b, patched in the child
+        /* 12 */ stmt(kRet, SECCOMP_RET_ALLOW),
+        /* 13 */ stmt(kRet, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
     }};
 }
 
@@ -270,15 +268,21 @@ Result<SeccompProgram> build_seccomp_program(SeccompTier tier) {
     return p;
 }
 
+std::array<sock_filter, kSignalGuardLength> signal_guard_for(const SeccompProgram& program,
+                                                             pid_t protect_a, pid_t protect_b) {
+    std::array<sock_filter, kSignalGuardLength> guard = program.guard;
+    guard[kGuardA].k = protect_a > 0 ? static_cast<std::uint32_t>(protect_a) : kNoPid;
+    guard[kGuardB].k = protect_b > 0 ? static_cast<std::uint32_t>(protect_b) : kNoPid;
+    return guard;
+}
+
 ChildFailure install_seccomp(const SeccompProgram& program, pid_t protect_a, pid_t protect_b) {
     auto install = [](const sock_filter* code, std::size_t n) {
         sock_fprog f{static_cast<unsigned short>(n), const_cast<sock_filter*>(code)};
         return ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &f, 0, 0) == 0;
     };
     if (program.signal_guard) {
-        std::array<sock_filter, kSignalGuardLength> guard = program.guard;  // on the stack
-        guard[kGuardA].k = protect_a > 0 ? static_cast<std::uint32_t>(protect_a) : kNoPid;
-        guard[kGuardB].k = protect_b > 0 ? static_cast<std::uint32_t>(protect_b) : kNoPid;
+        const auto guard = signal_guard_for(program, protect_a, protect_b);  // on the stack
         if (!install(guard.data(), guard.size())) return failed_at(kStepSeccomp);
     }
     for (const auto* prog : {&program.personality, &program.main})

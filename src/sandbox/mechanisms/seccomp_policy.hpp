@@ -68,6 +68,11 @@ struct SeccompProgram {
 // Compiles the policy (parent side). Errc::sandbox_unavailable when libseccomp fails.
 Result<SeccompProgram> build_seccomp_program(SeccompTier tier = SeccompTier::namespaces);
 
+// The program's signal guard protecting `protect_a` and `protect_b` (0: no one), as the
+// child installs it. Allocates nothing: the child calls it.
+std::array<sock_filter, kSignalGuardLength> signal_guard_for(const SeccompProgram& program,
+                                                             pid_t protect_a, pid_t protect_b);
+
 // Child side: installs the programs. Needs no_new_privs (or CAP_SYS_ADMIN) first.
 // `protect_a`, `protect_b`: the processes the signal guard protects (when it is on).
 ChildFailure install_seccomp(const SeccompProgram& program, pid_t protect_a = 0,

@@ -16,6 +16,8 @@
 #include "core/log.hpp"
 #include "sandbox/mechanisms/capabilities.hpp"
 #include "sandbox/namespace/namespaces.hpp"
+#include "sandbox/start_report.hpp"
+#include "sandbox/trial_run.hpp"
 
 namespace sandflow::sandbox {
 
@@ -136,9 +138,7 @@ std::string hint_for(int step, int err) {
     if (step >= kStepMountFirst && (err == EPERM || err == EACCES))
         return " (the host may forbid mounts in user namespaces, e.g. inside a container "
                "that masks /proc; run `sandflow doctor`)";
-    if (step == kStepExec && err == ENOENT)
-        return " (the interpreter is not installed under /usr on this host)";
-    return " (run `sandflow doctor` to see which mechanism this host lacks)";
+    return general_start_hint(step, err);
 }
 
 // The worker's own wait status (from init's status pipe), the limits it runs under and the
@@ -229,21 +229,21 @@ class NamespaceProcess final : public Process {
 
 }  // namespace
 
+// Paths as the worker sees them after pivot_root (mount_ns.hpp); the same folders exist
+// on the host, which is where the plan looks at them.
+std::vector<LandlockRule> namespace_landlock_rules() {
+    return {{"/", LandlockAccess::list},      {"/usr", LandlockAccess::read_exec},
+            {"/etc", LandlockAccess::read},   {"/proc", LandlockAccess::read},
+            {"/dev", LandlockAccess::device}, {"/tmp", LandlockAccess::read_write}};
+}
+
 Result<std::unique_ptr<NamespaceBackend>> NamespaceBackend::create(NamespaceOptions options) {
     std::unique_ptr<NamespaceBackend> b(new NamespaceBackend(std::move(options)));
     b->ids_ = make_id_mapping();
     auto seccomp = build_seccomp_program();
     if (!seccomp) return tl::unexpected(seccomp.error());
     b->seccomp_ = std::move(*seccomp);
-    // Paths as the worker sees them after pivot_root (mount_ns.hpp); the same folders exist
-    // on the host, which is where the plan looks at them.
-    b->landlock_ = make_landlock_plan({{"/", LandlockAccess::list},
-                                       {"/usr", LandlockAccess::read_exec},
-                                       {"/etc", LandlockAccess::read},
-                                       {"/proc", LandlockAccess::read},
-                                       {"/dev", LandlockAccess::device},
-                                       {"/tmp", LandlockAccess::read_write}},
-                                      false);
+    b->landlock_ = make_landlock_plan(namespace_landlock_rules(), false);
     if (b->options_.use_cgroups) {
         b->cgroups_ = detect_cgroup_support();
         if (const auto n = remove_stale_groups(b->cgroups_))
@@ -394,54 +394,21 @@ Result<std::unique_ptr<Process>> NamespaceBackend::spawn(const WorkerSpec& spec)
     // script's): its limit events cost the caller nothing then.
     proc->watch_limits();
 
-    // EOF: init closed its copy and the worker's went at execve. Two ints: a step failed.
-    const ExecReport report = wait_for_exec(fds->report_r.get(), kExecTimeoutMs);
-    mark(timeline, StartMark::exec_reported);
-    if (report.kind == ExecReport::timed_out) {
-        proc->kill_and_wait();
-        return tl::unexpected(unavailable("the namespace sandbox did not reach execve within " +
-                                          std::to_string(kExecTimeoutMs / 1000) +
-                                          " s; it was killed"));
-    }
-    if (report.kind == ExecReport::failed) {
-        proc->kill_and_wait();
-        std::string what = describe_mount_step(*mounts, report.step);
-        if (what.empty()) what = child_step_name(report.step);
-        Error e =
-            unavailable("starting " + spec.argv[0] + " in the namespace sandbox failed at " + what +
-                        ": " + std::strerror(report.err) + hint_for(report.step, report.err));
-        e.data["step"] = what;
-        e.data["errno"] = report.err;
-        return tl::unexpected(std::move(e));
-    }
-    if (auto ok = set_worker_fds_nonblocking(*proc); !ok) return tl::unexpected(ok.error());
+    const auto step_name = [mounts](int step) {
+        std::string what = describe_mount_step(*mounts, step);
+        return what.empty() ? std::string(child_step_name(step)) : what;
+    };
+    if (auto ok = await_start(*proc, fds->report_r.get(), timeline,
+                              {"namespace", spec.argv[0], step_name, hint_for});
+        !ok)
+        return tl::unexpected(ok.error());
     // While the worker's interpreter starts.
     spare_cgroup_.refill(cgroups_, options_.limits);
     return std::unique_ptr<Process>(std::move(proc));
 }
 
 Result<void> NamespaceBackend::probe() {
-    static std::once_flag once;
-    static Result<void> result;
-    std::call_once(once, [] {
-        auto backend = create();
-        if (!backend) {
-            result = tl::unexpected(backend.error());
-            return;
-        }
-        WorkerSpec spec;
-        spec.argv = {"/usr/bin/true"};
-        auto proc = (*backend)->spawn(spec);
-        if (!proc) {
-            result = tl::unexpected(proc.error());
-            return;
-        }
-        // /usr/bin/true exits at once; a status other than 0 means the sandbox is broken.
-        const ExitStatus st = wait_or_kill(**proc, 5000);
-        if (!WIFEXITED(st.raw) || WEXITSTATUS(st.raw) != 0)
-            result = tl::unexpected(unavailable("a test sandbox running /usr/bin/true " +
-                                                st.describe() + " (run `sandflow doctor`)"));
-    });
+    static const Result<void> result = trial_run(create(), kTrialTimeoutMs);  // once
     return result;
 }
 

@@ -51,6 +51,10 @@ struct NamespaceOptions {
     } layers;
 };
 
+// The Landlock rules this tier stacks on its mount namespace: the plan's input
+// (mech::make_landlock_plan), as data a test can read without a sandbox.
+std::vector<mech::LandlockRule> namespace_landlock_rules();
+
 class NamespaceBackend final : public Backend {
   public:
     // Prepares what every sandbox shares (the seccomp program, id maps, cgroup support).
