@@ -15,15 +15,10 @@ using rpc::AppCode;
 
 void Server::Impl::process_call(const Reply& reply, const Params& p) {
     const auto start = Clock::now();
-    auto bad = [&](const Error& e) {
-        metrics.count_error("process", e);
-        reply.err(e);
-        retire_call(reply.session, {});
-    };
     auto params = parse_process(p);
-    if (!params) return bad(params.error());
+    if (!params) return refuse_call(reply, "process", params.error());
     auto slot = slot_for(params->actor_id, params->instance_id, true);
-    if (!slot) return bad(slot.error());
+    if (!slot) return refuse_call(reply, "process", slot.error());
     auto pc = std::make_shared<ProcessCall>();
     pc->reply = reply;
     pc->slot = *slot;

@@ -9,11 +9,7 @@ namespace sandflow::server {
 
 void Server::Impl::load_actor(const Reply& reply, const Params& p) {
     auto lp = parse_load(p);
-    if (!lp) {
-        metrics.count_error("load", lp.error());
-        reply.err(lp.error());
-        return retire_call(reply.session, {});
-    }
+    if (!lp) return refuse_call(reply, "load", lp.error());
     pool.submit(
         [this, reply, lp = std::move(*lp)]() mutable { load_on_pool(reply, std::move(lp)); });
 }

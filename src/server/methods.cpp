@@ -77,6 +77,12 @@ void Server::Impl::retire_call(const std::shared_ptr<Session>& session, const st
     }
 }
 
+void Server::Impl::refuse_call(const Reply& reply, std::string_view method, const Error& e) {
+    metrics.count_error(method, e);
+    reply.err(e);
+    retire_call(reply.session, {});
+}
+
 void Server::Impl::list_actors(const Reply& reply) {
     json::array names;
     for (auto& name : registry.actor_names()) names.emplace_back(std::move(name));
@@ -157,15 +163,10 @@ void Server::Impl::cancel_call(const Reply& reply, const Params& p) {
 }
 
 void Server::Impl::unload_actor(const Reply& reply, const Params& p) {
-    auto bad = [&](const Error& e) {
-        metrics.count_error("unload", e);
-        reply.err(e);
-        retire_call(reply.session, {});
-    };
     auto up = parse_unload(p);
-    if (!up) return bad(up.error());
+    if (!up) return refuse_call(reply, "unload", up.error());
     auto removed = registry.remove(up->actor_id, up->instance_id);
-    if (!removed) return bad(removed.error());
+    if (!removed) return refuse_call(reply, "unload", removed.error());
     const std::vector<std::shared_ptr<Slot>>& gone = *removed;
     for (const auto& s : gone) {
         // After the calls queued before the unload, which may still commit.

@@ -87,6 +87,8 @@ struct Server::Impl {
     bool admit(const Reply& reply, const std::string& method);
     // The call left the in-flight count (and its session's `cancel` table under `key`).
     void retire_call(const std::shared_ptr<Session>& session, const std::string& key);
+    // An admitted call that fails before it is queued: counted, answered with `e`, retired.
+    void refuse_call(const Reply& reply, std::string_view method, const Error& e);
     void list_actors(const Reply& reply);
     void ping(const Reply& reply);
     void stats(const Reply& reply);
