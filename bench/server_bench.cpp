@@ -46,13 +46,13 @@
 #include <boost/asio/use_future.hpp>
 
 #include "core/log.hpp"
-#include "rpc/ws_server.hpp"
 #include "runtime/instance.hpp"
+#include "sandbox/host_probe.hpp"
 #include "sandbox/namespace/namespace_backend.hpp"
 #include "sandbox/none/none_backend.hpp"
 #include "sandflow/client.hpp"
 #include "sandflow/client_asio.hpp"
-#include "server/server.hpp"
+#include "server/running_server.hpp"
 
 using namespace sandflow;
 using Clock = std::chrono::steady_clock;
@@ -545,11 +545,7 @@ int main(int argc, char** argv) {
         *target = value;
     }
     init_logging("warn");
-    ::signal(SIGPIPE, SIG_IGN);
-    sigset_t pipe;
-    sigemptyset(&pipe);
-    sigaddset(&pipe, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
+    server::prepare_process_for_serving();
     char tmpl[] = "/tmp/sandflow-server-bench-XXXXXX";
     if (!::mkdtemp(tmpl)) return 1;
     const fs::path dir = tmpl;
@@ -558,32 +554,24 @@ int main(int argc, char** argv) {
     // The default backend, as `serve` runs it: the namespace sandbox where it can run here
     // (the target is a round trip through a sandboxed worker), else `none`.
     std::unique_ptr<sandbox::Backend> owned;
-    if (sandbox::NamespaceBackend::probe()) {
+    if (auto ns = sandbox::probe_backend("namespace"); ns && ns->runs) {
         if (auto b = sandbox::NamespaceBackend::create()) owned = std::move(*b);
     }
     if (!owned) owned = std::make_unique<sandbox::NoneBackend>();
     sandbox::Backend& backend = *owned;
-    server::ServerOptions so;
-    so.actor_roots = {dir};
-    so.threads = 16;
-    so.warm_discovered = false;
-    server::Server srv(backend, so, runtime::make_memory_store());
-    rpc::WsServerOptions wo;
-    wo.port = 0;
-    wo.io_threads = io_threads;
-    rpc::WsHandler h;
-    h.on_open = [&srv](const auto& c) { srv.on_open(c); };
-    h.on_message = [&srv](const auto& c, std::string_view t, bool b) { srv.on_message(c, t, b); };
-    h.on_close = [&srv](const auto& c) { srv.on_close(c); };
-    auto ws = rpc::WsServer::listen(wo, h);
-    if (!ws) {
-        std::fprintf(stderr, "bench: %s\n", ws.error().message.c_str());
+    server::RunningServerOptions ro;
+    ro.server.actor_roots = {dir};
+    ro.server.threads = 16;
+    ro.server.warm_discovered = false;
+    ro.transport.port = 0;
+    ro.transport.io_threads = io_threads;
+    const std::size_t pool_threads = ro.server.threads;
+    auto rs = server::RunningServer::start(backend, std::move(ro), runtime::make_memory_store());
+    if (!rs) {
+        std::fprintf(stderr, "bench: %s\n", rs.error().message.c_str());
         return 1;
     }
-    srv.set_event_loop((*ws)->event_loop());
-    if (!srv.discover()) return 1;
-    (*ws)->start();
-    const std::string url = "ws://127.0.0.1:" + std::to_string((*ws)->port());
+    const std::string url = (*rs)->url();
 
     auto spec = runtime::spec_from_file(dir / "trivial.actor.py");
     if (!spec) return 1;
@@ -591,7 +579,7 @@ int main(int argc, char** argv) {
     std::printf(
         "sandflow server benchmark (backend: %s; trivial Python actor; server: %d I/O "
         "threads, %zu pool threads; C++ clients: %s; %u cores)\n\n",
-        std::string(backend.name()).c_str(), io_threads, so.threads,
+        std::string(backend.name()).c_str(), io_threads, pool_threads,
         client_threads > 0 ? (std::to_string(client_threads) + " shared I/O threads").c_str()
                            : "an I/O thread each",
         std::thread::hardware_concurrency());
@@ -634,7 +622,7 @@ int main(int argc, char** argv) {
         const Figures piped = drive_coroutines(clients, opts, calls, 50, 4);
         const Figures ping = drive_coroutines(clients, opts, calls, 50, 0);
         clients.clear();
-        const Figures raw = drive_raw((*ws)->port(), conns, instances, calls, 50);
+        const Figures raw = drive_raw((*rs)->port(), conns, instances, calls, 50);
         // Directly on the runtime, same shape.
         std::vector<std::unique_ptr<runtime::Instance>> insts;
         std::vector<std::mutex> locks(static_cast<std::size_t>(instances));
@@ -692,8 +680,7 @@ int main(int argc, char** argv) {
             relay_rate, best_rate / relay_rate);
     std::printf("benchmark process RSS (server + clients, no sandboxes): %ld MB\n",
                 rss_kb() / 1024);
-    srv.shutdown();
-    (*ws)->stop();
+    (*rs)->stop();
     fs::remove_all(dir);
     return 0;
 }

@@ -19,10 +19,9 @@
 #include <vector>
 
 #include "core/log.hpp"
-#include "rpc/ws_server.hpp"
 #include "sandbox/none/none_backend.hpp"
 #include "sandflow/client.hpp"
-#include "server/server.hpp"
+#include "server/running_server.hpp"
 #include "state/redis_support.hpp"
 
 using namespace sandflow;
@@ -45,23 +44,14 @@ struct Figures {
 Figures run(std::shared_ptr<runtime::StateStore> store, const fs::path& dir, int conns,
             int calls_each) {
     sandbox::NoneBackend backend;
-    server::ServerOptions so;
-    so.actor_roots = {dir};
-    so.warm_discovered = false;
-    server::Server srv(backend, so, std::move(store));
-    rpc::WsServerOptions wo;
-    wo.port = 0;
-    wo.io_threads = 2;
-    rpc::WsHandler h;
-    h.on_open = [&srv](const auto& c) { srv.on_open(c); };
-    h.on_message = [&srv](const auto& c, std::string_view t, bool b) { srv.on_message(c, t, b); };
-    h.on_close = [&srv](const auto& c) { srv.on_close(c); };
-    auto ws = rpc::WsServer::listen(wo, h);
-    if (!ws) return {};
-    srv.set_event_loop((*ws)->event_loop());
-    if (!srv.discover()) return {};
-    (*ws)->start();
-    const std::string url = "ws://127.0.0.1:" + std::to_string((*ws)->port());
+    server::RunningServerOptions ro;
+    ro.server.actor_roots = {dir};
+    ro.server.warm_discovered = false;
+    ro.transport.port = 0;
+    ro.transport.io_threads = 2;
+    auto rs = server::RunningServer::start(backend, std::move(ro), std::move(store));
+    if (!rs) return {};
+    const std::string url = (*rs)->url();
     std::vector<std::vector<double>> lat(static_cast<std::size_t>(conns));
     std::vector<int> errors(static_cast<std::size_t>(conns), 0);
     std::vector<std::unique_ptr<client::Client>> clients;
@@ -102,9 +92,7 @@ Figures run(std::shared_ptr<runtime::StateStore> store, const fs::path& dir, int
     f.p50_us = all.empty() ? 0 : all[all.size() / 2];
     for (int e : errors) f.errors += e;
     clients.clear();
-    srv.begin_drain();
-    srv.shutdown();
-    (*ws)->stop();
+    (*rs)->stop();
     return f;
 }
 
@@ -112,7 +100,7 @@ Figures run(std::shared_ptr<runtime::StateStore> store, const fs::path& dir, int
 
 int main() {
     init_logging("error");
-    ::signal(SIGPIPE, SIG_IGN);
+    server::prepare_process_for_serving();
     char tmpl[] = "/tmp/sandflow-state-bench-XXXXXX";
     if (!::mkdtemp(tmpl)) return 1;
     const fs::path dir = tmpl;

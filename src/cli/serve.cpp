@@ -6,22 +6,17 @@
 // --grace, fail what is left with shutting_down, kill every sandbox, exit 0.
 #include <pthread.h>
 #include <signal.h>
-#include <sys/resource.h>
 
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <thread>
 
 #include "cli/common.hpp"
 #include "core/duration.hpp"
 #include "core/json.hpp"
 #include "core/log.hpp"
-#include "rpc/ws_server.hpp"
 #include "runtime/actor_limits.hpp"
-#include "runtime/instance.hpp"
 #include "runtime/warm_pool.hpp"
-#include "server/server.hpp"
+#include "server/running_server.hpp"
 
 namespace sandflow::cli {
 
@@ -55,19 +50,6 @@ struct ServeOptions {
     std::string state_sync = "normal";
     PackageFlags packages;
 };
-
-// Sandboxes that cannot start make /healthz answer 503 with the reason.
-void probe_backend(sandbox::Backend& backend, server::Server& srv) {
-    sandbox::WorkerSpec spec;
-    spec.argv = {"/bin/true"};
-    auto p = backend.spawn(spec);
-    if (!p) {
-        spdlog::warn("backend '{}' cannot start sandboxes: {}", backend.name(), p.error().message);
-        srv.set_backend_health(false, p.error().message);
-        return;
-    }
-    (*p)->kill_and_wait();
-}
 
 int run(ServeOptions o) {
     auto hp = rpc::parse_listen(o.listen);
@@ -117,23 +99,7 @@ int run(ServeOptions o) {
         store = std::move(*st);
     }
 
-    // A worker that died between calls must fail the next call (EPIPE), not kill the
-    // server when the call is written to its closed channel. SIGPIPE is also blocked:
-    // sanitizer runtimes may swallow the SIG_IGN.
-    std::signal(SIGPIPE, SIG_IGN);
-    sigset_t pipe;
-    sigemptyset(&pipe);
-    sigaddset(&pipe, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
-
-    // An instance holds several descriptors (its channel and stdio pipes, its epoll set
-    // and the server's copy of it, cgroup event files): kMaxInstances of them need more
-    // than the usual soft limit of 1024. Sandboxes set their own limit.
-    if (rlimit nofile{};
-        ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
-        nofile.rlim_cur = nofile.rlim_max;
-        (void)::setrlimit(RLIMIT_NOFILE, &nofile);
-    }
+    server::prepare_process_for_serving();
 
     // Every thread started from here on inherits the blocked signals; this one waits.
     sigset_t sigs;
@@ -161,23 +127,15 @@ int run(ServeOptions o) {
     auto packages = open_packages(o.packages);
     if (!packages) return report(packages.error());
     so.packages = *packages;
-    // Declared before the server so that it outlives every instance that took from it.
-    std::unique_ptr<runtime::WarmPool> warm_pool;
+    server::RunningServerOptions ro;
+    ro.server = std::move(so);
     if (o.pool_python + o.pool_node > 0) {
         runtime::PoolOptions po;
         po.python = o.pool_python;
         po.node = o.pool_node;
-        po.python_packages = runtime::default_package_dirs(**packages, actor::Language::python);
-        po.node_packages = runtime::default_package_dirs(**packages, actor::Language::javascript);
-        auto p = runtime::WarmPool::create(**backend, po);
-        if (!p) return report(p.error());
-        warm_pool = std::move(*p);
-        so.warm_pool = warm_pool.get();
+        ro.warm_pool = po;
     }
-    server::Server srv(**backend, so, store);
-    probe_backend(**backend, srv);
-
-    rpc::WsServerOptions wo;
+    rpc::WsServerOptions& wo = ro.transport;
     wo.host = hp->host;
     wo.port = hp->port;
     wo.token = o.token;
@@ -189,58 +147,27 @@ int run(ServeOptions o) {
     wo.idle_timeout = duration_cast<milliseconds>(idle);
     wo.deflate = !o.no_deflate;
     wo.io_threads = o.io_threads;
-    rpc::WsHandler h;
-    h.on_open = [&srv](const auto& c) { srv.on_open(c); };
-    h.on_message = [&srv](const auto& c, std::string_view text, bool binary) {
-        srv.on_message(c, text, binary);
-    };
-    h.on_close = [&srv](const auto& c) { srv.on_close(c); };
-    h.on_http = [&srv](std::string_view target, bool authorized) {
-        return srv.on_http(target, authorized);
-    };
-    auto ws = rpc::WsServer::listen(wo, h);
-    if (!ws) return report(ws.error());
-    srv.set_transport_counters(&(*ws)->counters());
-    // Before discover(): the instances it starts drive their calls on the I/O threads.
-    srv.set_event_loop((*ws)->event_loop());
-    auto found = srv.discover();
-    if (!found) return report(found.error());
-    (*ws)->start();
+    auto rs = server::RunningServer::start(**backend, std::move(ro), store);
+    if (!rs) return report(rs.error());
 
-    const std::string host =
-        hp->host.find(':') != std::string::npos ? "[" + hp->host + "]" : hp->host;
-    const std::string url = "ws://" + host + ":" + std::to_string((*ws)->port());
+    const std::string url = (*rs)->url();
     const std::string line =
         to_json_string(json::object{{"listening", url},
-                                    {"port", (*ws)->port()},
+                                    {"port", (*rs)->port()},
                                     {"backend", (*backend)->name()},
                                     {"isolation", sandbox::level_name((*backend)->level())},
-                                    {"actors", *found},
+                                    {"actors", (*rs)->actors_registered()},
                                     {"state", store->describe()}});
     std::printf("%s\n", line.c_str());
     std::fflush(stdout);
-    spdlog::info("listening on {} ({} actors, backend {}, state {})", url, *found,
-                 (*backend)->name(), store->describe());
+    spdlog::info("listening on {} ({} actors, backend {}, state {})", url,
+                 (*rs)->actors_registered(), (*backend)->name(), store->describe());
 
     int sig = 0;
     sigwait(&sigs, &sig);
     spdlog::info("{}: draining (grace {})", sig == SIGTERM ? "SIGTERM" : "SIGINT",
                  format_duration(grace));
-    (*ws)->stop_accepting();
-    srv.begin_drain();
-    const auto deadline = std::chrono::steady_clock::now() + grace;
-    if (!srv.wait_idle(deadline)) {
-        spdlog::warn("{} calls still running after the grace period; stopping their sandboxes",
-                     srv.calls_in_flight());
-        srv.abort_calls();
-        srv.wait_idle(std::chrono::steady_clock::now() + std::chrono::seconds(5));
-    }
-    (*ws)->close_all("server shutting down");
-    for (int i = 0; i < 200 && (*ws)->counters().open.load() > 0; ++i)
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    // The server first: calls still on the I/O threads need them to end.
-    srv.shutdown();
-    (*ws)->stop();
+    (*rs)->drain_and_stop(grace);
     spdlog::info("stopped");
     return kExitOk;
 }

@@ -5,6 +5,7 @@
 
 #include "core/log.hpp"
 #include "sandbox/gvisor/gvisor_backend.hpp"
+#include "sandbox/host_probe.hpp"
 #include "sandbox/landlock/landlock_backend.hpp"
 #include "sandbox/microvm/microvm_backend.hpp"
 #include "sandbox/namespace/namespace_backend.hpp"
@@ -71,58 +72,12 @@ std::vector<std::string> clean_worker_env() {
     return {"PATH=/usr/bin:/bin", "LANG=C.UTF-8", "HOME=/tmp"};
 }
 
-namespace {
-
-// The isolating backends in the order `auto` prefers them; each probe is computed once per
-// process by its backend, so a backend is started only when someone asks about it.
-struct Isolating {
-    std::string_view name;
-    IsolationLevel level;
-    Result<void> (*probe)();
-    // How it runs, once probe() said it does; nullptr: nothing to add.
-    std::string (*note)() = nullptr;
-    bool (*emulated)() = nullptr;
-};
-constexpr Isolating kIsolating[] = {
-    {"namespace", IsolationLevel::os, &NamespaceBackend::probe},
-    {"landlock", IsolationLevel::process, &LandlockBackend::probe},
-    {"gvisor", IsolationLevel::kernel, &GvisorBackend::probe},
-    {"microvm", IsolationLevel::vm, &MicrovmBackend::probe, &MicrovmBackend::probe_note,
-     &MicrovmBackend::emulated},
-};
-
-BackendStatus status_of(const Isolating& b) {
-    auto r = b.probe();
-    BackendStatus s;
-    s.name = std::string(b.name);
-    s.level = b.level;
-    s.runs = r.has_value();
-    if (!r) s.why = r.error().message;
-    if (r && b.note) s.note = b.note();
-    if (r && b.emulated) s.emulated = b.emulated();
-    return s;
-}
-
-}  // namespace
-
-std::vector<BackendStatus> probe_backends() {
-    std::vector<BackendStatus> out;
-    for (const auto& b : kIsolating) out.push_back(status_of(b));
-    return out;
-}
-
-std::optional<BackendStatus> probe_backend(std::string_view name) {
-    for (const auto& b : kIsolating)
-        if (b.name == name) return status_of(b);
-    return std::nullopt;
-}
-
 Result<Selection> select_backend(IsolationLevel required) {
     Selection s;
     std::string passed;
-    for (const auto& candidate : kIsolating) {
+    for (const auto& candidate : isolating_backends()) {
         if (candidate.level < required) continue;
-        const BackendStatus b = status_of(candidate);
+        const BackendStatus b = *probe_backend(candidate.name);
         if (b.runs && b.emulated && required != candidate.level) {
             passed += b.name + " runs here only " + b.note + "; ";
             continue;

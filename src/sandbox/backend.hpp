@@ -92,30 +92,12 @@ struct BackendOptions {
 // Names accepted by make_backend besides "auto", strongest first.
 std::vector<std::string_view> backend_names();
 
-// Whether one isolating backend can start a sandbox on this host: found by starting one
-// (/usr/bin/true), once per process.
-struct BackendStatus {
-    std::string name;
-    IsolationLevel level = IsolationLevel::none;
-    bool runs = false;
-    std::string why;  // when it cannot run: what failed, with how to fix it
-    // When it runs: how, where that matters ("under TCG emulation, slow (...)").
-    std::string note;
-    // It runs, but emulated (a microVM without usable KVM): `auto` takes it only when the
-    // level asks for it exactly.
-    bool emulated = false;
-};
-// Every isolating backend, in the order `auto` prefers them (below).
-std::vector<BackendStatus> probe_backends();
-// One of them by name; nullopt for a name that is not an isolating backend.
-std::optional<BackendStatus> probe_backend(std::string_view name);
-
-// What `auto` picks for `required`: of the backends that start here and meet the level, the
-// fastest, which is the first in this order: namespace, landlock, gvisor, microvm. The first
-// two start a worker as fast as a bare interpreter and namespace is the stronger; gvisor and
-// microvm cost far more per start and call, so they are picked when the level asks for them.
-// A microVM that runs only emulated (TCG: seconds per boot) is picked for level vm only.
-// Errc::sandbox_unavailable, naming the level and what would provide it, when none does.
+// What `auto` picks for `required`: of the backends that start here (host_probe.hpp) and
+// meet the level, the fastest, which is the first in this order: namespace, landlock,
+// gvisor, microvm. The first two start a worker as fast as a bare interpreter and namespace is the
+// stronger; gvisor and microvm cost far more per start and call, so they are picked when the level
+// asks for them. A microVM that runs only emulated (TCG: seconds per boot) is picked for level vm
+// only. Errc::sandbox_unavailable, naming the level and what would provide it, when none does.
 struct Selection {
     std::string backend;
     std::string reason;  // "namespace cannot run here (...); landlock meets process"

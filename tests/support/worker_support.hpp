@@ -24,6 +24,7 @@
 #include "runtime/instance.hpp"
 #include "runtime/worker.hpp"
 #include "sandbox/backend.hpp"
+#include "sandbox/host_probe.hpp"
 #include "sandbox/none/none_backend.hpp"
 
 namespace sandflow::testing {
