@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <set>
 #include <system_error>
@@ -32,6 +33,12 @@ Result<void> check_name(std::string_view name) {
                         "most " +
                         std::to_string(limits::kMaxSharedDirNameBytes) + " bytes");
     return {};
+}
+
+std::string octal(unsigned mode) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "%04o", mode);
+    return buf;
 }
 
 bool under(std::string_view path, std::string_view dir) {
@@ -67,6 +74,20 @@ Result<void> check_shared_dirs(const std::vector<SharedDir>& dirs) {
         struct stat st {};
         if (::stat(d.host.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
             return fail(Errc::invalid_argument, "package folder '" + d.host + "' is not a folder");
+        // Sandboxes run as users of their own: the folder, and every folder on its path,
+        // must let others in.
+        for (std::string at = d.host; !at.empty(); at = at.substr(0, at.rfind('/'))) {
+            struct stat p {};
+            const bool is_set = at == d.host;
+            if (::stat(at.c_str(), &p) != 0 ||
+                (p.st_mode & (is_set ? (S_IROTH | S_IXOTH) : S_IXOTH)) !=
+                    (is_set ? (S_IROTH | S_IXOTH) : S_IXOTH))
+                return fail(Errc::invalid_argument,
+                            "package folder '" + d.host + "' cannot be read by the sandboxes' " +
+                                "users: " + at + " has mode " + octal(p.st_mode & 07777) +
+                                "; let others " + (is_set ? "read and enter it" : "enter it") +
+                                " (chmod o+" + (is_set ? "rx" : "x") + " " + at + ")");
+        }
         for (std::string_view r : kRefused) {
             if (d.host == "/" || under(d.host, r))
                 return fail(Errc::invalid_argument,

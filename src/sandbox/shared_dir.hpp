@@ -35,7 +35,8 @@ std::string mounted_path(const SharedDir& dir);
 
 // Errc::invalid_argument naming the folder and the rule it breaks: more than
 // kMaxSharedDirs, a malformed or repeated name, a host path that is not absolute and
-// canonical, not a directory, the host's root, or under /proc, /sys or /dev.
+// canonical, not a directory, the host's root, under /proc, /sys or /dev, or closed to other
+// users (sandboxes run as users of their own: the folder needs o+rx, its parents o+x).
 Result<void> check_shared_dirs(const std::vector<SharedDir>& dirs);
 
 }  // namespace sandflow::sandbox

@@ -123,6 +123,7 @@ struct TempFolder {
     TempFolder() {
         char tmpl[] = "/tmp/sandflow-plan-XXXXXX";
         path = ::mkdtemp(tmpl) ? tmpl : "";
+        if (!path.empty()) ::chmod(path.c_str(), 0755);
     }
     ~TempFolder() { ::rmdir(path.c_str()); }
 };
@@ -133,14 +134,21 @@ TEST(MountPlan, PackageSetsAreBoundReadOnlyUnderPackagesAndNothingBesideThem) {
     ns::MountOptions o;
     o.shared = {{set.path, "python/mine"}};
     const auto plan = mount_plan(o);
-    const std::string stage = plan.ops.at(1).target;
-    bool bound = false;
+    // The host's folder is copied before the new root (on the host's /tmp) can hide it.
+    ASSERT_GE(plan.ops.size(), 3u);
+    EXPECT_EQ(plan.ops[1].kind, Kind::copy_tree);
+    EXPECT_EQ(plan.ops[1].source, set.path);
+    EXPECT_TRUE(plan.ops[1].recursive);
+    ASSERT_EQ(plan.ops[2].kind, Kind::tmpfs);
+    const std::string stage = plan.ops[2].target;
+    bool attached = false;
     for (std::size_t i = 0; i + 1 < plan.ops.size(); ++i) {
         const auto& op = plan.ops[i];
-        if (op.kind != Kind::bind || op.source != set.path) continue;
-        bound = true;
+        EXPECT_FALSE(op.kind == Kind::bind && op.source == set.path);
+        if (op.kind != Kind::attach_tree) continue;
+        attached = true;
+        EXPECT_EQ(op.slot, plan.ops[1].slot);
         EXPECT_EQ(op.target, stage + "/packages/python/mine");
-        EXPECT_TRUE(op.recursive);
         const auto& r = plan.ops[i + 1];
         EXPECT_EQ(r.kind, Kind::restrict);
         EXPECT_EQ(r.target, op.target);
@@ -148,7 +156,7 @@ TEST(MountPlan, PackageSetsAreBoundReadOnlyUnderPackagesAndNothingBesideThem) {
         // Read-only, no set-id, no devices; mappable (native extension modules).
         EXPECT_EQ(r.attr_set, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
     }
-    EXPECT_TRUE(bound);
+    EXPECT_TRUE(attached);
     // Its parents are made on the sandbox's own (read-only) root, not bound from the host.
     std::set<std::string> made;
     for (const auto* op : ops_of(plan, Kind::mkdir)) made.insert(op->target);
@@ -187,6 +195,13 @@ TEST(SharedDirs, RefuseWhatNoSandboxMaySeeAndMalformedNames) {
             EXPECT_EQ(r.error().code, Errc::invalid_argument);
         }
     }
+    // Closed to other users (as mkdtemp makes it): refused, saying how to open it.
+    TempFolder closed;
+    ::chmod(closed.path.c_str(), 0700);
+    auto shut = check_shared_dirs({{closed.path, "python/closed"}});
+    ASSERT_FALSE(shut);
+    EXPECT_NE(shut.error().message.find("chmod o+rx " + closed.path), std::string::npos)
+        << shut.error().message;
     std::vector<SharedDir> many;
     for (std::size_t i = 0; i <= limits::kMaxSharedDirs; ++i)
         many.push_back({ok.path, "python/s" + std::to_string(i)});

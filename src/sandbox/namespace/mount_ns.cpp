@@ -60,9 +60,13 @@ Result<MountPlan> make_mount_plan(const MountOptions& o) {
     if (o.workdir.find("/..") != std::string::npos || o.workdir.find("/./") != std::string::npos)
         return fail(Errc::invalid_argument, "working directory '" + o.workdir + "' is not plain");
 
+    if (auto ok = check_shared_dirs(o.shared); !ok) return tl::unexpected(ok.error());
     PlanBuilder b;
     b.add({Kind::make_private, "", "/", "", MS_REC | MS_PRIVATE, 0, true, 0,
            "make every mount private (no propagation to or from the host)"});
+    for (std::size_t k = 0; k < o.shared.size(); ++k)
+        b.add({Kind::copy_tree, o.shared[k].host, "", "", 0, 0, true, 0,
+               "copy the mounts of package folder " + o.shared[k].host, static_cast<int>(k)});
     b.add({Kind::tmpfs, "", kStage, kRootTmpfs, MS_NOSUID | MS_NODEV, 0, false, 0,
            "mount the new root tmpfs"});
 
@@ -131,16 +135,21 @@ Result<MountPlan> make_mount_plan(const MountOptions& o) {
     b.add({Kind::restrict, "", stage("dev"), "", 0, kReadOnly | MOUNT_ATTR_NOEXEC, false, 0,
            "make the /dev tmpfs read-only"});
 
-    // The package sets, each at kSharedDirRoot/<language>/<set>.
-    if (auto ok = check_shared_dirs(o.shared); !ok) return tl::unexpected(ok.error());
+    // The package sets, each at kSharedDirRoot/<language>/<set>: read-only, nosuid, nodev;
+    // mappable, for native extension modules.
     std::set<std::string> made;
-    for (const auto& d : o.shared) {
-        const std::string inside = mounted_path(d);
+    for (std::size_t k = 0; k < o.shared.size(); ++k) {
+        const std::string inside = mounted_path(o.shared[k]);
         for (auto slash = inside.find('/', 1); slash != std::string::npos;
              slash = inside.find('/', slash + 1))
             if (made.insert(inside.substr(0, slash)).second)
                 b.mkdir(stage(inside.substr(1, slash - 1)));
-        b.bind_ro(d.host, stage(inside.substr(1)), false);
+        const std::string target = stage(inside.substr(1));
+        b.mkdir(target);
+        b.add({Kind::attach_tree, "", target, "", 0, 0, true, 0,
+               "attach package folder " + o.shared[k].host + " at " + inside, static_cast<int>(k)});
+        b.add({Kind::restrict, "", target, "", 0, kReadOnly, true, 0,
+               "make package folder " + o.shared[k].host + " read-only"});
     }
 
     // /proc of the sandbox's own pid namespace.
@@ -176,9 +185,28 @@ int set_attr(const char* path, std::uint64_t attr_set, bool recursive) {
                                       recursive ? AT_RECURSIVE : 0u, &attr, sizeof attr));
 }
 
-int apply(const MountOp& op) {
+// `trees`: the copies made by copy_tree steps, by slot, until attached.
+int apply(const MountOp& op, int* trees) {
     const char* target = op.target.c_str();
     switch (op.kind) {
+        case Kind::copy_tree: {
+            if (op.slot < 0 || op.slot >= static_cast<int>(limits::kMaxSharedDirs)) break;
+            const long fd = ::syscall(SYS_open_tree, AT_FDCWD, op.source.c_str(),
+                                      OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+            if (fd < 0) return -1;
+            trees[op.slot] = static_cast<int>(fd);
+            return 0;
+        }
+        case Kind::attach_tree: {
+            if (op.slot < 0 || op.slot >= static_cast<int>(limits::kMaxSharedDirs) ||
+                trees[op.slot] < 0)
+                break;
+            const long rc = ::syscall(SYS_move_mount, trees[op.slot], "", AT_FDCWD, target,
+                                      MOVE_MOUNT_F_EMPTY_PATH);
+            ::close(trees[op.slot]);
+            trees[op.slot] = -1;
+            return rc == 0 ? 0 : -1;
+        }
         case Kind::make_private:
             return ::mount(nullptr, target, nullptr, op.flags, nullptr);
         case Kind::tmpfs:
@@ -226,8 +254,15 @@ int apply(const MountOp& op) {
 }  // namespace
 
 ChildFailure apply_mount_plan(const MountPlan& plan) {
+    int trees[limits::kMaxSharedDirs];
+    for (int& t : trees) t = -1;
     for (std::size_t i = 0; i < plan.ops.size(); ++i) {
-        if (apply(plan.ops[i]) != 0) return failed_at(kStepMountFirst + static_cast<int>(i));
+        if (apply(plan.ops[i], trees) != 0) {
+            const ChildFailure f = failed_at(kStepMountFirst + static_cast<int>(i));
+            for (int t : trees)
+                if (t >= 0) ::close(t);
+            return f;
+        }
     }
     return {};
 }

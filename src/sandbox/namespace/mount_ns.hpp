@@ -60,6 +60,11 @@ struct MountOp {
         write_file,    // target, data = contents, mode
         restrict,      // target: mount_setattr(attr_set), recursive or not
         pivot_root,    // target: the new root
+        // source: a copy of the host's tree there, recursive, detached (open_tree), kept as
+        // `slot` until attached; made before the new root hides the host's /tmp, so that a
+        // folder under it can still be given.
+        copy_tree,
+        attach_tree,  // slot -> target (existing) (move_mount)
     };
     Kind kind;
     std::string source, target, data;
@@ -68,6 +73,7 @@ struct MountOp {
     bool recursive = false;
     mode_t mode = 0;
     std::string what;  // for error messages: "bind /usr read-only"
+    int slot = -1;     // copy_tree, attach_tree: which copy (< limits::kMaxSharedDirs)
 };
 
 struct MountPlan {
