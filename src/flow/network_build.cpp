@@ -298,7 +298,8 @@ struct Builder {
                                           "node '" + n->id + "' (" + n->component +
                                               "): cannot start the script: " + r.error().message));
             n->runner = std::move(*r);
-            n->serial = std::make_unique<asio::thread_pool>(1);
+            n->window = std::max<std::size_t>(1, n->runner->max_in_flight());
+            if (n->window == 1) n->serial = std::make_unique<asio::thread_pool>(1);
         }
         return {};
     }

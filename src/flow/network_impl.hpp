@@ -63,14 +63,33 @@ struct RtNode {
     std::vector<RtNode*> producers;              // nodes whose gated edges feed this one
     std::unique_ptr<Component> native;
     std::unique_ptr<ScriptRunner> runner;
-    std::unique_ptr<asio::thread_pool> serial;  // a script node's own thread
+    std::unique_ptr<asio::thread_pool> serial;  // a script node's own thread (window 1)
+    // Calls a script node keeps in flight (ScriptRunner::max_in_flight). Above 1 the node
+    // has no thread: its activations start calls from the native pool, and each call's
+    // end comes back on the runner's thread (network_calls.cpp).
+    std::size_t window = 1;
     std::unique_ptr<NativeCtx> ctx;
     std::vector<std::pair<std::uint32_t, json::value>> batch;  // popped, being processed
 
-    std::mutex mu;  // guards queues' items, scheduled, again, high_water
+    std::mutex mu;  // guards queues' items, scheduled, again, high_water, in_flight...
     bool scheduled = false;
     bool again = false;
     std::size_t high_water = 0;
+    std::size_t in_flight = 0, in_flight_high_water = 0;  // calls started, not ended
+    Clock::time_point active_since;                       // in_flight went above 0
+
+    // The calls in flight, oldest first, with what they sent while an older one had not
+    // ended: a node's outputs leave in the order of its calls. deliver_mu guards them and
+    // is held while a call's outputs are pushed on, so that two ends do not interleave.
+    struct Call {
+        std::uint64_t seq = 0;
+        std::string port;  // the inport, for an error
+        std::optional<Result<json::object>> result;
+        std::vector<std::pair<std::uint32_t, json::value>> streamed;
+    };
+    std::mutex deliver_mu;
+    std::deque<Call> calls_in_flight;
+    std::uint64_t calls_started = 0;  // under deliver_mu
 
     // send_after packets not yet delivered, by (due time, order sent): (outport, packet).
     // timer_mu guards them and is held while they are delivered, so that they leave in
@@ -155,10 +174,23 @@ struct Network::Impl {
     // Takes what one activation consumes: up to `max` packets, or up to `max` full sets
     // with await_all. Under n.mu. Returns true when a queue crossed below capacity.
     bool pop(RtNode& n, std::size_t max, std::vector<json::object>* sets);
-    void finish(RtNode& n, Clock::time_point start);
+    // Takes one call's inputs (the next packet, or full set with await_all): empty when
+    // none is waiting. `port`: the inport it came on (none for a set); `crossed` as pop's.
+    // Under n.mu.
+    json::object pop_call(RtNode& n, std::string& port, bool& crossed);
+    // The end of an activation: lets the node be scheduled again; `start` adds its time
+    // to the node's busy time.
+    void finish(RtNode& n, std::optional<Clock::time_point> start);
+    // What a script call returned: its outputs pushed on, or its error routed.
+    void deliver_result(RtNode& n, const std::string& port, Result<json::object> r, bool block);
 
     void activate_native(RtNode& n);
     void activate_script(RtNode& n);
+    // A node with a window above 1 (network_calls.cpp): starts calls while it has input,
+    // its consumers have room and fewer than `window` are in flight.
+    void activate_calls(RtNode& n);
+    void streamed(RtNode& n, std::uint64_t seq, std::string_view port, json::value v);
+    void call_ended(RtNode& n, std::uint64_t seq, Result<json::object> r);
     bool flush_natives();
     Result<RunReport> run();
     RunReport report() const;

@@ -60,7 +60,7 @@ void Network::Impl::release_busy(std::int64_t k) {
 }
 
 bool Network::Impl::runnable(RtNode& n) const {
-    if (stopped || !started || n.scheduled) return false;
+    if (stopped || !started || n.scheduled || n.in_flight >= n.window) return false;
     bool has = n.again;
     if (!has) {
         if (!n.await_all) {
@@ -89,12 +89,14 @@ bool Network::Impl::gate_open(const RtNode& n) const {
 void Network::Impl::post(RtNode& n) {
     busy.fetch_add(1);
     running.fetch_add(1);
-    auto& ex = n.script ? *n.serial : *pool;
+    auto& ex = n.serial ? *n.serial : *pool;
     asio::post(ex, [this, &n] {
-        if (n.script)
-            activate_script(n);
-        else
+        if (!n.script)
             activate_native(n);
+        else if (n.window > 1)
+            activate_calls(n);
+        else
+            activate_script(n);
     });
 }
 
@@ -292,9 +294,10 @@ bool Network::Impl::pop(RtNode& n, std::size_t max, std::vector<json::object>* s
     return crossed;
 }
 
-void Network::Impl::finish(RtNode& n, Clock::time_point start) {
-    n.busy_us.fetch_add(static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count()));
+void Network::Impl::finish(RtNode& n, std::optional<Clock::time_point> start) {
+    if (start)
+        n.busy_us.fetch_add(static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - *start).count()));
     {
         std::lock_guard l(n.mu);
         n.scheduled = false;
@@ -355,6 +358,33 @@ void Network::Impl::activate_native(RtNode& n) {
     finish(n, start);
 }
 
+json::object Network::Impl::pop_call(RtNode& n, std::string& port, bool& crossed) {
+    std::vector<json::object> sets;
+    crossed = pop(n, 1, &sets);
+    json::object inputs;
+    if (!n.batch.empty()) {
+        port = n.in[n.batch[0].first].name;
+        inputs[port] = std::move(n.batch[0].second);
+        n.batch.clear();
+    } else if (!sets.empty()) {
+        inputs = std::move(sets[0]);
+    }
+    return inputs;
+}
+
+void Network::Impl::deliver_result(RtNode& n, const std::string& port, Result<json::object> r,
+                                   bool block) {
+    if (!r) {
+        if (auto pkt = route_error(n, port, r.error()))
+            push(n, n.error_port, std::move(*pkt), block);
+        return;
+    }
+    // A returned object's keys become outputs; keys that are not outports (Reflow scripts
+    // return {"status": "completed"}) are not messages.
+    for (auto& [key, v] : *r)
+        if (auto idx = n.find_out(key)) push(n, *idx, std::move(v), block);
+}
+
 void Network::Impl::activate_script(RtNode& n) {
     const auto start = Clock::now();
     auto sink = [this, &n](std::string_view out_port, json::value v) {
@@ -368,36 +398,19 @@ void Network::Impl::activate_script(RtNode& n) {
     // Calls go on while input is waiting and the consumers have room (up to a batch), so
     // that a busy node's thread does not sleep and wake between calls.
     for (std::size_t k = 0; k < limits::kMaxFlowBatch && !stopped; ++k) {
-        std::vector<json::object> sets;
+        json::object inputs;
+        std::string port;
         bool crossed = false;
         {
             std::lock_guard l(n.mu);
             if (k > 0 && !gate_open(n)) break;
-            crossed = pop(n, 1, &sets);
+            inputs = pop_call(n, port, crossed);
         }
         if (crossed) wake_producers(n);
-        json::object inputs;
-        std::string port;
-        if (!n.batch.empty()) {
-            port = n.in[n.batch[0].first].name;
-            inputs[port] = std::move(n.batch[0].second);
-            n.batch.clear();
-        } else if (!sets.empty()) {
-            inputs = std::move(sets[0]);
-        }
         if (inputs.empty()) break;
         n.calls.fetch_add(1);
         calls.fetch_add(1);
-        auto r = n.runner->call(std::move(inputs), n.config, sink);
-        if (!r) {
-            if (auto pkt = route_error(n, port, r.error()))
-                push(n, n.error_port, std::move(*pkt), true);
-        } else {
-            // A returned object's keys become outputs; keys that are not outports (Reflow
-            // scripts return {"status": "completed"}) are not messages.
-            for (auto& [key, v] : *r)
-                if (auto idx = n.find_out(key)) push(n, *idx, std::move(v), true);
-        }
+        deliver_result(n, port, n.runner->call(std::move(inputs), n.config, sink), true);
     }
     finish(n, start);
 }
@@ -495,8 +508,11 @@ Result<RunReport> Network::Impl::run() {
         for (auto& n : nodes) try_schedule(*n);
     }
     if (stopped) {
-        // Calls in flight finish (a script call cannot be interrupted safely from here);
-        // nothing new starts.
+        // Nothing new starts. Calls in flight on runners that can stop them (a runtime
+        // server's) are cancelled; the others finish (an embedded call cannot be
+        // interrupted safely from here).
+        for (auto& n : nodes)
+            if (n->runner) n->runner->cancel_all();
         std::unique_lock l(done_mu);
         done_cv.wait(l, [&] { return running.load() == 0; });
     }
@@ -528,6 +544,7 @@ RunReport Network::Impl::report() const {
         {
             std::lock_guard l(const_cast<RtNode&>(n).mu);
             s.queue_high_water = n.high_water;
+            s.in_flight_high_water = n.in_flight_high_water;
         }
         r.nodes.push_back(std::move(s));
     }
@@ -545,7 +562,8 @@ json::object RunReport::to_json() const {
                                   {"in", n.packets_in},
                                   {"out", n.packets_out},
                                   {"busy_us", n.busy.count()},
-                                  {"queue_high_water", n.queue_high_water}});
+                                  {"queue_high_water", n.queue_high_water},
+                                  {"in_flight_high_water", n.in_flight_high_water}});
     return {{"elapsed_us", elapsed.count()},
             {"packets", packets},
             {"outputs", outputs},
