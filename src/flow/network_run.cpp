@@ -1,7 +1,7 @@
 // Running a network (flow/network.hpp): scheduling activations on the native pool and the
 // script nodes' threads, queues and back-pressure, timers, errors, completion and the report.
 // Asio appears only in the network files: the native thread pool, one single-thread pool
-// per script node, and the timers of send_after.
+// per script node that makes one call at a time, and the timers of send_after.
 #include <algorithm>
 
 #include <boost/asio/post.hpp>

@@ -12,6 +12,18 @@ namespace sandflow::flow {
 
 namespace {
 
+// One `process` call, waited for, on either kind of client.
+template <class Client>
+Result<json::object> process_blocking(Client& c, const std::string& actor_id, json::object inputs,
+                                      const client::ProcessOptions& o,
+                                      const OutputSink& on_output) {
+    auto r = c.process(
+        actor_id, std::move(inputs),
+        [&](const client::Output& out) { on_output(out.port, out.data); }, o);
+    if (!r) return tl::unexpected(r.error());
+    return std::move(r->outputs);
+}
+
 class RemoteRunner final : public ScriptRunner {
   public:
     RemoteRunner(std::unique_ptr<client::FailoverClient> c, std::string actor_id,
@@ -31,11 +43,7 @@ class RemoteRunner final : public ScriptRunner {
         o.instance_id = instance_id_;
         o.config = config;
         o.timeout = timeout_;
-        auto r = client_->process(
-            actor_id_, std::move(inputs),
-            [&](const client::Output& out) { on_output(out.port, out.data); }, o);
-        if (!r) return tl::unexpected(r.error());
-        return std::move(r->outputs);
+        return process_blocking(*client_, actor_id_, std::move(inputs), o, on_output);
     }
 
   private:
@@ -53,11 +61,10 @@ class PipelinedRunner final : public ScriptRunner {
                     std::size_t in_flight)
         : client_(std::move(c)),
           actor_id_(std::move(actor_id)),
-          timeout_(timeout),
           in_flight_(in_flight),
           ids_(std::make_shared<Ids>()) {
         opts_.instance_id = std::move(instance_id);
-        opts_.timeout = timeout_;
+        opts_.timeout = timeout;
     }
     ~PipelinedRunner() override { (void)client_->unload(actor_id_, opts_.instance_id); }
 
@@ -65,11 +72,7 @@ class PipelinedRunner final : public ScriptRunner {
                               const OutputSink& on_output) override {
         client::ProcessOptions o = opts_;
         o.config = config;
-        auto r = client_->process(
-            actor_id_, std::move(inputs),
-            [&](const client::Output& out) { on_output(out.port, out.data); }, o);
-        if (!r) return tl::unexpected(r.error());
-        return std::move(r->outputs);
+        return process_blocking(*client_, actor_id_, std::move(inputs), o, on_output);
     }
 
     std::size_t max_in_flight() const override { return in_flight_; }
@@ -122,7 +125,6 @@ class PipelinedRunner final : public ScriptRunner {
 
     std::shared_ptr<client::Client> client_;
     std::string actor_id_;
-    std::chrono::milliseconds timeout_;
     std::size_t in_flight_;
     client::ProcessOptions opts_;
     std::shared_ptr<Ids> ids_;

@@ -3,10 +3,6 @@
 // (state included); the window and the consumers' room bound the calls in flight and the
 // queues; errors keep that order; a run that stops cancels the calls still in flight.
 #include <gtest/gtest.h>
-#include <stdlib.h>
-
-#include <filesystem>
-#include <fstream>
 
 #include "flow/graph.hpp"
 #include "flow/network.hpp"
@@ -18,20 +14,14 @@ using namespace sandflow::flow;
 using sandflow::testing::conn;
 using sandflow::testing::FlowRun;
 using sandflow::testing::iip;
+using sandflow::testing::kOddFailsActor;
+using sandflow::testing::kStatsActor;
 using sandflow::testing::run_flow;
+using sandflow::testing::ScriptDir;
 using sandflow::testing::ServeProcess;
 using sandflow::testing::stats_of;
-namespace fs = std::filesystem;
 
 namespace {
-
-// A running sum in the instance's state, streamed.
-const char* kStats = R"(@actor({"component": "stats", "inports": ["value"], "outports": ["total"]})
-async def process(context):
-    total = await context.get_state("total", 0) + context.get_input("value")
-    await context.set_state("total", total)
-    await context.send_output("total", total)
-)";
 
 // Two outputs per call: one streamed, one returned.
 const char* kPair = R"(@actor({"component": "pair", "inports": ["in"], "outports": ["out"]})
@@ -53,15 +43,6 @@ def process(context):
     return {"out": context.get_input("in")}
 )";
 
-const char* kOddFails =
-    R"(@actor({"component": "odd_fails", "inports": ["in"], "outports": ["out"]})
-def process(context):
-    n = context.get_input("in")
-    if n % 2:
-        raise ValueError("odd %d" % n)
-    return {"out": n}
-)";
-
 // The first call fails at once; every other one would take a minute.
 const char* kFirstFails =
     R"(import time
@@ -77,20 +58,10 @@ def process(context):
 class RemoteFlowTest : public ::testing::Test {
   protected:
     void SetUp() override {
-        std::string tmpl = (fs::temp_directory_path() / "sandflow-remote-flow-XXXXXX").string();
-        ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-        dir_ = tmpl;
-        for (auto [name, text] : {std::pair{"stats.actor.py", kStats},
-                                  {"pair.actor.py", kPair},
-                                  {"echo.actor.py", kEcho},
-                                  {"slow.actor.py", kSlow},
-                                  {"odd_fails.actor.py", kOddFails},
-                                  {"first_fails.actor.py", kFirstFails}})
-            std::ofstream(dir_ / name) << text;
-        catalog_ = ScriptCatalog::discover({dir_});
+        ASSERT_FALSE(dir_.path().empty()) << "cannot make a temporary folder";
+        catalog_ = ScriptCatalog::discover({dir_.path()});
         ASSERT_FALSE(server_.url().empty()) << "sandflow serve did not start";
     }
-    void TearDown() override { fs::remove_all(dir_); }
 
     std::unique_ptr<ScriptHost> host(std::size_t calls_in_flight) {
         RemoteOptions o;
@@ -103,7 +74,13 @@ class RemoteFlowTest : public ::testing::Test {
         return opts;
     }
 
-    fs::path dir_;
+    ScriptDir dir_{"sandflow-remote-flow",
+                   {{"stats.actor.py", kStatsActor},
+                    {"pair.actor.py", kPair},
+                    {"echo.actor.py", kEcho},
+                    {"slow.actor.py", kSlow},
+                    {"odd_fails.actor.py", kOddFailsActor},
+                    {"first_fails.actor.py", kFirstFails}}};
     ServeProcess server_{"none"};
     ScriptCatalog catalog_;
     Registry registry_ = Registry::standard();
