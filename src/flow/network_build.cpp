@@ -299,7 +299,10 @@ struct Builder {
                                               "): cannot start the script: " + r.error().message));
             n->runner = std::move(*r);
             n->window = std::max<std::size_t>(1, n->runner->max_in_flight());
-            if (n->window == 1) n->serial = std::make_unique<asio::thread_pool>(1);
+            if (n->window == 1)
+                n->serial = std::make_unique<asio::thread_pool>(1);
+            else
+                n->executor = n->runner->executor();
         }
         return {};
     }

@@ -65,9 +65,10 @@ struct RtNode {
     std::unique_ptr<ScriptRunner> runner;
     std::unique_ptr<asio::thread_pool> serial;  // a script node's own thread (window 1)
     // Calls a script node keeps in flight (ScriptRunner::max_in_flight). Above 1 the node
-    // has no thread: its activations start calls from the native pool, and each call's
-    // end comes back on the runner's thread (network_calls.cpp).
+    // has no thread: its activations start calls on the runner's executor (else the native
+    // pool), and each call's end comes back on the runner's thread (network_calls.cpp).
     std::size_t window = 1;
+    ScriptRunner::Executor executor;  // where its activations run, when not on `serial`/the pool
     std::unique_ptr<NativeCtx> ctx;
     std::vector<std::pair<std::uint32_t, json::value>> batch;  // popped, being processed
 

@@ -1,7 +1,8 @@
 // Running a network (flow/network.hpp): scheduling activations on the native pool and the
 // script nodes' threads, queues and back-pressure, timers, errors, completion and the report.
-// Asio appears only in the network files: the native thread pool, one single-thread pool
-// per script node that makes one call at a time, and the timers of send_after.
+// Asio appears only in the network files (and remote.cpp): the native thread pool, one
+// single-thread pool per script node that makes one call at a time, and the timers of
+// send_after.
 #include <algorithm>
 
 #include <boost/asio/post.hpp>
@@ -89,15 +90,18 @@ bool Network::Impl::gate_open(const RtNode& n) const {
 void Network::Impl::post(RtNode& n) {
     busy.fetch_add(1);
     running.fetch_add(1);
-    auto& ex = n.serial ? *n.serial : *pool;
-    asio::post(ex, [this, &n] {
+    auto job = [this, &n] {
         if (!n.script)
             activate_native(n);
         else if (n.window > 1)
             activate_calls(n);
         else
             activate_script(n);
-    });
+    };
+    if (n.executor)
+        n.executor(std::move(job));
+    else
+        asio::post(n.serial ? *n.serial : *pool, std::move(job));
 }
 
 void Network::Impl::try_schedule(RtNode& n) {

@@ -6,9 +6,10 @@
 // in flight per connection allows: limits::kMaxCallsPerConnection / calls_in_flight) and
 // its I/O thread, and each node keeps up to `calls_in_flight` calls there: the
 // server runs them one at a time in the order sent, so its worker finds the next call
-// waiting instead of a round trip away. Their outputs arrive on the I/O thread, which
-// must not block (other nodes' answers come through it): the network bounds them by
-// starting calls only while their consumers have room. A lost connection fails the calls
+// waiting instead of a round trip away. The network starts them on the I/O thread
+// (ScriptRunner::executor), where their outputs arrive too; it must not block there
+// (other nodes' answers come through it), so it bounds them by starting calls only
+// while their consumers have room. A lost connection fails the calls
 // in flight.
 // With several servers (on one shared state store), each node's instance goes to one of
 // them and moves to another when that one is lost, its unanswered call sent again with

@@ -80,6 +80,11 @@ class ScriptRunner {
     // Asks the calls in flight to stop: each then ends, soon, with an error. Nothing where
     // a call cannot be stopped from outside (the network then waits for it).
     virtual void cancel_all() {}
+    // Where start() is cheapest to call from and on_output / on_done run (a client's I/O
+    // thread): the network runs the node's activations there through this. Empty: on the
+    // network's own pool.
+    using Executor = std::function<void(std::function<void()> job)>;
+    virtual Executor executor() const { return {}; }
 };
 
 class ScriptHost {
