@@ -15,10 +15,10 @@
 //   node whose runner takes one call at a time (embedded) has its own thread, since a call
 //   blocks. One whose runner takes several (a runtime server's) keeps up to that many in
 //   flight while its consumers have room, started in input order on the runner's
-//   executor (the client's I/O thread), else the pool; the
-//   server runs them one at a time in that order, and their outputs leave in that order.
-//   Those outputs never block (they arrive on a thread other nodes share), so such a
-//   node's consumer queue is soft by its calls in flight times their outputs.
+//   executor (the client's I/O thread), else the pool; the server runs them one at a
+//   time in that order, and their outputs leave in that order. Those outputs never block
+//   (they arrive on a thread other nodes share), so such a node's consumer queue is soft
+//   by its calls in flight times their outputs.
 // - The run ends when every initial packet is consumed, every queue is empty, no call or
 //   timer is in flight and flush() sent nothing more; or at the first error that no
 //   `error` outport takes.

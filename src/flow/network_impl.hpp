@@ -118,9 +118,10 @@ struct Network::Impl {
     std::vector<std::pair<std::string, std::pair<RtNode*, std::uint32_t>>> exported_in;
 
     std::atomic<bool> started{false}, stopped{false};
-    // Activations posted or running, plus timers: zero means nothing can happen any more.
+    // Activations posted or running, calls in flight (network_calls.cpp), plus timers:
+    // zero means nothing can happen any more.
     std::atomic<std::int64_t> busy{0};
-    std::atomic<std::int64_t> running{0};  // activations only
+    std::atomic<std::int64_t> running{0};  // the same without the timers
     std::mutex done_mu;
     std::condition_variable done_cv;
     std::optional<Error> failure;  // under done_mu
