@@ -11,8 +11,14 @@
 //   output: a native activation takes at most limits::kMaxFlowBatch packets and its
 //   outputs are queued whole. Connections inside a cycle are not bounded (a full cycle
 //   would otherwise deadlock).
-// - Native nodes run on a shared thread pool, one activation per node at a time. Each
-//   script node has its own thread, since a call blocks; one call at a time per node.
+// - Native nodes run on a shared thread pool, one activation per node at a time. A script
+//   node whose runner takes one call at a time (embedded) has its own thread, since a call
+//   blocks. One whose runner takes several (a runtime server's) keeps up to that many in
+//   flight while its consumers have room, started in input order on the runner's
+//   executor (the client's I/O thread), else the pool; the server runs them one at a
+//   time in that order, and their outputs leave in that order. Those outputs never block
+//   (they arrive on a thread other nodes share), so such a node's consumer queue is soft
+//   by its calls in flight times their outputs.
 // - The run ends when every initial packet is consumed, every queue is empty, no call or
 //   timer is in flight and flush() sent nothing more; or at the first error that no
 //   `error` outport takes.
@@ -73,7 +79,8 @@ struct NodeStats {
     std::uint64_t packets_in = 0;
     std::uint64_t packets_out = 0;
     std::chrono::microseconds busy{0};
-    std::size_t queue_high_water = 0;  // most packets waiting in one of its queues at once
+    std::size_t queue_high_water = 0;      // most packets waiting in one of its queues at once
+    std::size_t in_flight_high_water = 0;  // most script calls in flight at once
 };
 
 struct RunReport {

@@ -57,6 +57,7 @@ class ScriptCatalog {
 
 using OutputSink = std::function<void(std::string_view port, json::value data)>;
 using LogSink = std::function<void(std::string_view text)>;
+using CallDone = std::function<void(Result<json::object> outputs)>;
 
 class ScriptRunner {
   public:
@@ -66,6 +67,25 @@ class ScriptRunner {
     // is how back-pressure reaches the sandbox). Returns the outputs the script returned.
     virtual Result<json::object> call(json::object inputs, const json::object& config,
                                       const OutputSink& on_output) = 0;
+
+    // How many calls start() takes at once; 1: the network uses call(), one at a time.
+    virtual std::size_t max_in_flight() const { return 1; }
+    // Starts a call without waiting for it (runners whose max_in_flight() > 1). The calls
+    // run one at a time, in the order started. A call's streamed outputs reach on_output,
+    // then on_done runs once with its result, on any thread (the one that called start()
+    // when it fails at once); neither may block. This default runs call() here.
+    virtual void start(json::object inputs, const json::object& config, OutputSink on_output,
+                       CallDone on_done) {
+        on_done(call(std::move(inputs), config, on_output));
+    }
+    // Asks the calls in flight to stop: each then ends, soon, with an error. Nothing where
+    // a call cannot be stopped from outside (the network then waits for it).
+    virtual void cancel_all() {}
+    // Where start() is cheapest to call from and on_output / on_done run (a client's I/O
+    // thread): the network runs the node's activations there through this. Empty: on the
+    // network's own pool.
+    using Executor = std::function<void(std::function<void()> job)>;
+    virtual Executor executor() const { return {}; }
 };
 
 class ScriptHost {

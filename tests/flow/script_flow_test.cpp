@@ -3,10 +3,7 @@
 // routing, and the same graph on the embedded runtime and on a runtime server
 // (`sandflow serve`, through the C++ client) giving the same results.
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
-#include <filesystem>
-#include <fstream>
 #include <map>
 #include <thread>
 
@@ -24,7 +21,6 @@ using sandflow::testing::iip;
 using sandflow::testing::run_flow;
 using sandflow::testing::ServeProcess;
 using sandflow::testing::stats_of;
-namespace fs = std::filesystem;
 
 namespace {
 
@@ -47,22 +43,6 @@ async def process(context):
         await context.send_output("item", i)
 )";
 
-const char* kOddFails =
-    R"(@actor({"component": "odd_fails", "inports": ["in"], "outports": ["out"]})
-def process(context):
-    n = context.get_input("in")
-    if n % 2:
-        raise ValueError("odd %d" % n)
-    return {"out": n}
-)";
-
-const char* kStats = R"(@actor({"component": "stats", "inports": ["value"], "outports": ["total"]})
-async def process(context):
-    total = await context.get_state("total", 0) + context.get_input("value")
-    await context.set_state("total", total)
-    await context.send_output("total", total)
-)";
-
 const char* kJsTag = R"(const metadata = {component: 'tag_js', inports: ['in'], outports: ['out']};
 async function process(context) {
     await context.sendOutput('out', {n: context.getInput('in'), via: 'js'});
@@ -73,17 +53,8 @@ async function process(context) {
 class ScriptFlowTest : public ::testing::Test {
   protected:
     void SetUp() override {
-        std::string tmpl = (fs::temp_directory_path() / "sandflow-flow-test-XXXXXX").string();
-        ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-        dir_ = tmpl;
-        for (auto [name, text] : {std::pair{"add.actor.py", kAdd},
-                                  {"slow.actor.py", kSlow},
-                                  {"streamer.actor.py", kStreamer},
-                                  {"odd_fails.actor.py", kOddFails},
-                                  {"stats.actor.py", kStats},
-                                  {"tag.actor.js", kJsTag}})
-            std::ofstream(dir_ / name) << text;
-        catalog_ = ScriptCatalog::discover({dir_});
+        ASSERT_FALSE(dir_.path().empty()) << "cannot make a temporary folder";
+        catalog_ = ScriptCatalog::discover({dir_.path()});
         host_ = embedded_host(backend_);
         // A native consumer slower than any script producer.
         ComponentSpec slow = *registry_.find("passthrough");
@@ -99,14 +70,19 @@ class ScriptFlowTest : public ::testing::Test {
         };
         registry_.add(std::move(slow));
     }
-    void TearDown() override { fs::remove_all(dir_); }
 
     FlowRun run(const std::string& text, NetworkOptions opts = {}, ScriptHost* host = nullptr) {
         opts.on_log = [](std::string_view, std::string_view) {};
         return run_flow(text, registry_, &catalog_, host ? host : host_.get(), std::move(opts));
     }
 
-    fs::path dir_;
+    sandflow::testing::ScriptDir dir_{"sandflow-flow-test",
+                                      {{"add.actor.py", kAdd},
+                                       {"slow.actor.py", kSlow},
+                                       {"streamer.actor.py", kStreamer},
+                                       {"odd_fails.actor.py", sandflow::testing::kOddFailsActor},
+                                       {"stats.actor.py", sandflow::testing::kStatsActor},
+                                       {"tag.actor.js", kJsTag}}};
     sandbox::NoneBackend backend_;
     ScriptCatalog catalog_;
     Registry registry_ = Registry::standard();

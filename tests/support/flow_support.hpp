@@ -1,6 +1,7 @@
 // Helpers shared by the flow engine's suites (tests/flow) and its benchmark
 // (bench/flow_bench.cpp): graph JSON snippets, building and running a graph, and
-// `sandflow serve` on a free loopback port. Free of GoogleTest so that the benchmark can
+// `sandflow serve` on a free loopback port, script actors the suites share in a folder of
+// their own. Free of GoogleTest so that the benchmark can
 // include it; `ServeProcess` needs SANDFLOW_BINARY, the path of the built `sandflow`.
 #pragma once
 
@@ -8,6 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -19,6 +22,48 @@
 #include "flow/network.hpp"
 
 namespace sandflow::testing {
+
+// A running sum in the instance's state, streamed.
+inline const char* const kStatsActor =
+    R"(@actor({"component": "stats", "inports": ["value"], "outports": ["total"]})
+async def process(context):
+    total = await context.get_state("total", 0) + context.get_input("value")
+    await context.set_state("total", total)
+    await context.send_output("total", total)
+)";
+
+// Raises on odd inputs, passes even ones on.
+inline const char* const kOddFailsActor =
+    R"(@actor({"component": "odd_fails", "inports": ["in"], "outports": ["out"]})
+def process(context):
+    n = context.get_input("in")
+    if n % 2:
+        raise ValueError("odd %d" % n)
+    return {"out": n}
+)";
+
+// A new folder under the temporary directory holding `files` (name, text); removed with
+// everything in it at the end. path() is empty when it could not be made.
+class ScriptDir {
+  public:
+    ScriptDir(const std::string& prefix,
+              std::initializer_list<std::pair<const char*, const char*>> files) {
+        std::string tmpl = (std::filesystem::temp_directory_path() / (prefix + "-XXXXXX")).string();
+        if (::mkdtemp(tmpl.data()) == nullptr) return;
+        path_ = tmpl;
+        for (const auto& [name, text] : files) std::ofstream(path_ / name) << text;
+    }
+    ~ScriptDir() {
+        std::error_code ignored;
+        if (!path_.empty()) std::filesystem::remove_all(path_, ignored);
+    }
+    ScriptDir(const ScriptDir&) = delete;
+    ScriptDir& operator=(const ScriptDir&) = delete;
+    const std::filesystem::path& path() const { return path_; }
+
+  private:
+    std::filesystem::path path_;
+};
 
 // A connection from outport `fport` of node `from` to inport `tport` of node `to`, as a
 // graph file writes it.
