@@ -24,11 +24,15 @@
 // as {step, errno} through a close-on-exec pipe, as in spawn_process().
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "sandbox/backend.hpp"
 #include "sandbox/sandbox_limits.hpp"
@@ -54,6 +58,12 @@ inline constexpr std::chrono::seconds kKvmBootAllowance{5};
 // host's TSC rate is added (tsc_early_khz, and tsc=reliable: the emulated clocks jitter with
 // the host's load, which would make the kernel's watchdog distrust the TSC).
 inline constexpr std::string_view kKernelCmdline = "console=hvc0 quiet loglevel=3 panic=-1";
+// How long one exchange with QEMU's monitor (QMP) may take: a restore's incoming migration
+// reads the device state (~50 KiB; the RAM is the snapshot's file, mapped), a snapshot's
+// migration writes it.
+inline constexpr std::chrono::seconds kQmpTimeout{30};
+// The most bytes one QMP answer may take (query-migrate's is ~1 KiB).
+inline constexpr std::size_t kMaxQmpLine = 64 * 1024;
 }  // namespace microvm
 
 // How the guest's CPU runs: on the host's CPU through KVM, or emulated by QEMU (TCG).
@@ -67,6 +77,14 @@ struct MicrovmOptions {
     std::string image_dir;
     // "auto" (KVM when a test guest boots on it, else TCG), "kvm" or "tcg".
     std::string accel = "auto";
+    // Warm start by snapshot (docs/sandbox.md): the first VM of each memory size and vCPU
+    // count boots to the point where the agent waits for its start frame and is saved there;
+    // every VM after it is restored from that state, its RAM the saved file mapped
+    // copy-on-write. False: every VM boots.
+    bool snapshot = true;
+    // Where the snapshots are written (a private folder in it, removed with the backend);
+    // empty: /tmp.
+    std::string snapshot_parent;
 };
 
 class MicrovmBackend final : public Backend {
@@ -103,13 +121,43 @@ class MicrovmBackend final : public Backend {
     // isolation level vm.
     static bool emulated();
 
+    // VMs restored from a snapshot, and snapshots taken, by this backend.
+    std::size_t restores() const { return restores_.load(); }
+    std::size_t snapshots_taken() const { return snapshots_taken_.load(); }
+    // The RAM file of the snapshot for `limits` (empty before it is taken): tests check
+    // that the VMs restored from it never write it.
+    std::string snapshot_ram(const SandboxLimits& limits) const;
+
+    ~MicrovmBackend() override;
+
   private:
     explicit MicrovmBackend(MicrovmOptions options) : options_(std::move(options)) {}
 
+    struct Snapshot {
+        std::string ram, state;
+    };
+    struct VmShape {
+        std::uint64_t memory_mib = 0;
+        std::uint32_t cpus = 1;
+        auto operator<=>(const VmShape&) const = default;
+    };
+    static VmShape shape_of(const SandboxLimits& limits);
+    std::vector<std::string> qemu_args(VmShape shape, const std::string& memory_backend,
+                                       bool snapshotting) const;
+    // The snapshot for `shape`, taken now if there is none yet.
+    Result<std::shared_ptr<const Snapshot>> snapshot_for(VmShape shape);
+    Result<std::shared_ptr<const Snapshot>> take_snapshot(VmShape shape);
+
     MicrovmOptions options_;
     VmAccel accel_ = VmAccel::tcg;
-    std::string kernel_, initrd_;
+    std::string kernel_, initrd_, cmdline_;
     std::vector<std::string> env_;
+
+    mutable std::mutex snapshot_mu_;  // held while a snapshot is taken: others wait for it
+    std::string snapshot_dir_;
+    std::map<VmShape, std::shared_ptr<const Snapshot>> snapshots_;
+    std::map<VmShape, std::string> snapshot_failures_;  // tried once; these VMs boot
+    std::atomic<std::size_t> restores_{0}, snapshots_taken_{0};
 };
 
 }  // namespace sandflow::sandbox
