@@ -23,6 +23,7 @@
 
 #include "core/json.hpp"
 #include "core/log.hpp"
+#include "sandbox/mechanisms/landlock.hpp"
 #include "sandbox/microvm/guest_protocol.hpp"
 
 namespace sandflow::sandbox {
@@ -41,7 +42,14 @@ constexpr int kChildFds = kReportFd + 1;
 // What probe() quotes of the console and QEMU's stderr.
 constexpr std::size_t kProbeStderrBytes = 600;
 
-enum ChildStep : int { kStepDescriptors = 1, kStepSetpgid, kStepDeathSignal, kStepExec };
+enum ChildStep : int {
+    kStepDescriptors = 1,
+    kStepSetpgid,
+    kStepDeathSignal,
+    kStepNoNewPrivs,
+    kStepLandlock,
+    kStepExec
+};
 
 const char* step_name(int step) {
     switch (step) {
@@ -51,6 +59,10 @@ const char* step_name(int step) {
             return "setpgid";
         case kStepDeathSignal:
             return "prctl(PR_SET_PDEATHSIG)";
+        case kStepNoNewPrivs:
+            return "prctl(PR_SET_NO_NEW_PRIVS)";
+        case kStepLandlock:
+            return "Landlock";
         case kStepExec:
             return "execve of QEMU";
         default:
@@ -62,6 +74,7 @@ struct ChildContext {
     char* const* argv;
     char* const* envp;
     pid_t parent;
+    const mech::LandlockPlan* landlock;
     int src_fds[kChildFds];  // as placed on 0..kReportFd
 };
 
@@ -78,6 +91,11 @@ struct ChildContext {
     if (::setpgid(0, 0) != 0) child_fail(kReportFd, kStepSetpgid);
     if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(kReportFd, kStepDeathSignal);
     if (::getppid() != c.parent) ::_exit(127);  // the parent died before prctl
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(kReportFd, kStepNoNewPrivs);
+    if (const mech::ChildFailure f = mech::apply_landlock(*c.landlock)) {
+        errno = f.err;
+        child_fail(kReportFd, kStepLandlock);
+    }
     ::execve(c.argv[0], c.argv, c.envp);
     child_fail(kReportFd, kStepExec);
 }
@@ -239,7 +257,7 @@ struct Launched {
 // Starts QEMU with `args`; `frame`, when not empty, waits in the channel for the agent.
 // `state` is the saved device state a restore reads (-1: none).
 Result<Launched> launch(const std::vector<std::string>& args, const std::string& frame, int state,
-                        const SandboxLimits& limits) {
+                        const SandboxLimits& limits, const mech::LandlockPlan& landlock) {
     const std::vector<std::string> qemu_env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
     std::vector<char*> argv, envp;
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
@@ -284,6 +302,7 @@ Result<Launched> launch(const std::vector<std::string>& args, const std::string&
     const ChildContext ctx{argv.data(),
                            envp.data(),
                            ::getpid(),
+                           &landlock,
                            {devnull.get(), devnull.get(), console->second.get(), chan->second.get(),
                             out->second.get(), console->second.get(), qmp->second.get(),
                             state >= 0 ? state : devnull.get(), report_w.get()}};
@@ -438,6 +457,16 @@ Result<std::unique_ptr<MicrovmBackend>> MicrovmBackend::create(MicrovmOptions op
     else
         b->accel_ = detect_accel().accel;
     b->env_ = clean_worker_env();
+    if (b->options_.snapshot) {
+        std::string tmpl = (b->options_.snapshot_parent.empty() ? std::string("/tmp")
+                                                                : b->options_.snapshot_parent) +
+                           "/sandflow-microvm-XXXXXX";
+        if (::mkdtemp(tmpl.data()) == nullptr)
+            return tl::unexpected(system_error("create the microVM snapshots' folder " + tmpl +
+                                                   " (MicrovmOptions::snapshot_parent)",
+                                               errno));
+        b->snapshot_dir_ = tmpl;
+    }
     b->cmdline_ = b->accel_ == VmAccel::kvm
                       ? std::string(kKernelCmdline)
                       : std::string(kKernelCmdline) +
@@ -548,7 +577,7 @@ Result<std::unique_ptr<Process>> MicrovmBackend::spawn(const WorkerSpec& spec) {
                         std::to_string(kMaxStartFrameBytes) + ", microvm::kMaxStartFrameBytes)");
 
     if (!snap) {
-        auto l = launch(qemu_args(shape, "", false), frame, -1, limits);
+        auto l = launch(qemu_args(shape, "", false), frame, -1, limits, landlock_plan());
         if (!l) return tl::unexpected(l.error());
         return std::unique_ptr<Process>(std::move(l->proc));
     }
@@ -565,7 +594,7 @@ Result<std::unique_ptr<Process>> MicrovmBackend::spawn(const WorkerSpec& spec) {
                       "M,mem-path=" + snap->ram + ",share=off",
                   false);
     args.insert(args.end(), {"-incoming", "defer"});
-    auto l = launch(args, frame, state.get(), limits);
+    auto l = launch(args, frame, state.get(), limits, landlock_plan());
     if (!l) return tl::unexpected(l.error());
     state.reset();
     const auto deadline = Clock::now() + kQmpTimeout;
@@ -616,14 +645,6 @@ Result<std::shared_ptr<const MicrovmBackend::Snapshot>> MicrovmBackend::snapshot
 // writes its device state (migrate with x-ignore-shared: the RAM stays in its file).
 Result<std::shared_ptr<const MicrovmBackend::Snapshot>> MicrovmBackend::take_snapshot(
     VmShape shape) {
-    if (snapshot_dir_.empty()) {
-        std::string tmpl =
-            (options_.snapshot_parent.empty() ? std::string("/tmp") : options_.snapshot_parent) +
-            "/sandflow-microvm-XXXXXX";
-        if (::mkdtemp(tmpl.data()) == nullptr)
-            return tl::unexpected(system_error("mkdtemp " + tmpl, errno));
-        snapshot_dir_ = tmpl;
-    }
     const std::string base = snapshot_dir_ + "/" + std::to_string(shape.memory_mib) + "M-" +
                              std::to_string(shape.cpus) + "cpu";
     auto snap = std::make_shared<Snapshot>(Snapshot{base + ".ram", base + ".state"});
@@ -632,7 +653,7 @@ Result<std::shared_ptr<const MicrovmBackend::Snapshot>> MicrovmBackend::take_sna
                          "memory-backend-file,id=ram,size=" + std::to_string(shape.memory_mib) +
                              "M,mem-path=" + snap->ram + ",share=on",
                          true),
-               "", -1, options_.limits);
+               "", -1, options_.limits, landlock_plan());
     if (!l) return tl::unexpected(l.error());
     // The agent's ready mark, within the boot's allowance; the console is drained meanwhile
     // (a full socket would stall the guest) and quoted when the mark does not come.
@@ -672,6 +693,23 @@ Result<std::shared_ptr<const MicrovmBackend::Snapshot>> MicrovmBackend::take_sna
     l->proc->kill_and_wait();
     if (!step) return tl::unexpected(step.error());
     return std::shared_ptr<const Snapshot>(std::move(snap));
+}
+
+// QEMU's own wall (docs/sandbox.md, "QEMU's jail"): the host's /usr to read and run (its
+// binary, libraries and firmware, and the 9p share, read-only), the image's two files, the
+// loader's cache, /dev/null (and /dev/kvm under KVM), and the snapshots' folder, whose RAM
+// files QEMU 7.2 opens read-write even to map them privately; nothing else. TCP is refused
+// and, on ABI 6, signals out of its domain.
+mech::LandlockPlan MicrovmBackend::landlock_plan() const {
+    using mech::LandlockAccess;
+    std::vector<mech::LandlockRule> rules = {{"/usr", LandlockAccess::read_exec},
+                                             {kernel_, LandlockAccess::read_file},
+                                             {initrd_, LandlockAccess::read_file},
+                                             {"/etc/ld.so.cache", LandlockAccess::read_file},
+                                             {"/dev/null", LandlockAccess::device}};
+    if (accel_ == VmAccel::kvm) rules.push_back({"/dev/kvm", LandlockAccess::device});
+    if (!snapshot_dir_.empty()) rules.push_back({snapshot_dir_, LandlockAccess::read_write});
+    return mech::make_landlock_plan(rules, true);
 }
 
 std::string MicrovmBackend::snapshot_ram(const SandboxLimits& limits) const {

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "sandbox/backend.hpp"
+#include "sandbox/mechanisms/landlock.hpp"
 #include "sandbox/sandbox_limits.hpp"
 
 namespace sandflow::sandbox {
@@ -147,6 +148,7 @@ class MicrovmBackend final : public Backend {
     // The snapshot for `shape`, taken now if there is none yet.
     Result<std::shared_ptr<const Snapshot>> snapshot_for(VmShape shape);
     Result<std::shared_ptr<const Snapshot>> take_snapshot(VmShape shape);
+    mech::LandlockPlan landlock_plan() const;
 
     MicrovmOptions options_;
     VmAccel accel_ = VmAccel::tcg;
@@ -154,7 +156,7 @@ class MicrovmBackend final : public Backend {
     std::vector<std::string> env_;
 
     mutable std::mutex snapshot_mu_;  // held while a snapshot is taken: others wait for it
-    std::string snapshot_dir_;
+    std::string snapshot_dir_;        // made by create(), then unchanged
     std::map<VmShape, std::shared_ptr<const Snapshot>> snapshots_;
     std::map<VmShape, std::string> snapshot_failures_;  // tried once; these VMs boot
     std::atomic<std::size_t> restores_{0}, snapshots_taken_{0};
