@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "runtime/instance.hpp"
+#include "sandbox/mechanisms/cgroups.hpp"
 #include "sandbox/microvm/guest_protocol.hpp"
 #include "sandbox/microvm/microvm_backend.hpp"
 #include "support/test_support.hpp"
@@ -160,6 +161,9 @@ async def process(context):
     view["host_files"] = sorted(p for p in os.listdir("/") if p not in
         ("bin", "dev", "etc", "init", "lib", "lib64", "proc", "root", "sandflow", "sbin", "sys",
          "tmp", "usr"))
+    # The image's own /etc, not the host's: one account, no shadow file.
+    view["passwd"] = [l.split(":")[0] for l in open("/etc/passwd").read().splitlines()]
+    view["shadow"] = os.path.exists("/etc/shadow")
     view["interfaces"] = sorted(name for _, name in socket.if_nameindex())
     try:
         socket.create_connection(("10.0.2.2", 80), timeout=2)
@@ -191,6 +195,8 @@ async def process(context):
     EXPECT_EQ(view.at("caps"), "0000000000000000");
     EXPECT_EQ(view.at("usr"), "Read-only file system");
     EXPECT_EQ(view.at("host_files"), json::array{}) << json::serialize(view);
+    EXPECT_EQ(view.at("passwd"), (json::array{"sandbox"})) << json::serialize(view);
+    EXPECT_EQ(view.at("shadow"), false);
     EXPECT_EQ(view.at("interfaces"), (json::array{"lo"}))
         << "no network device: the guest's own loopback only";
     EXPECT_NE(view.at("net"), "connected");
@@ -316,4 +322,28 @@ TEST_F(MicrovmWorkerTest, BootsWithoutASnapshot) {
     ASSERT_TRUE(st) << "console: " << console_;
     EXPECT_EQ(st->describe(), "exited with status 4") << "console: " << console_;
     EXPECT_EQ(backend_->restores(), 0u);
+}
+
+// QEMU itself is jailed: no_new_privs, its own seccomp filter (-sandbox), a Landlock wall
+// where the kernel has one, and cgroups of its own (where usable) holding the guest's RAM
+// and QEMU's threads; the wall leaves the guest what it was given (its calls above run).
+TEST_F(MicrovmWorkerTest, QemuRunsJailed) {
+    auto p = start({"/bin/sleep", "1000"});
+    ASSERT_TRUE(p);
+    std::ifstream status("/proc/" + std::to_string(p->pid()) + "/status");
+    std::string line, nnp, seccomp;
+    while (std::getline(status, line)) {
+        if (line.rfind("NoNewPrivs:", 0) == 0) nnp = line.substr(11);
+        if (line.rfind("Seccomp:", 0) == 0) seccomp = line.substr(8);
+    }
+    EXPECT_NE(nnp.find('1'), std::string::npos) << "NoNewPrivs:" << nnp;
+    EXPECT_NE(seccomp.find('2'), std::string::npos) << "Seccomp:" << seccomp;
+    std::ifstream groups("/proc/" + std::to_string(p->pid()) + "/cgroup");
+    const std::string cg((std::istreambuf_iterator<char>(groups)),
+                         std::istreambuf_iterator<char>());
+    if (sandbox::mech::detect_cgroup_support().controllers.empty())
+        std::printf("[ microvm ] no usable cgroup controller here: QEMU runs without cgroups\n");
+    else
+        EXPECT_NE(cg.find("sandflow"), std::string::npos) << cg;
+    p->kill_and_wait();
 }

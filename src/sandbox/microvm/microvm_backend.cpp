@@ -23,6 +23,7 @@
 
 #include "core/json.hpp"
 #include "core/log.hpp"
+#include "sandbox/mechanisms/cgroups.hpp"
 #include "sandbox/mechanisms/landlock.hpp"
 #include "sandbox/microvm/guest_protocol.hpp"
 
@@ -44,6 +45,7 @@ constexpr std::size_t kProbeStderrBytes = 600;
 
 enum ChildStep : int {
     kStepDescriptors = 1,
+    kStepCgroups,
     kStepSetpgid,
     kStepDeathSignal,
     kStepNoNewPrivs,
@@ -55,6 +57,8 @@ const char* step_name(int step) {
     switch (step) {
         case kStepDescriptors:
             return "setting up descriptors";
+        case kStepCgroups:
+            return "entering QEMU's cgroups";
         case kStepSetpgid:
             return "setpgid";
         case kStepDeathSignal:
@@ -75,6 +79,7 @@ struct ChildContext {
     char* const* envp;
     pid_t parent;
     const mech::LandlockPlan* landlock;
+    const mech::CgroupEntry* cgroups;
     int src_fds[kChildFds];  // as placed on 0..kReportFd
 };
 
@@ -85,6 +90,11 @@ struct ChildContext {
 }
 
 [[noreturn]] void run_child(const ChildContext& c) {
+    // Into QEMU's groups first: their descriptors go with place_descriptors().
+    if (const mech::ChildFailure f = mech::enter_cgroups(*c.cgroups)) {
+        errno = f.err;
+        child_fail(c.src_fds[kReportFd], kStepCgroups);
+    }
     if (!place_descriptors(c.src_fds, kChildFds, kReportFd))
         child_fail(c.src_fds[kReportFd], kStepDescriptors);
     (void)reset_signals();
@@ -109,8 +119,10 @@ Error unavailable(std::string message) {
 class MicrovmProcess final : public Process {
   public:
     MicrovmProcess(pid_t pid, UniqueFd channel, UniqueFd out, UniqueFd err,
-                   const SandboxLimits& limits)
-        : Process(pid, std::move(channel), std::move(out), std::move(err)), limits_(limits) {}
+                   const SandboxLimits& limits, mech::SandboxCgroup cgroup)
+        : Process(pid, std::move(channel), std::move(out), std::move(err)),
+          limits_(limits),
+          cgroup_(std::move(cgroup)) {}
     ~MicrovmProcess() override { kill_and_wait(); }
 
     const SandboxLimits* limits() const override { return &limits_; }
@@ -119,7 +131,17 @@ class MicrovmProcess final : public Process {
 
   protected:
     void on_exit(ExitStatus& s) override {
-        if (!WIFEXITED(s.raw)) return;  // QEMU killed (the runtime's kill, a wall clock)
+        if (!WIFEXITED(s.raw)) {
+            // QEMU killed: the runtime's kill, a wall clock, or its own cgroup's limit.
+            const mech::CgroupVerdict v = cgroup_.verdict();
+            if (!v.limit.empty()) {
+                s.limit = v.limit;
+                s.limit_value = v.value;
+            }
+            cgroup_.remove();
+            return;
+        }
+        cgroup_.remove();
         const GuestExit g = decode_exit(WEXITSTATUS(s.raw));
         if (g.reported) {
             s.raw = g.signaled ? g.value : (g.value << 8);
@@ -140,6 +162,7 @@ class MicrovmProcess final : public Process {
 
   private:
     SandboxLimits limits_;
+    mech::SandboxCgroup cgroup_;  // QEMU's own: its memory, threads and CPU
 };
 
 // QEMU's monitor (QMP) on a socketpair: one command at a time, its answer awaited; events
@@ -257,7 +280,17 @@ struct Launched {
 // Starts QEMU with `args`; `frame`, when not empty, waits in the channel for the agent.
 // `state` is the saved device state a restore reads (-1: none).
 Result<Launched> launch(const std::vector<std::string>& args, const std::string& frame, int state,
-                        const SandboxLimits& limits, const mech::LandlockPlan& landlock) {
+                        const SandboxLimits& limits, const mech::LandlockPlan& landlock,
+                        const mech::CgroupSupport& cgroups, std::uint64_t qemu_memory) {
+    // QEMU's own groups: the guest's RAM and QEMU's own memory, QEMU's threads, the CPU
+    // share; nothing is made where no controller is usable.
+    SandboxLimits qemu_limits = limits;
+    qemu_limits.memory_bytes = qemu_memory;
+    qemu_limits.pids = kQemuThreads;
+    auto cgroup = mech::SandboxCgroup::create(cgroups, mech::new_group_id(), qemu_limits);
+    if (!cgroup) return tl::unexpected(cgroup.error());
+    auto entry = cgroup->open_entry();
+    if (!entry) return tl::unexpected(entry.error());
     const std::vector<std::string> qemu_env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
     std::vector<char*> argv, envp;
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
@@ -303,6 +336,7 @@ Result<Launched> launch(const std::vector<std::string>& args, const std::string&
                            envp.data(),
                            ::getpid(),
                            &landlock,
+                           &*entry,
                            {devnull.get(), devnull.get(), console->second.get(), chan->second.get(),
                             out->second.get(), console->second.get(), qmp->second.get(),
                             state >= 0 ? state : devnull.get(), report_w.get()}};
@@ -315,8 +349,9 @@ Result<Launched> launch(const std::vector<std::string>& args, const std::string&
     console->second.reset();
     qmp->second.reset();
     report_w.reset();
-    auto proc = std::make_unique<MicrovmProcess>(pid, std::move(chan->first), std::move(out->first),
-                                                 std::move(console->first), limits);
+    auto proc =
+        std::make_unique<MicrovmProcess>(pid, std::move(chan->first), std::move(out->first),
+                                         std::move(console->first), limits, std::move(*cgroup));
     const ExecReport report = wait_for_exec(report_r.get(), kExecTimeoutMs);
     if (report.kind == ExecReport::timed_out) {
         proc->kill_and_wait();
@@ -457,6 +492,7 @@ Result<std::unique_ptr<MicrovmBackend>> MicrovmBackend::create(MicrovmOptions op
     else
         b->accel_ = detect_accel().accel;
     b->env_ = clean_worker_env();
+    b->cgroups_ = mech::detect_cgroup_support();
     if (b->options_.snapshot) {
         std::string tmpl = (b->options_.snapshot_parent.empty() ? std::string("/tmp")
                                                                 : b->options_.snapshot_parent) +
@@ -487,7 +523,7 @@ std::vector<std::string> MicrovmBackend::qemu_args(VmShape shape, const std::str
         "-M",
         "microvm",
         "-accel",
-        accel_ == VmAccel::kvm ? "kvm" : "tcg",
+        accel_ == VmAccel::kvm ? "kvm" : "tcg,tb-size=" + std::to_string(kTcgCacheMib),
         "-m",
         std::to_string(shape.memory_mib) + "M",
         "-smp",
@@ -577,7 +613,8 @@ Result<std::unique_ptr<Process>> MicrovmBackend::spawn(const WorkerSpec& spec) {
                         std::to_string(kMaxStartFrameBytes) + ", microvm::kMaxStartFrameBytes)");
 
     if (!snap) {
-        auto l = launch(qemu_args(shape, "", false), frame, -1, limits, landlock_plan());
+        auto l = launch(qemu_args(shape, "", false), frame, -1, limits, landlock_plan(), cgroups_,
+                        qemu_memory(shape));
         if (!l) return tl::unexpected(l.error());
         return std::unique_ptr<Process>(std::move(l->proc));
     }
@@ -594,7 +631,8 @@ Result<std::unique_ptr<Process>> MicrovmBackend::spawn(const WorkerSpec& spec) {
                       "M,mem-path=" + snap->ram + ",share=off",
                   false);
     args.insert(args.end(), {"-incoming", "defer"});
-    auto l = launch(args, frame, state.get(), limits, landlock_plan());
+    auto l =
+        launch(args, frame, state.get(), limits, landlock_plan(), cgroups_, qemu_memory(shape));
     if (!l) return tl::unexpected(l.error());
     state.reset();
     const auto deadline = Clock::now() + kQmpTimeout;
@@ -653,7 +691,7 @@ Result<std::shared_ptr<const MicrovmBackend::Snapshot>> MicrovmBackend::take_sna
                          "memory-backend-file,id=ram,size=" + std::to_string(shape.memory_mib) +
                              "M,mem-path=" + snap->ram + ",share=on",
                          true),
-               "", -1, options_.limits, landlock_plan());
+               "", -1, options_.limits, landlock_plan(), cgroups_, qemu_memory(shape));
     if (!l) return tl::unexpected(l.error());
     // The agent's ready mark, within the boot's allowance; the console is drained meanwhile
     // (a full socket would stall the guest) and quoted when the mark does not come.

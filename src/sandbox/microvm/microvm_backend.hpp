@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "sandbox/backend.hpp"
+#include "sandbox/mechanisms/cgroups.hpp"
 #include "sandbox/mechanisms/landlock.hpp"
 #include "sandbox/sandbox_limits.hpp"
 
@@ -59,6 +60,12 @@ inline constexpr std::chrono::seconds kKvmBootAllowance{5};
 // host's TSC rate is added (tsc_early_khz, and tsc=reliable: the emulated clocks jitter with
 // the host's load, which would make the kernel's watchdog distrust the TSC).
 inline constexpr std::string_view kKernelCmdline = "console=hvc0 quiet loglevel=3 panic=-1";
+// QEMU's cgroups (besides the guest's RAM, which its memory group holds too): TCG's cache of
+// translated code (`tb-size`, 1 GiB by default in QEMU 7.2, capped here) and QEMU's own
+// memory; its threads (vCPUs, I/O, RCU and the 9p workers, up to 64).
+inline constexpr std::uint64_t kTcgCacheMib = 64;
+inline constexpr std::uint64_t kQemuMemoryOverhead = 192ull << 20;
+inline constexpr std::uint64_t kQemuThreads = 128;
 // How long one exchange with QEMU's monitor (QMP) may take: a restore's incoming migration
 // reads the device state (~50 KiB; the RAM is the snapshot's file, mapped), a snapshot's
 // migration writes it.
@@ -149,11 +156,15 @@ class MicrovmBackend final : public Backend {
     Result<std::shared_ptr<const Snapshot>> snapshot_for(VmShape shape);
     Result<std::shared_ptr<const Snapshot>> take_snapshot(VmShape shape);
     mech::LandlockPlan landlock_plan() const;
+    static std::uint64_t qemu_memory(VmShape shape) {
+        return (shape.memory_mib << 20) + microvm::kQemuMemoryOverhead;
+    }
 
     MicrovmOptions options_;
     VmAccel accel_ = VmAccel::tcg;
     std::string kernel_, initrd_, cmdline_;
     std::vector<std::string> env_;
+    mech::CgroupSupport cgroups_;
 
     mutable std::mutex snapshot_mu_;  // held while a snapshot is taken: others wait for it
     std::string snapshot_dir_;        // made by create(), then unchanged
