@@ -324,9 +324,10 @@ TEST_F(MicrovmWorkerTest, BootsWithoutASnapshot) {
     EXPECT_EQ(backend_->restores(), 0u);
 }
 
-// QEMU itself is jailed: no_new_privs, its own seccomp filter (-sandbox), a Landlock wall
-// where the kernel has one, and cgroups of its own (where usable) holding the guest's RAM
-// and QEMU's threads; the wall leaves the guest what it was given (its calls above run).
+// QEMU itself is jailed: namespaces of its own where allowed, no_new_privs, its own seccomp filter
+// (-sandbox), a Landlock wall where the kernel has one, and cgroups of its own (where usable)
+// holding the guest's RAM and QEMU's threads; the wall leaves the guest what it was given (its
+// calls above run).
 TEST_F(MicrovmWorkerTest, QemuRunsJailed) {
     auto p = start({"/bin/sleep", "1000"});
     ASSERT_TRUE(p);
@@ -345,5 +346,13 @@ TEST_F(MicrovmWorkerTest, QemuRunsJailed) {
         std::printf("[ microvm ] no usable cgroup controller here: QEMU runs without cgroups\n");
     else
         EXPECT_NE(cg.find("sandflow"), std::string::npos) << cg;
+    if (backend_->vmm_namespaces()) {
+        for (const char* ns : {"user", "net", "ipc", "uts"})
+            EXPECT_NE(fs::read_symlink("/proc/" + std::to_string(p->pid()) + "/ns/" + ns),
+                      fs::read_symlink(std::string("/proc/self/ns/") + ns))
+                << "QEMU shares the runtime's " << ns << " namespace";
+    } else {
+        std::printf("[ microvm ] namespaces are refused here: QEMU runs in the runtime's\n");
+    }
     p->kill_and_wait();
 }

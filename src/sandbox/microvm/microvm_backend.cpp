@@ -1,6 +1,7 @@
 #include "sandbox/microvm/microvm_backend.hpp"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -48,6 +49,7 @@ enum ChildStep : int {
     kStepCgroups,
     kStepSetpgid,
     kStepDeathSignal,
+    kStepNamespaces,
     kStepNoNewPrivs,
     kStepLandlock,
     kStepExec
@@ -63,6 +65,8 @@ const char* step_name(int step) {
             return "setpgid";
         case kStepDeathSignal:
             return "prctl(PR_SET_PDEATHSIG)";
+        case kStepNamespaces:
+            return "unshare of QEMU's namespaces";
         case kStepNoNewPrivs:
             return "prctl(PR_SET_NO_NEW_PRIVS)";
         case kStepLandlock:
@@ -80,6 +84,7 @@ struct ChildContext {
     pid_t parent;
     const mech::LandlockPlan* landlock;
     const mech::CgroupEntry* cgroups;
+    int unshare_flags;
     int src_fds[kChildFds];  // as placed on 0..kReportFd
 };
 
@@ -101,6 +106,8 @@ struct ChildContext {
     if (::setpgid(0, 0) != 0) child_fail(kReportFd, kStepSetpgid);
     if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(kReportFd, kStepDeathSignal);
     if (::getppid() != c.parent) ::_exit(127);  // the parent died before prctl
+    if (c.unshare_flags != 0 && ::unshare(c.unshare_flags) != 0)
+        child_fail(kReportFd, kStepNamespaces);
     if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(kReportFd, kStepNoNewPrivs);
     if (const mech::ChildFailure f = mech::apply_landlock(*c.landlock)) {
         errno = f.err;
@@ -281,7 +288,8 @@ struct Launched {
 // `state` is the saved device state a restore reads (-1: none).
 Result<Launched> launch(const std::vector<std::string>& args, const std::string& frame, int state,
                         const SandboxLimits& limits, const mech::LandlockPlan& landlock,
-                        const mech::CgroupSupport& cgroups, std::uint64_t qemu_memory) {
+                        const mech::CgroupSupport& cgroups, std::uint64_t qemu_memory,
+                        int unshare_flags) {
     // QEMU's own groups: the guest's RAM and QEMU's own memory, QEMU's threads, the CPU
     // share; nothing is made where no controller is usable.
     SandboxLimits qemu_limits = limits;
@@ -337,6 +345,7 @@ Result<Launched> launch(const std::vector<std::string>& args, const std::string&
                            ::getpid(),
                            &landlock,
                            &*entry,
+                           unshare_flags,
                            {devnull.get(), devnull.get(), console->second.get(), chan->second.get(),
                             out->second.get(), console->second.get(), qmp->second.get(),
                             state >= 0 ? state : devnull.get(), report_w.get()}};
@@ -373,6 +382,21 @@ Result<Launched> launch(const std::vector<std::string>& args, const std::string&
 const std::string kMigrateCaps =
     R"({"execute":"migrate-set-capabilities","arguments":{"capabilities":)"
     R"([{"capability":"x-ignore-shared","state":true}]}})";
+
+// Whether a child may enter new user, network, IPC and UTS namespaces here (a container may
+// refuse them): found once by forking one that tries.
+int qemu_namespaces() {
+    static const int flags = [] {
+        const int want = CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
+        const pid_t pid = ::fork();
+        if (pid == 0) ::_exit(::unshare(want) == 0 ? 0 : 1);
+        int st = 0;
+        if (pid < 0 || ::waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            return 0;
+        return want;
+    }();
+    return flags;
+}
 
 // Boots one guest running /usr/bin/true on `backend` within `timeout`. The guest's console
 // is drained while it runs (a full socket would stall the guest).
@@ -493,6 +517,7 @@ Result<std::unique_ptr<MicrovmBackend>> MicrovmBackend::create(MicrovmOptions op
         b->accel_ = detect_accel().accel;
     b->env_ = clean_worker_env();
     b->cgroups_ = mech::detect_cgroup_support();
+    b->unshare_flags_ = qemu_namespaces();
     if (b->options_.snapshot) {
         std::string tmpl = (b->options_.snapshot_parent.empty() ? std::string("/tmp")
                                                                 : b->options_.snapshot_parent) +
@@ -614,7 +639,7 @@ Result<std::unique_ptr<Process>> MicrovmBackend::spawn(const WorkerSpec& spec) {
 
     if (!snap) {
         auto l = launch(qemu_args(shape, "", false), frame, -1, limits, landlock_plan(), cgroups_,
-                        qemu_memory(shape));
+                        qemu_memory(shape), unshare_flags_);
         if (!l) return tl::unexpected(l.error());
         return std::unique_ptr<Process>(std::move(l->proc));
     }
@@ -631,8 +656,8 @@ Result<std::unique_ptr<Process>> MicrovmBackend::spawn(const WorkerSpec& spec) {
                       "M,mem-path=" + snap->ram + ",share=off",
                   false);
     args.insert(args.end(), {"-incoming", "defer"});
-    auto l =
-        launch(args, frame, state.get(), limits, landlock_plan(), cgroups_, qemu_memory(shape));
+    auto l = launch(args, frame, state.get(), limits, landlock_plan(), cgroups_, qemu_memory(shape),
+                    unshare_flags_);
     if (!l) return tl::unexpected(l.error());
     state.reset();
     const auto deadline = Clock::now() + kQmpTimeout;
@@ -686,12 +711,12 @@ Result<std::shared_ptr<const MicrovmBackend::Snapshot>> MicrovmBackend::take_sna
     const std::string base = snapshot_dir_ + "/" + std::to_string(shape.memory_mib) + "M-" +
                              std::to_string(shape.cpus) + "cpu";
     auto snap = std::make_shared<Snapshot>(Snapshot{base + ".ram", base + ".state"});
-    auto l =
-        launch(qemu_args(shape,
-                         "memory-backend-file,id=ram,size=" + std::to_string(shape.memory_mib) +
-                             "M,mem-path=" + snap->ram + ",share=on",
-                         true),
-               "", -1, options_.limits, landlock_plan(), cgroups_, qemu_memory(shape));
+    auto l = launch(
+        qemu_args(shape,
+                  "memory-backend-file,id=ram,size=" + std::to_string(shape.memory_mib) +
+                      "M,mem-path=" + snap->ram + ",share=on",
+                  true),
+        "", -1, options_.limits, landlock_plan(), cgroups_, qemu_memory(shape), unshare_flags_);
     if (!l) return tl::unexpected(l.error());
     // The agent's ready mark, within the boot's allowance; the console is drained meanwhile
     // (a full socket would stall the guest) and quoted when the mark does not come.

@@ -129,6 +129,8 @@ class MicrovmBackend final : public Backend {
     // isolation level vm.
     static bool emulated();
 
+    // Whether QEMU runs in namespaces of its own (where the host allows them).
+    bool vmm_namespaces() const { return unshare_flags_ != 0; }
     // VMs restored from a snapshot, and snapshots taken, by this backend.
     std::size_t restores() const { return restores_.load(); }
     std::size_t snapshots_taken() const { return snapshots_taken_.load(); }
@@ -165,6 +167,9 @@ class MicrovmBackend final : public Backend {
     std::string kernel_, initrd_, cmdline_;
     std::vector<std::string> env_;
     mech::CgroupSupport cgroups_;
+    // QEMU's own user, network, IPC and UTS namespaces (no host capability, no network
+    // stack, nothing to talk to), or 0 where they are refused: Landlock and seccomp remain.
+    int unshare_flags_ = 0;
 
     mutable std::mutex snapshot_mu_;  // held while a snapshot is taken: others wait for it
     std::string snapshot_dir_;        // made by create(), then unchanged
