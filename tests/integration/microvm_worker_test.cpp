@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "runtime/instance.hpp"
+#include "runtime/warm_pool.hpp"
 #include "sandbox/mechanisms/cgroups.hpp"
 #include "sandbox/microvm/guest_protocol.hpp"
 #include "sandbox/microvm/microvm_backend.hpp"
@@ -355,4 +356,31 @@ TEST_F(MicrovmWorkerTest, QemuRunsJailed) {
         std::printf("[ microvm ] namespaces are refused here: QEMU runs in the runtime's\n");
     }
     p->kill_and_wait();
+}
+
+// The warm pool on this backend: it fills with restored VMs whose interpreter and SDK wait
+// for a script, and an instance's load takes one of them.
+TEST_F(MicrovmWorkerTest, TheWarmPoolHoldsRestoredVms) {
+    runtime::PoolOptions po;
+    po.python = 1;
+    po.node = 0;
+    auto pool = runtime::WarmPool::create(*backend_, po);
+    ASSERT_TRUE(pool) << pool.error().message;
+    ASSERT_TRUE((*pool)->wait_full(runtime::Clock::now() + std::chrono::seconds(180)))
+        << "the pool did not fill within 180 s";
+    const fs::path script =
+        sandflow::testing::write_script(dir_, "double.py", sandflow::testing::kDoublePy);
+    auto spec = runtime::spec_from_file(script);
+    ASSERT_TRUE(spec) << spec.error().message;
+    spec->pool = pool->get();
+    auto inst = runtime::Instance::create(*backend_, std::move(*spec));
+    ASSERT_TRUE(inst) << inst.error().message;
+    sandflow::testing::RecordedEvents ev;
+    auto r = (*inst)->call(sandflow::testing::call_request({{"input", 21}}), ev.events());
+    ASSERT_TRUE(r) << r.error().message;
+    ASSERT_EQ(ev.outputs.size(), 1u);
+    EXPECT_EQ(ev.outputs[0].second, 42);
+    EXPECT_EQ((*pool)->stats().python.taken, 1u);
+    EXPECT_EQ((*pool)->stats().python.missed, 0u);
+    EXPECT_GE(backend_->restores(), 1u) << "the pool's VMs are restored, not booted";
 }
