@@ -3,19 +3,27 @@
 // (guest/agent.cpp; the image: scripts/microvm-image.sh). docs/sandbox.md, "The microvm
 // backend".
 //
-//   parent   socketpairs for the channel, the worker's stdout and the console (the worker's
-//            stderr, the kernel's errors); the start frame (what to run, with its limits;
-//            guest_protocol.hpp) written into the channel → fork
-//   child    /dev/null on 0 and 1, the console socket on 2 (QEMU's own messages), the
-//            channel, stdout and console sockets on 3, 4, 5 → default signals → own
-//            process group → PR_SET_PDEATHSIG(SIGKILL) → execve QEMU
+//   parent   socketpairs for the channel, the worker's stdout, the console (the worker's
+//            stderr, the kernel's errors) and QEMU's monitor (QMP); QEMU's cgroups; the
+//            start frame (what to run, with its limits; guest_protocol.hpp) written into
+//            the channel → fork
+//   child    enter the cgroups → /dev/null on 0 and 1, the console socket on 2 (QEMU's own
+//            messages), the channel, stdout, console and monitor sockets on 3, 4, 5, 6, a
+//            restore's saved state on 7 → default signals → own process group →
+//            PR_SET_PDEATHSIG(SIGKILL) → user, net, IPC, UTS namespaces where allowed →
+//            no_new_privs → Landlock → execve QEMU
 //   QEMU     `-M microvm -nodefaults -no-user-config -nographic -no-reboot`, no network
 //            device; memory and vCPUs from the limits; virtio-serial ports on the three
 //            sockets (`-chardev socket,fd=N`); the host's /usr read-only over 9p;
 //            isa-debug-exit, through which the agent reports the worker's end; `-sandbox on`
-//   guest    the agent mounts, loads the virtio modules, reads the start frame and starts
-//            the worker with a unix socket on descriptor 3, which it relays to the channel
-//            port
+//   guest    the agent mounts, loads the virtio modules, reads the start frame, mounts /usr
+//            and starts the worker with a unix socket on descriptor 3, which it relays to
+//            the channel port
+//
+// Warm start by snapshot (MicrovmOptions::snapshot): the first VM of each memory size and
+// vCPU count boots with its RAM in a shared file to where the agent waits for the start
+// frame and is saved there over QMP; every later one is restored from it (-incoming, the
+// RAM file mapped privately), reads its start frame and goes on as after a boot.
 //
 // Kill: SIGKILL to QEMU and its group; the guest goes with it. QEMU's exit status is the
 // worker's as the agent reported it (microvm::decode_exit).
