@@ -99,6 +99,7 @@ TEST(MicrovmProtocol, ExitCodesAndTheStartFrameRoundTrip) {
     s.open_files = 8;
     s.nproc = 4;
     s.cpu_seconds = 9;
+    s.clock_ns = 1'796'219'068'057'393'000;
     const std::string frame = encode_start(s);
     StartSpec back;
     ASSERT_TRUE(decode_start(std::string_view(frame).substr(4), back));
@@ -106,6 +107,7 @@ TEST(MicrovmProtocol, ExitCodesAndTheStartFrameRoundTrip) {
     EXPECT_EQ(back.env, s.env);
     EXPECT_EQ(back.tmpfs_bytes, s.tmpfs_bytes);
     EXPECT_EQ(back.cpu_seconds, s.cpu_seconds);
+    EXPECT_EQ(back.clock_ns, s.clock_ns);
     StartSpec bad;
     EXPECT_FALSE(decode_start(std::string_view("a=x\0", 4), bad)) << "a relative argv[0]";
     EXPECT_FALSE(decode_start(std::string_view("a=/x\0zz=1\0", 10), bad)) << "an unknown key";

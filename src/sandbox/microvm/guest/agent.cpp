@@ -2,11 +2,12 @@
 // initramfs by scripts/microvm-image.sh (docs/sandbox.md, "The microvm backend").
 //
 //   mount /dev (devtmpfs), /proc, /sys → load the virtio modules listed in
-//   /etc/sandflow/modules → mount the host's /usr (9p, read-only) → find the virtio-serial
-//   ports by name → read the start frame from the channel (guest_protocol.hpp) → mount /tmp
-//   with its limits → fork the worker: its channel on descriptor 3 (a unix socket this agent
-//   relays to the channel port), stdout on the stdout port, stderr on the console (hvc0),
-//   stdin /dev/null; rlimits, uid/gid 65534, no capabilities, no_new_privs → relay and reap
+//   /etc/sandflow/modules → find the virtio-serial ports by name → (a VM booted to be
+//   snapshotted: write kAgentReady; the snapshot is taken here) → read the start frame from
+//   the channel (guest_protocol.hpp) → set the clock → mount the host's /usr (9p,
+//   read-only) → mount /tmp with its limits → fork the worker: its channel on descriptor 3 (a unix
+//   socket this agent relays to the channel port), stdout on the stdout port, stderr on the console
+//   (hvc0), stdin /dev/null; rlimits, uid/gid 65534, no capabilities, no_new_privs → relay and reap
 //   every process until the worker ends → kill the rest →
 //   report its status through the isa-debug-exit port (QEMU exits with it) → power off.
 //
