@@ -287,15 +287,13 @@ struct Launched {
 // Starts QEMU with `args`; `frame`, when not empty, waits in the channel for the agent.
 // `state` is the saved device state a restore reads (-1: none).
 Result<Launched> launch(const std::vector<std::string>& args, const std::string& frame, int state,
-                        const SandboxLimits& limits, const mech::LandlockPlan& landlock,
-                        const mech::CgroupSupport& cgroups, std::uint64_t qemu_memory,
-                        int unshare_flags) {
+                        const SandboxLimits& limits, const MicrovmBackend::Jail& jail) {
     // QEMU's own groups: the guest's RAM and QEMU's own memory, QEMU's threads, the CPU
     // share; nothing is made where no controller is usable.
     SandboxLimits qemu_limits = limits;
-    qemu_limits.memory_bytes = qemu_memory;
+    qemu_limits.memory_bytes = jail.memory_bytes;
     qemu_limits.pids = kQemuThreads;
-    auto cgroup = mech::SandboxCgroup::create(cgroups, mech::new_group_id(), qemu_limits);
+    auto cgroup = mech::SandboxCgroup::create(*jail.cgroups, mech::new_group_id(), qemu_limits);
     if (!cgroup) return tl::unexpected(cgroup.error());
     auto entry = cgroup->open_entry();
     if (!entry) return tl::unexpected(entry.error());
@@ -343,9 +341,9 @@ Result<Launched> launch(const std::vector<std::string>& args, const std::string&
     const ChildContext ctx{argv.data(),
                            envp.data(),
                            ::getpid(),
-                           &landlock,
+                           &jail.landlock,
                            &*entry,
-                           unshare_flags,
+                           jail.unshare_flags,
                            {devnull.get(), devnull.get(), console->second.get(), chan->second.get(),
                             out->second.get(), console->second.get(), qmp->second.get(),
                             state >= 0 ? state : devnull.get(), report_w.get()}};
@@ -638,8 +636,7 @@ Result<std::unique_ptr<Process>> MicrovmBackend::spawn(const WorkerSpec& spec) {
                         std::to_string(kMaxStartFrameBytes) + ", microvm::kMaxStartFrameBytes)");
 
     if (!snap) {
-        auto l = launch(qemu_args(shape, "", false), frame, -1, limits, landlock_plan(), cgroups_,
-                        qemu_memory(shape), unshare_flags_);
+        auto l = launch(qemu_args(shape, "", false), frame, -1, limits, jail(shape));
         if (!l) return tl::unexpected(l.error());
         return std::unique_ptr<Process>(std::move(l->proc));
     }
@@ -656,8 +653,7 @@ Result<std::unique_ptr<Process>> MicrovmBackend::spawn(const WorkerSpec& spec) {
                       "M,mem-path=" + snap->ram + ",share=off",
                   false);
     args.insert(args.end(), {"-incoming", "defer"});
-    auto l = launch(args, frame, state.get(), limits, landlock_plan(), cgroups_, qemu_memory(shape),
-                    unshare_flags_);
+    auto l = launch(args, frame, state.get(), limits, jail(shape));
     if (!l) return tl::unexpected(l.error());
     state.reset();
     const auto deadline = Clock::now() + kQmpTimeout;
@@ -711,12 +707,12 @@ Result<std::shared_ptr<const MicrovmBackend::Snapshot>> MicrovmBackend::take_sna
     const std::string base = snapshot_dir_ + "/" + std::to_string(shape.memory_mib) + "M-" +
                              std::to_string(shape.cpus) + "cpu";
     auto snap = std::make_shared<Snapshot>(Snapshot{base + ".ram", base + ".state"});
-    auto l = launch(
-        qemu_args(shape,
-                  "memory-backend-file,id=ram,size=" + std::to_string(shape.memory_mib) +
-                      "M,mem-path=" + snap->ram + ",share=on",
-                  true),
-        "", -1, options_.limits, landlock_plan(), cgroups_, qemu_memory(shape), unshare_flags_);
+    auto l =
+        launch(qemu_args(shape,
+                         "memory-backend-file,id=ram,size=" + std::to_string(shape.memory_mib) +
+                             "M,mem-path=" + snap->ram + ",share=on",
+                         true),
+               "", -1, options_.limits, jail(shape));
     if (!l) return tl::unexpected(l.error());
     // The agent's ready mark, within the boot's allowance; the console is drained meanwhile
     // (a full socket would stall the guest) and quoted when the mark does not come.
@@ -758,12 +754,12 @@ Result<std::shared_ptr<const MicrovmBackend::Snapshot>> MicrovmBackend::take_sna
     return std::shared_ptr<const Snapshot>(std::move(snap));
 }
 
-// QEMU's own wall (docs/sandbox.md, "QEMU's jail"): the host's /usr to read and run (its
-// binary, libraries and firmware, and the 9p share, read-only), the image's two files, the
-// loader's cache, /dev/null (and /dev/kvm under KVM), and the snapshots' folder, whose RAM
-// files QEMU 7.2 opens read-write even to map them privately; nothing else. TCP is refused
-// and, on ABI 6, signals out of its domain.
-mech::LandlockPlan MicrovmBackend::landlock_plan() const {
+// QEMU's jail (docs/sandbox.md): its namespaces and cgroups, and a Landlock wall: the host's /usr
+// to read and run (its binary, libraries and firmware, and the 9p share, read-only), the image's
+// two files, the loader's cache, /dev/null (and /dev/kvm under KVM), and the snapshots' folder,
+// whose RAM files QEMU 7.2 opens read-write even to map them privately; nothing else. TCP is
+// refused and, on ABI 6, signals out of its domain.
+MicrovmBackend::Jail MicrovmBackend::jail(VmShape shape) const {
     using mech::LandlockAccess;
     std::vector<mech::LandlockRule> rules = {{"/usr", LandlockAccess::read_exec},
                                              {kernel_, LandlockAccess::read_file},
@@ -772,7 +768,8 @@ mech::LandlockPlan MicrovmBackend::landlock_plan() const {
                                              {"/dev/null", LandlockAccess::device}};
     if (accel_ == VmAccel::kvm) rules.push_back({"/dev/kvm", LandlockAccess::device});
     if (!snapshot_dir_.empty()) rules.push_back({snapshot_dir_, LandlockAccess::read_write});
-    return mech::make_landlock_plan(rules, true);
+    return {mech::make_landlock_plan(rules, true), &cgroups_,
+            (shape.memory_mib << 20) + kQemuMemoryOverhead, unshare_flags_};
 }
 
 std::string MicrovmBackend::snapshot_ram(const SandboxLimits& limits) const {

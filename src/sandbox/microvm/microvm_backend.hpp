@@ -148,6 +148,14 @@ class MicrovmBackend final : public Backend {
 
     ~MicrovmBackend() override;
 
+    // What QEMU runs inside (docs/sandbox.md, "QEMU's jail").
+    struct Jail {
+        mech::LandlockPlan landlock;
+        const mech::CgroupSupport* cgroups = nullptr;
+        std::uint64_t memory_bytes = 0;  // its memory group: the guest's RAM and QEMU's own
+        int unshare_flags = 0;
+    };
+
   private:
     explicit MicrovmBackend(MicrovmOptions options) : options_(std::move(options)) {}
 
@@ -165,10 +173,7 @@ class MicrovmBackend final : public Backend {
     // The snapshot for `shape`, taken now if there is none yet.
     Result<std::shared_ptr<const Snapshot>> snapshot_for(VmShape shape);
     Result<std::shared_ptr<const Snapshot>> take_snapshot(VmShape shape);
-    mech::LandlockPlan landlock_plan() const;
-    static std::uint64_t qemu_memory(VmShape shape) {
-        return (shape.memory_mib << 20) + microvm::kQemuMemoryOverhead;
-    }
+    Jail jail(VmShape shape) const;
 
     MicrovmOptions options_;
     VmAccel accel_ = VmAccel::tcg;
