@@ -8,6 +8,14 @@
 //      default sizes), against (b);
 //   d  a warm call round trip on a gvisor instance against the same call on a `none`
 //      instance, interleaved call by call.
+// Then the microvm backend (docs/sandbox.md, "The microvm backend"), under KVM or TCG as the
+// backend detects:
+//   e  load to first result (Instance::create + the first call of the doubling actor) of a
+//      VM restored from its snapshot against the same VM booted cold, interleaved;
+//   f  load to first result from the warm pool on restored VMs;
+//   g  a warm call round trip over the VM's channel.
+// Each microVM sample costs seconds under TCG: SANDFLOW_BENCH_VM_RUNS (default 4) and
+// SANDFLOW_BENCH_VM_CALLS (default 300).
 // Runs: argv[1] or SANDFLOW_BENCH_RUNS (cold and pool samples, default 8), SANDFLOW_BENCH_CALLS
 // (warm calls, default 2000). The machine's other work inflates every figure; the load
 // average is printed with them. Nothing here is asserted by the tests.
@@ -35,6 +43,7 @@
 #include "runtime/instance.hpp"
 #include "runtime/warm_pool.hpp"
 #include "sandbox/gvisor/gvisor_backend.hpp"
+#include "sandbox/microvm/microvm_backend.hpp"
 #include "sandbox/none/none_backend.hpp"
 
 using namespace sandflow;
@@ -307,6 +316,121 @@ void warm(Language lang, int calls, sandbox::Backend* gvisor, const std::string&
                          cols[1].ok() ? (cols[1].pct(50) <= 150.0 ? 1 : 0) : -1});
 }
 
+// e, f, g: the microvm backend, Python.
+void microvm_section(int runs, int calls) {
+    std::unique_ptr<sandbox::MicrovmBackend> restore, cold;
+    std::string skip;
+    if (auto ok = sandbox::MicrovmBackend::probe(); !ok) {
+        skip = "the microvm backend cannot run here: " + ok.error().message;
+    } else {
+        sandbox::MicrovmOptions no_snapshot;
+        no_snapshot.snapshot = false;
+        auto r = sandbox::MicrovmBackend::create();
+        auto c = sandbox::MicrovmBackend::create(no_snapshot);
+        if (!r || !c)
+            skip = (!r ? r.error() : c.error()).message;
+        else
+            restore = std::move(*r), cold = std::move(*c);
+    }
+    std::printf("\nmicrovm, python: %s\n",
+                restore ? sandbox::MicrovmBackend::probe_note().c_str() : skip.c_str());
+    const auto spec = make_spec(Language::python);
+    std::vector<Column> cols = {{"microvm: cold boot, create + first call", {}, skip},
+                                {"microvm: restored from its snapshot, same", {}, skip}};
+    sandbox::Backend* backends[2] = {cold.get(), restore.get()};
+    std::mt19937 rng(11);
+    std::vector<std::size_t> order = {0, 1};
+    for (int r = 0; r <= runs; ++r) {  // round 0 takes the snapshot and warms the page cache
+        std::shuffle(order.begin(), order.end(), rng);
+        for (std::size_t c : order) {
+            if (!cols[c].skipped.empty()) continue;
+            std::string e;
+            auto ms = first_result(*backends[c], spec, &e);
+            if (!ms)
+                cols[c].skipped = e;
+            else if (r > 0)
+                cols[c].samples.push_back(*ms);
+        }
+    }
+    std::printf("load to first result (%d runs, interleaved)\n", runs);
+    print_column(cols[0], nullptr, "ms");
+    print_column(cols[1], &cols[0], "ms");
+
+    // The VM alone: spawn of /usr/bin/true to QEMU's exit, without the interpreter's start.
+    std::vector<Column> vm = {{"microvm: cold boot, /usr/bin/true to exit", {}, skip},
+                              {"microvm: restored, /usr/bin/true to exit", {}, skip}};
+    for (int r = 0; r < runs; ++r) {
+        std::shuffle(order.begin(), order.end(), rng);
+        for (std::size_t c : order) {
+            if (!vm[c].skipped.empty()) continue;
+            sandbox::WorkerSpec ws;
+            ws.argv = {"/usr/bin/true"};
+            const auto t0 = Clock::now();
+            auto p = backends[c]->spawn(ws);
+            if (!p) {
+                vm[c].skipped = p.error().message;
+                continue;
+            }
+            const sandbox::ExitStatus st = sandbox::wait_or_kill(**p, 120'000);
+            if (!WIFEXITED(st.raw) || WEXITSTATUS(st.raw) != 0)
+                vm[c].skipped = "/usr/bin/true " + st.describe();
+            else
+                vm[c].samples.push_back(ms_since(t0));
+        }
+    }
+    print_column(vm[0], nullptr, "ms");
+    print_column(vm[1], &vm[0], "ms");
+    const bool both = cols[0].ok() && cols[1].ok();
+    g_targets.push_back({"microvm restore / cold boot, p50", "< 1 (the boot saved)",
+                         both ? fmt("%.2fx", cols[1].pct(50) / cols[0].pct(50)) : "-",
+                         both ? (cols[1].pct(50) < cols[0].pct(50) ? 1 : 0) : -1});
+    g_targets.push_back({"microvm restore -> first result p50", "<= 150 ms (TCG)",
+                         cols[1].ok() ? fmt("%.0f ms", cols[1].pct(50)) : "-",
+                         cols[1].ok() ? (cols[1].pct(50) <= 150.0 ? 1 : 0) : -1});
+
+    Column pooled{"microvm: from the warm pool (restored VMs)", {}, skip};
+    if (restore) {
+        runtime::PoolOptions po;
+        po.python = 1;
+        po.node = 0;
+        auto pool = runtime::WarmPool::create(*restore, po);
+        if (!pool) pooled.skipped = pool.error().message;
+        auto s = spec;
+        for (int r = 0; r < runs && pooled.skipped.empty(); ++r) {
+            if (!(*pool)->wait_full(Clock::now() + std::chrono::seconds(120))) {
+                pooled.skipped = "the pool did not fill within 120 s";
+                break;
+            }
+            s.pool = pool->get();
+            std::string e;
+            auto ms = first_result(*restore, s, &e);
+            if (!ms)
+                pooled.skipped = e;
+            else
+                pooled.samples.push_back(*ms);
+        }
+    }
+    print_column(pooled, cols[1].ok() ? &cols[1] : nullptr, "ms");
+
+    Column warm_col{"microvm: warm call round trip", {}, skip};
+    if (restore) {
+        auto inst = runtime::Instance::create(*restore, make_spec(Language::python));
+        if (!inst) warm_col.skipped = inst.error().message;
+        for (int i = 0; i < calls + kWarmup && warm_col.skipped.empty(); ++i) {
+            std::string e;
+            const auto t0 = Clock::now();
+            if (!call_doubles(**inst, i, &e))
+                warm_col.skipped = e;
+            else if (i >= kWarmup)
+                warm_col.samples.push_back(ms_since(t0) * 1000.0);
+        }
+    }
+    print_column(warm_col, nullptr, "us");
+    g_targets.push_back({"microvm warm call p50", "<= 1 ms (TCG)",
+                         warm_col.ok() ? fmt("%.0f us", warm_col.pct(50)) : "-",
+                         warm_col.ok() ? (warm_col.pct(50) <= 1000.0 ? 1 : 0) : -1});
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -334,12 +458,17 @@ int main(int argc, char** argv) {
     std::printf("sandflow gvisor benchmark: platform %s, %d cold/pool runs, %d warm calls\n",
                 gvisor ? gvisor->options().platform.c_str() : "-", runs, calls);
     print_load("load average at start");
-    for (Language lang : {Language::python, Language::javascript})
-        cold(lang, runs, gvisor.get(), skip, runsc_root);
-    for (Language lang : {Language::python, Language::javascript})
-        from_pool(lang, runs, gvisor.get(), skip);
-    for (Language lang : {Language::python, Language::javascript})
-        warm(lang, calls, gvisor.get(), skip);
+    // SANDFLOW_BENCH_ONLY=microvm: the microvm section alone.
+    const char* only = std::getenv("SANDFLOW_BENCH_ONLY");
+    if (!only || std::string(only) != "microvm") {
+        for (Language lang : {Language::python, Language::javascript})
+            cold(lang, runs, gvisor.get(), skip, runsc_root);
+        for (Language lang : {Language::python, Language::javascript})
+            from_pool(lang, runs, gvisor.get(), skip);
+        for (Language lang : {Language::python, Language::javascript})
+            warm(lang, calls, gvisor.get(), skip);
+    }
+    microvm_section(env_int("SANDFLOW_BENCH_VM_RUNS", 4), env_int("SANDFLOW_BENCH_VM_CALLS", 300));
 
     std::printf("\ntargets\n");
     for (const auto& t : g_targets)

@@ -8,10 +8,14 @@
 #include <sys/wait.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "runtime/instance.hpp"
+#include "runtime/warm_pool.hpp"
+#include "sandbox/mechanisms/cgroups.hpp"
 #include "sandbox/microvm/guest_protocol.hpp"
 #include "sandbox/microvm/microvm_backend.hpp"
 #include "support/test_support.hpp"
@@ -95,6 +99,7 @@ TEST(MicrovmProtocol, ExitCodesAndTheStartFrameRoundTrip) {
     s.open_files = 8;
     s.nproc = 4;
     s.cpu_seconds = 9;
+    s.clock_ns = 1'796'219'068'057'393'000;
     const std::string frame = encode_start(s);
     StartSpec back;
     ASSERT_TRUE(decode_start(std::string_view(frame).substr(4), back));
@@ -102,6 +107,7 @@ TEST(MicrovmProtocol, ExitCodesAndTheStartFrameRoundTrip) {
     EXPECT_EQ(back.env, s.env);
     EXPECT_EQ(back.tmpfs_bytes, s.tmpfs_bytes);
     EXPECT_EQ(back.cpu_seconds, s.cpu_seconds);
+    EXPECT_EQ(back.clock_ns, s.clock_ns);
     StartSpec bad;
     EXPECT_FALSE(decode_start(std::string_view("a=x\0", 4), bad)) << "a relative argv[0]";
     EXPECT_FALSE(decode_start(std::string_view("a=/x\0zz=1\0", 10), bad)) << "an unknown key";
@@ -158,6 +164,9 @@ async def process(context):
     view["host_files"] = sorted(p for p in os.listdir("/") if p not in
         ("bin", "dev", "etc", "init", "lib", "lib64", "proc", "root", "sandflow", "sbin", "sys",
          "tmp", "usr"))
+    # The image's own /etc, not the host's: one account, no shadow file.
+    view["passwd"] = [l.split(":")[0] for l in open("/etc/passwd").read().splitlines()]
+    view["shadow"] = os.path.exists("/etc/shadow")
     view["interfaces"] = sorted(name for _, name in socket.if_nameindex())
     try:
         socket.create_connection(("10.0.2.2", 80), timeout=2)
@@ -189,6 +198,8 @@ async def process(context):
     EXPECT_EQ(view.at("caps"), "0000000000000000");
     EXPECT_EQ(view.at("usr"), "Read-only file system");
     EXPECT_EQ(view.at("host_files"), json::array{}) << json::serialize(view);
+    EXPECT_EQ(view.at("passwd"), (json::array{"sandbox"})) << json::serialize(view);
+    EXPECT_EQ(view.at("shadow"), false);
     EXPECT_EQ(view.at("interfaces"), (json::array{"lo"}))
         << "no network device: the guest's own loopback only";
     EXPECT_NE(view.at("net"), "connected");
@@ -244,4 +255,134 @@ TEST_F(MicrovmWorkerTest, ServesAJavaScriptActor) {
     ASSERT_TRUE(r) << r.error().message;
     ASSERT_EQ(ev.outputs.size(), 1u);
     EXPECT_EQ(ev.outputs[0].second, 42);
+}
+
+namespace {
+// FNV-1a of a whole file, read in chunks (a snapshot's RAM file is a few hundred MiB, sparse).
+std::uint64_t file_hash(const std::string& path) {
+    std::uint64_t h = 1469598103934665603ull;
+    std::ifstream in(path, std::ios::binary);
+    std::vector<char> buf(1 << 20);
+    while (in.read(buf.data(), static_cast<std::streamsize>(buf.size())) || in.gcount() > 0) {
+        for (std::streamsize i = 0; i < in.gcount(); ++i)
+            h = (h ^ static_cast<unsigned char>(buf[static_cast<std::size_t>(i)])) *
+                1099511628211ull;
+        if (!in) break;
+    }
+    return h;
+}
+}  // namespace
+
+// Warm start by snapshot: the first VM is saved once its agent waits for a start frame and
+// every later one is restored from it, its RAM the saved file mapped copy-on-write. A VM
+// that writes 48 MiB of its RAM leaves the file as it was, so the next restored VM starts
+// from the same state and none sees another's writes; a restored guest's clock is the host's.
+TEST_F(MicrovmWorkerTest, RestoredVmsShareTheSavedStateButNotTheirWrites) {
+    if (backend_->accel() == sandbox::VmAccel::tcg)
+        std::printf("[ microvm ] under TCG emulation: KVM does not run a guest here\n");
+    auto first = start({"/bin/sh", "-c", "exit 0"});
+    ASSERT_TRUE(first);
+    auto st = wait_exit(*first);
+    ASSERT_TRUE(st && st->describe() == "exited with status 0") << "console: " << console_;
+    ASSERT_EQ(backend_->snapshots_taken(), 1u);
+    const std::string ram = backend_->snapshot_ram(backend_->default_limits());
+    ASSERT_FALSE(ram.empty());
+    const std::uint64_t before = file_hash(ram);
+
+    auto writer = start({"/usr/bin/python3", "-c",
+                         "import time\n"
+                         "open('/tmp/fill', 'wb').write(b'x' * (48 << 20))\n"
+                         "print(int(time.time()))\n"});
+    ASSERT_TRUE(writer);
+    st = wait_exit(*writer);
+    ASSERT_TRUE(st && st->describe() == "exited with status 0")
+        << (st ? st->describe() : "still running") << "; console: " << console_;
+    const std::string out = sandbox::read_available(writer->stdout_fd(), 4096);
+    const long long guest_now = std::atoll(out.c_str());
+    const long long host_now = static_cast<long long>(::time(nullptr));
+    EXPECT_LT(std::llabs(host_now - guest_now), 120) << "guest printed '" << out << "'";
+    EXPECT_EQ(file_hash(ram), before) << "a restored VM wrote the snapshot's RAM file";
+
+    auto next = start({"/bin/sh", "-c", "test ! -e /tmp/fill && exit 5"});
+    ASSERT_TRUE(next);
+    st = wait_exit(*next);
+    ASSERT_TRUE(st) << "console: " << console_;
+    EXPECT_EQ(st->describe(), "exited with status 5") << "console: " << console_;
+    EXPECT_EQ(backend_->restores(), 3u);
+    EXPECT_EQ(backend_->snapshots_taken(), 1u);
+}
+
+// With snapshots off every VM boots, and ends as the worker did.
+TEST_F(MicrovmWorkerTest, BootsWithoutASnapshot) {
+    sandbox::MicrovmOptions cold;
+    cold.snapshot = false;
+    auto b = sandbox::MicrovmBackend::create(cold);
+    ASSERT_TRUE(b) << b.error().message;
+    backend_ = std::move(*b);
+    auto p = start({"/bin/sh", "-c", "exit 4"});
+    ASSERT_TRUE(p);
+    auto st = wait_exit(*p);
+    ASSERT_TRUE(st) << "console: " << console_;
+    EXPECT_EQ(st->describe(), "exited with status 4") << "console: " << console_;
+    EXPECT_EQ(backend_->restores(), 0u);
+}
+
+// QEMU itself is jailed: namespaces of its own where allowed, no_new_privs, its own seccomp filter
+// (-sandbox), a Landlock wall where the kernel has one, and cgroups of its own (where usable)
+// holding the guest's RAM and QEMU's threads; the wall leaves the guest what it was given (its
+// calls above run).
+TEST_F(MicrovmWorkerTest, QemuRunsJailed) {
+    auto p = start({"/bin/sleep", "1000"});
+    ASSERT_TRUE(p);
+    std::ifstream status("/proc/" + std::to_string(p->pid()) + "/status");
+    std::string line, nnp, seccomp;
+    while (std::getline(status, line)) {
+        if (line.rfind("NoNewPrivs:", 0) == 0) nnp = line.substr(11);
+        if (line.rfind("Seccomp:", 0) == 0) seccomp = line.substr(8);
+    }
+    EXPECT_NE(nnp.find('1'), std::string::npos) << "NoNewPrivs:" << nnp;
+    EXPECT_NE(seccomp.find('2'), std::string::npos) << "Seccomp:" << seccomp;
+    std::ifstream groups("/proc/" + std::to_string(p->pid()) + "/cgroup");
+    const std::string cg((std::istreambuf_iterator<char>(groups)),
+                         std::istreambuf_iterator<char>());
+    if (sandbox::mech::detect_cgroup_support().controllers.empty())
+        std::printf("[ microvm ] no usable cgroup controller here: QEMU runs without cgroups\n");
+    else
+        EXPECT_NE(cg.find("sandflow"), std::string::npos) << cg;
+    if (backend_->vmm_namespaces()) {
+        for (const char* ns : {"user", "net", "ipc", "uts"})
+            EXPECT_NE(fs::read_symlink("/proc/" + std::to_string(p->pid()) + "/ns/" + ns),
+                      fs::read_symlink(std::string("/proc/self/ns/") + ns))
+                << "QEMU shares the runtime's " << ns << " namespace";
+    } else {
+        std::printf("[ microvm ] namespaces are refused here: QEMU runs in the runtime's\n");
+    }
+    p->kill_and_wait();
+}
+
+// The warm pool on this backend: it fills with restored VMs whose interpreter and SDK wait
+// for a script, and an instance's load takes one of them.
+TEST_F(MicrovmWorkerTest, TheWarmPoolHoldsRestoredVms) {
+    runtime::PoolOptions po;
+    po.python = 1;
+    po.node = 0;
+    auto pool = runtime::WarmPool::create(*backend_, po);
+    ASSERT_TRUE(pool) << pool.error().message;
+    ASSERT_TRUE((*pool)->wait_full(runtime::Clock::now() + std::chrono::seconds(180)))
+        << "the pool did not fill within 180 s";
+    const fs::path script =
+        sandflow::testing::write_script(dir_, "double.py", sandflow::testing::kDoublePy);
+    auto spec = runtime::spec_from_file(script);
+    ASSERT_TRUE(spec) << spec.error().message;
+    spec->pool = pool->get();
+    auto inst = runtime::Instance::create(*backend_, std::move(*spec));
+    ASSERT_TRUE(inst) << inst.error().message;
+    sandflow::testing::RecordedEvents ev;
+    auto r = (*inst)->call(sandflow::testing::call_request({{"input", 21}}), ev.events());
+    ASSERT_TRUE(r) << r.error().message;
+    ASSERT_EQ(ev.outputs.size(), 1u);
+    EXPECT_EQ(ev.outputs[0].second, 42);
+    EXPECT_EQ((*pool)->stats().python.taken, 1u);
+    EXPECT_EQ((*pool)->stats().python.missed, 0u);
+    EXPECT_GE(backend_->restores(), 1u) << "the pool's VMs are restored, not booted";
 }

@@ -26,6 +26,11 @@ namespace sandflow::sandbox::microvm {
 inline constexpr std::string_view kChannelPort = "sandflow.channel";
 inline constexpr std::string_view kStdoutPort = "sandflow.stdout";
 inline constexpr std::string_view kUsrTag = "sandflow.usr";
+// On the kernel's command line of a VM booted to be snapshotted: the agent then writes
+// kAgentReady on the channel port once it waits for the start frame, the point every VM
+// restored from the snapshot continues from.
+inline constexpr std::string_view kSnapshotFlag = "sandflow.snapshot";
+inline constexpr char kAgentReady = 'R';
 // The isa-debug-exit device's I/O port.
 inline constexpr std::uint16_t kExitPort = 0xf4;
 
@@ -39,6 +44,8 @@ struct StartSpec {
     std::string workdir = "/tmp";
     std::uint64_t tmpfs_bytes = 0, tmpfs_inodes = 0;
     std::uint64_t open_files = 0, nproc = 0, cpu_seconds = 0;
+    // The host's CLOCK_REALTIME in ns when the frame was written; 0: leave the guest's clock.
+    std::uint64_t clock_ns = 0;
 };
 
 inline std::string encode_start(const StartSpec& s) {
@@ -57,6 +64,7 @@ inline std::string encode_start(const StartSpec& s) {
     add("open_files", std::to_string(s.open_files));
     add("nproc", std::to_string(s.nproc));
     add("cpu_seconds", std::to_string(s.cpu_seconds));
+    add("clock_ns", std::to_string(s.clock_ns));
     std::string frame(4, '\0');
     const auto n = static_cast<std::uint32_t>(p.size());
     for (int i = 0; i < 4; ++i)
@@ -99,6 +107,8 @@ inline bool decode_start(std::string_view p, StartSpec& s) {
                 s.nproc = n;
             else if (key == "cpu_seconds")
                 s.cpu_seconds = n;
+            else if (key == "clock_ns")
+                s.clock_ns = n;
             else
                 return false;
         }

@@ -2,11 +2,12 @@
 // initramfs by scripts/microvm-image.sh (docs/sandbox.md, "The microvm backend").
 //
 //   mount /dev (devtmpfs), /proc, /sys → load the virtio modules listed in
-//   /etc/sandflow/modules → mount the host's /usr (9p, read-only) → find the virtio-serial
-//   ports by name → read the start frame from the channel (guest_protocol.hpp) → mount /tmp
-//   with its limits → fork the worker: its channel on descriptor 3 (a unix socket this agent
-//   relays to the channel port), stdout on the stdout port, stderr on the console (hvc0),
-//   stdin /dev/null; rlimits, uid/gid 65534, no capabilities, no_new_privs → relay and reap
+//   /etc/sandflow/modules → find the virtio-serial ports by name → (a VM booted to be
+//   snapshotted: write kAgentReady; the snapshot is taken here) → read the start frame from
+//   the channel (guest_protocol.hpp) → set the clock → mount the host's /usr (9p,
+//   read-only) → mount /tmp with its limits → fork the worker: its channel on descriptor 3 (a unix
+//   socket this agent relays to the channel port), stdout on the stdout port, stderr on the console
+//   (hvc0), stdin /dev/null; rlimits, uid/gid 65534, no capabilities, no_new_privs → relay and reap
 //   every process until the worker ends → kill the rest →
 //   report its status through the isa-debug-exit port (QEMU exits with it) → power off.
 //
@@ -283,11 +284,7 @@ int main() {
     mount_or_fail("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2");
     mount_or_fail("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, nullptr);
     load_modules();
-    // The host's /usr, read-only (QEMU's share is read-only too); cache=loose: it does not
-    // change under a running worker, and lookups over 9p are the slow part of a start.
-    const std::string usr_opts = "trans=virtio,version=9p2000.L,msize=262144,cache=loose";
-    mount_or_fail(std::string(kUsrTag).c_str(), "/usr", "9p", MS_RDONLY | MS_NOSUID | MS_NODEV,
-                  usr_opts.c_str());
+    const bool snapshot = read_small_file("/proc/cmdline").find(kSnapshotFlag) != std::string::npos;
 
     const int chan = open_port(kChannelPort, O_RDWR);
     const int out = open_port(kStdoutPort, O_WRONLY);
@@ -298,7 +295,23 @@ int main() {
     // The ports are found; nothing in /sys is the worker's business.
     (void)::umount2("/sys", MNT_DETACH);
 
+    // The point a snapshot is taken at (docs/sandbox.md, "Warm start by snapshot"): the
+    // host stops the VM once it reads kAgentReady, and each VM restored from it continues
+    // here. Nothing of the host's is mounted yet: QEMU refuses to migrate a VM whose guest
+    // holds the 9p share, and the start frame belongs to one worker.
+    if (snapshot && !write_all(chan, &kAgentReady, 1))
+        fail("write the snapshot's ready mark", EPIPE);
     const StartSpec spec = read_start(chan);
+    // A restored guest's clock is the snapshot's: the host's time travels in the frame.
+    const timespec now{static_cast<time_t>(spec.clock_ns / 1'000'000'000),
+                       static_cast<long>(spec.clock_ns % 1'000'000'000)};
+    if (spec.clock_ns != 0 && ::clock_settime(CLOCK_REALTIME, &now) != 0)
+        fail("set the clock", errno);
+    // The host's /usr, read-only (QEMU's share is read-only too); cache=loose: it does not
+    // change under a running worker, and lookups over 9p are the slow part of a start.
+    const std::string usr_opts = "trans=virtio,version=9p2000.L,msize=262144,cache=loose";
+    mount_or_fail(std::string(kUsrTag).c_str(), "/usr", "9p", MS_RDONLY | MS_NOSUID | MS_NODEV,
+                  usr_opts.c_str());
     const std::string tmp_opts = "mode=1777,size=" + std::to_string(spec.tmpfs_bytes) +
                                  ",nr_inodes=" + std::to_string(spec.tmpfs_inodes);
     if (spec.tmpfs_bytes == 0 || spec.tmpfs_inodes == 0)
