@@ -287,6 +287,7 @@ PROBES = {
     "syscall": raw_syscall, "clone_newuser": clone_newuser, "setuid": setuid_binary,
     "devices": devices, "links": links, "canary": find_canary, "spin": spin,
     "block_in_c": block_in_c, "print": print_lots, "write_tmp": write_tmp,
+    "import": lambda name: attempt(lambda: __import__(name).__name__),
 }
 )PY";
 
@@ -333,12 +334,28 @@ class EscapeBase : public ::testing::Test {
         ASSERT_NE(::mkdtemp(tmpl), nullptr);
         dir_ = tmpl;
         std::ofstream(dir_ / "secret") << kCanary;
+        // Every probe runs with package sets mounted: one of the test's own (beside a file
+        // it must not reach) and, where the host has it, `system`.
+        char sets_tmpl[] = "/tmp/sandflow-escape-sets-XXXXXX";
+        ASSERT_NE(::mkdtemp(sets_tmpl), nullptr);
+        sets_root_ = sets_tmpl;
+        ::chmod(sets_root_.c_str(), 0755);
+        fs::create_directories(sets_root_ / "set" / "escape_probe_pkg");
+        fs::create_directories(sets_root_ / "beside");
+        std::ofstream(sets_root_ / "set" / "escape_probe_pkg" / "__init__.py") << "OK = 1\n";
+        std::ofstream(sets_root_ / "beside" / "secret") << kCanary;
+        std::vector<std::string> sets = {"probe=" + (sets_root_ / "set").string()};
+        if (fs::is_directory("/usr/lib/python3/dist-packages")) sets.emplace_back("system");
+        auto catalog = actor::PackageCatalog::create(sets, false);
+        ASSERT_TRUE(catalog) << catalog.error().message;
+        catalog_ = *catalog;
         inst_ = load();
         ASSERT_TRUE(inst_);
     }
     void TearDown() override {
         inst_.reset();
         if (!dir_.empty()) fs::remove_all(dir_);
+        if (!sets_root_.empty()) fs::remove_all(sets_root_);
     }
 
     bool landlock_tier() const {
@@ -356,6 +373,8 @@ class EscapeBase : public ::testing::Test {
         EXPECT_TRUE(spec) << (spec ? "" : spec.error().message);
         if (!spec) return nullptr;
         spec->on_log = [](const runtime::LogLine&) {};
+        auto sets = runtime::resolve_packages(*spec, *catalog_, true);
+        EXPECT_TRUE(sets) << (sets ? "" : sets.error().message);
         // No limits of its own: the instance gets the test backend's (smaller) defaults.
         EXPECT_FALSE(spec->limits.has_value());
         auto inst = runtime::Instance::create(*backend_, std::move(*spec));
@@ -416,6 +435,8 @@ class EscapeBase : public ::testing::Test {
     std::unique_ptr<sandbox::Backend> backend_;
     std::unique_ptr<runtime::Instance> inst_;
     fs::path dir_;
+    fs::path sets_root_;  // its set/ is a package set, beside/ holds a secret
+    std::shared_ptr<const actor::PackageCatalog> catalog_;
     std::size_t log_bytes_ = 0;
 };
 
@@ -522,6 +543,35 @@ TEST_P(EscapeTest, ReadsAnotherSandboxsFiles) {
     // The same path in the other sandbox (its own /tmp), or the first one's folder.
     auto r = probe(*other, "read", wrote.outcome->outputs.at("path"));
     EXPECT_TRUE(r.blocked()) << r.how();
+    expect_serves_next_call();
+}
+
+TEST_P(EscapeTest, PackageSetsAreReadOnlyAndShowNothingBesideThem) {
+    const auto& sets = inst_->packages().sets;
+    ASSERT_FALSE(sets.empty());
+    // The set is there: its package imports.
+    auto imported = probe("import", "escape_probe_pkg");
+    ASSERT_TRUE(imported.outcome) << imported.how();
+    EXPECT_FALSE(imported.blocked()) << imported.how();
+    // Nothing in any set can be written, where the worker finds it.
+    json::array writes;
+    for (const auto& dir : runtime::package_dirs(sets)) {
+        const std::string inside = backend_->shared_dir_path(dir);
+        writes.emplace_back(inside + "/x");
+        writes.emplace_back(inside + "/escape_probe_pkg/__init__.py");
+        writes.emplace_back(inside + "/escape_probe_pkg/x");
+    }
+    auto wrote = probe("write", writes);
+    EXPECT_TRUE(wrote.blocked()) << wrote.how();
+    EXPECT_FALSE(fs::exists(sets_root_ / "set" / "x"));
+    EXPECT_FALSE(fs::exists(sets_root_ / "set" / "escape_probe_pkg" / "x"));
+    std::ifstream init(sets_root_ / "set" / "escape_probe_pkg" / "__init__.py");
+    EXPECT_EQ(std::string(std::istreambuf_iterator<char>(init), {}), "OK = 1\n");
+    // What lies beside a set on the host is out of reach.
+    auto listed = probe("list", json::value(sets_root_.string()));
+    EXPECT_TRUE(listed.blocked()) << listed.how();
+    auto read = probe("read", json::value((sets_root_ / "beside" / "secret").string()));
+    EXPECT_TRUE(read.blocked()) << read.how();
     expect_serves_next_call();
 }
 
