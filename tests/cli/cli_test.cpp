@@ -54,6 +54,43 @@ TEST(Cli, InspectErrorNamesFileLineColumn) {
     EXPECT_NE(missing.err.find("/nonexistent/actor.py"), std::string::npos);
 }
 
+// --packages on inspect and exec (docs/actors.md#packages), with Debian's python3-yaml.
+TEST(Cli, PackagesAreResolvedByInspectAndGivenToExec) {
+    if (!fs::exists("/usr/lib/python3/dist-packages/yaml"))
+        GTEST_SKIP() << "python3-yaml is not installed (make deps installs it)";
+    const fs::path p = fs::temp_directory_path() / "sandflow-cli-yaml.py";
+    std::ofstream(p) << "import yaml\n@actor({\"component\": \"y\", \"inports\": [\"doc\"], "
+                        "\"outports\": [\"n\"], \"requires\": [\"yaml>=5\"]})\n"
+                        "def process(c):\n    return {\"n\": len(yaml.safe_load(c.get_input("
+                        "\"doc\")))}\n";
+    // Without the set: the load error names the package and the flag, exit status 2.
+    auto missing = run_cli({"exec", p.string(), "--input", "doc=\"[1, 2]\""});
+    EXPECT_EQ(missing.status, 2) << missing.err;
+    EXPECT_NE(missing.err.find("requires yaml>=5"), std::string::npos) << missing.err;
+    EXPECT_NE(missing.err.find("--packages system"), std::string::npos) << missing.err;
+    auto unresolved = run_cli({"inspect", p.string()});
+    EXPECT_EQ(unresolved.status, 2);
+    auto u = parse_json(unresolved.out, "inspect output");
+    ASSERT_TRUE(u) << unresolved.out;
+    EXPECT_EQ(u->at("unresolved").at("code"), "requirement");
+    // With it: inspect says where it resolves, exec runs it sandboxed.
+    auto inspected = run_cli({"inspect", p.string(), "--packages", "system"});
+    ASSERT_EQ(inspected.status, 0) << inspected.err;
+    auto j = parse_json(inspected.out, "inspect output");
+    ASSERT_TRUE(j) << inspected.out;
+    const auto& resolved = j->at("packages").at("resolved").as_array().at(0);
+    EXPECT_EQ(resolved.at("package"), "PyYAML");
+    EXPECT_EQ(resolved.at("set"), "system");
+    auto ran = run_cli({"exec", p.string(), "--input", "doc=\"[1, 2]\"", "--packages", "system"});
+    EXPECT_EQ(ran.status, 0) << ran.err;
+    EXPECT_NE(ran.out.find("\"n\":2"), std::string::npos) << ran.out;
+    // A malformed --packages is a usage error that shows the accepted forms.
+    auto bad = run_cli({"exec", p.string(), "--packages", "nosuchfolder"});
+    EXPECT_EQ(bad.status, 2);
+    EXPECT_NE(bad.err.find("NAME=PATH"), std::string::npos) << bad.err;
+    fs::remove(p);
+}
+
 TEST(Cli, ExecRefusesToRunWithoutASandboxUnlessAllowed) {
     auto r = run_cli(
         {"exec", example("python/double.actor.py"), "--input", "input=21", "--backend", "none"});

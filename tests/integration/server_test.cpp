@@ -109,6 +109,9 @@ class FailingBackend final : public sandbox::Backend {
     std::string_view name() const override { return real_.name(); }
     sandbox::IsolationLevel level() const override { return real_.level(); }
     sandbox::SandboxLimits default_limits() const override { return real_.default_limits(); }
+    std::string shared_dir_path(const sandbox::SharedDir& dir) const override {
+        return real_.shared_dir_path(dir);
+    }
     Result<std::unique_ptr<sandbox::Process>> spawn(const sandbox::WorkerSpec& spec) override {
         if (fail)
             return fail_with(Errc::sandbox_unavailable,
@@ -297,6 +300,34 @@ TEST_P(ServerTest, BatchesAnswerInOneMessage) {
         }
     }
     EXPECT_EQ(seen, 7);
+}
+
+TEST_P(ServerTest, PackageSetsAreCheckedAtLoadAndShownByDescribe) {
+    std::ofstream(dir_ / "needs.py")
+        << "import yaml\n@actor({\"component\": \"needs\", \"inports\": [\"doc\"], "
+           "\"outports\": [\"out\"], \"requires\": [\"yaml\"]})\n"
+           "def process(c):\n    return {\"out\": yaml.safe_load(c.get_input(\"doc\"))}\n";
+    // No sets: the load fails with `requirement`, naming the package; nothing is registered.
+    auto r = result_of(call(1, "load", {{"file_path", "needs.py"}}));
+    EXPECT_EQ(r.at("success"), false);
+    EXPECT_EQ(r.at("code"), -32014);
+    EXPECT_NE(r.at("error").as_string().find("yaml"), std::string::npos) << rpc::encode(r);
+    EXPECT_EQ(error_code(call(2, "describe", {{"actor_id", "needs"}})), -32001);
+    if (!fs::exists("/usr/lib/python3/dist-packages/yaml"))
+        GTEST_SKIP() << "python3-yaml is not installed (make deps installs it)";
+    server::ServerOptions o;
+    auto sets = actor::PackageCatalog::create({"system"}, false);
+    ASSERT_TRUE(sets) << sets.error().message;
+    o.packages = *sets;
+    start(o);
+    r = result_of(call(3, "load", {{"file_path", "needs.py"}}));
+    ASSERT_EQ(r.at("success"), true) << rpc::encode(r);
+    auto d = result_of(call(4, "describe", {{"actor_id", "needs"}}));
+    const auto& resolved = d.at("packages").at("resolved").as_array().at(0);
+    EXPECT_EQ(resolved.at("package"), "PyYAML");
+    EXPECT_EQ(resolved.at("set"), "system");
+    auto out = result_of(call(5, "process", {{"actor_id", "needs"}, {"payload", {{"doc", "[1, 2]"}}}}));
+    EXPECT_EQ(out.at("outputs").at("out"), json::array({1, 2})) << rpc::encode(out);
 }
 
 TEST_P(ServerTest, LoadRulesAndInlineSource) {

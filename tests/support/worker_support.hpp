@@ -38,6 +38,9 @@ class StdinChannelBackend final : public sandbox::Backend {
     sandbox::IsolationLevel level() const override { return sandbox::IsolationLevel::none; }
     sandbox::SandboxLimits default_limits() const override { return none_.default_limits(); }
     int channel_fd_in_worker() const override { return 0; }
+    std::string shared_dir_path(const sandbox::SharedDir& dir) const override {
+        return none_.shared_dir_path(dir);
+    }
     Result<std::unique_ptr<sandbox::Process>> spawn(const sandbox::WorkerSpec& spec) override {
         sandbox::WorkerSpec moved = spec;
         const std::string fd = std::to_string(sandbox::kChannelFd);
