@@ -43,6 +43,13 @@ bool has_debian_packages() {
     return fs::exists(fs::path(kDebianPython) / "yaml") &&
            fs::exists(fs::path(kDebianPython) / "numpy");
 }
+// "3.11": what /usr/bin/python3 links to (python3.11), as the local sets' layout names it.
+std::string python_version() {
+    char buf[64] = {};
+    const ssize_t n = ::readlink("/usr/bin/python3", buf, sizeof buf - 1);
+    return n > 6 ? std::string(buf + 6, static_cast<std::size_t>(n) - 6) : std::string();
+}
+
 bool has_npm_set() {
     return fs::exists(kNpmSet / "ms" / "package.json");
 }
@@ -146,11 +153,7 @@ TEST_P(PackagesOnBackend, PackagesBesideTheScriptOnlyWhenTheOperatorAllowsThem) 
     if (!backend) return;
     Folder dir;
     // A Python package in PEP 582's layout for the sandbox's interpreter, and a JS one in npm's.
-    const std::string version = [] {
-        char buf[64] = {};
-        const ssize_t n = ::readlink("/usr/bin/python3", buf, sizeof buf - 1);
-        return n > 6 ? std::string(buf + 6, static_cast<std::size_t>(n) - 6) : std::string();
-    }();
+    const std::string version = python_version();
     ASSERT_FALSE(version.empty()) << "/usr/bin/python3 does not link to python3.X";
     dir.write("__pypackages__/" + version + "/lib/greeting/__init__.py",
               "def hello(n):\n    return 'hello ' + n\n");
@@ -275,11 +278,7 @@ TEST(PackageCatalog, ALocalFolderThatLinksOutOfTheScriptsFolderIsNotASet) {
     Folder outside, dir;
     outside.write("evil/__init__.py", "");
     fs::create_directories(dir.path() / ".venv" / "lib");
-    const std::string version = [] {
-        char buf[64] = {};
-        const ssize_t n = ::readlink("/usr/bin/python3", buf, sizeof buf - 1);
-        return n > 6 ? std::string(buf + 6, static_cast<std::size_t>(n) - 6) : std::string();
-    }();
+    const std::string version = python_version();
     ASSERT_FALSE(version.empty());
     fs::create_directories(dir.path() / ".venv" / "lib" / ("python" + version));
     fs::create_directory_symlink(

@@ -19,8 +19,8 @@
 #include <fstream>
 #include <future>
 #include <map>
-#include <sstream>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include <boost/asio/co_spawn.hpp>

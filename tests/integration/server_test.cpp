@@ -326,7 +326,8 @@ TEST_P(ServerTest, PackageSetsAreCheckedAtLoadAndShownByDescribe) {
     const auto& resolved = d.at("packages").at("resolved").as_array().at(0);
     EXPECT_EQ(resolved.at("package"), "PyYAML");
     EXPECT_EQ(resolved.at("set"), "system");
-    auto out = result_of(call(5, "process", {{"actor_id", "needs"}, {"payload", {{"doc", "[1, 2]"}}}}));
+    auto out =
+        result_of(call(5, "process", {{"actor_id", "needs"}, {"payload", {{"doc", "[1, 2]"}}}}));
     EXPECT_EQ(out.at("outputs").at("out"), json::array({1, 2})) << rpc::encode(out);
 }
 
