@@ -677,8 +677,10 @@ void setup_alone(int runs, const std::vector<Variant>& variants) {
 // Load to first result, `runs` times (after one warm-up), from a pool of size 1 on `backend`
 // that is full before each timed load: as on a server that does not load faster than the
 // pool refills. The refill after the take runs during the timed load, as it would there.
+// With `sets`, the pool's sandboxes and the instance get every set of the language (what an
+// actor that names none draws from).
 Column pool_column(const std::string& name, sandbox::Backend& backend, Language lang, int runs,
-                   std::size_t* missed) {
+                   std::size_t* missed, const actor::PackageCatalog* sets = nullptr) {
     const bool py = lang == Language::python;
     Column col{name, {}, {}};
     // The default sizes, as `serve` runs them: with more than one idle sandbox the refill
@@ -686,12 +688,20 @@ Column pool_column(const std::string& name, sandbox::Backend& backend, Language 
     runtime::PoolOptions po;
     po.python = py ? limits::kDefaultPythonPool : 0;
     po.node = py ? 0 : limits::kDefaultNodePool;
+    auto spec = make_spec(lang);
+    if (sets) {
+        po.python_packages = runtime::default_package_dirs(*sets, Language::python);
+        po.node_packages = runtime::default_package_dirs(*sets, Language::javascript);
+        if (auto ok = runtime::resolve_packages(spec, *sets, false); !ok) {
+            col.skipped = ok.error().message;
+            return col;
+        }
+    }
     auto pool = runtime::WarmPool::create(backend, po);
     if (!pool) {
         col.skipped = pool.error().message;
         return col;
     }
-    auto spec = make_spec(lang);
     spec.pool = pool->get();
     for (int r = 0; r <= runs; ++r) {
         if (!(*pool)->wait_full(Clock::now() + std::chrono::seconds(20))) {
@@ -749,6 +759,9 @@ void from_pool(int runs, const std::vector<Variant>& variants) {
     print_header(
         "c. load to first result from the warm pool (Instance::create with a pool + first call)");
     sandbox::Backend* none = variants[0].backend;
+    // The host's own packages as a set (docs/actors.md#packages): a pooled sandbox with a
+    // package set mounted should start as fast as one without.
+    const auto system = actor::PackageCatalog::create({"system"}, false);
     for (Language lang : {Language::python, Language::javascript}) {
         const bool py = lang == Language::python;
         const std::string l = py ? "python, " : "node, ";
@@ -758,6 +771,8 @@ void from_pool(int runs, const std::vector<Variant>& variants) {
             Column cold{l + v.name + ", cold", {}, v.skipped};
             Column col{l + v.name + ", from the pool", {}, v.skipped};
             Column pre{l + v.name + ", pre-started, no refill", {}, v.skipped};
+            Column with_set{l + v.name + ", from the pool, set 'system'", {},
+                            v.skipped.empty() && !system ? system.error().message : v.skipped};
             if (v.backend) {
                 const auto spec = make_spec(lang);
                 std::string e;
@@ -772,10 +787,15 @@ void from_pool(int runs, const std::vector<Variant>& variants) {
                 col = pool_column(col.name, *v.backend, lang, runs, &m);
                 missed += m;
                 pre = prestarted_column(pre.name, *v.backend, lang, runs);
+                if (system) {
+                    with_set = pool_column(with_set.name, *v.backend, lang, runs, &m, system->get());
+                    missed += m;
+                }
             }
             print_column(cold, nullptr);
             print_column(col, &cold);
             print_column(pre, &cold);
+            print_column(with_set, &col);  // against the pool without a set
             // The targets in ms, Python and Node; the gvisor tier's one figure is for both.
             const struct {
                 const char* tier;
