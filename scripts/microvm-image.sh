@@ -101,6 +101,18 @@ printf 'passwd: files\ngroup: files\nhosts: files\n' > "$root/etc/nsswitch.conf"
 # The host's loader cache, so that libraries resolve without a search over 9p; a library
 # installed on the host after the image was built is still found by the search.
 [ -f /etc/ld.so.cache ] && install -m 0644 /etc/ld.so.cache "$root/etc/ld.so.cache"
+# Debian's alternatives, as the links they are: some libraries are reached through them
+# (numpy's libblas.so.3). Only links into /usr, which the guest shares; as the host has them
+# when the image is built.
+if [ -d /etc/alternatives ]; then
+    mkdir -p "$root/etc/alternatives"
+    for link in /etc/alternatives/*; do
+        target="$(readlink "$link")" || continue
+        case "$target" in
+            /usr/*) ln -s "$target" "$root/etc/alternatives/$(basename "$link")" ;;
+        esac
+    done
+fi
 
 # cpio newc, written here (no cpio on a minimal Debian): sorted paths, fixed metadata.
 epoch=${SOURCE_DATE_EPOCH:-0}

@@ -257,6 +257,44 @@ TEST_F(MicrovmWorkerTest, ServesAJavaScriptActor) {
     EXPECT_EQ(ev.outputs[0].second, 42);
 }
 
+// Package sets in the VM (docs/actors.md#packages): the guest shares the host's /usr, so the
+// `system` set is there, numpy's native modules and the library it reaches through Debian's
+// alternatives (libblas.so.3) included; a set outside /usr is refused, saying why.
+TEST_F(MicrovmWorkerTest, PackageSetsUnderUsrRunInTheVmAndOthersAreRefused) {
+    if (!fs::exists("/usr/lib/python3/dist-packages/numpy") ||
+        !fs::exists("/usr/lib/python3/dist-packages/yaml"))
+        GTEST_SKIP()
+            << "python3-numpy and python3-yaml are not installed (make deps installs them)";
+    const fs::path script = sandflow::testing::write_script(dir_, "stats.py", R"PY(import numpy
+import yaml
+
+@actor({"component": "stats", "inports": ["doc"], "outports": ["sum"],
+        "requires": ["yaml", "numpy"]})
+def process(context):
+    return {"sum": float(numpy.asarray(yaml.safe_load(context.get_input("doc"))).sum())}
+)PY");
+    auto sets = actor::PackageCatalog::create({"system"}, false);
+    ASSERT_TRUE(sets) << sets.error().message;
+    auto spec = runtime::spec_from_file(script);
+    ASSERT_TRUE(spec) << spec.error().message;
+    ASSERT_TRUE(runtime::resolve_packages(*spec, **sets, true));
+    spec->on_log = [](const runtime::LogLine&) {};
+    auto inst = runtime::Instance::create(*backend_, std::move(*spec));
+    ASSERT_TRUE(inst) << inst.error().message;
+    auto r = (*inst)->call(sandflow::testing::call_request({{"doc", "[1, 2, 3.5]"}}), {});
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->outputs.at("sum"), 6.5);
+
+    sandbox::WorkerSpec outside;
+    outside.argv = {"/usr/bin/true"};
+    outside.shared = {{dir_.string(), "python/mine"}};
+    ::chmod(dir_.c_str(), 0755);
+    auto refused = backend_->spawn(outside);
+    ASSERT_FALSE(refused);
+    EXPECT_NE(refused.error().message.find("only the host's /usr"), std::string::npos)
+        << refused.error().message;
+}
+
 namespace {
 // FNV-1a of a whole file, read in chunks (a snapshot's RAM file is a few hundred MiB, sparse).
 std::uint64_t file_hash(const std::string& path) {
