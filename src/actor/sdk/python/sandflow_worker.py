@@ -4,6 +4,8 @@
 # build time, or as `python3 -I -S -c <this file> [timeline] <channel fd>`, with a cleared
 # environment. It speaks length-prefixed JSON frames with the host over the inherited channel
 # descriptor; stdout and stderr are the script's own and the host captures them as log lines.
+# One file of ~750 lines: the worker runs it as one script (one compiled code object, no
+# imports of its own modules, whose lookups on every start would cost more than they save).
 #
 # Start-up cost matters (a worker is started per actor instance), so this file imports only
 # what every call needs, and nothing a bare interpreter has not loaded already where it can:
