@@ -31,7 +31,7 @@
 #include <boost/json/value.hpp>
 
 #include "core/error.hpp"
-#include "core/limits.hpp"
+#include "sandflow/limits.hpp"
 
 namespace boost::asio {
 class io_context;

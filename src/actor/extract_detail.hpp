@@ -6,10 +6,10 @@
 #include <string>
 #include <string_view>
 
+#include "actor/script_limits.hpp"
 #include "actor/text_cursor.hpp"
 #include "core/error.hpp"
 #include "core/json.hpp"
-#include "core/limits.hpp"
 
 namespace sandflow::actor::detail {
 

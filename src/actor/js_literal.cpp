@@ -4,7 +4,7 @@
 #include <charconv>
 #include <cstdlib>
 
-#include "core/limits.hpp"
+#include "actor/script_limits.hpp"
 
 namespace sandflow::actor::detail {
 

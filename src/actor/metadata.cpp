@@ -8,7 +8,7 @@
 #include <system_error>
 
 #include "actor/extract_detail.hpp"
-#include "core/limits.hpp"
+#include "actor/script_limits.hpp"
 
 namespace sandflow::actor {
 

@@ -10,7 +10,7 @@
 
 #include "actor/extract_detail.hpp"
 #include "actor/python_literal.hpp"
-#include "core/limits.hpp"
+#include "actor/script_limits.hpp"
 
 namespace sandflow::actor::detail {
 

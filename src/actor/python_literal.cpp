@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <limits>
 
-#include "core/limits.hpp"
+#include "actor/script_limits.hpp"
 
 namespace sandflow::actor::detail {
 

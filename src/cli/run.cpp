@@ -11,6 +11,7 @@
 #include "core/duration.hpp"
 #include "core/json.hpp"
 #include "core/log.hpp"
+#include "flow/flow_limits.hpp"
 #include "flow/graph.hpp"
 #include "flow/network.hpp"
 #include "flow/remote.hpp"

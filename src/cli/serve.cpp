@@ -17,6 +17,7 @@
 #include "runtime/actor_limits.hpp"
 #include "runtime/warm_pool.hpp"
 #include "server/running_server.hpp"
+#include "server/server_limits.hpp"
 
 namespace sandflow::cli {
 

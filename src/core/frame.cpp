@@ -1,4 +1,5 @@
 #include "core/frame.hpp"
+#include "core/limits.hpp"
 
 #include <cstdint>
 

@@ -10,6 +10,7 @@
 #include <boost/json/basic_parser_impl.hpp>
 
 #include "core/limits.hpp"
+#include "flow/flow_limits.hpp"
 
 namespace sandflow::flow {
 

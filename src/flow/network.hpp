@@ -35,7 +35,7 @@
 
 #include "core/error.hpp"
 #include "core/json.hpp"
-#include "core/limits.hpp"
+#include "flow/flow_limits.hpp"
 #include "flow/graph.hpp"
 #include "flow/script.hpp"
 #include "sandflow/flow.hpp"

@@ -5,6 +5,8 @@
 #include <set>
 #include <thread>
 
+#include "actor/script_limits.hpp"
+#include "flow/flow_limits.hpp"
 #include "flow/network_impl.hpp"
 
 namespace sandflow::flow {

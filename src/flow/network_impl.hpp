@@ -12,6 +12,7 @@
 
 #include <boost/asio/thread_pool.hpp>
 
+#include "flow/flow_limits.hpp"
 #include "flow/network.hpp"
 
 namespace sandflow::flow {

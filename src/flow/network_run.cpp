@@ -9,6 +9,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "core/log.hpp"
+#include "flow/flow_limits.hpp"
 #include "flow/network_impl.hpp"
 
 namespace sandflow::flow {

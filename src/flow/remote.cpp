@@ -10,6 +10,7 @@
 #include "runtime/actor_limits.hpp"
 
 #include "sandflow/client.hpp"
+#include "sandflow/limits.hpp"
 
 namespace sandflow::flow {
 

@@ -21,7 +21,6 @@
 #include <memory>
 #include <string>
 
-#include "core/limits.hpp"
 #include "flow/script.hpp"
 
 namespace sandflow::flow {

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "core/limits.hpp"
+#include "actor/script_limits.hpp"
 #include "core/log.hpp"
 #include "runtime/actor_limits.hpp"
 #include "runtime/instance.hpp"

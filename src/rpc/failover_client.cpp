@@ -11,6 +11,7 @@
 #include <set>
 #include <thread>
 
+#include "rpc/rpc_limits.hpp"
 #include "sandflow/client.hpp"
 
 namespace sandflow::client {

@@ -1,4 +1,5 @@
 #include "rpc/jsonrpc.hpp"
+#include "rpc/rpc_limits.hpp"
 
 namespace sandflow::rpc {
 
@@ -209,11 +210,11 @@ RpcError to_rpc_error(const Error& e) {
 }
 
 Error from_rpc_error(int code, std::string message, json::object data) {
-    static constexpr Errc kAll[] = {Errc::invalid_argument,    Errc::metadata, Errc::script,
-                                    Errc::worker_crashed,      Errc::timeout,  Errc::limit_exceeded,
-                                    Errc::sandbox_unavailable, Errc::io,       Errc::state_store,
-                                    Errc::state_conflict,      Errc::requirement,
-                                    Errc::internal};
+    static constexpr Errc kAll[] = {
+        Errc::invalid_argument,    Errc::metadata,    Errc::script,
+        Errc::worker_crashed,      Errc::timeout,     Errc::limit_exceeded,
+        Errc::sandbox_unavailable, Errc::io,          Errc::state_store,
+        Errc::state_conflict,      Errc::requirement, Errc::internal};
     Errc errc = Errc::internal;
     bool named = false;
     if (const auto* n = data.if_contains("errc"); n && n->is_string()) {

@@ -14,7 +14,7 @@
 
 #include "core/error.hpp"
 #include "core/json.hpp"
-#include "core/limits.hpp"
+#include "rpc/rpc_limits.hpp"
 
 namespace sandflow::rpc {
 

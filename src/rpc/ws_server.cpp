@@ -21,6 +21,7 @@
 
 #include "core/log.hpp"
 #include "rpc/asio_event_loop.hpp"
+#include "rpc/rpc_limits.hpp"
 
 namespace sandflow::rpc {
 

@@ -24,8 +24,8 @@
 #include <vector>
 
 #include "core/error.hpp"
-#include "core/limits.hpp"
 #include "rpc/event_loop.hpp"
+#include "rpc/rpc_limits.hpp"
 #include "rpc/transport.hpp"
 
 namespace sandflow::rpc {

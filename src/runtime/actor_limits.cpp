@@ -1,4 +1,5 @@
 #include "runtime/actor_limits.hpp"
+#include "core/limits.hpp"
 
 #include <algorithm>
 #include <charconv>

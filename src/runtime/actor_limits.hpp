@@ -22,6 +22,7 @@
 #include "core/error.hpp"
 #include "core/json.hpp"
 #include "core/limits.hpp"
+#include "runtime/runtime_limits.hpp"
 #include "sandbox/backend.hpp"
 #include "sandbox/sandbox_limits.hpp"
 

@@ -1,6 +1,6 @@
 #include "runtime/instance.hpp"
 
-#include "core/limits.hpp"
+#include "runtime/runtime_limits.hpp"
 #include "runtime/warm_pool.hpp"
 
 namespace sandflow::runtime {

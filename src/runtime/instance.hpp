@@ -17,6 +17,7 @@
 
 #include "actor/metadata.hpp"
 #include "actor/package_sets.hpp"
+#include "runtime/runtime_limits.hpp"
 #include "runtime/state/store.hpp"
 #include "runtime/worker.hpp"
 

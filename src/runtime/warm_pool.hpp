@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "actor/metadata.hpp"
-#include "core/limits.hpp"
+#include "runtime/runtime_limits.hpp"
 #include "runtime/worker.hpp"
 #include "sandbox/backend.hpp"
 

@@ -11,6 +11,7 @@
 #include "actor/sdk.hpp"
 #include "core/duration.hpp"
 #include "core/limits.hpp"
+#include "runtime/runtime_limits.hpp"
 #include "sandflow/value.hpp"
 
 namespace sandflow::runtime {

@@ -7,16 +7,21 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <string>
 
 #include "actor/metadata.hpp"
-#include "core/limits.hpp"
+#include "actor/script_limits.hpp"
 #include "core/log.hpp"
+#include "server/server_limits.hpp"
 
 namespace sandflow::server {
 
 namespace fs = std::filesystem;
 
 namespace {
+
+// A bad file_path is echoed in the error up to this many bytes.
+constexpr std::size_t kEchoedPathBytes = 256;
 
 bool under(const fs::path& p, const fs::path& root) {
     auto r = root.begin(), q = p.begin();
@@ -62,10 +67,12 @@ Result<fs::path> resolve_actor_path(const std::vector<fs::path>& roots, std::str
                        "this server loads no files: it was started without --actors DIR; send the "
                        "script inline with {\"source\", \"language\"} instead",
                        given));
-    if (given.empty() || given.size() > 4096 || given.find('\0') != std::string_view::npos)
+    if (given.empty() || given.size() > limits::kMaxFilePathBytes ||
+        given.find('\0') != std::string_view::npos)
         return tl::unexpected(path_error("not_found",
-                                         "file_path must be a non-empty path of at most 4096 bytes",
-                                         given.substr(0, 256)));
+                                         "file_path must be a non-empty path of at most " +
+                                             std::to_string(limits::kMaxFilePathBytes) + " bytes",
+                                         given.substr(0, kEchoedPathBytes)));
     const fs::path p(given);
     for (const auto& part : p)
         if (part == "..")

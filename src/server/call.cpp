@@ -5,8 +5,8 @@
 // first (state_conflict).
 #include <signal.h>
 
-#include "core/limits.hpp"
 #include "core/log.hpp"
+#include "rpc/rpc_limits.hpp"
 #include "server/call.hpp"
 
 namespace sandflow::server {

@@ -2,8 +2,8 @@
 // unload) against draining and the limits of calls in flight, and the methods that answer
 // at once on the I/O thread (list, ping, stats, describe, cancel) or after their instances'
 // queues (unload). load is in load.cpp, process in call.cpp.
-#include "core/limits.hpp"
 #include "core/log.hpp"
+#include "server/server_limits.hpp"
 #include "server/shared_state.hpp"
 
 namespace sandflow::server {

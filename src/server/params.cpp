@@ -1,7 +1,10 @@
 #include "server/params.hpp"
 
-#include "core/limits.hpp"
+#include <string>
+
+#include "actor/script_limits.hpp"
 #include "rpc/jsonrpc.hpp"
+#include "server/server_limits.hpp"
 
 namespace sandflow::server {
 
@@ -69,10 +72,10 @@ Result<runtime::LimitOverrides> limits_of(const Params& p) {
 
 Result<LoadParams> parse_load(const Params& p) {
     // Parameter shapes only: everything about the script itself is the load's result.
-    auto file_path = p.str("file_path", false, 4096);
+    auto file_path = p.str("file_path", false, limits::kMaxFilePathBytes);
     auto source = p.str("source", false, limits::kMaxScriptBytes);
-    auto language = p.str("language", false, 32);
-    auto filename = p.str("filename", false, 256);
+    auto language = p.str("language", false, limits::kMaxLanguageBytes);
+    auto filename = p.str("filename", false, limits::kMaxFilenameBytes);
     auto instance_id =
         p.str("instance_id", false, limits::kMaxInstanceIdBytes, std::string(kDefaultInstance));
     auto state = p.obj("state");
@@ -137,9 +140,10 @@ Result<ProcessParams> parse_process(const Params& p) {
         }
     }
     if (const auto* t = p.find("timeout_ms"); t && !t->is_null()) {
-        if (!t->is_int64() || t->get_int64() <= 0 || t->get_int64() > 3'600'000)
+        if (!t->is_int64() || t->get_int64() <= 0 || t->get_int64() > limits::kMaxTimeoutMs)
             return fail(Errc::invalid_argument,
-                        "params.timeout_ms must be an integer in 1..3600000",
+                        "params.timeout_ms must be an integer in 1.." +
+                            std::to_string(limits::kMaxTimeoutMs),
                         {{"param", "timeout_ms"}});
         req.timeout = std::chrono::milliseconds(t->get_int64());
     }
@@ -155,7 +159,7 @@ Result<UnloadParams> parse_unload(const Params& p) {
 }
 
 Result<std::string> parse_actor_id(const Params& p) {
-    return p.str("actor_id", true, 256);
+    return p.str("actor_id", true, limits::kMaxActorIdBytes);
 }
 
 Result<json::value> parse_cancel_id(const Params& p) {

@@ -22,11 +22,12 @@
 #include <vector>
 
 #include "actor/package_sets.hpp"
-#include "core/limits.hpp"
 #include "rpc/transport.hpp"
 #include "runtime/actor_limits.hpp"
+#include "runtime/runtime_limits.hpp"
 #include "runtime/state/store.hpp"
 #include "sandbox/backend.hpp"
+#include "server/server_limits.hpp"
 
 namespace sandflow::rpc {
 struct WsCounters;

@@ -5,7 +5,7 @@
 
 #include <filesystem>
 
-#include "core/limits.hpp"
+#include "flow/flow_limits.hpp"
 #include "flow/graph.hpp"
 #include "flow/network.hpp"
 

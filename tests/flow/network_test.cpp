@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "flow/components/json_path.hpp"
+#include "flow/flow_limits.hpp"
 #include "flow/graph.hpp"
 #include "flow/network.hpp"
 #include "support/flow_support.hpp"

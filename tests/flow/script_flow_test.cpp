@@ -7,6 +7,7 @@
 #include <map>
 #include <thread>
 
+#include "flow/flow_limits.hpp"
 #include "flow/graph.hpp"
 #include "flow/network.hpp"
 #include "flow/remote.hpp"

@@ -18,6 +18,7 @@
 #include "actor/sdk.hpp"
 #include "core/frame.hpp"
 #include "runtime/instance.hpp"
+#include "runtime/runtime_limits.hpp"
 #include "sandbox/mechanisms/cgroups.hpp"
 #include "sandflow/value.hpp"
 #include "support/test_support.hpp"

@@ -27,6 +27,7 @@
 #include <thread>
 
 #include "runtime/instance.hpp"
+#include "runtime/runtime_limits.hpp"
 #include "sandbox/gvisor/gvisor_backend.hpp"
 #include "sandbox/landlock/landlock_backend.hpp"
 #include "sandbox/namespace/namespace_backend.hpp"

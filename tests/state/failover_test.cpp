@@ -16,6 +16,7 @@
 #include <set>
 #include <thread>
 
+#include "sandflow/limits.hpp"
 #include "state/redis_support.hpp"
 #include "support/server_support.hpp"
 

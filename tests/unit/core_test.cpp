@@ -4,6 +4,7 @@
 #include "core/duration.hpp"
 #include "core/frame.hpp"
 #include "core/json.hpp"
+#include "core/limits.hpp"
 #include "sandflow/value.hpp"
 
 using namespace sandflow;

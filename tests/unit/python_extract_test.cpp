@@ -7,7 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "actor/metadata.hpp"
-#include "core/limits.hpp"
+#include "actor/script_limits.hpp"
 #include "metadata_assert.hpp"
 
 namespace {

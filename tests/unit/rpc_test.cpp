@@ -7,8 +7,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "core/limits.hpp"
+#include "actor/script_limits.hpp"
 #include "rpc/jsonrpc.hpp"
+#include "rpc/rpc_limits.hpp"
 #include "rpc/transport.hpp"
 #include "server/actor_paths.hpp"
 

@@ -4,6 +4,7 @@
 
 #include "core/limits.hpp"
 #include "flow/components/json_path.hpp"
+#include "flow/flow_limits.hpp"
 #include "sandflow/flow.hpp"
 
 namespace sandflow::flow {
@@ -203,7 +204,7 @@ ComponentSpec join() {
             {{"out", "array"}},
             false,
             [](const json::object& c) -> Result<std::unique_ptr<Component>> {
-                auto n = config_int(c, "join", "size", 0, 0, 1'000'000);
+                auto n = config_int(c, "join", "size", 0, 0, limits::kMaxComponentCount);
                 if (!n) return tl::unexpected(n.error());
                 return std::make_unique<Join>(static_cast<std::size_t>(*n));
             }};
@@ -232,7 +233,7 @@ ComponentSpec delay() {
             {{"out"}},
             false,
             [](const json::object& c) -> Result<std::unique_ptr<Component>> {
-                auto ms = config_int(c, "delay", "ms", 0, 0, 3'600'000);
+                auto ms = config_int(c, "delay", "ms", 0, 0, limits::kMaxComponentWaitMs);
                 if (!ms) return tl::unexpected(ms.error());
                 return lambda([ms = *ms](Context& ctx) {
                     return ctx.send_after("out", std::move(ctx.value()),
@@ -249,9 +250,10 @@ ComponentSpec timer() {
             {{"tick", "integer"}},
             false,
             [](const json::object& c) -> Result<std::unique_ptr<Component>> {
-                auto interval = config_int(c, "timer", "interval", 100, 0, 3'600'000);
+                auto interval =
+                    config_int(c, "timer", "interval", 100, 0, limits::kMaxComponentWaitMs);
                 if (!interval) return tl::unexpected(interval.error());
-                auto count = config_int(c, "timer", "count", 1, 0, 1'000'000);
+                auto count = config_int(c, "timer", "count", 1, 0, limits::kMaxComponentCount);
                 if (!count) return tl::unexpected(count.error());
                 return lambda([iv = *interval, n = *count](Context& ctx) -> Result<void> {
                     for (std::int64_t i = 0; i < n; ++i)

@@ -10,8 +10,8 @@
 #include <thread>
 #include <vector>
 
-#include "core/limits.hpp"
 #include "runtime/state/store.hpp"
+#include "runtime/state/store_limits.hpp"
 
 namespace sandflow::runtime {
 

@@ -15,6 +15,7 @@
 #include "runtime/state/commit_queue.hpp"
 #include "runtime/state/resp.hpp"
 #include "runtime/state/store.hpp"
+#include "runtime/state/store_limits.hpp"
 
 namespace sandflow::runtime {
 

@@ -11,7 +11,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "core/limits.hpp"
+#include "runtime/state/store_limits.hpp"
 
 namespace sandflow::runtime {
 

@@ -14,10 +14,11 @@
 #include <fstream>
 #include <mutex>
 
-#include "core/limits.hpp"
 #include "core/log.hpp"
+#include "runtime/runtime_limits.hpp"
 #include "runtime/state/commit_queue.hpp"
 #include "runtime/state/store.hpp"
+#include "runtime/state/store_limits.hpp"
 
 namespace sandflow::runtime {
 

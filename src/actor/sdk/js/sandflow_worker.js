@@ -202,7 +202,7 @@ const state = new Map(); // committed state: key -> JSON text, decoded on every 
 const expires = new Map(); // its keys' expiry times, ms since the epoch
 const sizes = new Map(); // key -> bytes of key + JSON, for kMaxStateBytes
 let stateBytes = 0;
-// The host sends its limits with the load; these are its defaults (core/limits.hpp).
+// The host sends its limits with the load; these are its defaults (runtime/runtime_limits.hpp).
 const stateLimits = { keys: 10000, key_bytes: 256, value_bytes: 1 << 20, bytes: 8 << 20, ttl_ms: 10 * 365 * 86400000 };
 let handler = null;
 

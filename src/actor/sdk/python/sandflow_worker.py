@@ -543,7 +543,7 @@ _state = {}  # committed state: key -> JSON text (bytes), decoded on every read
 _expires = {}  # its keys' expiry times, ms since the epoch
 _state_sizes = {}  # key -> len(key) + len(JSON), for kMaxStateBytes
 _state_bytes = [0]
-# The host sends its limits with the load; these are its defaults (core/limits.hpp).
+# The host sends its limits with the load; these are its defaults (runtime/runtime_limits.hpp).
 _state_limits = {"keys": 10000, "key_bytes": 256, "value_bytes": 1 << 20, "bytes": 8 << 20,
                  "ttl_ms": 10 * 365 * 86400000}
 _loop = None
