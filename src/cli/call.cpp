@@ -77,9 +77,9 @@ void register_call(CLI::App& app, int& status) {
         "stdout: each notification of the call as a JSON line {\"method\",\"params\"} as it\n"
         "arrives (script_output for process), then {\"result\": ...} or {\"error\": {\"code\",\n"
         "\"message\",\"data\"}}. Methods: list, load, process, unload, describe, ping, stats,\n"
-        "cancel (docs/protocol.md). Exit status: 0 ok, 1 script raised, 2 bad params,\n"
-        "3 connection, sandbox or limit error.\n"
-        "Example: sandflow call process '{\"actor_id\":\"double\",\"payload\":{\"input\":21}}'");
+        "cancel (docs/protocol.md).\n"
+        "Example: sandflow call process '{\"actor_id\":\"double\",\"payload\":{\"input\":21}}'\n" +
+            std::string(kExitStatusHelp));
     cmd->add_option("METHOD", o->method, "Method name")->required();
     cmd->add_option("PARAMS", o->params, "Params, a JSON object")->default_str("{}");
     cmd->add_option("--url", o->url, "Server URL")->default_str("ws://127.0.0.1:7777");

@@ -6,19 +6,6 @@
 
 namespace sandflow::cli {
 
-int exit_status_for(const Error& e) {
-    switch (e.code) {
-        case Errc::script:
-            return kExitScriptError;
-        case Errc::invalid_argument:
-        case Errc::metadata:
-        case Errc::requirement:
-            return kExitUsage;
-        default:
-            return kExitSandbox;
-    }
-}
-
 int report(const Error& e) {
     std::fprintf(stderr, "sandflow: error: %s\n", e.message.c_str());
     return exit_status_for(e);

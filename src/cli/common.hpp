@@ -8,21 +8,11 @@
 #include <CLI/CLI.hpp>
 
 #include "actor/package_sets.hpp"
+#include "cli/exit_status.hpp"
 #include "core/error.hpp"
 #include "sandbox/backend.hpp"
 
 namespace sandflow::cli {
-
-// Exit statuses (documented in README.md and `sandflow --help`).
-enum ExitStatus : int {
-    kExitOk = 0,
-    kExitScriptError = 1,  // the actor script raised
-    kExitUsage = 2,        // bad command line, bad input, or a metadata error
-    kExitSandbox = 3,      // the sandbox, worker or a limit failed (timeout, crash, limit)
-};
-
-// The status that matches an error's code.
-int exit_status_for(const Error& e);
 
 // Prints "sandflow: error: <message>" on stderr and returns exit_status_for(e).
 int report(const Error& e);

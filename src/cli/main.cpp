@@ -6,9 +6,9 @@
 
 int main(int argc, char** argv) {
     CLI::App app{
-        "sandflow: run untrusted Python and JavaScript actor scripts, each in its own sandbox.\n\n"
-        "Exit statuses: 0 ok; 1 the actor script raised; 2 usage, input or metadata error;\n"
-        "3 sandbox, worker or limit error (timeout, crash, limit).",
+        std::string("sandflow: run untrusted Python and JavaScript actor scripts, each in its "
+                    "own sandbox.\n\n") +
+            sandflow::cli::kExitStatusHelp,
         "sandflow"};
     app.set_version_flag("--version", "sandflow 0.1.0");
     std::string log_level = "warn";

@@ -192,8 +192,8 @@ void register_run(CLI::App& app, int& status) {
         "run",
         "Run a Reflow graph (JSON) of native components and sandboxed script actors.\n"
         "stdout: one JSON line {\"port\",\"data\"} per packet reaching an exported outport.\n"
-        "stderr: logs, --trace lines, progress and a per-node summary. Exit status: 0 ok,\n"
-        "1 a script raised, 2 usage/graph/metadata error, 3 sandbox, worker or limit error.");
+        "stderr: logs, --trace lines, progress and a per-node summary.\n" +
+            std::string(kExitStatusHelp));
     cmd->add_option("GRAPH", o->graph, "Graph file (Reflow GraphExport JSON)")->required();
     cmd->add_option("--actors", o->actors,
                     "Folder of script actors (repeatable; default: the graph's folder and its "

@@ -28,10 +28,28 @@ std::string_view errc_name(Errc code) {
             return "state_store";
         case Errc::state_conflict:
             return "state_conflict";
+        case Errc::not_found:
+            return "not_found";
+        case Errc::method_not_found:
+            return "method_not_found";
+        case Errc::overloaded:
+            return "overloaded";
+        case Errc::cancelled:
+            return "cancelled";
+        case Errc::unauthorized:
+            return "unauthorized";
+        case Errc::shutting_down:
+            return "shutting_down";
         case Errc::internal:
             return "internal";
     }
     return "internal";
+}
+
+std::optional<Errc> errc_from_name(std::string_view name) {
+    for (Errc c : kAllErrcs)
+        if (errc_name(c) == name) return c;
+    return std::nullopt;
 }
 
 boost::json::object Error::to_json() const {

@@ -6,6 +6,7 @@
 // details (a script's traceback, the limit that was crossed, a file:line:column).
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -27,11 +28,41 @@ enum class Errc {
     io,                   // an operating-system call failed
     state_store,          // the state store failed (down, full, unreadable); data.store names it
     state_conflict,       // another server committed the instance's state first
+    not_found,            // the actor or instance named is not loaded on the server
+    method_not_found,     // the server has no method of that name
+    overloaded,           // the server refused the call: too many in flight or connected
+    cancelled,            // the call was cancelled (by the cancel method or its client)
+    unauthorized,         // the server refused the token or the origin
+    shutting_down,        // the server is shutting down; retry on another one
     internal,             // a bug in Sandflow itself
+};
+
+// Every code, in declaration order: for tables and tests that must cover them all.
+inline constexpr Errc kAllErrcs[] = {
+    Errc::invalid_argument,
+    Errc::metadata,
+    Errc::requirement,
+    Errc::script,
+    Errc::worker_crashed,
+    Errc::timeout,
+    Errc::limit_exceeded,
+    Errc::sandbox_unavailable,
+    Errc::io,
+    Errc::state_store,
+    Errc::state_conflict,
+    Errc::not_found,
+    Errc::method_not_found,
+    Errc::overloaded,
+    Errc::cancelled,
+    Errc::unauthorized,
+    Errc::shutting_down,
+    Errc::internal,
 };
 
 // Stable lower-case name of a code, used on the wire and in logs.
 std::string_view errc_name(Errc code);
+// The code named `name` (errc_name's inverse); nullopt for a name no code has.
+std::optional<Errc> errc_from_name(std::string_view name);
 
 struct Error {
     Errc code = Errc::internal;

@@ -56,14 +56,13 @@ std::string key_of(std::string_view component, std::string_view instance_id) {
 
 // The server is gone or going: what was sent may be sent to another one. A call that
 // failed this way either never ran, was stopped with nothing committed, or committed
-// (then the store answers the call_id again).
+// (then the store answers the call_id again). A server that refused the connection as
+// full (HTTP 503) has run nothing either; one that refused a call as overloaded has
+// answered, and the caller decides. An HTTP refusal of the token (401, 403) is the
+// server's answer, not its absence.
 bool server_lost(const Error& e) {
-    const auto* r = e.data.if_contains("reason");
-    const std::string_view reason = r && r->is_string() ? std::string_view(r->get_string()) : "";
-    if (reason == "shutting_down") return true;
-    if (e.code != Errc::io) return false;
-    // An HTTP refusal (401, 403) is the server's answer, not its absence.
-    return reason != "unauthorized";
+    if (e.code == Errc::shutting_down || e.code == Errc::io) return true;
+    return e.code == Errc::overloaded && e.data.contains("http_status");
 }
 
 // 128 random bits, so that no other client's call, in this run or an earlier one on the

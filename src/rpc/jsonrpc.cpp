@@ -1,6 +1,8 @@
 #include "rpc/jsonrpc.hpp"
 #include "rpc/rpc_limits.hpp"
 
+#include <optional>
+
 namespace sandflow::rpc {
 
 namespace {
@@ -89,178 +91,75 @@ json::object RpcError::to_json() const {
     return {{"code", code}, {"message", message}, {"data", data}};
 }
 
-std::string_view app_code_reason(AppCode code) {
-    switch (code) {
-        case AppCode::actor_not_found:
-            return "actor_not_found";
-        case AppCode::script_error:
-            return "script_error";
-        case AppCode::timeout:
-            return "timeout";
-        case AppCode::limit_exceeded:
-            return "limit_exceeded";
-        case AppCode::sandbox_unavailable:
-            return "sandbox_unavailable";
-        case AppCode::overloaded:
-            return "overloaded";
-        case AppCode::cancelled:
-            return "cancelled";
-        case AppCode::unauthorized:
-            return "unauthorized";
-        case AppCode::worker_crashed:
-            return "worker_crashed";
-        case AppCode::metadata_error:
-            return "metadata_error";
-        case AppCode::shutting_down:
-            return "shutting_down";
-        case AppCode::state_store:
-            return "state_store";
-        case AppCode::state_conflict:
-            return "state_conflict";
-        case AppCode::requirement:
-            return "requirement";
-    }
-    return "internal";
-}
-
-Error app_error(AppCode code, std::string message, json::object data) {
-    // The Errc that describes the condition best for code that does not speak RPC.
-    Errc errc = Errc::internal;
-    switch (code) {
-        case AppCode::actor_not_found:
-        case AppCode::unauthorized:
-            errc = Errc::invalid_argument;
-            break;
-        case AppCode::script_error:
-            errc = Errc::script;
-            break;
-        case AppCode::timeout:
-            errc = Errc::timeout;
-            break;
-        case AppCode::limit_exceeded:
-        case AppCode::overloaded:
-            errc = Errc::limit_exceeded;
-            break;
-        case AppCode::sandbox_unavailable:
-            errc = Errc::sandbox_unavailable;
-            break;
-        case AppCode::cancelled:
-        case AppCode::worker_crashed:
-            errc = Errc::worker_crashed;
-            break;
-        case AppCode::metadata_error:
-            errc = Errc::metadata;
-            break;
-        case AppCode::shutting_down:
-            errc = Errc::io;
-            break;
-        case AppCode::state_store:
-            errc = Errc::state_store;
-            break;
-        case AppCode::state_conflict:
-            errc = Errc::state_conflict;
-            break;
-        case AppCode::requirement:
-            errc = Errc::requirement;
-            break;
-    }
-    data["reason"] = app_code_reason(code);
-    return Error(errc, std::move(message), std::move(data));
-}
-
-RpcError to_rpc_error(const Error& e) {
-    // A server condition named by data.reason wins over the Errc.
-    if (const auto* r = e.data.if_contains("reason"); r && r->is_string()) {
-        static constexpr AppCode kNamed[] = {AppCode::actor_not_found, AppCode::overloaded,
-                                             AppCode::cancelled, AppCode::unauthorized,
-                                             AppCode::shutting_down};
-        for (AppCode c : kNamed)
-            if (r->get_string() == app_code_reason(c))
-                return make_rpc(static_cast<int>(c), e.message, e.data, app_code_reason(c), e.code);
-    }
-    auto app = [&](AppCode c) {
-        return make_rpc(static_cast<int>(c), e.message, e.data, app_code_reason(c), e.code);
+WireCode wire_code(Errc code) {
+    auto app = [](AppCode c, std::string_view reason) {
+        return WireCode{static_cast<int>(c), reason};
     };
-    switch (e.code) {
+    switch (code) {
         case Errc::invalid_argument:
-            return make_rpc(kInvalidParams, e.message, e.data, "invalid_params", e.code);
+            return {kInvalidParams, "invalid_params"};
         case Errc::metadata:
-            return app(AppCode::metadata_error);
-        case Errc::script:
-            return app(AppCode::script_error);
-        case Errc::worker_crashed:
-            return app(AppCode::worker_crashed);
-        case Errc::timeout:
-            return app(AppCode::timeout);
-        case Errc::limit_exceeded:
-            return app(AppCode::limit_exceeded);
-        case Errc::sandbox_unavailable:
-            return app(AppCode::sandbox_unavailable);
-        case Errc::state_store:
-            return app(AppCode::state_store);
-        case Errc::state_conflict:
-            return app(AppCode::state_conflict);
+            return app(AppCode::metadata_error, "metadata_error");
         case Errc::requirement:
-            return app(AppCode::requirement);
+            return app(AppCode::requirement, "requirement");
+        case Errc::script:
+            return app(AppCode::script_error, "script_error");
+        case Errc::worker_crashed:
+            return app(AppCode::worker_crashed, "worker_crashed");
+        case Errc::timeout:
+            return app(AppCode::timeout, "timeout");
+        case Errc::limit_exceeded:
+            return app(AppCode::limit_exceeded, "limit_exceeded");
+        case Errc::sandbox_unavailable:
+            return app(AppCode::sandbox_unavailable, "sandbox_unavailable");
+        case Errc::state_store:
+            return app(AppCode::state_store, "state_store");
+        case Errc::state_conflict:
+            return app(AppCode::state_conflict, "state_conflict");
+        case Errc::not_found:
+            return app(AppCode::actor_not_found, "actor_not_found");
+        case Errc::method_not_found:
+            return {kMethodNotFound, "method_not_found"};
+        case Errc::overloaded:
+            return app(AppCode::overloaded, "overloaded");
+        case Errc::cancelled:
+            return app(AppCode::cancelled, "cancelled");
+        case Errc::unauthorized:
+            return app(AppCode::unauthorized, "unauthorized");
+        case Errc::shutting_down:
+            return app(AppCode::shutting_down, "shutting_down");
         case Errc::io:
         case Errc::internal:
             break;
     }
-    return make_rpc(kInternalError, e.message, e.data, "internal", e.code);
+    return {kInternalError, "internal"};
+}
+
+RpcError to_rpc_error(const Error& e) {
+    const WireCode w = wire_code(e.code);
+    return make_rpc(w.code, e.message, e.data, w.reason, e.code);
 }
 
 Error from_rpc_error(int code, std::string message, json::object data) {
-    static constexpr Errc kAll[] = {
-        Errc::invalid_argument,    Errc::metadata,    Errc::script,
-        Errc::worker_crashed,      Errc::timeout,     Errc::limit_exceeded,
-        Errc::sandbox_unavailable, Errc::io,          Errc::state_store,
-        Errc::state_conflict,      Errc::requirement, Errc::internal};
-    Errc errc = Errc::internal;
-    bool named = false;
-    if (const auto* n = data.if_contains("errc"); n && n->is_string()) {
-        for (Errc c : kAll)
-            if (n->get_string() == errc_name(c)) {
-                errc = c;
-                named = true;
-            }
-    }
-    if (!named) {
-        switch (code) {
-            case kParseError:
-            case kInvalidRequest:
-            case kMethodNotFound:
-            case kInvalidParams:
-                errc = Errc::invalid_argument;
-                break;
-            case static_cast<int>(AppCode::script_error):
-                errc = Errc::script;
-                break;
-            case static_cast<int>(AppCode::timeout):
-                errc = Errc::timeout;
-                break;
-            case static_cast<int>(AppCode::limit_exceeded):
-            case static_cast<int>(AppCode::overloaded):
-                errc = Errc::limit_exceeded;
-                break;
-            case static_cast<int>(AppCode::sandbox_unavailable):
-                errc = Errc::sandbox_unavailable;
-                break;
-            case static_cast<int>(AppCode::state_store):
-                errc = Errc::state_store;
-                break;
-            case static_cast<int>(AppCode::state_conflict):
-                errc = Errc::state_conflict;
-                break;
-            case static_cast<int>(AppCode::requirement):
-                errc = Errc::requirement;
-                break;
-            default:
-                errc = Errc::internal;
-                break;
+    std::optional<Errc> errc;
+    int holders = 0;
+    for (Errc c : kAllErrcs)
+        if (wire_code(c).code == code) {
+            errc = c;
+            ++holders;
         }
+    if (holders != 1) {
+        const auto* n = data.if_contains("errc");
+        auto named = n && n->is_string() ? errc_from_name(n->get_string()) : std::nullopt;
+        if (named && wire_code(*named).code == code)
+            errc = named;
+        else if (code == kParseError || code == kInvalidRequest)
+            errc = Errc::invalid_argument;
+        else
+            errc = Errc::internal;
     }
     data["rpc_code"] = code;
-    return Error(errc, std::move(message), std::move(data));
+    return Error(*errc, std::move(message), std::move(data));
 }
 
 Decoded decode(std::string_view text, std::size_t max_bytes) {

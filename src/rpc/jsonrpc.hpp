@@ -54,15 +54,21 @@ struct RpcError {
     json::object to_json() const;
 };
 
-// Conditions of the server that have no Errc of their own (actor not found, overloaded,
-// cancelled, unauthorized, shutting down) are sandflow::Errors whose data.reason names
-// them; to_rpc_error() gives them their code. This keeps one error model on both sides.
-Error app_error(AppCode code, std::string message, json::object data = {});
-std::string_view app_code_reason(AppCode code);
+// How one Errc travels on the wire: its JSON-RPC code and the data.reason it gets when
+// the error names none of its own (docs/errors.md has the table). Every code has one;
+// io and internal share -32603 ("internal"), data.errc tells them apart.
+struct WireCode {
+    int code = kInternalError;
+    std::string_view reason;
+};
+WireCode wire_code(Errc code);
 
-// The one mapping from sandflow::Error to the wire (docs/protocol.md has the table).
+// The one mapping from sandflow::Error to the wire: the code and reason of wire_code(),
+// data.errc = errc_name(e.code), and e.data's details.
 RpcError to_rpc_error(const Error& e);
-// And back, for clients: the Errc from data.errc when present, else from the code.
+// And back, for clients: the Errc of the code when one code has it alone, else the one
+// data.errc names (-32603: io or internal), else invalid_argument for the protocol's own
+// codes (-32700, -32600) and internal for codes this client does not know.
 Error from_rpc_error(int code, std::string message, json::object data);
 
 struct Request {

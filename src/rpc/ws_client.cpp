@@ -246,7 +246,10 @@ struct Client::Impl {
                 if (r && r->is_string()) reason = r->get_string();
             }
         }
-        return Error(Errc::io,
+        const Errc code = reason == "unauthorized" ? Errc::unauthorized
+                          : reason == "overloaded" ? Errc::overloaded
+                                                   : Errc::io;
+        return Error(code,
                      "the server at " + url + " refused the WebSocket upgrade with HTTP " +
                          std::to_string(status) + (why.empty() ? "" : ": " + why),
                      {{"reason", reason}, {"http_status", status}});

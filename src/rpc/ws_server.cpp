@@ -309,7 +309,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                 return respond(req, http::status::unauthorized,
                                R"({"error":{"code":-32008,"message":"unauthorized: send the )"
                                R"(server's token as 'Authorization: Bearer TOKEN'",)"
-                               R"("data":{"reason":"unauthorized","errc":"invalid_argument"}}})",
+                               R"("data":{"reason":"unauthorized","errc":"unauthorized"}}})",
                                false);
             }
             if (!origin_allowed(req)) {
@@ -317,14 +317,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                 return respond(req, http::status::forbidden,
                                R"({"error":{"code":-32008,"message":"origin not allowed: start )"
                                R"(the server with --allowed-origin ORIGIN",)"
-                               R"("data":{"reason":"unauthorized","errc":"invalid_argument"}}})",
+                               R"("data":{"reason":"unauthorized","errc":"unauthorized"}}})",
                                false);
             }
             if (srv_.counters.open.load() >= srv_.opts.max_connections) {
                 srv_.counters.rejected_full++;
                 return respond(req, http::status::service_unavailable,
                                R"({"error":{"code":-32006,"message":"too many connections",)"
-                               R"("data":{"reason":"overloaded","errc":"limit_exceeded",)"
+                               R"("data":{"reason":"overloaded","errc":"overloaded",)"
                                R"("limit":"kMaxConnections"}}})",
                                false);
             }

@@ -185,8 +185,7 @@ Result<bool> Instance::begin(CallRequest&& request, CallEvents&& events, bool ma
     }
 
     if (events.on_start && !events.on_start(worker_->pid()))
-        return fail(Errc::worker_crashed, "the call was cancelled before it started",
-                    {{"reason", "cancelled"}});
+        return fail(Errc::cancelled, "the call was cancelled before it started");
     if (auto ok = worker_->begin_call(std::move(request), std::move(events)); !ok) {
         if (!worker_->alive()) worker_.reset();
         return tl::unexpected(ok.error());

@@ -64,7 +64,7 @@ struct CallEvents {
     std::function<void(const LogLine&)> on_log;
     // runtime::Instance calls it with the worker's pid once the worker is ready and just
     // before the call is sent (after any restart); returning false stops the call there,
-    // unsent, as cancelled (Errc::worker_crashed, data.reason "cancelled"). A canceller
+    // unsent, as Errc::cancelled. A canceller
     // that kills this pid from then on stops the call that runs.
     std::function<bool(pid_t worker_pid)> on_start;
 };

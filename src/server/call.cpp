@@ -11,8 +11,6 @@
 
 namespace sandflow::server {
 
-using rpc::AppCode;
-
 void Server::Impl::process_call(const Reply& reply, const Params& p) {
     const auto start = Clock::now();
     auto params = parse_process(p);
@@ -90,15 +88,14 @@ bool Server::Impl::still_wanted(const std::shared_ptr<ProcessCall>& pc) {
     {
         std::lock_guard lk(pc->call->mu);
         if (pc->call->cancelled) {
-            answer_call(pc, tl::unexpected(rpc::app_error(
-                                AppCode::cancelled, "the call was cancelled before it started")));
+            answer_call(pc, tl::unexpected(Error(Errc::cancelled,
+                                                 "the call was cancelled before it started")));
             return false;
         }
     }
     if (aborting) {
-        answer_call(pc,
-                    tl::unexpected(rpc::app_error(AppCode::shutting_down,
-                                                  "the server shut down before the call started")));
+        answer_call(pc, tl::unexpected(Error(Errc::shutting_down,
+                                             "the server shut down before the call started")));
         return false;
     }
     if (s.removed) {
@@ -204,14 +201,14 @@ void Server::Impl::commit_or_answer(const std::shared_ptr<ProcessCall>& pc,
         // Nothing to commit.
     } else if (aborted) {
         r = tl::unexpected(
-            rpc::app_error(AppCode::shutting_down,
-                           ran ? "the server shut down during the call; its worker was stopped"
-                               : "the server shut down before the call started"));
+            Error(Errc::shutting_down,
+                  ran ? "the server shut down during the call; its worker was stopped"
+                      : "the server shut down before the call started"));
     } else if (cancelled) {
-        r = tl::unexpected(rpc::app_error(
-            AppCode::cancelled, ran ? "the call was cancelled; its sandbox was stopped and the "
-                                      "next call gets a new one with the last committed state"
-                                    : "the call was cancelled before it started"));
+        r = tl::unexpected(
+            Error(Errc::cancelled, ran ? "the call was cancelled; its sandbox was stopped and the "
+                                         "next call gets a new one with the last committed state"
+                                       : "the call was cancelled before it started"));
     }
     answer_call(pc, r);
 }

@@ -8,8 +8,6 @@
 
 namespace sandflow::server {
 
-using rpc::AppCode;
-
 void Server::Impl::dispatch(const std::shared_ptr<Session>& session, rpc::Request req,
                             const std::shared_ptr<Batch>& batch) {
     Reply reply{session, req.id, req.is_notification, batch};
@@ -31,28 +29,27 @@ void Server::Impl::dispatch(const std::shared_ptr<Session>& session, rpc::Reques
         return unload_actor(reply, *params);
     }
     metrics.count("unknown", "method_not_found");
-    reply.err(rpc::RpcError{
-        rpc::kMethodNotFound,
-        "method '" + m.substr(0, limits::kMaxRpcMethodBytes) +
-            "' not found; methods: list, load, process, unload, "
-            "describe, ping, stats, cancel",
-        {{"reason", "method_not_found"}, {"errc", "invalid_argument"}, {"method", m}}});
+    reply.err(Error(Errc::method_not_found,
+                    "method '" + m.substr(0, limits::kMaxRpcMethodBytes) +
+                        "' not found; methods: list, load, process, unload, "
+                        "describe, ping, stats, cancel",
+                    {{"method", m}}));
 }
 
 bool Server::Impl::admit(const Reply& reply, const std::string& method) {
     Session& session = *reply.session;
     if (draining) {
-        const Error e = rpc::app_error(AppCode::shutting_down,
-                                       "the server is shutting down; retry on another "
-                                       "server or after it restarts");
+        const Error e(Errc::shutting_down,
+                      "the server is shutting down; retry on another "
+                      "server or after it restarts");
         metrics.count_error(method, e);
         reply.err(e);
         return false;
     }
     if (session.inflight >= opts.max_calls_per_connection || inflight >= opts.max_calls_total) {
         const bool mine = session.inflight >= opts.max_calls_per_connection;
-        const Error e = rpc::app_error(
-            AppCode::overloaded,
+        const Error e = Error(
+            Errc::overloaded,
             mine ? "too many calls in flight on this connection (" +
                        std::to_string(opts.max_calls_per_connection) + "); wait for some responses"
                  : "the server has too many calls in flight (" +

@@ -50,15 +50,14 @@ Result<json::object> Params::obj(std::string_view k) const {
 Error not_found(std::string_view component, std::string_view instance_id) {
     json::object d{{"actor_id", component}};
     if (!instance_id.empty()) d["instance_id"] = instance_id;
-    return rpc::app_error(
-        rpc::AppCode::actor_not_found,
-        instance_id.empty()
-            ? "actor '" + std::string(component) +
-                  "' is not loaded; load it first with {\"file_path\"} or {\"source\", "
-                  "\"language\"}"
-            : "instance '" + std::string(instance_id) + "' of actor '" + std::string(component) +
-                  "' is not loaded",
-        std::move(d));
+    return Error(Errc::not_found,
+                 instance_id.empty()
+                     ? "actor '" + std::string(component) +
+                           "' is not loaded; load it first with {\"file_path\"} or {\"source\", "
+                           "\"language\"}"
+                     : "instance '" + std::string(instance_id) + "' of actor '" +
+                           std::string(component) + "' is not loaded",
+                 std::move(d));
 }
 
 namespace {

@@ -11,7 +11,6 @@
 namespace sandflow::server {
 
 namespace fs = std::filesystem;
-using rpc::AppCode;
 
 Result<std::shared_ptr<const ActorEntry>> Registry::add(std::shared_ptr<const ActorEntry> entry) {
     std::lock_guard lk(mu_);
@@ -20,8 +19,8 @@ Result<std::shared_ptr<const ActorEntry>> Registry::add(std::shared_ptr<const Ac
         it->second->origin == entry->origin)
         return it->second;  // the same script again: keep the instances as they are
     if (it == actors_.end() && actors_.size() >= max_actors_)
-        return tl::unexpected(rpc::app_error(
-            AppCode::limit_exceeded,
+        return tl::unexpected(Error(
+            Errc::limit_exceeded,
             "too many actors registered (" + std::to_string(max_actors_) + "); unload some first",
             {{"limit", "kMaxActors"}, {"max", max_actors_}}));
     actors_[entry->component] = entry;
@@ -60,10 +59,10 @@ Result<std::shared_ptr<Slot>> Registry::slot_for(
     if (a == actors_.end()) return tl::unexpected(not_found(component, {}));
     if (!create) return tl::unexpected(not_found(component, instance_id));
     if (slots_.size() >= max_instances_)
-        return tl::unexpected(rpc::app_error(
-            AppCode::limit_exceeded,
-            "too many instances (" + std::to_string(max_instances_) + "); unload some first",
-            {{"limit", "kMaxInstances"}, {"max", max_instances_}}));
+        return tl::unexpected(
+            Error(Errc::limit_exceeded,
+                  "too many instances (" + std::to_string(max_instances_) + "); unload some first",
+                  {{"limit", "kMaxInstances"}, {"max", max_instances_}}));
     auto s = std::make_shared<Slot>();
     s->component = component;
     s->instance_id = instance_id;

@@ -117,11 +117,15 @@ void Server::on_message(const std::shared_ptr<rpc::Connection>& conn, std::strin
     if (!session) return;
     if (binary) {
         impl_->metrics.count("unknown", "invalid_request");
-        conn->send(rpc::encode(rpc::make_error(
-            nullptr, rpc::RpcError{rpc::kInvalidRequest,
-                                   "binary frames are not accepted: send each JSON-RPC message "
-                                   "as one text frame",
-                                   {{"reason", "binary_frame"}, {"errc", "invalid_argument"}}})));
+        // The protocol's own code (-32600) rather than invalid_argument's -32602: the
+        // message is not a request at all.
+        const Error e(Errc::invalid_argument,
+                      "binary frames are not accepted: send each JSON-RPC message as one text "
+                      "frame",
+                      {{"reason", "binary_frame"}});
+        rpc::RpcError r = rpc::to_rpc_error(e);
+        r.code = rpc::kInvalidRequest;
+        conn->send(rpc::encode(rpc::make_error(nullptr, r)));
         return;
     }
     rpc::Decoded d = rpc::decode(text);

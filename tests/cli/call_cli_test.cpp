@@ -1,7 +1,7 @@
 // `sandflow call` against a `sandflow serve` that each test starts on 127.0.0.1:0: what
 // it prints (notifications as they arrive, then the result or the error) and its exit
-// statuses (src/cli/call.cpp: 0 ok, 1 script raised, 2 bad params, 3 connection, sandbox
-// or limit error).
+// statuses (docs/errors.md: 0 ok, 1 script raised, 2 bad params, 3 connection, sandbox
+// or limit error, 6 unauthorized).
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -158,7 +158,7 @@ TEST(CallCli, ConnectionErrorsExitThree) {
     // A server with a token: without it the upgrade is refused; with it, served.
     ServerProcess srv({"--actors", kExamples.string(), "--token", "s3cret"});
     auto no_token = call(srv, {"ping"});
-    EXPECT_EQ(no_token.status, 3) << no_token.err;
+    EXPECT_EQ(no_token.status, 6) << no_token.err;
     EXPECT_NE(no_token.err.find("token"), std::string::npos) << no_token.err;
     auto with_token = call(srv, {"--token", "s3cret", "ping"});
     EXPECT_EQ(with_token.status, 0) << with_token.err;

@@ -1067,7 +1067,7 @@ TEST_P(WorkerTest, OnStartSeesTheWorkerThatRunsTheCallAndCanStopIt) {
     events.on_start = [](pid_t) { return false; };
     auto stopped = inst->call(req({{"mode", "none"}, {"n", 0}}), events);
     ASSERT_FALSE(stopped);
-    EXPECT_EQ(stopped.error().data.at("reason"), json::value("cancelled"));
+    EXPECT_EQ(stopped.error().code, Errc::cancelled) << stopped.error().message;
     EXPECT_EQ(inst->state().at("calls"), json::value(2));
     EXPECT_EQ(inst->worker_pid(), seen);  // nothing was killed
 }

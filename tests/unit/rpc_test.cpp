@@ -6,8 +6,13 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <string>
+#include <vector>
 
 #include "actor/script_limits.hpp"
+#include "cli/exit_status.hpp"
+#include "core/limits.hpp"
 #include "rpc/jsonrpc.hpp"
 #include "rpc/rpc_limits.hpp"
 #include "rpc/transport.hpp"
@@ -114,6 +119,88 @@ TEST(JsonRpc, LimitsOnSizeAndDepth) {
     EXPECT_EQ(e.at("error").at("data").at("limit"), "kMaxRpcDepth");
 }
 
+// Every Errc goes to the wire and back to itself, through the encoded text, with its
+// reason; an error's own finer reason survives.
+TEST(JsonRpc, EveryCodeRoundTrips) {
+    for (Errc c : kAllErrcs) {
+        const auto name = std::string(errc_name(c));
+        EXPECT_EQ(errc_from_name(name), c) << name;
+        const auto sent = rpc::to_rpc_error(Error(c, "m", {{"detail", 1}}));
+        EXPECT_EQ(sent.data.at("errc").as_string(), name);
+        EXPECT_EQ(sent.data.at("reason").as_string(), rpc::wire_code(c).reason) << name;
+        auto in = rpc::decode_incoming(rpc::encode(rpc::make_error(7, sent)));
+        ASSERT_TRUE(in) << in.error().message;
+        const auto& r = std::get<rpc::Response>(in->at(0));
+        const Error back = rpc::from_rpc_error(r.error.code, r.error.message, r.error.data);
+        EXPECT_EQ(back.code, c) << name;
+        EXPECT_EQ(back.data.at("detail"), 1);
+        EXPECT_EQ(back.data.at("rpc_code"), rpc::wire_code(c).code);
+    }
+    const auto fine =
+        rpc::to_rpc_error(Error(Errc::invalid_argument, "m", {{"reason", "outside_roots"}}));
+    EXPECT_EQ(fine.data.at("reason"), "outside_roots");
+    // A server that names no errc: the code alone, where one code has it.
+    EXPECT_EQ(rpc::from_rpc_error(-32007, "c", {}).code, Errc::cancelled);
+    EXPECT_EQ(rpc::from_rpc_error(-32603, "i", {}).code, Errc::internal);
+    EXPECT_EQ(rpc::from_rpc_error(-32603, "i", {{"errc", "io"}}).code, Errc::io);
+    EXPECT_EQ(rpc::from_rpc_error(rpc::kParseError, "p", {}).code, Errc::invalid_argument);
+    EXPECT_EQ(rpc::from_rpc_error(-31999, "?", {{"errc", "timeout"}}).code, Errc::internal);
+}
+
+// docs/errors.md's table has one row per Errc, and each row's JSON-RPC code, reason and
+// exit status are the code's: adding an Errc without its row fails here.
+TEST(ErrorsDoc, OneRowPerCodeMatchingTheCode) {
+    std::ifstream f(fs::path(SANDFLOW_SOURCE_DIR) / "docs" / "errors.md");
+    ASSERT_TRUE(f) << "cannot read docs/errors.md";
+    auto cells = [](const std::string& line) {
+        std::vector<std::string> out;
+        std::size_t at = 1;
+        while (at < line.size()) {
+            const std::size_t end = line.find('|', at);
+            if (end == std::string::npos) break;
+            std::string cell = line.substr(at, end - at);
+            cell.erase(0, cell.find_first_not_of(' '));
+            cell.erase(cell.find_last_not_of(' ') + 1);
+            if (cell.size() >= 2 && cell.front() == '`' && cell.back() == '`')
+                cell = cell.substr(1, cell.size() - 2);
+            out.push_back(cell);
+            at = end + 1;
+        }
+        return out;
+    };
+    std::map<std::string, std::vector<std::string>> rows;
+    bool in_table = false;
+    std::string line;
+    while (std::getline(f, line)) {
+        if (line.rfind("| code | meaning |", 0) == 0) {
+            const auto header = cells(line);
+            ASSERT_EQ(header.size(), 6u) << line;
+            EXPECT_EQ(header[3], "JSON-RPC");
+            EXPECT_EQ(header[4], "reason");
+            EXPECT_EQ(header[5], "`sandflow` exit");
+            in_table = true;
+            continue;
+        }
+        if (!in_table || line.rfind("|---", 0) == 0) continue;
+        if (line.empty() || line[0] != '|') break;
+        auto c = cells(line);
+        ASSERT_EQ(c.size(), 6u) << line;
+        EXPECT_TRUE(errc_from_name(c[0])) << "docs/errors.md names a code Errc lacks: " << c[0];
+        EXPECT_TRUE(rows.emplace(c[0], c).second) << "two rows for " << c[0];
+    }
+    ASSERT_TRUE(in_table) << "docs/errors.md has no table headed | code | meaning |";
+    for (Errc code : kAllErrcs) {
+        const std::string name(errc_name(code));
+        auto it = rows.find(name);
+        ASSERT_NE(it, rows.end()) << "docs/errors.md has no row for Errc::" << name;
+        const auto& c = it->second;
+        EXPECT_EQ(c[3], std::to_string(rpc::wire_code(code).code)) << name;
+        EXPECT_EQ(c[4], rpc::wire_code(code).reason) << name;
+        EXPECT_EQ(c[5], std::to_string(cli::exit_status_for(code))) << name;
+    }
+    EXPECT_EQ(rows.size(), std::size(kAllErrcs));
+}
+
 TEST(JsonRpc, ErrorMappingIsStable) {
     auto r = rpc::to_rpc_error(Error(Errc::script, "boom", {{"type", "ValueError"}}));
     EXPECT_EQ(r.code, -32002);
@@ -127,12 +214,12 @@ TEST(JsonRpc, ErrorMappingIsStable) {
     EXPECT_EQ(rpc::to_rpc_error(Error(Errc::metadata, "m")).code, -32010);
     EXPECT_EQ(rpc::to_rpc_error(Error(Errc::invalid_argument, "i")).code, rpc::kInvalidParams);
     EXPECT_EQ(rpc::to_rpc_error(Error(Errc::internal, "i")).code, rpc::kInternalError);
-    for (auto c : {rpc::AppCode::actor_not_found, rpc::AppCode::overloaded, rpc::AppCode::cancelled,
-                   rpc::AppCode::unauthorized, rpc::AppCode::shutting_down}) {
-        auto e = rpc::to_rpc_error(rpc::app_error(c, "x"));
-        EXPECT_EQ(e.code, static_cast<int>(c));
-        EXPECT_EQ(e.data.at("reason").as_string(), rpc::app_code_reason(c));
-    }
+    EXPECT_EQ(rpc::to_rpc_error(Error(Errc::not_found, "n")).code, -32001);
+    EXPECT_EQ(rpc::to_rpc_error(Error(Errc::method_not_found, "m")).code, rpc::kMethodNotFound);
+    EXPECT_EQ(rpc::to_rpc_error(Error(Errc::overloaded, "o")).code, -32006);
+    EXPECT_EQ(rpc::to_rpc_error(Error(Errc::cancelled, "c")).code, -32007);
+    EXPECT_EQ(rpc::to_rpc_error(Error(Errc::unauthorized, "u")).code, -32008);
+    EXPECT_EQ(rpc::to_rpc_error(Error(Errc::shutting_down, "s")).code, -32011);
     // And back on the client side.
     auto back = rpc::from_rpc_error(r.code, r.message, r.data);
     EXPECT_EQ(back.code, Errc::script);
