@@ -13,12 +13,16 @@ namespace sandflow::cli {
 
 namespace {
 
+// How long `call` waits for an answer by default: longer than the server's default call
+// timeout, so that a slow call's own timeout error is what the user sees.
+constexpr std::chrono::seconds kDefaultCallWait{60};
+
 struct CallOptions {
     std::string method;
     std::string params = "{}";
-    std::string url = "ws://127.0.0.1:7777";
+    std::string url = "ws://127.0.0.1:" + std::to_string(limits::kDefaultPort);
     std::string token;
-    std::string timeout = "60s";
+    std::string timeout = format_duration(kDefaultCallWait);
 };
 
 void print_line(const json::value& v) {
@@ -81,13 +85,13 @@ void register_call(CLI::App& app, int& status) {
         "Example: sandflow call process '{\"actor_id\":\"double\",\"payload\":{\"input\":21}}'\n" +
             std::string(kExitStatusHelp));
     cmd->add_option("METHOD", o->method, "Method name")->required();
-    cmd->add_option("PARAMS", o->params, "Params, a JSON object")->default_str("{}");
-    cmd->add_option("--url", o->url, "Server URL")->default_str("ws://127.0.0.1:7777");
+    cmd->add_option("PARAMS", o->params, "Params, a JSON object")->capture_default_str();
+    cmd->add_option("--url", o->url, "Server URL")->capture_default_str();
     cmd->add_option("--token", o->token, "Bearer token; default: $SANDFLOW_TOKEN");
     cmd->add_option(
            "--timeout", o->timeout,
            "How long to wait for the response; past it the call is cancelled on the server")
-        ->default_str("60s");
+        ->capture_default_str();
     cmd->callback([o, &status] { status = run(*o); });
 }
 

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "core/log.hpp"
+#include "sandbox/gvisor/gvisor_backend.hpp"
 
 namespace sandflow::cli {
 
@@ -15,14 +16,14 @@ void add_backend_flags(CLI::App& cmd, BackendFlags& flags) {
     cmd.add_option("--backend", flags.name,
                    "Sandbox backend: auto (the fastest that runs here and meets --isolation), "
                    "microvm, gvisor, namespace, landlock, or none")
-        ->default_str("auto");
+        ->capture_default_str();
     cmd.add_option("--isolation", flags.isolation,
                    "The isolation level scripts need, weakest first: process (landlock and up), "
                    "os (namespace and up), kernel (gvisor, microvm), vm (microvm)")
-        ->default_str("process");
+        ->capture_default_str();
     cmd.add_option("--gvisor-platform", flags.gvisor_platform,
                    "gvisor backend: the platform runsc runs on (ptrace, systrap, kvm)")
-        ->default_str("ptrace");
+        ->default_str(std::string(sandbox::gvisor::kDefaultPlatform));
     cmd.add_flag("--insecure-no-sandbox", flags.insecure_no_sandbox,
                  "Allow the 'none' backend: run scripts as plain subprocesses with NO isolation "
                  "(trusted scripts, development only)");

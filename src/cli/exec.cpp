@@ -155,14 +155,16 @@ void register_exec(CLI::App& app, int& status) {
         "3 sandbox, worker or limit error.");
     cmd->add_option("SCRIPT", o->script, "Actor script (.py or .js)")->required();
     cmd->add_option("-i,--input", o->inputs, "An input: PORT=JSON (repeatable), e.g. input=21");
-    cmd->add_option("--config", o->config, "The actor's config, a JSON object")->default_str("{}");
-    cmd->add_option("--state", o->state, "Initial state, a JSON object")->default_str("{}");
+    cmd->add_option("--config", o->config, "The actor's config, a JSON object")
+        ->capture_default_str();
+    cmd->add_option("--state", o->state, "Initial state, a JSON object")->capture_default_str();
     cmd->add_option("--repeat", o->repeat, "Make N calls on the same warm worker")
-        ->default_str("1")
+        ->capture_default_str()
         ->check(CLI::Range(1, 100'000'000));
     cmd->add_option("--timeout", o->timeout,
                     "Wall-clock limit per call (100ms, 5s, 2m); default: the actor's "
-                    "timeout_ms limit, else 30s");
+                    "timeout_ms limit, else " +
+                        format_duration(limits::kDefaultCallTimeout));
     cmd->add_option("--limit", o->limits,
                     "NAME=VALUE (repeatable): memory_bytes, pids, cpu_milli, tmpfs_bytes, "
                     "output_bytes, frame_bytes, timeout_ms; sizes may end in K, M, G");

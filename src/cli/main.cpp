@@ -14,7 +14,7 @@ int main(int argc, char** argv) {
     std::string log_level = "warn";
     app.add_option("--log-level", log_level,
                    "Log level on stderr: trace, debug, info, warn, error, off")
-        ->default_str("warn");
+        ->capture_default_str();
     app.require_subcommand(1);
     sandflow::init_logging(log_level);
     int status = 0;

@@ -16,6 +16,7 @@
 #include "flow/network.hpp"
 #include "flow/remote.hpp"
 #include "flow/script.hpp"
+#include "runtime/runtime_limits.hpp"
 #include "runtime/state/store.hpp"
 
 namespace sandflow::cli {
@@ -216,9 +217,10 @@ void register_run(CLI::App& app, int& status) {
                     "disk)");
     cmd->add_option("--timeout", o->timeout,
                     "Wall-clock limit per script call, for every script actor (default: the "
-                    "timeout_ms each actor declares in its limits, else 30s)");
+                    "timeout_ms each actor declares in its limits, else " +
+                        format_duration(limits::kDefaultCallTimeout) + ")");
     cmd->add_option("--queue-capacity", o->queue_capacity, "Packets queued per node inport")
-        ->default_str(std::to_string(limits::kDefaultFlowQueueCapacity))
+        ->capture_default_str()
         ->check(CLI::Range(std::size_t{1}, limits::kMaxFlowQueueCapacity));
     cmd->add_flag("--trace", o->trace, "Print every message hop as a JSON line on stderr");
     cmd->add_flag("--no-summary", o->no_summary, "Do not print the per-node summary");

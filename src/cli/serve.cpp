@@ -24,19 +24,17 @@ namespace sandflow::cli {
 namespace {
 
 struct ServeOptions {
-    std::string listen = "127.0.0.1:7777";
+    std::string listen = "127.0.0.1:" + std::to_string(limits::kDefaultPort);
     std::vector<std::string> actors;
     std::string token;
     std::vector<std::string> origins;
     BackendFlags backend;
-    std::size_t threads = 8;
-    // Two, so that a large message being parsed or encoded for one connection (calls run
-    // on these threads) leaves another thread for the rest.
-    int io_threads = 2;
-    std::string call_timeout = "30s";
-    std::string idle_timeout = "60s";
-    std::string handshake_timeout = "10s";
-    std::string grace = "10s";
+    std::size_t threads = limits::kDefaultBlockingThreads;
+    int io_threads = limits::kDefaultIoThreads;
+    std::string call_timeout = format_duration(limits::kDefaultCallTimeout);
+    std::string idle_timeout = format_duration(limits::kIdleTimeout);
+    std::string handshake_timeout = format_duration(limits::kHandshakeTimeout);
+    std::string grace = format_duration(limits::kDrainGrace);
     std::size_t max_message = limits::kMaxRpcMessageBytes;
     std::size_t max_send_queue = limits::kMaxSendQueueBytes;
     std::size_t max_connections = limits::kMaxConnections;
@@ -187,7 +185,7 @@ void register_serve(CLI::App& app, int& status) {
     cmd->add_option("--listen", o->listen,
                     "HOST:PORT to listen on ([::1]:PORT for IPv6). A non-loopback host needs "
                     "--token")
-        ->default_str("127.0.0.1:7777");
+        ->capture_default_str();
     cmd->add_option("--actors", o->actors,
                     "Folder of actor scripts (repeatable): *.actor.py, *.actor.js and "
                     "actors/*.py|js are registered at start; `load` by file_path reads only "
@@ -203,38 +201,38 @@ void register_serve(CLI::App& app, int& status) {
     cmd->add_option("--threads", o->threads,
                     "Threads for what blocks: starting sandboxes, load, unload (calls to "
                     "running sandboxes use the I/O threads)")
-        ->default_str("8")
+        ->capture_default_str()
         ->check(CLI::Range(1, 1024));
     cmd->add_option("--io-threads", o->io_threads,
                     "Threads for the sockets and for calls to running sandboxes, each with "
                     "its own connections")
-        ->default_str("2")
+        ->capture_default_str()
         ->check(CLI::Range(1, 64));
     cmd->add_option("--call-timeout", o->call_timeout,
                     "Wall-clock limit of a process call unless it sets timeout_ms")
-        ->default_str("30s");
+        ->capture_default_str();
     cmd->add_option("--idle-timeout", o->idle_timeout,
                     "Close a connection silent for this long (pinged at half)")
-        ->default_str("60s");
+        ->capture_default_str();
     cmd->add_option("--handshake-timeout", o->handshake_timeout,
                     "Limit for the HTTP request and the WebSocket handshake")
-        ->default_str("10s");
+        ->capture_default_str();
     cmd->add_option("--grace", o->grace, "On SIGTERM/SIGINT, how long calls may still run")
-        ->default_str("10s");
+        ->capture_default_str();
     cmd->add_option("--max-message-bytes", o->max_message,
                     "Largest message accepted (after decompression)")
-        ->default_str(std::to_string(limits::kMaxRpcMessageBytes));
+        ->capture_default_str();
     cmd->add_option("--max-send-queue-bytes", o->max_send_queue,
                     "Unsent bytes allowed per connection before a slow reader is disconnected")
-        ->default_str(std::to_string(limits::kMaxSendQueueBytes));
+        ->capture_default_str();
     cmd->add_option("--max-connections", o->max_connections, "Open connections at most")
-        ->default_str(std::to_string(limits::kMaxConnections));
+        ->capture_default_str();
     cmd->add_option("--max-calls-per-connection", o->max_calls_per_connection,
                     "load/process/unload calls in flight per connection; more are refused "
                     "(overloaded)")
-        ->default_str(std::to_string(limits::kMaxCallsPerConnection));
+        ->capture_default_str();
     cmd->add_option("--max-instances", o->max_instances, "Live instances (sandboxes) at most")
-        ->default_str(std::to_string(limits::kMaxInstances));
+        ->capture_default_str();
     cmd->add_flag("--no-warm", o->no_warm,
                   "Do not start the discovered actors' sandboxes at start (start on first call)");
     cmd->add_flag("--no-deflate", o->no_deflate, "Do not offer permessage-deflate");
@@ -248,10 +246,10 @@ void register_serve(CLI::App& app, int& status) {
     cmd->add_option("--pool-python", o->pool_python,
                     "Python sandboxes kept started ahead (interpreter and SDK loaded); each new "
                     "instance takes one. 0 = none")
-        ->default_str(std::to_string(limits::kDefaultPythonPool));
+        ->capture_default_str();
     cmd->add_option("--pool-node", o->pool_node,
                     "Node sandboxes kept started ahead (~60 MB each). 0 = none")
-        ->default_str(std::to_string(limits::kDefaultNodePool));
+        ->capture_default_str();
     cmd->add_option("--state", o->state,
                     "Where instances' committed state lives: sqlite:PATH (durable; sqlite: "
                     "alone is the default file, " +
@@ -259,11 +257,11 @@ void register_serve(CLI::App& app, int& status) {
                         ", under $SANDFLOW_DATA_DIR when set), redis://HOST:PORT/DB or "
                         "redis+unix:///PATH?db=N (&namespace=NS) shared by several servers, or "
                         "memory (lost when the server stops)")
-        ->default_str("sqlite:");
+        ->capture_default_str();
     cmd->add_option("--state-sync", o->state_sync,
                     "sqlite durability: normal (a committed call's state survives a crash of "
                     "the server) or full (also a power cut; each commit waits for the disk)")
-        ->default_str("normal");
+        ->capture_default_str();
     cmd->callback([o, &status] { status = run(*o); });
 }
 

@@ -32,7 +32,7 @@ namespace sandflow::rpc {
 
 struct WsServerOptions {
     std::string host = "127.0.0.1";
-    std::uint16_t port = 7777;
+    std::uint16_t port = limits::kDefaultPort;
     std::string token;                         // empty: no authentication
     std::vector<std::string> allowed_origins;  // "*" allows any
     std::size_t max_message_bytes = limits::kMaxRpcMessageBytes;

@@ -43,7 +43,7 @@ struct ServerOptions {
     std::vector<std::filesystem::path> actor_roots;
     // Pool threads: what blocks (starting sandboxes, load, unload; every call without an
     // event loop) runs there, this many at once.
-    std::size_t threads = 8;
+    std::size_t threads = limits::kDefaultBlockingThreads;
     std::size_t max_calls_per_connection = limits::kMaxCallsPerConnection;
     std::size_t max_calls_total = limits::kMaxCallsTotal;
     std::size_t max_instances = limits::kMaxInstances;

@@ -19,4 +19,8 @@ inline constexpr std::size_t kMaxFilenameBytes = 256;            // load: filena
 inline constexpr std::size_t kMaxLanguageBytes = 32;             // load: language of a source
 inline constexpr std::int64_t kMaxTimeoutMs = 3'600'000;         // process: params.timeout_ms
 inline constexpr std::chrono::milliseconds kDrainGrace{10'000};  // SIGTERM: finish calls
+inline constexpr std::size_t kDefaultBlockingThreads = 8;        // start, load, unload
+// Two, so that a large message being parsed or encoded for one connection (calls run on
+// these threads) leaves another thread for the rest.
+inline constexpr int kDefaultIoThreads = 2;
 }  // namespace sandflow::limits
