@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -94,6 +95,7 @@ const char* kCounter = R"(import time
 @actor({"component": "counter", "inports": ["by", "fail", "sleep"], "outports": ["n"]})
 def process(context):
     if context.get_input("sleep"):
+        context.send_output("n", "sleeping")  # tells a test the call is running
         time.sleep(context.get_input("sleep"))
     n = context.get_state("n", 0) + (context.get_input("by") or 1)
     context.set_state("n", n)
@@ -529,7 +531,16 @@ TEST_P(ServerTest, CancelTimeoutAndOverload) {
     EXPECT_EQ(error_code(over), -32006);
     EXPECT_EQ(over.back().at("error").at("data").at("limit"), "kMaxCallsPerConnection");
 
-    std::this_thread::sleep_for(300ms);  // "slow" is running
+    // "slow" is running once its first output came (a fixed wait assumed it, and lost the
+    // race when starting its sandbox took longer: the cancel then came before the start).
+    auto is_output = [](const json::value& m) {
+        return m.is_object() && m.get_object().contains("method") &&
+               m.at("method") == "script_output";
+    };
+    if (std::none_of(over.begin(), over.end(), is_output)) {
+        json::value m = conn_->next(30s);
+        ASSERT_TRUE(is_output(m)) << rpc::encode(m);
+    }
     auto c = call("c1", "cancel", {{"id", "slow"}});
     EXPECT_EQ(result_of(c).at("cancelled"), true);
     // Both answers, in either order: the queued call may finish in its new sandbox before
