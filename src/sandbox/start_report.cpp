@@ -41,26 +41,4 @@ Result<void> await_start(Process& proc, int report_fd, StartTimeline* timeline,
     return set_worker_fds_nonblocking(proc);
 }
 
-Result<void> await_helper_start(Process& proc, int report_fd, const HelperWords& words) {
-    // EOF: the child reached execve. Two ints: a step failed.
-    const ExecReport report = wait_for_exec(report_fd, kExecTimeoutMs);
-    const std::string backend(words.backend);
-    if (report.kind == ExecReport::timed_out) {
-        proc.kill_and_wait();
-        return fail(Errc::sandbox_unavailable,
-                    std::string(words.helper) + " was not started within " +
-                        std::to_string(kExecTimeoutMs / 1000) + " s; it was killed",
-                    {{"backend", backend}});
-    }
-    if (report.kind == ExecReport::failed) {
-        proc.kill_and_wait();
-        return fail(Errc::sandbox_unavailable,
-                    "starting " + std::string(words.program) + " for " +
-                        std::string(words.for_what) + " failed at " + words.step_name(report.step) +
-                        ": " + std::strerror(report.err),
-                    {{"backend", backend}, {"errno", report.err}});
-    }
-    return set_worker_fds_nonblocking(proc);
-}
-
 }  // namespace sandflow::sandbox

@@ -1,7 +1,7 @@
 // The parent's side of a sandbox's start, after clone(): what the child's report pipe says
 // (wait_for_exec, process.hpp) turned into the start's result. The namespace and landlock
-// tiers share await_start (their children report {step, errno} of
-// mechanisms/child_report.hpp); gvisor and microvm await_helper_start.
+// tiers share it; their children report {step, errno} (mechanisms/child_report.hpp). The
+// gvisor and microvm backends, whose child execs a helper, have helper_start.hpp.
 #pragma once
 
 #include <functional>
@@ -34,20 +34,5 @@ std::string general_start_hint(int step, int err);
 // made non-blocking.
 Result<void> await_start(Process& proc, int report_fd, StartTimeline* timeline,
                          const StartWords& words);
-
-// The same for a backend whose child execs a helper that runs the sandbox (gVisor's runsc,
-// QEMU), reporting {step, errno} in the backend's own numbering.
-struct HelperWords {
-    std::string_view backend;       // "gvisor": the errors' backend
-    std::string_view helper;        // "runsc": named when it did not start in time
-    std::string_view program;       // the helper's path
-    std::string_view for_what;      // "the gvisor sandbox"
-    const char* (*step_name)(int);  // a failed step in words
-};
-// A child that did not reach execve is killed and the start fails with
-// Errc::sandbox_unavailable: "<helper> was not started within N s", or "starting <program>
-// for <for_what> failed at <step>: <errno>", the data naming the backend and errno.
-// Otherwise the worker's descriptors are made non-blocking.
-Result<void> await_helper_start(Process& proc, int report_fd, const HelperWords& words);
 
 }  // namespace sandflow::sandbox

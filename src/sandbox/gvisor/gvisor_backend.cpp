@@ -22,9 +22,9 @@
 #include <utility>
 
 #include "core/log.hpp"
+#include "sandbox/helper_start.hpp"
 #include "sandbox/mechanisms/child_report.hpp"
 #include "sandbox/mechanisms/control_file.hpp"
-#include "sandbox/start_report.hpp"
 #include "sandbox/trial_run.hpp"
 
 namespace sandflow::sandbox {
@@ -62,31 +62,6 @@ constexpr std::size_t kProbeStderrBytes = 600;
 constexpr int kReportFd = 3;
 constexpr int kSyncFd = 4;
 
-enum ChildStep : int {
-    kStepDescriptors = 1,
-    kStepSetpgid,
-    kStepDeathSignal,
-    kStepChdir,
-    kStepExec
-};
-
-const char* step_name(int step) {
-    switch (step) {
-        case kStepDescriptors:
-            return "setting up descriptors";
-        case kStepSetpgid:
-            return "setpgid";
-        case kStepDeathSignal:
-            return "prctl(PR_SET_PDEATHSIG)";
-        case kStepChdir:
-            return "chdir /";
-        case kStepExec:
-            return "execve of runsc";
-        default:
-            return "child set-up";
-    }
-}
-
 struct ChildContext {
     char* const* argv;
     char* const* envp;
@@ -95,15 +70,9 @@ struct ChildContext {
 };
 
 [[noreturn]] void run_child(const ChildContext& c) {
-    if (!place_descriptors(c.src_fds, 5, kReportFd))
-        mech::report_and_exit(c.src_fds[3], mech::failed_at(kStepDescriptors));
-    (void)reset_signals();
-    // Its own group, so that Process::kill's kill(-pid) reaches runsc and its gofer (the
-    // sandbox makes a session of its own and goes by its death signal).
-    if (::setpgid(0, 0) != 0) mech::report_and_exit(kReportFd, mech::failed_at(kStepSetpgid));
-    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
-        mech::report_and_exit(kReportFd, mech::failed_at(kStepDeathSignal));
-    if (::getppid() != c.parent) ::_exit(127);  // the parent died before prctl
+    // Its own group reaches runsc and its gofer (the sandbox makes a session of its own and
+    // goes by its death signal).
+    enter_helper_child(c.src_fds, 5, kReportFd, c.parent);
     // The parent moves us into the sandbox's cgroups, then writes one byte. EOF: it gave up.
     char go = 0;
     ssize_t n;
@@ -111,9 +80,9 @@ struct ChildContext {
         n = ::read(kSyncFd, &go, 1);
     } while (n < 0 && errno == EINTR);
     if (n != 1) ::_exit(127);
-    if (::chdir("/") != 0) mech::report_and_exit(kReportFd, mech::failed_at(kStepChdir));
+    if (::chdir("/") != 0) mech::report_and_exit(kReportFd, mech::failed_at(kHelperChdir));
     ::execve(c.argv[0], c.argv, c.envp);
-    mech::report_and_exit(kReportFd, mech::failed_at(kStepExec));
+    mech::report_and_exit(kReportFd, mech::failed_at(kHelperExec));
 }
 
 Error unavailable(std::string message) {
@@ -437,9 +406,8 @@ Result<std::unique_ptr<Process>> GvisorBackend::spawn(const WorkerSpec& spec) {
     sync_w.reset();
     proc->watch_limits();
 
-    if (auto ok = await_helper_start(
-            *proc, fds->report_r.get(),
-            {"gvisor", "runsc", options_.runsc, "the gvisor sandbox", step_name});
+    if (auto ok = await_helper_start(*proc, fds->report_r.get(),
+                                     {"gvisor", "runsc", options_.runsc, "the gvisor sandbox"});
         !ok)
         return tl::unexpected(ok.error());
     return std::unique_ptr<Process>(std::move(proc));

@@ -13,51 +13,17 @@
 #include <cstring>
 #include <utility>
 
+#include "sandbox/helper_start.hpp"
 #include "sandbox/mechanisms/cgroups.hpp"
 #include "sandbox/mechanisms/child_report.hpp"
 #include "sandbox/mechanisms/landlock.hpp"
 #include "sandbox/microvm/guest_protocol.hpp"
-#include "sandbox/start_report.hpp"
 
 namespace sandflow::sandbox {
 
 namespace microvm {
 
 namespace {
-
-enum ChildStep : int {
-    kStepDescriptors = 1,
-    kStepCgroups,
-    kStepSetpgid,
-    kStepDeathSignal,
-    kStepNamespaces,
-    kStepNoNewPrivs,
-    kStepLandlock,
-    kStepExec
-};
-
-const char* step_name(int step) {
-    switch (step) {
-        case kStepDescriptors:
-            return "setting up descriptors";
-        case kStepCgroups:
-            return "entering QEMU's cgroups";
-        case kStepSetpgid:
-            return "setpgid";
-        case kStepDeathSignal:
-            return "prctl(PR_SET_PDEATHSIG)";
-        case kStepNamespaces:
-            return "unshare of QEMU's namespaces";
-        case kStepNoNewPrivs:
-            return "prctl(PR_SET_NO_NEW_PRIVS)";
-        case kStepLandlock:
-            return "Landlock";
-        case kStepExec:
-            return "execve of QEMU";
-        default:
-            return "child set-up";
-    }
-}
 
 struct ChildContext {
     char* const* argv;
@@ -72,22 +38,16 @@ struct ChildContext {
 [[noreturn]] void run_child(const ChildContext& c) {
     // Into QEMU's groups first: their descriptors go with place_descriptors().
     if (const mech::ChildFailure f = mech::enter_cgroups(*c.cgroups))
-        mech::report_and_exit(c.src_fds[kReportFd], mech::ChildFailure{kStepCgroups, f.err});
-    if (!place_descriptors(c.src_fds, kChildFds, kReportFd))
-        mech::report_and_exit(c.src_fds[kReportFd], mech::failed_at(kStepDescriptors));
-    (void)reset_signals();
-    if (::setpgid(0, 0) != 0) mech::report_and_exit(kReportFd, mech::failed_at(kStepSetpgid));
-    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
-        mech::report_and_exit(kReportFd, mech::failed_at(kStepDeathSignal));
-    if (::getppid() != c.parent) ::_exit(127);  // the parent died before prctl
+        mech::report_and_exit(c.src_fds[kReportFd], mech::ChildFailure{kHelperCgroups, f.err});
+    enter_helper_child(c.src_fds, kChildFds, kReportFd, c.parent);
     if (c.unshare_flags != 0 && ::unshare(c.unshare_flags) != 0)
-        mech::report_and_exit(kReportFd, mech::failed_at(kStepNamespaces));
+        mech::report_and_exit(kReportFd, mech::failed_at(kHelperNamespaces));
     if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-        mech::report_and_exit(kReportFd, mech::failed_at(kStepNoNewPrivs));
+        mech::report_and_exit(kReportFd, mech::failed_at(kHelperNoNewPrivs));
     if (const mech::ChildFailure f = mech::apply_landlock(*c.landlock))
-        mech::report_and_exit(kReportFd, mech::ChildFailure{kStepLandlock, f.err});
+        mech::report_and_exit(kReportFd, mech::ChildFailure{kHelperLandlock, f.err});
     ::execve(c.argv[0], c.argv, c.envp);
-    mech::report_and_exit(kReportFd, mech::failed_at(kStepExec));
+    mech::report_and_exit(kReportFd, mech::failed_at(kHelperExec));
 }
 
 // The QEMU process of one VM. Its exit status becomes the worker's, as the guest agent
@@ -218,8 +178,8 @@ Result<Launched> launch(const std::vector<std::string>& args, const std::string&
     auto proc =
         std::make_unique<MicrovmProcess>(pid, std::move(chan->first), std::move(out->first),
                                          std::move(console->first), limits, std::move(*cgroup));
-    if (auto ok = await_helper_start(*proc, report_r.get(),
-                                     {"microvm", "QEMU", args[0], "the microVM", step_name});
+    if (auto ok =
+            await_helper_start(*proc, report_r.get(), {"microvm", "QEMU", args[0], "the microVM"});
         !ok)
         return tl::unexpected(ok.error());
     return Launched{std::move(proc), std::move(qmp->first)};
