@@ -22,6 +22,13 @@ constexpr std::pair<IsolationLevel, std::string_view> kLevels[] = {
     {IsolationLevel::vm, "vm"},
 };
 
+// A backend just made (its create()), as the interface.
+template <class B>
+Result<std::unique_ptr<Backend>> as_backend(Result<std::unique_ptr<B>> made) {
+    if (!made) return tl::unexpected(made.error());
+    return std::unique_ptr<Backend>(std::move(*made));
+}
+
 // What would provide a level that no backend here meets.
 std::string_view how_to_get(IsolationLevel level) {
     switch (level) {
@@ -65,6 +72,19 @@ Result<IsolationLevel> parse_level(std::string_view name) {
 
 std::vector<std::string_view> backend_names() {
     return {"microvm", "gvisor", "namespace", "landlock", "none"};
+}
+
+Result<const SandboxLimits*> check_tmp_worker(const WorkerSpec& spec, const SandboxLimits& defaults,
+                                              std::string_view whose) {
+    if (spec.argv.empty() || spec.argv[0].empty() || spec.argv[0][0] != '/')
+        return fail(Errc::internal, "spawn: argv[0] must be an absolute path");
+    if (spec.workdir != "/tmp")
+        return fail(Errc::invalid_argument,
+                    std::string(whose) + " working directory is /tmp, not '" + spec.workdir + "'");
+    const SandboxLimits& limits = spec.limits ? *spec.limits : defaults;
+    if (auto ok = check_positive(limits); !ok) return tl::unexpected(ok.error());
+    if (auto ok = check_shared_dirs(spec.shared); !ok) return tl::unexpected(ok.error());
+    return &limits;
 }
 
 std::vector<std::string> clean_worker_env() {
@@ -121,28 +141,20 @@ Result<std::unique_ptr<Backend>> make_backend(std::string_view name,
     if (name == "namespace") {
         NamespaceOptions ns;
         ns.limits = options.limits;
-        auto b = NamespaceBackend::create(ns);
-        made = b ? Result<std::unique_ptr<Backend>>(std::move(*b))
-                 : Result<std::unique_ptr<Backend>>(tl::unexpected(b.error()));
+        made = as_backend(NamespaceBackend::create(ns));
     } else if (name == "landlock") {
         LandlockOptions ll;
         ll.limits = options.limits;
-        auto b = LandlockBackend::create(ll);
-        made = b ? Result<std::unique_ptr<Backend>>(std::move(*b))
-                 : Result<std::unique_ptr<Backend>>(tl::unexpected(b.error()));
+        made = as_backend(LandlockBackend::create(ll));
     } else if (name == "gvisor") {
         GvisorOptions g;
         g.limits = options.limits;
         if (!options.gvisor_platform.empty()) g.platform = options.gvisor_platform;
-        auto b = GvisorBackend::create(g);
-        made = b ? Result<std::unique_ptr<Backend>>(std::move(*b))
-                 : Result<std::unique_ptr<Backend>>(tl::unexpected(b.error()));
+        made = as_backend(GvisorBackend::create(g));
     } else if (name == "microvm") {
         MicrovmOptions m;
         m.limits = options.limits;
-        auto b = MicrovmBackend::create(m);
-        made = b ? Result<std::unique_ptr<Backend>>(std::move(*b))
-                 : Result<std::unique_ptr<Backend>>(tl::unexpected(b.error()));
+        made = as_backend(MicrovmBackend::create(m));
     } else if (name == "none") {
         if (!options.allow_insecure)
             return fail(Errc::sandbox_unavailable,

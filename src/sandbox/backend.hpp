@@ -41,6 +41,14 @@ struct WorkerSpec {
     std::vector<SharedDir> shared;
 };
 
+// What a spawn() whose worker always works in /tmp (gvisor, microvm) checks first, in this
+// order: argv[0] is an absolute path (Errc::internal); the working directory is /tmp
+// (Errc::invalid_argument: "<whose> working directory is /tmp, not '...'"); the limits, the
+// spec's or else `defaults`, are positive; the shared folders pass check_shared_dirs(). The
+// limits that apply.
+Result<const SandboxLimits*> check_tmp_worker(const WorkerSpec& spec, const SandboxLimits& defaults,
+                                              std::string_view whose);
+
 // How strong an isolation is, weakest first. Each backend provides one level and meets
 // every level below it.
 //   process  the worker is a process of the host walled in by Landlock, seccomp, its own uid

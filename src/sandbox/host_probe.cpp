@@ -28,6 +28,20 @@ namespace sandflow::sandbox {
 
 namespace {
 
+// The last line of a tier's checks: its backend's probe, which starts a sandbox running
+// /usr/bin/true; `works` says what that showed.
+HostCheck end_to_end_check(const std::string& tier, const Result<void>& probe, std::string works) {
+    HostCheck c{tier + " sandbox (end to end)"};
+    if (probe) {
+        c.detail = std::move(works);
+    } else {
+        c.state = HostCheck::State::fails;
+        c.detail = probe.error().message;
+        c.fix = "fix the first failing line above";
+    }
+    return c;
+}
+
 // The isolating backends in the order `auto` prefers them, and how each is probed; each
 // probe is computed once per process by its backend, so a backend is started only when
 // someone asks about it.
@@ -291,15 +305,9 @@ void append_landlock_tier_checks(std::vector<HostCheck>& out) {
         seccomp.fix = "a kernel with CONFIG_SECCOMP_FILTER";
     }
     out.push_back(std::move(seccomp));
-    HostCheck end{"landlock sandbox (end to end)"};
-    if (auto probe = LandlockBackend::probe(); probe) {
-        end.detail = "Landlock, seccomp, rlimits, supervisor and exec of /usr/bin/true work";
-    } else {
-        end.state = State::fails;
-        end.detail = probe.error().message;
-        end.fix = "fix the first failing line above";
-    }
-    out.push_back(std::move(end));
+    out.push_back(
+        end_to_end_check("landlock", LandlockBackend::probe(),
+                         "Landlock, seccomp, rlimits, supervisor and exec of /usr/bin/true work"));
 }
 
 }  // namespace
@@ -323,15 +331,8 @@ std::vector<HostCheck> namespace_tier_checks() {
     checks.push_back(namespace_check("uts namespace", "UTS", CLONE_NEWUTS));
     checks.push_back(namespace_check("cgroup namespace", "CGROUP", CLONE_NEWCGROUP));
     checks.push_back(capabilities_check());
-    HostCheck whole{"namespace sandbox (end to end)"};
-    if (auto probe = NamespaceBackend::probe(); probe) {
-        whole.detail = "pivot_root, /proc, binds and exec of /usr/bin/true work";
-    } else {
-        whole.state = State::fails;
-        whole.detail = probe.error().message;
-        whole.fix = "fix the first failing line above";
-    }
-    checks.push_back(std::move(whole));
+    checks.push_back(end_to_end_check("namespace", NamespaceBackend::probe(),
+                                      "pivot_root, /proc, binds and exec of /usr/bin/true work"));
     return checks;
 }
 

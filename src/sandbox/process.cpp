@@ -13,6 +13,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "sandbox/mechanisms/child_report.hpp"
+
 namespace sandflow::sandbox {
 
 UniqueFd& UniqueFd::operator=(UniqueFd&& o) noexcept {
@@ -107,12 +109,6 @@ const char* step_name(int step) {
         default:
             return "child setup";
     }
-}
-
-[[noreturn]] void child_fail(int report_fd, int step) {
-    const int msg[2] = {step, errno};
-    [[maybe_unused]] ssize_t n = ::write(report_fd, msg, sizeof msg);
-    ::_exit(127);
 }
 
 void close_range_fds(unsigned first, unsigned last) {
@@ -274,6 +270,33 @@ std::string tail_line(std::string text, std::size_t max) {
     return text;
 }
 
+std::vector<char*> exec_array(const std::vector<std::string>& strings) {
+    std::vector<char*> out;
+    out.reserve(strings.size() + 1);
+    for (const auto& s : strings) out.push_back(const_cast<char*>(s.c_str()));
+    out.push_back(nullptr);
+    return out;
+}
+
+void read_worker_status(int status_fd, ExitStatus& s) {
+    int worker = 0;
+    ssize_t n;
+    do {
+        n = ::read(status_fd, &worker, sizeof worker);
+    } while (n < 0 && errno == EINTR);
+    if (n == static_cast<ssize_t>(sizeof worker)) s.raw = worker;
+}
+
+void name_rlimit_signal(ExitStatus& s, const SandboxLimits& limits) {
+    if (s.killed_by(SIGXCPU)) {
+        s.limit = "cpu_seconds";
+        s.limit_value = limits.cpu_seconds;
+    } else if (s.killed_by(SIGXFSZ)) {
+        s.limit = "file_size";
+        s.limit_value = limits.tmpfs_bytes;
+    }
+}
+
 Result<void> set_worker_fds_nonblocking(const Process& proc) {
     for (int fd : {proc.channel_fd(), proc.stdout_fd(), proc.stderr_fd()}) {
         const int fl = ::fcntl(fd, F_GETFL);
@@ -288,11 +311,7 @@ Result<std::unique_ptr<Process>> spawn_process(const SpawnSpec& spec, const Chil
         return fail(Errc::internal, "spawn: argv[0] must be an absolute path");
 
     // Everything the child needs is built now: it must not allocate after fork.
-    std::vector<char*> argv, envp;
-    for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    for (const auto& e : spec.env) envp.push_back(const_cast<char*>(e.c_str()));
-    envp.push_back(nullptr);
+    const std::vector<char*> argv = exec_array(spec.argv), envp = exec_array(spec.env);
     const char* workdir = spec.workdir.c_str();
 
     auto fds = WorkerFds::create();
@@ -309,18 +328,21 @@ Result<std::unique_ptr<Process>> spawn_process(const SpawnSpec& spec, const Chil
         mark(tl, StartMark::child_running);
         const int src[5] = {fds->devnull.get(), fds->out_w.get(), fds->err_w.get(),
                             fds->chan_child.get(), fds->report_w.get()};
-        if (!place_descriptors(src, 5, kReportFdInChild)) child_fail(fds->report_w.get(), kStepDup);
+        if (!place_descriptors(src, 5, kReportFdInChild))
+            mech::report_and_exit(fds->report_w.get(), mech::failed_at(kStepDup));
         const int rep = kReportFdInChild;
         (void)reset_signals();
-        if (setup.new_process_group && ::setpgid(0, 0) != 0) child_fail(rep, kStepSetpgid);
+        if (setup.new_process_group && ::setpgid(0, 0) != 0)
+            mech::report_and_exit(rep, mech::failed_at(kStepSetpgid));
         if (setup.die_with_parent) {
-            if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(rep, kStepPdeathsig);
+            if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+                mech::report_and_exit(rep, mech::failed_at(kStepPdeathsig));
             if (::getppid() != parent) ::_exit(127);  // the parent died before prctl
         }
-        if (::chdir(workdir) != 0) child_fail(rep, kStepChdir);
+        if (::chdir(workdir) != 0) mech::report_and_exit(rep, mech::failed_at(kStepChdir));
         mark(tl, StartMark::execve);
         ::execve(argv[0], argv.data(), envp.data());
-        child_fail(rep, kStepExec);
+        mech::report_and_exit(rep, mech::failed_at(kStepExec));
     }
 
     fds->close_child_ends();

@@ -184,6 +184,19 @@ std::string read_available(int fd, std::size_t max);
 // an error message.
 std::string tail_line(std::string text, std::size_t max);
 
+// A null-terminated array of pointers into `strings` (which must outlive it) for execve's
+// argv or envp: built by the parent before it forks, since the child must not allocate.
+std::vector<char*> exec_array(const std::vector<std::string>& strings);
+
+// For a Process whose process is a stand-in for the worker (an init, a supervisor), in its
+// on_exit(): the worker's wait status, one int the stand-in wrote to `status_fd` before it
+// ended, replaces `s.raw`. Without it (the stand-in itself was killed) `s` stays the
+// stand-in's own status, which is then the truth.
+void read_worker_status(int status_fd, ExitStatus& s);
+// Names on `s` the rlimit whose signal killed the worker, with its value from `limits`:
+// SIGXCPU cpu_seconds, SIGXFSZ file_size (the tmpfs's size); any other end leaves `s` as it is.
+void name_rlimit_signal(ExitStatus& s, const SandboxLimits& limits);
+
 // The parent's ends of a started worker's channel, stdout and stderr, made non-blocking.
 Result<void> set_worker_fds_nonblocking(const Process& proc);
 

@@ -1,6 +1,7 @@
 // The parent's side of a sandbox's start, after clone(): what the child's report pipe says
 // (wait_for_exec, process.hpp) turned into the start's result. The namespace and landlock
-// tiers share it; their children report {step, errno} (mechanisms/child_report.hpp).
+// tiers share it; their children report {step, errno} (mechanisms/child_report.hpp). The
+// gvisor and microvm backends, whose child execs a helper, have helper_start.hpp.
 #pragma once
 
 #include <functional>

@@ -433,6 +433,13 @@ class EscapeBase : public ::testing::Test {
         EXPECT_TRUE(r.blocked());
     }
 
+    // The probe is refused, and the worker serves the next call.
+    void expect_blocked(const std::string& name, json::value arg = nullptr) {
+        auto r = probe(name, std::move(arg));
+        EXPECT_TRUE(r.blocked()) << name << ": " << r.how();
+        expect_serves_next_call();
+    }
+
     std::unique_ptr<sandbox::Backend> backend_;
     std::unique_ptr<runtime::Instance> inst_;
     fs::path dir_;
@@ -525,15 +532,11 @@ TEST_P(EscapeTest, ReadsHostSecretsAndHomes) {
         EXPECT_TRUE(r.blocked()) << path << ": " << r.how();
     }
     // The host's own /tmp (where this test keeps a secret) is not the sandbox's /tmp.
-    auto r = probe("read", json::value((dir_ / "secret").string()));
-    EXPECT_TRUE(r.blocked()) << r.how();
-    expect_serves_next_call();
+    expect_blocked("read", json::value((dir_ / "secret").string()));
 }
 
 TEST_P(EscapeTest, FindsNoTraceOfTheRuntimesEnvironmentOrMemory) {
-    auto r = probe("canary", kCanary);
-    EXPECT_TRUE(r.blocked()) << r.how();
-    expect_serves_next_call();
+    expect_blocked("canary", kCanary);
 }
 
 TEST_P(EscapeTest, ReadsAnotherSandboxsFiles) {
@@ -654,9 +657,7 @@ TEST_P(EscapeTest, ReachesAHostAbstractUnixSocket) {
 }
 
 TEST_P(EscapeTest, OpensRawAndNetlinkSockets) {
-    auto r = probe("sockets");
-    EXPECT_TRUE(r.blocked()) << r.how();
-    expect_serves_next_call();
+    expect_blocked("sockets");
 }
 
 TEST_P(EscapeTest, ForkBombIsContained) {
@@ -804,21 +805,15 @@ TEST_P(EscapeTest, DangerousSystemCallsFail) {
 
 TEST_P(EscapeTest, SetuidBinaryGainsNothing) {
     if (!fs::exists("/usr/bin/mount")) GTEST_SKIP() << "no setuid /usr/bin/mount on this host";
-    auto r = probe("setuid");
-    EXPECT_TRUE(r.blocked()) << r.how();
-    expect_serves_next_call();
+    expect_blocked("setuid");
 }
 
 TEST_P(EscapeTest, OpensHostDevices) {
-    auto r = probe("devices");
-    EXPECT_TRUE(r.blocked()) << r.how();
-    expect_serves_next_call();
+    expect_blocked("devices");
 }
 
 TEST_P(EscapeTest, SymlinkAndHardlinkTricks) {
-    auto r = probe("links", json::value((dir_ / "secret").string()));
-    EXPECT_TRUE(r.blocked()) << r.how();
-    expect_serves_next_call();
+    expect_blocked("links", json::value((dir_ / "secret").string()));
 }
 
 TEST_P(EscapeTest, SpinningAndBlockingInCPastTheDeadline) {

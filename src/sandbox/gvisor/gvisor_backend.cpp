@@ -22,6 +22,8 @@
 #include <utility>
 
 #include "core/log.hpp"
+#include "sandbox/helper_start.hpp"
+#include "sandbox/mechanisms/child_report.hpp"
 #include "sandbox/mechanisms/control_file.hpp"
 #include "sandbox/trial_run.hpp"
 
@@ -60,31 +62,6 @@ constexpr std::size_t kProbeStderrBytes = 600;
 constexpr int kReportFd = 3;
 constexpr int kSyncFd = 4;
 
-enum ChildStep : int {
-    kStepDescriptors = 1,
-    kStepSetpgid,
-    kStepDeathSignal,
-    kStepChdir,
-    kStepExec
-};
-
-const char* step_name(int step) {
-    switch (step) {
-        case kStepDescriptors:
-            return "setting up descriptors";
-        case kStepSetpgid:
-            return "setpgid";
-        case kStepDeathSignal:
-            return "prctl(PR_SET_PDEATHSIG)";
-        case kStepChdir:
-            return "chdir /";
-        case kStepExec:
-            return "execve of runsc";
-        default:
-            return "child set-up";
-    }
-}
-
 struct ChildContext {
     char* const* argv;
     char* const* envp;
@@ -92,20 +69,10 @@ struct ChildContext {
     int src_fds[5];  // channel, stdout, stderr, report, release (the parent's numbers)
 };
 
-[[noreturn]] void child_fail(int report_fd, int step) {
-    const int msg[2] = {step, errno};
-    [[maybe_unused]] ssize_t n = ::write(report_fd, msg, sizeof msg);
-    ::_exit(127);
-}
-
 [[noreturn]] void run_child(const ChildContext& c) {
-    if (!place_descriptors(c.src_fds, 5, kReportFd)) child_fail(c.src_fds[3], kStepDescriptors);
-    (void)reset_signals();
-    // Its own group, so that Process::kill's kill(-pid) reaches runsc and its gofer (the
-    // sandbox makes a session of its own and goes by its death signal).
-    if (::setpgid(0, 0) != 0) child_fail(kReportFd, kStepSetpgid);
-    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(kReportFd, kStepDeathSignal);
-    if (::getppid() != c.parent) ::_exit(127);  // the parent died before prctl
+    // Its own group reaches runsc and its gofer (the sandbox makes a session of its own and
+    // goes by its death signal).
+    enter_helper_child(c.src_fds, 5, kReportFd, c.parent);
     // The parent moves us into the sandbox's cgroups, then writes one byte. EOF: it gave up.
     char go = 0;
     ssize_t n;
@@ -113,9 +80,9 @@ struct ChildContext {
         n = ::read(kSyncFd, &go, 1);
     } while (n < 0 && errno == EINTR);
     if (n != 1) ::_exit(127);
-    if (::chdir("/") != 0) child_fail(kReportFd, kStepChdir);
+    if (::chdir("/") != 0) mech::report_and_exit(kReportFd, mech::failed_at(kHelperChdir));
     ::execve(c.argv[0], c.argv, c.envp);
-    child_fail(kReportFd, kStepExec);
+    mech::report_and_exit(kReportFd, mech::failed_at(kHelperExec));
 }
 
 Error unavailable(std::string message) {
@@ -231,12 +198,8 @@ class GvisorProcess final : public Process {
         if (!v.limit.empty()) {
             s.limit = v.limit;
             s.limit_value = worker_value(v.limit);
-        } else if (WIFSIGNALED(s.raw) && WTERMSIG(s.raw) == SIGXCPU) {
-            s.limit = "cpu_seconds";
-            s.limit_value = limits_.cpu_seconds;
-        } else if (WIFSIGNALED(s.raw) && WTERMSIG(s.raw) == SIGXFSZ) {
-            s.limit = "file_size";
-            s.limit_value = limits_.tmpfs_bytes;
+        } else {
+            name_rlimit_signal(s, limits_);
         }
     }
 
@@ -345,11 +308,7 @@ Result<std::unique_ptr<GvisorBackend>> GvisorBackend::create(GvisorOptions optio
     if (auto ok = prepare_state_dir(b->options_.state_dir); !ok) return tl::unexpected(ok.error());
     if (const auto n = remove_stale_folders(b->options_.state_dir))
         spdlog::info("removed {} gvisor folder(s) left behind by runtimes that are gone", n);
-    if (b->options_.use_cgroups) {
-        b->cgroups_ = mech::detect_cgroup_support();
-        if (const auto n = mech::remove_stale_groups(b->cgroups_))
-            spdlog::info("removed {} cgroup(s) left behind by runtimes that are gone", n);
-    }
+    if (b->options_.use_cgroups) b->cgroups_ = mech::backend_cgroups();
 
     const std::string path = b->options_.state_dir + "/" + new_id();
     if (::mkdir(path.c_str(), 0700) != 0)
@@ -365,14 +324,9 @@ Result<std::unique_ptr<GvisorBackend>> GvisorBackend::create(GvisorOptions optio
 }
 
 Result<std::unique_ptr<Process>> GvisorBackend::spawn(const WorkerSpec& spec) {
-    if (spec.argv.empty() || spec.argv[0].empty() || spec.argv[0][0] != '/')
-        return fail(Errc::internal, "spawn: argv[0] must be an absolute path");
-    if (spec.workdir != "/tmp")
-        return fail(Errc::invalid_argument,
-                    "the gvisor sandbox's working directory is /tmp, not '" + spec.workdir + "'");
-    const SandboxLimits& limits = spec.limits ? *spec.limits : options_.limits;
-    if (auto ok = check_positive(limits); !ok) return tl::unexpected(ok.error());
-    if (auto ok = check_shared_dirs(spec.shared); !ok) return tl::unexpected(ok.error());
+    auto checked = check_tmp_worker(spec, options_.limits, "the gvisor sandbox's");
+    if (!checked) return tl::unexpected(checked.error());
+    const SandboxLimits& limits = **checked;
 
     // The sandbox's folder: its bundle (config.json) and runsc's state.
     const std::string id = new_id();
@@ -408,11 +362,7 @@ Result<std::unique_ptr<Process>> GvisorBackend::spawn(const WorkerSpec& spec) {
     args.push_back(dir);
     args.push_back(id);
     const std::vector<std::string> runsc_env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
-    std::vector<char*> argv, envp;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    for (const auto& e : runsc_env) envp.push_back(const_cast<char*>(e.c_str()));
-    envp.push_back(nullptr);
+    const std::vector<char*> argv = exec_array(args), envp = exec_array(runsc_env);
 
     auto cgroup = mech::SandboxCgroup::create(cgroups_, id, host_limits(limits));
     if (!cgroup) return tl::unexpected(cgroup.error());
@@ -456,22 +406,10 @@ Result<std::unique_ptr<Process>> GvisorBackend::spawn(const WorkerSpec& spec) {
     sync_w.reset();
     proc->watch_limits();
 
-    // EOF: the child reached execve. Two ints: a step failed.
-    const ExecReport report = wait_for_exec(fds->report_r.get(), kExecTimeoutMs);
-    if (report.kind == ExecReport::timed_out) {
-        proc->kill_and_wait();
-        return tl::unexpected(unavailable("runsc was not started within " +
-                                          std::to_string(kExecTimeoutMs / 1000) +
-                                          " s; it was killed"));
-    }
-    if (report.kind == ExecReport::failed) {
-        proc->kill_and_wait();
-        Error e = unavailable("starting " + options_.runsc + " for the gvisor sandbox failed at " +
-                              step_name(report.step) + ": " + std::strerror(report.err));
-        e.data["errno"] = report.err;
-        return tl::unexpected(std::move(e));
-    }
-    if (auto ok = set_worker_fds_nonblocking(*proc); !ok) return tl::unexpected(ok.error());
+    if (auto ok = await_helper_start(*proc, fds->report_r.get(),
+                                     {"gvisor", "runsc", options_.runsc, "the gvisor sandbox"});
+        !ok)
+        return tl::unexpected(ok.error());
     return std::unique_ptr<Process>(std::move(proc));
 }
 

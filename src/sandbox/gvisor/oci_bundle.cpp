@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "core/json.hpp"
+#include "sandbox/host_root.hpp"
 #include "sandbox/mechanisms/rlimits.hpp"
 #include "sandbox/mechanisms/seccomp_policy.hpp"
 
@@ -18,7 +19,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr const char* kRootLinks[] = {"bin", "sbin", "lib", "lib32", "lib64", "libx32"};
 // Mount points the root must hold: gVisor cannot create them in a read-only root. /dev and
 // /sys are gVisor's own, mounted whatever the spec says.
 constexpr const char* kMountPoints[] = {"usr", "tmp", "proc", "dev", "sys", "etc"};
@@ -97,17 +97,11 @@ json::object oci_seccomp() {
 
 RootLayout read_root_layout() {
     RootLayout l;
-    for (const char* name : kRootLinks) {
-        const std::string host = std::string("/") + name;
-        struct stat st {};
-        if (::lstat(host.c_str(), &st) != 0) continue;
-        if (S_ISLNK(st.st_mode)) {
-            char buf[PATH_MAX];
-            const ssize_t n = ::readlink(host.c_str(), buf, sizeof buf - 1);
-            if (n > 0) l.links.emplace_back(name, std::string(buf, static_cast<std::size_t>(n)));
-        } else if (S_ISDIR(st.st_mode)) {
-            l.bound_dirs.push_back(name);
-        }
+    for (auto& e : host_root_entries()) {
+        if (!e.target.empty())
+            l.links.emplace_back(std::move(e.name), std::move(e.target));
+        else
+            l.bound_dirs.push_back(std::move(e.name));
     }
     char buf[PATH_MAX];
     const ssize_t n = ::readlink("/etc/localtime", buf, sizeof buf - 1);

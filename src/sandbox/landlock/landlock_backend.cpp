@@ -21,6 +21,7 @@
 #include "sandbox/landlock/work_dir.hpp"
 #include "sandbox/mechanisms/capabilities.hpp"
 #include "sandbox/mechanisms/child_report.hpp"
+#include "sandbox/mechanisms/worker_exec.hpp"
 #include "sandbox/start_report.hpp"
 #include "sandbox/trial_run.hpp"
 
@@ -102,18 +103,11 @@ struct ChildContext {
     if (::chdir(c.workdir) != 0) report_and_exit(kReportFd, failed_at(kStepChdir));
     if (auto f = set_no_new_privs()) report_and_exit(kReportFd, f);
     mark(c.timeline, StartMark::rlimits_set);
-    if (c.layers->landlock) {
-        if (auto f = apply_landlock(*c.landlock)) report_and_exit(kReportFd, f);
-        mark(c.timeline, StartMark::landlock_applied);
-    }
-    if (c.layers->seccomp) {
-        if (auto f = install_seccomp(*c.seccomp, supervisor, c.runtime))
-            report_and_exit(kReportFd, f);
-        mark(c.timeline, StartMark::seccomp_installed);
-    }
-    mark(c.timeline, StartMark::execve);
-    ::execve(c.argv[0], c.argv, c.envp);
-    report_and_exit(kReportFd, failed_at(kStepExec));
+    // The signal guard protects the supervisor and the runtime from the worker.
+    confine_and_exec(
+        {c.layers->landlock ? c.landlock : nullptr, c.layers->seccomp ? c.seccomp : nullptr,
+         supervisor, c.runtime, c.argv, c.envp, c.timeline},
+        kReportFd);
 }
 
 [[noreturn]] void run_child(const ChildContext& c) {
@@ -264,13 +258,8 @@ class LandlockProcess final : public Process {
   protected:
     void on_exit(ExitStatus& s) override {
         ended_ = true;
-        int worker = 0;
-        ssize_t n;
-        do {
-            n = ::read(p_.status.get(), &worker, sizeof worker);
-        } while (n < 0 && errno == EINTR);
-        // Without it the supervisor itself was killed: its own status is the truth.
-        if (n == static_cast<ssize_t>(sizeof worker)) s.raw = worker;
+        // Without it the supervisor itself was killed.
+        read_worker_status(p_.status.get(), s);
         const CgroupVerdict v = p_.cgroup.verdict();
         const auto w = watch_ ? watch_->crossed() : WorkDirWatch::Crossed{};
         if (!v.limit.empty()) {
@@ -279,12 +268,8 @@ class LandlockProcess final : public Process {
         } else if (!w.limit.empty()) {
             s.limit = w.limit;
             s.limit_value = w.value;
-        } else if (WIFSIGNALED(s.raw) && WTERMSIG(s.raw) == SIGXCPU) {
-            s.limit = "cpu_seconds";
-            s.limit_value = p_.limits.cpu_seconds;
-        } else if (WIFSIGNALED(s.raw) && WTERMSIG(s.raw) == SIGXFSZ) {
-            s.limit = "file_size";
-            s.limit_value = p_.limits.tmpfs_bytes;
+        } else {
+            name_rlimit_signal(s, p_.limits);
         }
     }
 
@@ -316,11 +301,7 @@ Result<std::unique_ptr<LandlockBackend>> LandlockBackend::create(LandlockOptions
     auto seccomp = build_seccomp_program(SeccompTier::no_namespaces);
     if (!seccomp) return tl::unexpected(seccomp.error());
     b->seccomp_ = std::move(*seccomp);
-    if (o.use_cgroups) {
-        b->cgroups_ = detect_cgroup_support();
-        if (const auto n = remove_stale_groups(b->cgroups_))
-            spdlog::info("removed {} cgroup(s) left behind by runtimes that are gone", n);
-    }
+    if (o.use_cgroups) b->cgroups_ = backend_cgroups();
     for (const auto& c : b->cgroups_.controllers) {
         b->pids_cgroup_ |= c.name == "pids" && c.usable();
         b->memory_cgroup_ |= c.name == "memory" && c.usable();
@@ -392,11 +373,7 @@ Result<std::unique_ptr<Process>> LandlockBackend::spawn(const WorkerSpec& spec) 
         if (!e.starts_with("HOME=")) env.push_back(e);
     env.push_back("HOME=" + parts.work_dir);
     env.push_back("TMPDIR=" + parts.work_dir);
-    std::vector<char*> argv, envp;
-    for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
-    envp.push_back(nullptr);
+    const std::vector<char*> argv = exec_array(spec.argv), envp = exec_array(env);
 
     StartTimeline* const timeline = spec.timeline;
     mark(timeline, StartMark::plans_built);

@@ -18,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/log.hpp"
 #include "sandbox/mechanisms/control_file.hpp"
 #include "sandbox/mechanisms/periodic_scan.hpp"
 
@@ -142,6 +143,13 @@ std::size_t remove_stale_groups(const CgroupSupport& support) {
         ::rmdir(c.base.c_str());  // the shared parent, when nothing else is left in it
     }
     return removed;
+}
+
+CgroupSupport backend_cgroups() {
+    CgroupSupport s = detect_cgroup_support();
+    if (const auto n = remove_stale_groups(s))
+        spdlog::info("removed {} cgroup(s) left behind by runtimes that are gone", n);
+    return s;
 }
 
 CgroupSupport detect_cgroup_support() {

@@ -65,6 +65,10 @@ std::string new_group_id();
 // process (rmdir refuses a group with one). Returns how many went.
 std::size_t remove_stale_groups(const CgroupSupport& support);
 
+// What a backend's create() takes for its sandboxes: detect_cgroup_support(), once the groups
+// left behind are removed (remove_stale_groups(), logged when there were any).
+CgroupSupport backend_cgroups();
+
 // How often refused forks are looked for (see above): also the longest a fork bomb runs on
 // at its pids limit before the runtime hears of it.
 inline constexpr std::chrono::milliseconds kPidsScanInterval{100};

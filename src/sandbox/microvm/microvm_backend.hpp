@@ -176,6 +176,9 @@ class MicrovmBackend final : public Backend {
     // The snapshot for `shape`, taken now if there is none yet.
     Result<std::shared_ptr<const Snapshot>> snapshot_for(VmShape shape);
     Result<std::shared_ptr<const Snapshot>> take_snapshot(VmShape shape);
+    // A VM restored from `snap`, continued, with `frame` waiting in its channel.
+    Result<std::unique_ptr<Process>> restore(const Snapshot& snap, VmShape shape,
+                                             const std::string& frame, const SandboxLimits& limits);
     Jail jail(VmShape shape) const;
 
     MicrovmOptions options_;

@@ -10,6 +10,8 @@
 #include <climits>
 #include <set>
 
+#include "sandbox/host_root.hpp"
+
 namespace sandflow::sandbox::ns {
 
 using namespace mech;
@@ -22,7 +24,6 @@ constexpr const char* kStage = "/tmp";
 constexpr const char* kRootTmpfs = "size=1m,nr_inodes=256,mode=0755";
 constexpr const char* kDevTmpfs = "size=64k,nr_inodes=64,mode=0755";
 constexpr const char* kDevNodes[] = {"null", "zero", "full", "random", "urandom"};
-constexpr const char* kRootLinks[] = {"bin", "sbin", "lib", "lib32", "lib64", "libx32"};
 constexpr std::uint64_t kReadOnly = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
 
 using Kind = MountOp::Kind;
@@ -72,19 +73,12 @@ Result<MountPlan> make_mount_plan(const MountOptions& o) {
 
     // /usr and the merged-/usr links (or directories, on older layouts).
     b.bind_ro("/usr", stage("usr"), false);
-    for (const char* name : kRootLinks) {
-        const std::string host = std::string("/") + name;
-        struct stat st {};
-        if (::lstat(host.c_str(), &st) != 0) continue;
-        if (S_ISLNK(st.st_mode)) {
-            char buf[PATH_MAX];
-            const ssize_t n = ::readlink(host.c_str(), buf, sizeof buf - 1);
-            if (n <= 0) continue;
-            b.add({Kind::symlink, std::string(buf, static_cast<std::size_t>(n)), stage(name), "", 0,
-                   0, false, 0, "link " + host});
-        } else if (S_ISDIR(st.st_mode)) {
-            b.bind_ro(host, stage(name), false);
-        }
+    for (const auto& e : host_root_entries()) {
+        const std::string host = "/" + e.name;
+        if (!e.target.empty())
+            b.add({Kind::symlink, e.target, stage(e.name), "", 0, 0, false, 0, "link " + host});
+        else
+            b.bind_ro(host, stage(e.name), false);
     }
 
     // A minimal /etc, generated: nothing of the host's configuration or secrets.

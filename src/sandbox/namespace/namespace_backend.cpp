@@ -15,6 +15,7 @@
 
 #include "core/log.hpp"
 #include "sandbox/mechanisms/capabilities.hpp"
+#include "sandbox/mechanisms/worker_exec.hpp"
 #include "sandbox/namespace/namespaces.hpp"
 #include "sandbox/start_report.hpp"
 #include "sandbox/trial_run.hpp"
@@ -70,17 +71,9 @@ struct ChildContext {
     }
     if (auto f = set_no_new_privs()) report_and_exit(kReportFd, f);
     mark(c.timeline, StartMark::ids_dropped);
-    if (c.layers->landlock) {
-        if (auto f = apply_landlock(*c.landlock)) report_and_exit(kReportFd, f);
-        mark(c.timeline, StartMark::landlock_applied);
-    }
-    if (c.layers->seccomp) {
-        if (auto f = install_seccomp(*c.seccomp)) report_and_exit(kReportFd, f);
-        mark(c.timeline, StartMark::seccomp_installed);
-    }
-    mark(c.timeline, StartMark::execve);
-    ::execve(c.argv[0], c.argv, c.envp);
-    report_and_exit(kReportFd, failed_at(kStepExec));
+    confine_and_exec({c.layers->landlock ? c.landlock : nullptr,
+                      c.layers->seccomp ? c.seccomp : nullptr, 0, 0, c.argv, c.envp, c.timeline},
+                     kReportFd);
 }
 
 [[noreturn]] void run_child(const ChildContext& c) {
@@ -198,24 +191,14 @@ class NamespaceProcess final : public Process {
   protected:
     void on_exit(ExitStatus& s) override {
         reaped_ = true;
-        int worker = 0;
-        ssize_t n;
-        do {
-            n = ::read(status_.get(), &worker, sizeof worker);
-        } while (n < 0 && errno == EINTR);
-        // Without it, init itself was killed (by Process::kill, on a deadline): its own
-        // status is the truth.
-        if (n == static_cast<ssize_t>(sizeof worker)) s.raw = worker;
+        // Without it, init itself was killed (by Process::kill, on a deadline).
+        read_worker_status(status_.get(), s);
         const CgroupVerdict v = cgroup_.verdict();
         if (!v.limit.empty()) {
             s.limit = v.limit;
             s.limit_value = v.value;
-        } else if (WIFSIGNALED(s.raw) && WTERMSIG(s.raw) == SIGXCPU) {
-            s.limit = "cpu_seconds";
-            s.limit_value = limits_.cpu_seconds;
-        } else if (WIFSIGNALED(s.raw) && WTERMSIG(s.raw) == SIGXFSZ) {
-            s.limit = "file_size";
-            s.limit_value = limits_.tmpfs_bytes;
+        } else {
+            name_rlimit_signal(s, limits_);
         }
     }
 
@@ -244,11 +227,7 @@ Result<std::unique_ptr<NamespaceBackend>> NamespaceBackend::create(NamespaceOpti
     if (!seccomp) return tl::unexpected(seccomp.error());
     b->seccomp_ = std::move(*seccomp);
     b->landlock_ = make_landlock_plan(namespace_landlock_rules(), false);
-    if (b->options_.use_cgroups) {
-        b->cgroups_ = detect_cgroup_support();
-        if (const auto n = remove_stale_groups(b->cgroups_))
-            spdlog::info("removed {} cgroup(s) left behind by runtimes that are gone", n);
-    }
+    if (b->options_.use_cgroups) b->cgroups_ = backend_cgroups();
     for (const auto& c : b->cgroups_.controllers) b->pids_cgroup_ |= c.name == "pids" && c.usable();
     b->rlimits_ =
         make_rlimit_plan(b->options_.limits, effective_nproc(b->options_.limits, b->pids_cgroup_));
@@ -301,11 +280,7 @@ Result<std::unique_ptr<Process>> NamespaceBackend::spawn(const WorkerSpec& spec)
         add_sandbox_folder_rule(custom_landlock, std::string(kSharedDirRoot), LandlockAccess::read);
         landlock = &custom_landlock;
     }
-    std::vector<char*> argv, envp;
-    for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    for (const auto& e : env_) envp.push_back(const_cast<char*>(e.c_str()));
-    envp.push_back(nullptr);
+    const std::vector<char*> argv = exec_array(spec.argv), envp = exec_array(env_);
     static const std::string hostname = kSandboxHostname;
     StartTimeline* const timeline = spec.timeline;
     mark(timeline, StartMark::plans_built);
