@@ -1,7 +1,8 @@
 // The embedded durable store: one SQLite file (Debian's libsqlite3) in WAL mode, one row
-// per instance holding its whole state as JSON with its version. Commits are written by
-// one thread, a batch per transaction (commit_queue.hpp); loads read on a connection of
-// their own, which WAL lets run beside the writer.
+// per instance holding its whole state as JSON with its version. Commits are written on
+// one connection, a batch per transaction, by the writer thread (commit_queue.hpp) or,
+// with NORMAL while that connection is free, by the caller (commit()); loads read on a
+// connection of their own, which WAL lets run beside the writer.
 //
 // Durability: a call's result is sent after its transaction's COMMIT returned. With
 // synchronous=FULL the WAL is fsynced at every commit: the state survives a power cut.
