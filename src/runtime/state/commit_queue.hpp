@@ -1,6 +1,7 @@
 // The one thread of a store that commits: what callers queue while it writes is taken as
 // the next batch, so calls that finish together share a transaction (group commit) and
-// none waits for another's fsync more than once. Used by the sqlite and redis stores.
+// none waits for another's fsync more than once. Used by the sqlite and redis stores,
+// through QueuedStore.
 #pragma once
 
 #include <condition_variable>
@@ -72,6 +73,32 @@ class CommitQueue {
     std::deque<QueuedWrite> queue_;
     bool stop_ = false;
     std::thread thread_;  // last: starts once the rest is made
+};
+
+// A store whose writes go through a CommitQueue: commit() and erase() queue them and the
+// queue's thread hands each batch to apply(). A derived store calls start_queue() once it
+// can apply, and stop_queue() first in its destructor: the thread calls apply(), which
+// must not run once the derived store's members are gone.
+class QueuedStore : public StateStore {
+  public:
+    void commit(StateCommit c, Done done) override {
+        queue_->push(QueuedWrite{std::move(c), {}, std::move(done)});
+    }
+    void erase(InstanceRef ref, Done done) override {
+        queue_->push(QueuedWrite{std::nullopt, std::move(ref), std::move(done)});
+    }
+
+  protected:
+    // On the queue's thread, as CommitQueue::Apply.
+    virtual void apply(std::vector<QueuedWrite>& batch) = 0;
+    void start_queue() {
+        queue_ = std::make_unique<CommitQueue>(
+            [this](std::vector<QueuedWrite>& batch) { apply(batch); });
+    }
+    void stop_queue() { queue_.reset(); }
+
+  private:
+    std::unique_ptr<CommitQueue> queue_;
 };
 
 }  // namespace sandflow::runtime

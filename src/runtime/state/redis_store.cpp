@@ -123,7 +123,7 @@ Result<RedisTarget> parse_url(std::string_view url, std::string& ns) {
     return t;
 }
 
-class RedisStore final : public StateStore {
+class RedisStore final : public QueuedStore {
   public:
     static Result<std::unique_ptr<StateStore>> open(std::string_view url) {
         std::string ns;
@@ -151,11 +151,10 @@ class RedisStore final : public StateStore {
                     {{"store", "redis"}});
             sc->sha = sha->str;
         }
-        s->queue_ = std::make_unique<CommitQueue>(
-            [raw = s.get()](std::vector<QueuedWrite>& batch) { raw->apply(batch); });
+        s->start_queue();
         return std::unique_ptr<StateStore>(std::move(s));
     }
-    ~RedisStore() override { queue_.reset(); }
+    ~RedisStore() override { stop_queue(); }
 
     std::string_view kind() const override { return "redis"; }
     std::string describe() const override { return url_; }
@@ -198,13 +197,6 @@ class RedisStore final : public StateStore {
         }
         drop_expired(out.state, out.expires, wall_ms());
         return std::optional<StoredState>(std::move(out));
-    }
-
-    void commit(StateCommit c, Done done) override {
-        queue_->push(QueuedWrite{std::move(c), {}, std::move(done)});
-    }
-    void erase(InstanceRef ref, Done done) override {
-        queue_->push(QueuedWrite{std::nullopt, std::move(ref), std::move(done)});
     }
 
   private:
@@ -279,7 +271,7 @@ class RedisStore final : public StateStore {
     }
 
     // On the queue's thread: the batch as one pipeline; each commit is its own script.
-    void apply(std::vector<QueuedWrite>& batch) {
+    void apply(std::vector<QueuedWrite>& batch) override {
         std::vector<std::vector<std::string>> cmds;
         cmds.reserve(batch.size());
         for (const auto& w : batch) {
@@ -343,7 +335,6 @@ class RedisStore final : public StateStore {
     std::mutex read_mu_;
     RespConnection reader_;  // under read_mu_
     RespConnection writer_;  // the queue's thread only
-    std::unique_ptr<CommitQueue> queue_;
 };
 
 }  // namespace

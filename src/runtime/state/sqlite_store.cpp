@@ -1,7 +1,8 @@
 // The embedded durable store: one SQLite file (Debian's libsqlite3) in WAL mode, one row
-// per instance holding its whole state as JSON with its version. Commits are written by
-// one thread, a batch per transaction (commit_queue.hpp); loads read on a connection of
-// their own, which WAL lets run beside the writer.
+// per instance holding its whole state as JSON with its version. Commits are written on
+// one connection, a batch per transaction, by the writer thread (commit_queue.hpp) or,
+// with NORMAL while that connection is free, by the caller (commit()); loads read on a
+// connection of their own, which WAL lets run beside the writer.
 //
 // Durability: a call's result is sent after its transaction's COMMIT returned. With
 // synchronous=FULL the WAL is fsynced at every commit: the state survives a power cut.
@@ -10,6 +11,7 @@
 #include <sqlite3.h>
 
 #include <array>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -31,6 +33,10 @@ constexpr std::string_view kSchemaVersion = "1";
 // Stored JSON is read back with the limits of what may be committed, plus room for the
 // expiry times and outputs that ride along.
 constexpr std::size_t kMaxStoredTextBytes = 2 * limits::kMaxStateBytes;
+// How long a statement waits for another connection's lock (another server on the file).
+constexpr int kBusyTimeoutMs = static_cast<int>(limits::kStoreTimeout.count()) * 5;
+// The WAL's size, in pages, past which the writer thread checkpoints (SQLite's default).
+constexpr int kCheckpointFrames = 1000;
 
 const char* const kCreate =
     "CREATE TABLE sandflow_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -49,17 +55,16 @@ struct StmtCloser {
 using Db = std::unique_ptr<sqlite3, DbCloser>;
 using Stmt = std::unique_ptr<sqlite3_stmt, StmtCloser>;
 
-class SqliteStore final : public StateStore {
+class SqliteStore final : public QueuedStore {
   public:
     static Result<std::unique_ptr<StateStore>> open(const std::string& path, StoreOptions o) {
         std::unique_ptr<SqliteStore> s(new SqliteStore(path, o));
         if (auto ok = s->init(); !ok) return tl::unexpected(ok.error());
-        s->queue_ = std::make_unique<CommitQueue>(
-            [raw = s.get()](std::vector<QueuedWrite>& batch) { raw->apply(batch); });
+        s->start_queue();
         return std::unique_ptr<StateStore>(std::move(s));
     }
 
-    ~SqliteStore() override { queue_.reset(); }  // the writer ends before the connections
+    ~SqliteStore() override { stop_queue(); }  // the writer ends before the connections
 
     std::string_view kind() const override { return "sqlite"; }
     std::string describe() const override {
@@ -116,11 +121,26 @@ class SqliteStore final : public StateStore {
         return std::optional<StoredState>(std::move(out));
     }
 
+    // With NORMAL a commit costs no fsync: while the writer is free it is written here, on
+    // the caller's thread, and answered before commit() returns, which spares the call two
+    // thread switches. It goes to the queue (a group commit on the writer thread) when the
+    // writer is busy with another batch, when a checkpoint is due (its fsyncs stay off the
+    // callers' threads) and when another connection holds the file's write lock (the
+    // queue's thread waits for it; a caller never does). With FULL every commit is queued:
+    // its fsync is shared by the batch.
     void commit(StateCommit c, Done done) override {
-        queue_->push(QueuedWrite{std::move(c), {}, std::move(done)});
-    }
-    void erase(InstanceRef ref, Done done) override {
-        queue_->push(QueuedWrite{std::nullopt, std::move(ref), std::move(done)});
+        if (opts_.sqlite_full_sync || checkpoint_due_.load(std::memory_order_relaxed))
+            return QueuedStore::commit(std::move(c), std::move(done));
+        std::unique_lock lk(write_mu_, std::try_to_lock);
+        if (!lk) return QueuedStore::commit(std::move(c), std::move(done));
+        std::vector<QueuedWrite> one;
+        one.push_back(QueuedWrite{std::move(c), {}, std::move(done)});
+        sqlite3_busy_timeout(writer_.get(), 0);
+        auto out = write(one, true);
+        sqlite3_busy_timeout(writer_.get(), kBusyTimeoutMs);
+        lk.unlock();  // before `done`, which may commit the instance's next call
+        if (!out) return QueuedStore::commit(std::move(*one[0].commit), std::move(one[0].done));
+        finish(one, std::move(*out));
     }
 
   private:
@@ -172,7 +192,7 @@ class SqliteStore final : public StateStore {
                             {{"store", "sqlite"}, {"file", path_}});
             return tl::unexpected(db_error(raw, "opening it"));
         }
-        sqlite3_busy_timeout(raw, static_cast<int>(limits::kStoreTimeout.count()) * 5);
+        sqlite3_busy_timeout(raw, kBusyTimeoutMs);
         sqlite3_extended_result_codes(raw, 1);
         return db;
     }
@@ -180,6 +200,17 @@ class SqliteStore final : public StateStore {
     Result<void> exec(sqlite3* db, const char* sql, const std::string& doing) {
         if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) != SQLITE_OK)
             return tl::unexpected(db_error(db, doing));
+        return {};
+    }
+
+    // A prepared statement that returns no row, on the writer (the batch's BEGIN, COMMIT
+    // and ROLLBACK: prepared once, not parsed again for every batch).
+    Result<void> step(Stmt& st, const std::string& doing) {
+        const int rc = sqlite3_step(st.get());
+        std::optional<Error> e;
+        if (rc != SQLITE_DONE) e = db_error(writer_.get(), doing);  // before the reset
+        sqlite3_reset(st.get());
+        if (e) return tl::unexpected(std::move(*e));
         return {};
     }
 
@@ -256,6 +287,17 @@ class SqliteStore final : public StateStore {
                 "setting synchronous");
             !ok)
             return ok;
+        // Checkpoints are the writer thread's (checkpoint()), not every committer's as
+        // SQLite's own auto-checkpoint would make them: this hook replaces it.
+        sqlite3_wal_hook(
+            db,
+            [](void* self, sqlite3*, const char*, int frames) {
+                if (frames >= kCheckpointFrames)
+                    static_cast<SqliteStore*>(self)->checkpoint_due_.store(
+                        true, std::memory_order_relaxed);
+                return SQLITE_OK;
+            },
+            this);
         if (!*schema) {
             // A new file: its tables are made under the write lock, so that two servers
             // starting on one new file make them once.
@@ -298,6 +340,9 @@ class SqliteStore final : public StateStore {
                  std::tuple{writer_.get(),
                             "DELETE FROM sandflow_state WHERE component=?1 AND instance_id=?2",
                             &delete_},
+                 std::tuple{writer_.get(), "BEGIN IMMEDIATE", &begin_},
+                 std::tuple{writer_.get(), "COMMIT", &commit_},
+                 std::tuple{writer_.get(), "ROLLBACK", &rollback_},
              }) {
             if (auto ok = prep(d, sql, *out); !ok) return ok;
         }
@@ -358,17 +403,58 @@ class SqliteStore final : public StateStore {
         return true;
     }
 
-    // On the queue's thread: one transaction for the batch. A commit whose version moved
-    // fails alone; a failing statement or COMMIT fails the whole batch (rolled back).
-    void apply(std::vector<QueuedWrite>& batch) {
+    // On the queue's thread: the batch in one transaction, answered once it is written
+    // (not after the checkpoint that may follow).
+    void apply(std::vector<QueuedWrite>& batch) override {
+        std::unique_lock lk(write_mu_);
+        auto out = write(batch, false);
+        lk.unlock();
+        finish(batch, std::move(*out));
+        if (checkpoint_due_.load(std::memory_order_relaxed)) {
+            lk.lock();
+            checkpoint();
+        }
+    }
+
+    // Moves the WAL's pages into the database, fsyncing both (with NORMAL the only fsyncs
+    // there are). On the queue's thread, under write_mu_: never on a caller's thread.
+    void checkpoint() {
+        int log = 0, done = 0;
+        const int rc = sqlite3_wal_checkpoint_v2(writer_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
+                                                 &log, &done);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            spdlog::warn("state store: {}",
+                         db_error(writer_.get(), "checkpointing its WAL").message);
+        // Not all moved (a reader still uses the old pages): the next commit's WAL hook
+        // asks again.
+        checkpoint_due_.store(false, std::memory_order_relaxed);
+    }
+
+    void finish(std::vector<QueuedWrite>& batch, std::vector<Result<std::uint64_t>> out) {
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+            if (!out[i]) spdlog::warn("state store: {}", out[i].error().message);
+            batch[i].done(std::move(out[i]));
+        }
+    }
+
+    // One transaction for the batch, under write_mu_. A commit whose version moved fails
+    // alone; a failing statement or COMMIT fails the whole batch (rolled back). nullopt,
+    // having written nothing, when `unless_busy` and another connection holds the lock.
+    std::optional<std::vector<Result<std::uint64_t>>> write(std::vector<QueuedWrite>& batch,
+                                                            bool unless_busy) {
         sqlite3* db = writer_.get();
         std::vector<Result<std::uint64_t>> out(batch.size(), std::uint64_t{0});
         auto fail_all = [&](const Error& e) {
             for (auto& r : out) r = tl::unexpected(e);
         };
-        if (auto ok = exec(db, "BEGIN IMMEDIATE", "beginning a commit"); !ok) {
-            fail_all(ok.error());
+        const int begun = sqlite3_step(begin_.get());
+        if (begun != SQLITE_DONE) {
+            const bool busy = (begun & 0xff) == SQLITE_BUSY;
+            if (!busy || !unless_busy) fail_all(db_error(db, "beginning a commit"));
+            sqlite3_reset(begin_.get());
+            if (busy && unless_busy) return std::nullopt;
         } else {
+            sqlite3_reset(begin_.get());
             bool failed = false;
             const std::int64_t now = wall_ms();
             for (std::size_t i = 0; i < batch.size() && !failed; ++i) {
@@ -418,25 +504,23 @@ class SqliteStore final : public StateStore {
                 sqlite3_reset(st);
             }
             if (failed) {
-                (void)exec(db, "ROLLBACK", "rolling back");
-            } else if (auto done = exec(db, "COMMIT", "committing"); !done) {
+                (void)step(rollback_, "rolling back");
+            } else if (auto done = step(commit_, "committing"); !done) {
                 fail_all(done.error());
-                (void)exec(db, "ROLLBACK", "rolling back");
+                (void)step(rollback_, "rolling back");
             }
         }
-        for (std::size_t i = 0; i < batch.size(); ++i) {
-            if (!out[i]) spdlog::warn("state store: {}", out[i].error().message);
-            batch[i].done(std::move(out[i]));
-        }
+        return out;
     }
 
     const std::string path_;
     const StoreOptions opts_;
-    Db writer_, reader_;  // writer_: the queue's thread only
-    Stmt insert_, update_, delete_;
+    std::mutex write_mu_;  // writer_ and its statements: the queue's thread or an inline commit
+    Db writer_, reader_;
+    Stmt insert_, update_, delete_, begin_, commit_, rollback_;  // on writer_
+    std::atomic<bool> checkpoint_due_{false};
     std::mutex read_mu_;
     Stmt select_;  // under read_mu_
-    std::unique_ptr<CommitQueue> queue_;
 };
 
 }  // namespace

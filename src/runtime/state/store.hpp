@@ -67,7 +67,8 @@ class StateStore {
     // The stored state, nullopt when the instance has none. Blocks (one round trip).
     virtual Result<std::optional<StoredState>> load(const InstanceRef& ref) = 0;
     // Queues the commit; `done` runs once it is durable (as the store promises) or failed,
-    // on the store's own thread, or inside commit() when commits_inline().
+    // on the store's own thread or inside commit() (sqlite with NORMAL writes there when
+    // its writer is free), always inside it when commits_inline().
     virtual void commit(StateCommit c, Done done) = 0;
     // Removes the instance's state; `done` as for commit(), with version 0.
     virtual void erase(InstanceRef ref, Done done) = 0;
