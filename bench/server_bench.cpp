@@ -70,15 +70,6 @@ def process(context):
     return {"y": context.get_input("x")}
 )";
 
-// Reflow's exchange, as examples/actors/python/double.actor.py: one output streamed
-// before the answer.
-const char* kStreamActor =
-    R"(@actor({"component": "double", "inports": ["input"], "outports": ["output"]})
-async def process(context):
-    await context.send_output("output", context.get_input("input") * 2)
-    return {"status": "completed"}
-)";
-
 struct Figures {
     double calls_per_s = 0, p50_us = 0, p99_us = 0;
     double cpu_us = 0;    // CPU time of this process per call (not the workers')
@@ -584,7 +575,9 @@ int main(int argc, char** argv) {
     if (!::mkdtemp(tmpl)) return 1;
     const fs::path dir = tmpl;
     std::ofstream(dir / "trivial.actor.py") << kActor;
-    std::ofstream(dir / "double.actor.py") << kStreamActor;
+    // Reflow's exchange for the Python client: one output streamed before the answer.
+    std::error_code copy_error;
+    fs::copy_file(SANDFLOW_BENCH_DOUBLE_ACTOR, dir / "double.actor.py", copy_error);
 
     // The default backend, as `serve` runs it: the namespace sandbox where it can run here
     // (the issue's target is a round trip through a sandboxed worker), else `none`.
