@@ -1,8 +1,10 @@
-// What the language scanners hand to metadata.cpp: one declaration, as written, with places.
+// What the language scanners hand to metadata.cpp: one declaration, as written, with places;
+// and what the two literal parsers (python_literal.cpp, js_literal.cpp) share.
 #pragma once
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -50,6 +52,75 @@ inline Error literal_depth_error(std::string_view file, const SourcePos& pos) {
                               " levels (limits::kMaxLiteralDepth): flatten the metadata",
                           "max_literal_depth");
 }
+
+// The pieces of a literal parser that do not depend on the language's grammar: the cursor,
+// the file errors name, the caps counted from the declaration's start, and the reading of
+// signs and keywords that both languages write alike (with their own words).
+class LiteralParserBase {
+  public:
+    // Fails once the text from the declaration's start exceeds limits::kMaxMetadataBytes.
+    Result<void> check_size() const { return check_literal_size(cur_, file_, start_); }
+    Error error(const SourcePos& pos, std::string_view what) const {
+        return error_at(file_, pos, what);
+    }
+
+  protected:
+    // `start` is where the declaration begins; the size limit counts from there.
+    LiteralParserBase(TextCursor& cur, std::string_view file, const SourcePos& start)
+        : cur_(cur), file_(file), start_(start) {}
+
+    // The outermost literal as read: checked against the size cap once more, since its last
+    // token may have ended past it.
+    Result<json::value> checked(Result<json::value> v) const {
+        if (auto ok = check_size(); v && !ok) return tl::unexpected(ok.error());
+        return v;
+    }
+    // The bracket at the cursor opens a level inside `depth` others: an error past
+    // limits::kMaxLiteralDepth (the parsers recurse once per level).
+    Result<void> check_depth(std::size_t depth) const {
+        if (depth < limits::kMaxLiteralDepth) return {};
+        return tl::unexpected(literal_depth_error(file_, cur_.pos()));
+    }
+    // A number starts here: a digit, or a '.' and a digit.
+    bool at_number() const {
+        return is_digit(cur_.peek()) || (cur_.peek() == '.' && is_digit(cur_.peek(1)));
+    }
+    // Reads unary signs ('+' and '-', each followed by the trivia `skip_trivia` passes over):
+    // whether they make the number that must follow negative. Without a number after them,
+    // an error at the first: "<what> must be followed by a number, found ...".
+    template <class SkipTrivia>
+    Result<bool> signs(SkipTrivia skip_trivia, std::string_view what) {
+        const SourcePos sign = cur_.pos();
+        bool negative = false;
+        while (cur_.peek() == '+' || cur_.peek() == '-') {
+            negative ^= cur_.peek() == '-';
+            cur_.advance();
+            if (Result<void> ok = skip_trivia(); !ok) return tl::unexpected(ok.error());
+        }
+        if (!at_number()) {
+            return tl::unexpected(error(
+                sign,
+                std::string(what) + " must be followed by a number, found " + describe_at(cur_)));
+        }
+        return negative;
+    }
+    // The value of the keyword `name` in a language that writes true, false and null as
+    // `words`; nullopt for any other name.
+    struct KeywordWords {
+        std::string_view true_word, false_word, null_word;
+    };
+    static std::optional<json::value> keyword_value(std::string_view name,
+                                                    const KeywordWords& words) {
+        if (name == words.true_word) return json::value(true);
+        if (name == words.false_word) return json::value(false);
+        if (name == words.null_word) return json::value(nullptr);
+        return std::nullopt;
+    }
+
+    TextCursor& cur_;
+    std::string_view file_;
+    SourcePos start_;
+};
 
 // JSON kind of a value in the words of the script's language, for "found X" messages.
 inline std::string_view kind_name(const json::value& v, bool python) {

@@ -116,19 +116,14 @@ class JsLexer {
         cur_.advance();
     }
 
+    // Passes over a string without decoding it: in code outside the declaration, any escape
+    // JavaScript accepts may stand (the parser's are stricter).
     Result<void> skip_string() {
-        const SourcePos start = cur_.pos();
-        const char quote = cur_.peek();
-        cur_.advance();
-        for (;;) {
-            if (cur_.at_end() || cur_.at_newline()) {
-                return tl::unexpected(unterminated_string(file_, start, quote));
-            }
-            const char c = cur_.peek();
+        return read_js_string(cur_, file_, [this](char c) -> Result<void> {
             cur_.advance();
-            if (c == quote) return {};
             if (c == '\\' && !cur_.skip_newline()) cur_.advance();
-        }
+            return {};
+        });
     }
 
     // Skips template text after '`' or after the '}' that closes a substitution, up to the

@@ -4,8 +4,6 @@
 #include <charconv>
 #include <cstdlib>
 
-#include "actor/script_limits.hpp"
-
 namespace sandflow::actor::detail {
 
 namespace {
@@ -78,13 +76,7 @@ Error unterminated_string(std::string_view file, const SourcePos& start, char qu
 }
 
 Result<json::value> JsLiteralParser::parse_value(KeyPositions* keys) {
-    auto v = value(0, keys);
-    if (auto ok = check_size(); v && !ok) return tl::unexpected(ok.error());
-    return v;
-}
-
-Error JsLiteralParser::error(const SourcePos& pos, std::string_view what) const {
-    return error_at(file_, pos, what);
+    return checked(value(0, keys));
 }
 
 Error JsLiteralParser::found_error(std::string_view expected) const {
@@ -103,17 +95,11 @@ Result<bool> JsLiteralParser::another_item(char close, std::string_view expected
     return tl::unexpected(found_error(expected));
 }
 
-Result<void> JsLiteralParser::check_size() const {
-    return check_literal_size(cur_, file_, start_);
-}
-
 Result<json::value> JsLiteralParser::value(std::size_t depth, KeyPositions* keys) {
     if (auto ok = check_size(); !ok) return tl::unexpected(ok.error());
     const char c = cur_.peek();
     if (c == '{' || c == '[') {
-        if (depth >= limits::kMaxLiteralDepth) {
-            return tl::unexpected(literal_depth_error(file_, cur_.pos()));
-        }
+        if (auto ok = check_depth(depth); !ok) return tl::unexpected(ok.error());
         return c == '{' ? object(depth + 1, keys) : array(depth + 1);
     }
     if (c == '"' || c == '\'' || c == '`') {
@@ -124,28 +110,17 @@ Result<json::value> JsLiteralParser::value(std::size_t depth, KeyPositions* keys
         return json::value(json::string(out));
     }
     if (c == '+' || c == '-') {
-        const SourcePos sign = cur_.pos();
-        bool negative = false;
-        while (cur_.peek() == '+' || cur_.peek() == '-') {
-            negative ^= cur_.peek() == '-';
-            cur_.advance();
-            if (auto ok = skip_trivia(); !ok) return tl::unexpected(ok.error());
-        }
-        if (!is_digit(cur_.peek()) && !(cur_.peek() == '.' && is_digit(cur_.peek(1)))) {
-            return tl::unexpected(
-                error(sign, "a sign must be followed by a number, found " + describe_at(cur_)));
-        }
-        return number(negative);
+        auto negative = signs([this] { return skip_trivia(); }, "a sign");
+        if (!negative) return tl::unexpected(negative.error());
+        return number(*negative);
     }
-    if (is_digit(c) || (c == '.' && is_digit(cur_.peek(1)))) return number(false);
+    if (at_number()) return number(false);
     if (js_ident_start(c)) {
         const SourcePos at = cur_.pos();
         const std::size_t from = cur_.offset();
         while (js_ident_char(cur_.peek())) cur_.advance();
         const std::string_view name = cur_.since(from);
-        if (name == "true") return json::value(true);
-        if (name == "false") return json::value(false);
-        if (name == "null") return json::value(nullptr);
+        if (auto v = keyword_value(name, {"true", "false", "null"})) return std::move(*v);
         return tl::unexpected(
             error(at, "expected a literal value, found identifier " + in_quotes(name) +
                           ": metadata is read without running the script, so it may only "
@@ -209,7 +184,7 @@ Result<std::string> JsLiteralParser::property_name() {
         while (js_ident_char(cur_.peek())) key.push_back(cur_.peek()), cur_.advance();
         return key;
     }
-    if (is_digit(c) || (c == '.' && is_digit(cur_.peek(1)))) {
+    if (at_number()) {
         auto num = number(false);
         if (!num) return tl::unexpected(num.error());
         return numeric_key(*num);
@@ -248,24 +223,11 @@ Result<json::value> JsLiteralParser::array(std::size_t depth) {
 }
 
 Result<void> JsLiteralParser::string(std::string& out) {
-    const SourcePos start = cur_.pos();
-    const char quote = cur_.peek();
-    cur_.advance();
-    for (;;) {
-        if (cur_.at_end() || cur_.at_newline()) {
-            return tl::unexpected(unterminated_string(file_, start, quote));
-        }
-        const char c = cur_.peek();
-        if (c == quote) {
-            cur_.advance();
-            return {};
-        }
-        if (c == '\\') {
-            if (auto ok = escape(out); !ok) return ok;
-        } else {
-            cur_.copy_char(out);
-        }
-    }
+    return read_js_string(cur_, file_, [this, &out](char c) -> Result<void> {
+        if (c == '\\') return escape(out);
+        cur_.copy_char(out);
+        return {};
+    });
 }
 
 Result<void> JsLiteralParser::templ(std::string& out) {
@@ -307,25 +269,12 @@ Result<void> JsLiteralParser::escape(std::string& out) {
     if (cur_.at_end()) return {};  // the caller reports the unterminated string
     const char c = cur_.peek();
     auto bad = [&](std::string_view what) { return tl::unexpected(error(at, what)); };
+    if (const char control = control_escape(c)) {
+        out.push_back(control);
+        cur_.advance();
+        return {};
+    }
     switch (c) {
-        case 'n':
-            out.push_back('\n');
-            break;
-        case 't':
-            out.push_back('\t');
-            break;
-        case 'r':
-            out.push_back('\r');
-            break;
-        case 'b':
-            out.push_back('\b');
-            break;
-        case 'f':
-            out.push_back('\f');
-            break;
-        case 'v':
-            out.push_back('\v');
-            break;
         case 'x': {
             cur_.advance();
             if (!is_hex_digit(cur_.peek()) || !is_hex_digit(cur_.peek(1))) {

@@ -32,11 +32,33 @@ Result<void> skip_js_trivia(TextCursor& cur, std::string_view file);
 
 Error unterminated_string(std::string_view file, const SourcePos& start, char quote);
 
-class JsLiteralParser {
+// Reads the '...' or "..." string at the cursor up to its closing quote, handing each
+// character inside to `on_char` with the cursor at it: it moves past the character (past the
+// whole escape, at a backslash) and may fail. A line's end first: an unterminated string.
+// The parser decodes with it; the script scanner only skips.
+template <class OnChar>
+Result<void> read_js_string(TextCursor& cur, std::string_view file, OnChar on_char) {
+    const SourcePos start = cur.pos();
+    const char quote = cur.peek();
+    cur.advance();
+    for (;;) {
+        if (cur.at_end() || cur.at_newline()) {
+            return tl::unexpected(unterminated_string(file, start, quote));
+        }
+        const char c = cur.peek();
+        if (c == quote) {
+            cur.advance();
+            return {};
+        }
+        if (Result<void> ok = on_char(c); !ok) return ok;
+    }
+}
+
+class JsLiteralParser : public LiteralParserBase {
   public:
     // `start` is where the declaration begins; the size limit counts from there.
     JsLiteralParser(TextCursor& cur, std::string_view file, const SourcePos& start)
-        : cur_(cur), file_(file), start_(start) {}
+        : LiteralParserBase(cur, file, start) {}
 
     Result<void> skip_trivia() { return skip_js_trivia(cur_, file_); }
     // Parses one literal at the cursor (no leading trivia is skipped). `keys`, when given,
@@ -44,10 +66,8 @@ class JsLiteralParser {
     Result<json::value> parse_value(KeyPositions* keys);
 
   private:
-    Error error(const SourcePos& pos, std::string_view what) const;
     Error found_error(std::string_view expected) const;
     Result<bool> another_item(char close, std::string_view expected);
-    Result<void> check_size() const;
     Result<json::value> value(std::size_t depth, KeyPositions* keys);
     Result<json::value> object(std::size_t depth, KeyPositions* keys);
     Result<std::string> property_name();
@@ -57,10 +77,6 @@ class JsLiteralParser {
     Result<void> escape(std::string& out);
     Result<std::uint32_t> unicode_escape(const SourcePos& at);
     Result<json::value> number(bool negative);
-
-    TextCursor& cur_;
-    std::string_view file_;
-    SourcePos start_;
 };
 
 }  // namespace sandflow::actor::detail

@@ -4,8 +4,6 @@
 #include <cstdint>
 #include <limits>
 
-#include "actor/script_limits.hpp"
-
 namespace sandflow::actor::detail {
 
 namespace {
@@ -76,53 +74,35 @@ void skip_py_trivia(TextCursor& cur) {
     }
 }
 
-Result<void> PyLiteralParser::check_size() const {
-    return check_literal_size(cur_, file_, start_);
-}
-
-Error PyLiteralParser::error(const SourcePos& pos, std::string_view what) const {
-    return error_at(file_, pos, what);
-}
-
 Result<json::value> PyLiteralParser::parse_value(KeyPositions* keys) {
-    auto v = value(0, keys);
-    if (auto ok = check_size(); v && !ok) return tl::unexpected(ok.error());
-    return v;
+    return checked(value(0, keys));
 }
 
 Result<json::value> PyLiteralParser::value(std::size_t depth, KeyPositions* keys) {
     if (auto ok = check_size(); !ok) return tl::unexpected(ok.error());
     const char c = cur_.peek();
     if (c == '{' || c == '[' || c == '(') {
-        if (depth >= limits::kMaxLiteralDepth) {
-            return tl::unexpected(literal_depth_error(file_, cur_.pos()));
-        }
+        if (auto ok = check_depth(depth); !ok) return tl::unexpected(ok.error());
         if (c == '{') return dict(depth + 1, keys);
         if (c == '[') return list(depth + 1);
         return paren(depth + 1);
     }
     if (c == '+' || c == '-') {
-        const SourcePos sign = cur_.pos();
-        bool negative = false;
-        while (cur_.peek() == '+' || cur_.peek() == '-') {
-            negative ^= cur_.peek() == '-';
-            cur_.advance();
-            skip_trivia();
-        }
-        if (!is_digit(cur_.peek()) && !(cur_.peek() == '.' && is_digit(cur_.peek(1)))) {
-            return tl::unexpected(error(
-                sign, "a unary sign must be followed by a number, found " + describe_at(cur_)));
-        }
-        return number(negative);
+        auto negative = signs(
+            [this]() -> Result<void> {
+                skip_trivia();
+                return {};
+            },
+            "a unary sign");
+        if (!negative) return tl::unexpected(negative.error());
+        return number(*negative);
     }
-    if (is_digit(c) || (c == '.' && is_digit(cur_.peek(1)))) return number(false);
+    if (at_number()) return number(false);
     if (at_py_string(cur_)) return strings();
     if (py_ident_start(c)) {
         const SourcePos at = cur_.pos();
         const std::string_view name = read_py_identifier(cur_);
-        if (name == "True") return json::value(true);
-        if (name == "False") return json::value(false);
-        if (name == "None") return json::value(nullptr);
+        if (auto v = keyword_value(name, {"True", "False", "None"})) return std::move(*v);
         return tl::unexpected(
             error(at, "expected a literal value, found identifier " + in_quotes(name) +
                           ": metadata is read without running the script, so it may only contain "
@@ -341,6 +321,11 @@ Result<void> PyLiteralParser::escape(std::string& out) {
         }
         return {};
     };
+    if (const char control = control_escape(c)) {
+        out.push_back(control);
+        cur_.advance();
+        return {};
+    }
     switch (c) {
         case '\\':
         case '\'':
@@ -349,24 +334,6 @@ Result<void> PyLiteralParser::escape(std::string& out) {
             break;
         case 'a':
             out.push_back('\a');
-            break;
-        case 'b':
-            out.push_back('\b');
-            break;
-        case 'f':
-            out.push_back('\f');
-            break;
-        case 'n':
-            out.push_back('\n');
-            break;
-        case 'r':
-            out.push_back('\r');
-            break;
-        case 't':
-            out.push_back('\t');
-            break;
-        case 'v':
-            out.push_back('\v');
             break;
         case 'x':
             return code_point(2, 'x');

@@ -43,19 +43,16 @@ bool at_py_string(const TextCursor& cur);
 // tokens inside brackets.
 void skip_py_trivia(TextCursor& cur);
 
-class PyLiteralParser {
+class PyLiteralParser : public LiteralParserBase {
   public:
     // `start` is where the declaration begins; the size limit counts from there.
     PyLiteralParser(TextCursor& cur, std::string_view file, const SourcePos& start)
-        : cur_(cur), file_(file), start_(start) {}
+        : LiteralParserBase(cur, file, start) {}
 
     void skip_trivia() { skip_py_trivia(cur_); }
     // Parses one literal at the cursor (no leading trivia is skipped). `keys`, when given,
     // receives the place of each key of the outermost dict.
     Result<json::value> parse_value(KeyPositions* keys = nullptr);
-    // Fails once the text from the declaration's start exceeds limits::kMaxMetadataBytes.
-    Result<void> check_size() const;
-    Error error(const SourcePos& pos, std::string_view what) const;
 
   private:
     Result<json::value> value(std::size_t depth, KeyPositions* keys);
@@ -66,10 +63,6 @@ class PyLiteralParser {
     Result<void> string(std::string& out);
     Result<void> escape(std::string& out);
     Result<json::value> number(bool negative);
-
-    TextCursor& cur_;
-    std::string_view file_;
-    SourcePos start_;
 };
 
 }  // namespace sandflow::actor::detail

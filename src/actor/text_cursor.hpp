@@ -72,6 +72,26 @@ inline bool is_alpha(char c) {
 inline bool is_non_ascii(char c) {
     return static_cast<unsigned char>(c) >= 0x80;
 }
+// The character of an escape letter both languages share (\b \f \n \r \t \v), or '\0'
+// for any other letter.
+inline char control_escape(char letter) {
+    switch (letter) {
+        case 'b':
+            return '\b';
+        case 'f':
+            return '\f';
+        case 'n':
+            return '\n';
+        case 'r':
+            return '\r';
+        case 't':
+            return '\t';
+        case 'v':
+            return '\v';
+        default:
+            return '\0';
+    }
+}
 // True if `c` is a digit of `base` (2, 8, 10 or 16).
 bool is_base_digit(char c, int base);
 int hex_value(char c);

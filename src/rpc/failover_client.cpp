@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
@@ -167,6 +168,22 @@ struct FailoverClient::Impl {
                     {{"reason", "connection_lost"}});
     }
 
+    // pick() for one try of a call: when no server is up, the error goes to `last` and the
+    // try ends after kNoneUpPause (nullopt), so that the next try may find one started again.
+    std::optional<Pick> pick_or_pause(const std::string& key, Error& last) {
+        auto p = pick(key);
+        if (p) return std::move(*p);
+        last = p.error();
+        std::this_thread::sleep_for(kNoneUpPause);
+        return std::nullopt;
+    }
+
+    // The picked server's connection was lost during a call: `why` is the call's error.
+    void lost(const Pick& p, const std::string& why) {
+        std::lock_guard lk(mu);
+        mark_down(p.index, p.client, why);
+    }
+
     // The script this client loaded for the instance, on the picked server when it is not
     // loaded there over this connection yet.
     Result<void> ensure_loaded(const Pick& p, const std::string& key,
@@ -269,12 +286,8 @@ Result<LoadResult> FailoverClient::load_source(std::string_view component, std::
     }
     Error last;
     for (int attempt = 0; attempt < limits::kMaxFailoverAttempts; ++attempt) {
-        auto p = impl_->pick(key);
-        if (!p) {
-            last = p.error();
-            std::this_thread::sleep_for(kNoneUpPause);
-            continue;
-        }
+        auto p = impl_->pick_or_pause(key, last);
+        if (!p) continue;
         auto r = p->client->load_source(source, language, instance_id, filename);
         if (r) {
             if (r->success) {
@@ -286,8 +299,7 @@ Result<LoadResult> FailoverClient::load_source(std::string_view component, std::
         }
         if (!server_lost(r.error())) return r;
         last = r.error();
-        std::lock_guard lk(impl_->mu);
-        impl_->mark_down(p->index, p->client, r.error().message);
+        impl_->lost(*p, r.error().message);
     }
     return tl::unexpected(last);
 }
@@ -301,12 +313,8 @@ Result<ProcessResult> FailoverClient::process(std::string_view actor_id, json::o
     Error last;
     int conflicts = 0;
     for (int attempt = 0; attempt < limits::kMaxFailoverAttempts; ++attempt) {
-        auto p = impl_->pick(key);
-        if (!p) {
-            last = p.error();
-            std::this_thread::sleep_for(kNoneUpPause);
-            continue;
-        }
+        auto p = impl_->pick_or_pause(key, last);
+        if (!p) continue;
         auto loaded = impl_->ensure_loaded(*p, key, o.instance_id);
         Result<ProcessResult> r = loaded ? p->client->process(actor_id, payload, on_output, o)
                                          : Result<ProcessResult>(tl::unexpected(loaded.error()));
@@ -318,8 +326,7 @@ Result<ProcessResult> FailoverClient::process(std::string_view actor_id, json::o
                 std::this_thread::sleep_for(std::chrono::milliseconds(50));
             }
             impl_->failovers++;
-            std::lock_guard lk(impl_->mu);
-            impl_->mark_down(p->index, p->client, r.error().message);
+            impl_->lost(*p, r.error().message);
             continue;
         }
         // The server ran the call on a copy older than the store's, and streamed part of

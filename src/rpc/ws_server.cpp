@@ -21,15 +21,10 @@
 
 #include "core/log.hpp"
 #include "rpc/asio_event_loop.hpp"
+#include "rpc/beast_names.hpp"
 #include "rpc/rpc_limits.hpp"
 
 namespace sandflow::rpc {
-
-namespace beast = boost::beast;
-namespace http = beast::http;
-namespace websocket = beast::websocket;
-namespace net = boost::asio;
-using tcp = net::ip::tcp;
 
 class WsSession;
 

@@ -293,18 +293,19 @@ Result<void> Instance::apply_changes(CallResult& r, std::optional<json::object> 
             bytes -= b->second;
         }
     }
+    // The whole state over a cap: `what` the actor would keep, in the message's words.
+    auto too_much = [&](std::string_view limit, std::size_t value, std::size_t max,
+                        std::string_view what) {
+        return tl::unexpected(
+            state_limit(limit, value, max,
+                        "actor '" + actor + "' would keep " + std::to_string(value) + " " +
+                            std::string(what) + ", over the limit of " + std::to_string(max) +
+                            "; delete keys it no longer needs, or give keys an expiry time"));
+    };
     if (keys > limits::kMaxStateKeys)
-        return tl::unexpected(state_limit(
-            "kMaxStateKeys", keys, limits::kMaxStateKeys,
-            "actor '" + actor + "' would keep " + std::to_string(keys) +
-                " state keys, over the limit of " + std::to_string(limits::kMaxStateKeys) +
-                "; delete keys it no longer needs, or give keys an expiry time"));
+        return too_much("kMaxStateKeys", keys, limits::kMaxStateKeys, "state keys");
     if (bytes > limits::kMaxStateBytes)
-        return tl::unexpected(state_limit(
-            "kMaxStateBytes", bytes, limits::kMaxStateBytes,
-            "actor '" + actor + "' would keep " + std::to_string(bytes) +
-                " bytes of state, over the limit of " + std::to_string(limits::kMaxStateBytes) +
-                "; delete keys it no longer needs, or give keys an expiry time"));
+        return too_much("kMaxStateBytes", bytes, limits::kMaxStateBytes, "bytes of state");
     StateExpiry times;
     for (const auto& [k, t] : r.expires_set) {
         if (t.is_null()) continue;

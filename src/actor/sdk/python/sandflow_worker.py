@@ -710,12 +710,25 @@ def _flush_std():
         pass
 
 
+def _frames():
+    """The host's frames as they arrive, each one's arrival noted for the clock, until the
+    host closes the channel."""
+    global _t_received
+    while True:
+        try:
+            msg = _read_frame()
+        except EOFError:
+            return
+        if _clock:
+            _t_received = _clock()
+        yield msg
+
+
 def main():
     try:
         sys.stdout.reconfigure(line_buffering=True)
     except Exception:
         pass
-    global _t_received
     hello = {"t": "hello", "v": PROTOCOL_VERSION, "lang": "python",
              "runtime": "%d.%d.%d" % sys.version_info[:3], "pid": posix.getpid()}
     if _SELF_CODE is not None:
@@ -727,12 +740,11 @@ def main():
     if _clock:
         hello["clock"] = [_T_UP, _clock()]
     _send(hello)
-    try:
-        msg = _read_frame()
-    except EOFError:
-        return
-    if _clock:
-        _t_received = _clock()
+    frames = _frames()
+    for msg in frames:
+        break  # the first frame: the load
+    else:
+        return  # the host closed the channel first
     if msg.get("t") != "load":
         _send({"t": "load_error", "error": {"type": "ProtocolError",
                                              "message": "expected a load frame first"}})
@@ -744,13 +756,7 @@ def main():
         _send({"t": "load_error", "error": _error_info(exc)})
         return
     _send({"t": "loaded", "clock": [_t_received, _clock()]} if _clock else {"t": "loaded"})
-    while True:
-        try:
-            msg = _read_frame()
-        except EOFError:
-            return
-        if _clock:
-            _t_received = _clock()
+    for msg in frames:
         kind = msg.get("t")
         if kind == "call":
             _call(msg)
